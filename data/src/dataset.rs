@@ -1,0 +1,751 @@
+//! The on-disk dataset: one Parquet file per table and block-range chunk.
+//!
+//! ```text
+//! DIR/
+//!   dataset.json                       chain id, pools, ranges written (see [`DatasetMeta`])
+//!   checkpoint.json                    ingestion progress (see `ingest`)
+//!   pools.parquet
+//!   logs/logs_<first>_<last>.parquet   cryo's logs layout, so cryo output and ours mix
+//!   blocks/blocks_<first>_<last>.parquet
+//!   swaps/swaps_<first>_<last>.parquet
+//!   liquidity_events/liquidity_events_<first>_<last>.parquet
+//! ```
+//!
+//! Every file is written to `*.tmp` and renamed, so a reader never sees half a file.
+//!
+//! Representation of wide integers: 256-bit amounts and reserves, 160-bit sqrt prices and 128-bit
+//! liquidities are `Utf8` columns holding the exact base-10 integer (signed amounts with a leading
+//! `-`). That is lossless, readable by every Parquet reader and castable to Decimal/Int128 where the
+//! value fits. `*_float` columns next to them are human-unit conveniences for features and reports,
+//! never for money paths. In `logs`, hashes, addresses, topics and data are raw `Binary` as in cryo;
+//! in derived tables hashes and addresses are `0x…` lowercase hex strings.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use alloy::primitives::{Address, B256, Bytes};
+use arrow::array::{
+    Array, ArrayRef, AsArray, BinaryBuilder, BooleanBuilder, Float64Builder, Int32Builder, RecordBatch,
+    StringBuilder, UInt8Builder, UInt32Builder, UInt64Builder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{DataError, Result};
+use crate::types::{BlockRow, PoolInfo, RawLog};
+
+pub const LOGS: &str = "logs";
+pub const BLOCKS: &str = "blocks";
+pub const SWAPS: &str = "swaps";
+pub const LIQUIDITY_EVENTS: &str = "liquidity_events";
+pub const CHUNK_TABLES: [&str; 4] = [LOGS, BLOCKS, SWAPS, LIQUIDITY_EVENTS];
+
+/// One row of `swaps`: the same schema for every protocol.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SwapRow {
+    pub chain_id: u64,
+    pub block_number: u64,
+    pub block_timestamp: Option<u64>,
+    pub transaction_hash: B256,
+    pub transaction_index: u64,
+    pub log_index: u64,
+    pub pool: Address,
+    pub protocol: String,
+    /// Pool's delta of token0, raw units, positive = into the pool (exact signed integer).
+    pub amount0: String,
+    pub amount1: String,
+    pub sqrt_price_x96: Option<String>,
+    pub liquidity: Option<String>,
+    pub tick: Option<i32>,
+    pub reserve0: Option<String>,
+    pub reserve1: Option<String>,
+    pub protocol_fee0: Option<String>,
+    pub protocol_fee1: Option<String>,
+    pub amount0_float: Option<f64>,
+    pub amount1_float: Option<f64>,
+    /// Token1 per token0 in human units after the swap.
+    pub price_float: Option<f64>,
+}
+
+/// One row of `liquidity_events`: mint, burn, collect (with tick ranges on V3) and V3 initialize.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiquidityEventRow {
+    pub chain_id: u64,
+    pub block_number: u64,
+    pub block_timestamp: Option<u64>,
+    pub transaction_hash: B256,
+    pub transaction_index: u64,
+    pub log_index: u64,
+    pub pool: Address,
+    pub protocol: String,
+    pub kind: &'static str,
+    pub owner: Option<Address>,
+    pub tick_lower: Option<i32>,
+    pub tick_upper: Option<i32>,
+    pub liquidity: Option<String>,
+    pub amount0: Option<String>,
+    pub amount1: Option<String>,
+    pub sqrt_price_x96: Option<String>,
+    pub tick: Option<i32>,
+}
+
+/// What `dataset.json` records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct DatasetMeta {
+    pub dexlab_version: String,
+    pub chain_id: u64,
+    /// Where the data came from: an RPC URL with credentials removed, or an imported file.
+    pub source: String,
+    pub pools: Vec<PoolInfo>,
+}
+
+fn hex_str(b: &[u8]) -> String {
+    let mut s = String::with_capacity(2 + b.len() * 2);
+    s.push_str("0x");
+    s.push_str(&hex::encode(b));
+    s
+}
+
+pub fn logs_schema() -> SchemaRef {
+    let bin = |n: &str, null: bool| Field::new(n, DataType::Binary, null);
+    Arc::new(Schema::new(vec![
+        Field::new("block_number", DataType::UInt32, false),
+        bin("block_hash", true),
+        Field::new("transaction_index", DataType::UInt32, false),
+        Field::new("log_index", DataType::UInt32, false),
+        bin("transaction_hash", false),
+        bin("address", false),
+        bin("topic0", true),
+        bin("topic1", true),
+        bin("topic2", true),
+        bin("topic3", true),
+        bin("data", false),
+        Field::new("n_data_bytes", DataType::UInt32, false),
+        Field::new("chain_id", DataType::UInt64, false),
+    ]))
+}
+
+pub fn blocks_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("block_number", DataType::UInt32, false),
+        Field::new("block_hash", DataType::Binary, true),
+        Field::new("parent_hash", DataType::Binary, true),
+        Field::new("timestamp", DataType::UInt64, false),
+        Field::new("base_fee_per_gas", DataType::UInt64, true),
+        Field::new("gas_used", DataType::UInt64, true),
+        Field::new("gas_limit", DataType::UInt64, true),
+        Field::new("chain_id", DataType::UInt64, false),
+    ]))
+}
+
+fn event_prefix_fields() -> Vec<Field> {
+    vec![
+        Field::new("chain_id", DataType::UInt64, false),
+        Field::new("block_number", DataType::UInt32, false),
+        Field::new("block_timestamp", DataType::UInt64, true),
+        Field::new("transaction_hash", DataType::Utf8, false),
+        Field::new("transaction_index", DataType::UInt32, false),
+        Field::new("log_index", DataType::UInt32, false),
+        Field::new("pool", DataType::Utf8, false),
+        Field::new("protocol", DataType::Utf8, false),
+    ]
+}
+
+pub fn swaps_schema() -> SchemaRef {
+    let mut f = event_prefix_fields();
+    let s = |n: &str, null: bool| Field::new(n, DataType::Utf8, null);
+    f.extend([
+        s("amount0", false),
+        s("amount1", false),
+        s("sqrt_price_x96", true),
+        s("liquidity", true),
+        Field::new("tick", DataType::Int32, true),
+        s("reserve0", true),
+        s("reserve1", true),
+        s("protocol_fee0", true),
+        s("protocol_fee1", true),
+        Field::new("amount0_float", DataType::Float64, true),
+        Field::new("amount1_float", DataType::Float64, true),
+        Field::new("price_float", DataType::Float64, true),
+    ]);
+    Arc::new(Schema::new(f))
+}
+
+pub fn liquidity_events_schema() -> SchemaRef {
+    let mut f = event_prefix_fields();
+    let s = |n: &str| Field::new(n, DataType::Utf8, true);
+    f.extend([
+        Field::new("kind", DataType::Utf8, false),
+        s("owner"),
+        Field::new("tick_lower", DataType::Int32, true),
+        Field::new("tick_upper", DataType::Int32, true),
+        s("liquidity"),
+        s("amount0"),
+        s("amount1"),
+        s("sqrt_price_x96"),
+        Field::new("tick", DataType::Int32, true),
+    ]);
+    Arc::new(Schema::new(f))
+}
+
+pub fn pools_schema() -> SchemaRef {
+    let s = |n: &str| Field::new(n, DataType::Utf8, false);
+    Arc::new(Schema::new(vec![
+        s("address"),
+        s("protocol"),
+        s("dex"),
+        s("token0"),
+        s("token0_symbol"),
+        Field::new("token0_decimals", DataType::UInt8, false),
+        s("token1"),
+        s("token1_symbol"),
+        Field::new("token1_decimals", DataType::UInt8, false),
+        Field::new("fee", DataType::UInt32, false),
+        Field::new("tick_spacing", DataType::Int32, true),
+        Field::new("stable", DataType::Boolean, true),
+        Field::new("chain_id", DataType::UInt64, false),
+    ]))
+}
+
+fn block_u32(n: u64) -> u32 {
+    u32::try_from(n).expect("block numbers beyond u32 are rejected at the ingestion boundary")
+}
+
+fn u32_of(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn batch(schema: SchemaRef, cols: Vec<ArrayRef>) -> RecordBatch {
+    RecordBatch::try_new(schema, cols).expect("column builders match their schema")
+}
+
+pub fn logs_batch(logs: &[RawLog]) -> RecordBatch {
+    let n = logs.len();
+    let mut bn = UInt32Builder::with_capacity(n);
+    let mut bh = BinaryBuilder::with_capacity(n, n * 32);
+    let mut ti = UInt32Builder::with_capacity(n);
+    let mut li = UInt32Builder::with_capacity(n);
+    let mut th = BinaryBuilder::with_capacity(n, n * 32);
+    let mut ad = BinaryBuilder::with_capacity(n, n * 20);
+    let mut tp: [BinaryBuilder; 4] = std::array::from_fn(|_| BinaryBuilder::with_capacity(n, n * 32));
+    let mut da = BinaryBuilder::with_capacity(n, n * 128);
+    let mut nd = UInt32Builder::with_capacity(n);
+    let mut ci = UInt64Builder::with_capacity(n);
+    for l in logs {
+        bn.append_value(block_u32(l.block_number));
+        bh.append_option(l.block_hash.as_ref().map(|h| h.as_slice()));
+        ti.append_value(u32_of(l.transaction_index));
+        li.append_value(u32_of(l.log_index));
+        th.append_value(l.transaction_hash.as_slice());
+        ad.append_value(l.address.as_slice());
+        for (i, b) in tp.iter_mut().enumerate() {
+            b.append_option(l.topics.get(i).map(|t| t.as_slice()));
+        }
+        da.append_value(&l.data[..]);
+        nd.append_value(u32_of(l.data.len() as u64));
+        ci.append_value(l.chain_id);
+    }
+    let [t0, t1, t2, t3] = tp;
+    let mut cols: Vec<ArrayRef> = vec![
+        Arc::new(bn.finish()),
+        Arc::new(bh.finish()),
+        Arc::new(ti.finish()),
+        Arc::new(li.finish()),
+        Arc::new(th.finish()),
+        Arc::new(ad.finish()),
+    ];
+    for mut b in [t0, t1, t2, t3] {
+        cols.push(Arc::new(b.finish()));
+    }
+    cols.push(Arc::new(da.finish()));
+    cols.push(Arc::new(nd.finish()));
+    cols.push(Arc::new(ci.finish()));
+    batch(logs_schema(), cols)
+}
+
+pub fn blocks_batch(blocks: &[BlockRow]) -> RecordBatch {
+    let n = blocks.len();
+    let mut num = UInt32Builder::with_capacity(n);
+    let mut h = BinaryBuilder::with_capacity(n, n * 32);
+    let mut p = BinaryBuilder::with_capacity(n, n * 32);
+    let mut ts = UInt64Builder::with_capacity(n);
+    let mut bf = UInt64Builder::with_capacity(n);
+    let mut gu = UInt64Builder::with_capacity(n);
+    let mut gl = UInt64Builder::with_capacity(n);
+    let mut ci = UInt64Builder::with_capacity(n);
+    for b in blocks {
+        num.append_value(block_u32(b.number));
+        h.append_option(b.hash.as_ref().map(|x| x.as_slice()));
+        p.append_option(b.parent_hash.as_ref().map(|x| x.as_slice()));
+        ts.append_value(b.timestamp);
+        bf.append_option(b.base_fee_per_gas);
+        gu.append_option(b.gas_used);
+        gl.append_option(b.gas_limit);
+        ci.append_value(b.chain_id);
+    }
+    batch(
+        blocks_schema(),
+        vec![
+            Arc::new(num.finish()),
+            Arc::new(h.finish()),
+            Arc::new(p.finish()),
+            Arc::new(ts.finish()),
+            Arc::new(bf.finish()),
+            Arc::new(gu.finish()),
+            Arc::new(gl.finish()),
+            Arc::new(ci.finish()),
+        ],
+    )
+}
+
+struct PrefixBuilders {
+    ci: UInt64Builder,
+    bn: UInt32Builder,
+    ts: UInt64Builder,
+    th: StringBuilder,
+    ti: UInt32Builder,
+    li: UInt32Builder,
+    pool: StringBuilder,
+    proto: StringBuilder,
+}
+
+impl PrefixBuilders {
+    fn new(n: usize) -> Self {
+        Self {
+            ci: UInt64Builder::with_capacity(n),
+            bn: UInt32Builder::with_capacity(n),
+            ts: UInt64Builder::with_capacity(n),
+            th: StringBuilder::with_capacity(n, n * 66),
+            ti: UInt32Builder::with_capacity(n),
+            li: UInt32Builder::with_capacity(n),
+            pool: StringBuilder::with_capacity(n, n * 42),
+            proto: StringBuilder::with_capacity(n, n * 10),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push(&mut self, ci: u64, bn: u64, ts: Option<u64>, th: &B256, ti: u64, li: u64, pool: &Address, proto: &str) {
+        self.ci.append_value(ci);
+        self.bn.append_value(block_u32(bn));
+        self.ts.append_option(ts);
+        self.th.append_value(hex_str(th.as_slice()));
+        self.ti.append_value(u32_of(ti));
+        self.li.append_value(u32_of(li));
+        self.pool.append_value(hex_str(pool.as_slice()));
+        self.proto.append_value(proto);
+    }
+
+    fn finish(mut self) -> Vec<ArrayRef> {
+        vec![
+            Arc::new(self.ci.finish()),
+            Arc::new(self.bn.finish()),
+            Arc::new(self.ts.finish()),
+            Arc::new(self.th.finish()),
+            Arc::new(self.ti.finish()),
+            Arc::new(self.li.finish()),
+            Arc::new(self.pool.finish()),
+            Arc::new(self.proto.finish()),
+        ]
+    }
+}
+
+pub fn swaps_batch(rows: &[SwapRow]) -> RecordBatch {
+    let n = rows.len();
+    let mut pre = PrefixBuilders::new(n);
+    let mut s: [StringBuilder; 9] = std::array::from_fn(|_| StringBuilder::with_capacity(n, n * 24));
+    let mut tick = Int32Builder::with_capacity(n);
+    let mut f: [Float64Builder; 3] = std::array::from_fn(|_| Float64Builder::with_capacity(n));
+    for r in rows {
+        pre.push(r.chain_id, r.block_number, r.block_timestamp, &r.transaction_hash, r.transaction_index, r.log_index, &r.pool, &r.protocol);
+        s[0].append_value(&r.amount0);
+        s[1].append_value(&r.amount1);
+        s[2].append_option(r.sqrt_price_x96.as_deref());
+        s[3].append_option(r.liquidity.as_deref());
+        tick.append_option(r.tick);
+        s[4].append_option(r.reserve0.as_deref());
+        s[5].append_option(r.reserve1.as_deref());
+        s[6].append_option(r.protocol_fee0.as_deref());
+        s[7].append_option(r.protocol_fee1.as_deref());
+        f[0].append_option(r.amount0_float);
+        f[1].append_option(r.amount1_float);
+        f[2].append_option(r.price_float);
+    }
+    let mut cols = pre.finish();
+    let [a0, a1, sp, liq, r0, r1, pf0, pf1, _] = s;
+    for mut b in [a0, a1, sp, liq] {
+        cols.push(Arc::new(b.finish()));
+    }
+    cols.push(Arc::new(tick.finish()));
+    for mut b in [r0, r1, pf0, pf1] {
+        cols.push(Arc::new(b.finish()));
+    }
+    for mut b in f {
+        cols.push(Arc::new(b.finish()));
+    }
+    batch(swaps_schema(), cols)
+}
+
+pub fn liquidity_events_batch(rows: &[LiquidityEventRow]) -> RecordBatch {
+    let n = rows.len();
+    let mut pre = PrefixBuilders::new(n);
+    let mut kind = StringBuilder::with_capacity(n, n * 8);
+    let mut owner = StringBuilder::with_capacity(n, n * 42);
+    let mut tl = Int32Builder::with_capacity(n);
+    let mut tu = Int32Builder::with_capacity(n);
+    let mut s: [StringBuilder; 4] = std::array::from_fn(|_| StringBuilder::with_capacity(n, n * 24));
+    let mut tick = Int32Builder::with_capacity(n);
+    for r in rows {
+        pre.push(r.chain_id, r.block_number, r.block_timestamp, &r.transaction_hash, r.transaction_index, r.log_index, &r.pool, &r.protocol);
+        kind.append_value(r.kind);
+        owner.append_option(r.owner.map(|a| hex_str(a.as_slice())));
+        tl.append_option(r.tick_lower);
+        tu.append_option(r.tick_upper);
+        s[0].append_option(r.liquidity.as_deref());
+        s[1].append_option(r.amount0.as_deref());
+        s[2].append_option(r.amount1.as_deref());
+        s[3].append_option(r.sqrt_price_x96.as_deref());
+        tick.append_option(r.tick);
+    }
+    let mut cols = pre.finish();
+    cols.push(Arc::new(kind.finish()));
+    cols.push(Arc::new(owner.finish()));
+    cols.push(Arc::new(tl.finish()));
+    cols.push(Arc::new(tu.finish()));
+    for mut b in s {
+        cols.push(Arc::new(b.finish()));
+    }
+    cols.push(Arc::new(tick.finish()));
+    batch(liquidity_events_schema(), cols)
+}
+
+pub fn pools_batch(pools: &[PoolInfo], chain_id: u64) -> RecordBatch {
+    let n = pools.len();
+    let mut s: [StringBuilder; 7] = std::array::from_fn(|_| StringBuilder::with_capacity(n, n * 42));
+    let mut d0 = UInt8Builder::with_capacity(n);
+    let mut d1 = UInt8Builder::with_capacity(n);
+    let mut fee = UInt32Builder::with_capacity(n);
+    let mut ts = Int32Builder::with_capacity(n);
+    let mut st = BooleanBuilder::with_capacity(n);
+    let mut ci = UInt64Builder::with_capacity(n);
+    for p in pools {
+        s[0].append_value(hex_str(p.address.as_slice()));
+        s[1].append_value(p.protocol.as_str());
+        s[2].append_value(&p.dex);
+        s[3].append_value(hex_str(p.token0.address.as_slice()));
+        s[4].append_value(&p.token0.symbol);
+        s[5].append_value(hex_str(p.token1.address.as_slice()));
+        s[6].append_value(&p.token1.symbol);
+        d0.append_value(p.token0.decimals);
+        d1.append_value(p.token1.decimals);
+        fee.append_value(p.fee);
+        ts.append_option(p.tick_spacing);
+        st.append_option(p.stable);
+        ci.append_value(chain_id);
+    }
+    let [addr, proto, dex, t0, t0s, t1, t1s] = s;
+    let mut cols: Vec<ArrayRef> = Vec::new();
+    for mut b in [addr, proto, dex, t0, t0s] {
+        cols.push(Arc::new(b.finish()));
+    }
+    cols.push(Arc::new(d0.finish()));
+    for mut b in [t1, t1s] {
+        cols.push(Arc::new(b.finish()));
+    }
+    cols.push(Arc::new(d1.finish()));
+    cols.push(Arc::new(fee.finish()));
+    cols.push(Arc::new(ts.finish()));
+    cols.push(Arc::new(st.finish()));
+    cols.push(Arc::new(ci.finish()));
+    batch(pools_schema(), cols)
+}
+
+/// Writes `batch` to `path` through `path.tmp` and a rename.
+pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+    }
+    let tmp = path.with_extension("parquet.tmp");
+    let file = fs::File::create(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
+        .build();
+    let pq = |source| DataError::Parquet { path: tmp.clone(), source };
+    let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(pq)?;
+    w.write(batch).map_err(pq)?;
+    let file = w.into_inner().map_err(pq)?;
+    file.sync_all().map_err(|e| DataError::io(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))?;
+    Ok(())
+}
+
+/// Reads every record batch of one Parquet file.
+pub fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>> {
+    let file = fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let pq = |source| DataError::Parquet { path: path.to_path_buf(), source };
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq)?.with_batch_size(64 * 1024).build().map_err(pq)?;
+    reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|source| DataError::Arrow { path: path.to_path_buf(), source })
+}
+
+/// A chunk's file name: block range zero-padded so names sort by block.
+pub fn chunk_path(root: &Path, table: &str, first: u64, last: u64) -> PathBuf {
+    root.join(table).join(format!("{table}_{first:010}_{last:010}.parquet"))
+}
+
+/// `(first, last, path)` of every chunk file of a table, in block order.
+pub fn list_chunks(root: &Path, table: &str) -> Result<Vec<(u64, u64, PathBuf)>> {
+    let dir = root.join(table);
+    let mut out = Vec::new();
+    let rd = match fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(DataError::io(&dir, e)),
+    };
+    for entry in rd {
+        let entry = entry.map_err(|e| DataError::io(&dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(".parquet") else { continue };
+        let mut parts = stem.rsplitn(3, '_');
+        let (Some(last), Some(first)) = (parts.next(), parts.next()) else { continue };
+        if let (Ok(f), Ok(l)) = (first.parse(), last.parse()) {
+            out.push((f, l, entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn col<'a>(path: &Path, b: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef> {
+    b.column_by_name(name).ok_or_else(|| DataError::Column {
+        path: path.to_path_buf(),
+        column: name.into(),
+        message: "missing".into(),
+    })
+}
+
+/// Reads an integer column whatever its integer width (cryo writes u32, others u64 or i64).
+fn int_values(path: &Path, name: &str, a: &ArrayRef) -> Result<Vec<Option<u64>>> {
+    use arrow::datatypes::*;
+    let bad = |m: String| DataError::Column { path: path.to_path_buf(), column: name.into(), message: m };
+    macro_rules! conv {
+        ($t:ty) => {
+            a.as_primitive::<$t>().iter().map(|v| v.map(|x| u64::try_from(x).map_err(|_| bad(format!("negative value {x}"))))).map(|o| o.transpose()).collect()
+        };
+    }
+    match a.data_type() {
+        DataType::UInt32 => conv!(UInt32Type),
+        DataType::UInt64 => conv!(UInt64Type),
+        DataType::Int32 => conv!(Int32Type),
+        DataType::Int64 => conv!(Int64Type),
+        other => Err(bad(format!("expected an integer column, found {other}"))),
+    }
+}
+
+/// Reads a bytes column stored as Binary, LargeBinary or 0x-hex Utf8 (cryo `--hex`).
+fn bytes_values(path: &Path, name: &str, a: &ArrayRef) -> Result<Vec<Option<Vec<u8>>>> {
+    let bad = |m: String| DataError::Column { path: path.to_path_buf(), column: name.into(), message: m };
+    match a.data_type() {
+        DataType::Binary => Ok(a.as_binary::<i32>().iter().map(|v| v.map(<[u8]>::to_vec)).collect()),
+        DataType::LargeBinary => Ok(a.as_binary::<i64>().iter().map(|v| v.map(<[u8]>::to_vec)).collect()),
+        DataType::BinaryView => Ok(a.as_binary_view().iter().map(|v| v.map(<[u8]>::to_vec)).collect()),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            let strs: Vec<Option<String>> = match a.data_type() {
+                DataType::Utf8 => a.as_string::<i32>().iter().map(|v| v.map(str::to_owned)).collect(),
+                DataType::LargeUtf8 => a.as_string::<i64>().iter().map(|v| v.map(str::to_owned)).collect(),
+                _ => a.as_string_view().iter().map(|v| v.map(str::to_owned)).collect(),
+            };
+            strs.into_iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    s.map(|s| hex::decode(s.trim_start_matches("0x")).map_err(|e| bad(format!("row {i}: bad hex: {e}"))))
+                        .transpose()
+                })
+                .collect()
+        }
+        other => Err(bad(format!("expected a binary or hex string column, found {other}"))),
+    }
+}
+
+fn fixed<const N: usize>(path: &Path, name: &str, row: usize, v: &[u8]) -> Result<[u8; N]> {
+    v.try_into().map_err(|_| DataError::Column {
+        path: path.to_path_buf(),
+        column: name.into(),
+        message: format!("row {row}: expected {N} bytes, found {}", v.len()),
+    })
+}
+
+/// Reads a logs file in our or cryo's layout. `chain_id` fills in for files that lack the column.
+pub fn read_logs_file(path: &Path, default_chain_id: u64) -> Result<Vec<RawLog>> {
+    let mut out = Vec::new();
+    for b in read_parquet(path)? {
+        let n = b.num_rows();
+        let bn = int_values(path, "block_number", col(path, &b, "block_number")?)?;
+        let ti = int_values(path, "transaction_index", col(path, &b, "transaction_index")?)?;
+        let li = int_values(path, "log_index", col(path, &b, "log_index")?)?;
+        let th = bytes_values(path, "transaction_hash", col(path, &b, "transaction_hash")?)?;
+        let ad = bytes_values(path, "address", col(path, &b, "address")?)?;
+        let data = bytes_values(path, "data", col(path, &b, "data")?)?;
+        let bh = match b.column_by_name("block_hash") {
+            Some(a) => bytes_values(path, "block_hash", a)?,
+            None => vec![None; n],
+        };
+        let ci = match b.column_by_name("chain_id") {
+            Some(a) => int_values(path, "chain_id", a)?,
+            None => vec![None; n],
+        };
+        let mut topics: Vec<Vec<Option<Vec<u8>>>> = Vec::with_capacity(4);
+        for t in ["topic0", "topic1", "topic2", "topic3"] {
+            topics.push(match b.column_by_name(t) {
+                Some(a) => bytes_values(path, t, a)?,
+                None => vec![None; n],
+            });
+        }
+        let need = |v: Option<u64>, name: &str, row: usize| {
+            v.ok_or_else(|| DataError::Column { path: path.to_path_buf(), column: name.into(), message: format!("row {row}: null") })
+        };
+        for i in 0..n {
+            let mut ts = Vec::with_capacity(4);
+            for t in &topics {
+                match &t[i] {
+                    Some(v) => ts.push(B256::from(fixed::<32>(path, "topic", i, v)?)),
+                    None => break,
+                }
+            }
+            out.push(RawLog {
+                block_number: need(bn[i], "block_number", i)?,
+                block_hash: bh[i].as_deref().map(|v| fixed::<32>(path, "block_hash", i, v).map(B256::from)).transpose()?,
+                transaction_index: need(ti[i], "transaction_index", i)?,
+                log_index: need(li[i], "log_index", i)?,
+                transaction_hash: B256::from(fixed::<32>(path, "transaction_hash", i, th[i].as_deref().unwrap_or_default())?),
+                address: Address::from(fixed::<20>(path, "address", i, ad[i].as_deref().unwrap_or_default())?),
+                topics: ts,
+                data: Bytes::from(data[i].clone().unwrap_or_default()),
+                chain_id: ci[i].unwrap_or(default_chain_id),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Reads a blocks file.
+pub fn read_blocks_file(path: &Path) -> Result<Vec<BlockRow>> {
+    let mut out = Vec::new();
+    for b in read_parquet(path)? {
+        let n = b.num_rows();
+        let num = int_values(path, "block_number", col(path, &b, "block_number")?)?;
+        let h = bytes_values(path, "block_hash", col(path, &b, "block_hash")?)?;
+        let p = bytes_values(path, "parent_hash", col(path, &b, "parent_hash")?)?;
+        let ts = int_values(path, "timestamp", col(path, &b, "timestamp")?)?;
+        let bf = int_values(path, "base_fee_per_gas", col(path, &b, "base_fee_per_gas")?)?;
+        let gu = int_values(path, "gas_used", col(path, &b, "gas_used")?)?;
+        let gl = int_values(path, "gas_limit", col(path, &b, "gas_limit")?)?;
+        let ci = int_values(path, "chain_id", col(path, &b, "chain_id")?)?;
+        for i in 0..n {
+            let h32 = |v: &Option<Vec<u8>>, name| v.as_deref().map(|v| fixed::<32>(path, name, i, v).map(B256::from)).transpose();
+            out.push(BlockRow {
+                number: num[i].unwrap_or_default(),
+                hash: h32(&h[i], "block_hash")?,
+                parent_hash: h32(&p[i], "parent_hash")?,
+                timestamp: ts[i].unwrap_or_default(),
+                base_fee_per_gas: bf[i],
+                gas_used: gu[i],
+                gas_limit: gl[i],
+                chain_id: ci[i].unwrap_or_default(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// All rows of a chunked table, in file order.
+pub fn read_table(root: &Path, table: &str) -> Result<Vec<RecordBatch>> {
+    let mut out = Vec::new();
+    for (_, _, p) in list_chunks(root, table)? {
+        out.extend(read_parquet(&p)?);
+    }
+    Ok(out)
+}
+
+/// Every log of a dataset, in (block, log index) order.
+pub fn read_all_logs(root: &Path) -> Result<Vec<RawLog>> {
+    let mut out = Vec::new();
+    for (_, _, p) in list_chunks(root, LOGS)? {
+        out.extend(read_logs_file(&p, 0)?);
+    }
+    Ok(out)
+}
+
+/// Every block of a dataset, in order.
+pub fn read_all_blocks(root: &Path) -> Result<Vec<BlockRow>> {
+    let mut out = Vec::new();
+    for (_, _, p) in list_chunks(root, BLOCKS)? {
+        out.extend(read_blocks_file(&p)?);
+    }
+    Ok(out)
+}
+
+pub fn write_meta(root: &Path, meta: &DatasetMeta) -> Result<()> {
+    write_json_atomic(&root.join("dataset.json"), meta)?;
+    write_parquet(&root.join("pools.parquet"), &pools_batch(&meta.pools, meta.chain_id))
+}
+
+pub fn read_meta(root: &Path) -> Result<DatasetMeta> {
+    read_json(&root.join("dataset.json"))
+}
+
+pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_vec_pretty(value).expect("serialisable");
+    fs::write(&tmp, text).map_err(|e| DataError::io(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))
+}
+
+pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let text = fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| DataError::Parse { path: path.to_path_buf(), line: e.line(), message: e.to_string() })
+}
+
+/// Read a Utf8 column as owned strings (for tests and inspect).
+pub fn string_column(path: &Path, b: &RecordBatch, name: &str) -> Result<Vec<Option<String>>> {
+    let a = col(path, b, name)?;
+    match a.data_type() {
+        DataType::Utf8 => Ok(a.as_string::<i32>().iter().map(|v| v.map(str::to_owned)).collect()),
+        DataType::LargeUtf8 => Ok(a.as_string::<i64>().iter().map(|v| v.map(str::to_owned)).collect()),
+        other => Err(DataError::Column { path: path.to_path_buf(), column: name.into(), message: format!("expected Utf8, found {other}") }),
+    }
+}
+
+/// Read an integer column (any width) of a batch.
+pub fn int_column(path: &Path, b: &RecordBatch, name: &str) -> Result<Vec<Option<u64>>> {
+    int_values(path, name, col(path, b, name)?)
+}
+
+/// Read an Int32 column of a batch.
+pub fn i32_column(path: &Path, b: &RecordBatch, name: &str) -> Result<Vec<Option<i32>>> {
+    let a = col(path, b, name)?;
+    match a.data_type() {
+        DataType::Int32 => Ok(a.as_primitive::<arrow::datatypes::Int32Type>().iter().collect()),
+        other => Err(DataError::Column { path: path.to_path_buf(), column: name.into(), message: format!("expected Int32, found {other}") }),
+    }
+}
+
+/// Read a Float64 column of a batch.
+pub fn f64_column(path: &Path, b: &RecordBatch, name: &str) -> Result<Vec<Option<f64>>> {
+    let a = col(path, b, name)?;
+    match a.data_type() {
+        DataType::Float64 => Ok(a.as_primitive::<arrow::datatypes::Float64Type>().iter().collect()),
+        other => Err(DataError::Column { path: path.to_path_buf(), column: name.into(), message: format!("expected Float64, found {other}") }),
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_array(_: &dyn Array) {}

@@ -1,0 +1,373 @@
+//! Typed decoding of DEX pool events with alloy's `sol!`.
+//!
+//! Dispatch is by `topic0`, so a log decodes without knowing its pool; the pool's protocol, when
+//! known, only settles the two signatures that Uniswap V2 and Solidly (and Uniswap V3 and
+//! PancakeSwap V3) share. A log whose topic0 is not a DEX event is [`Event::Unknown`]; a log whose
+//! topic0 is known but whose topics or data do not fit the event is a [`DecodeError`] that says
+//! where it is.
+
+use alloy::primitives::{Address, B256, I256, U256};
+use alloy::sol_types::SolEvent;
+
+use crate::types::{LogLocation, Protocol, RawLog};
+
+/// Uniswap V2 pair events (also BaseSwap, SushiSwap and every other V2 fork).
+pub mod univ2 {
+    alloy::sol! {
+        event Swap(address indexed sender, uint256 amount0In, uint256 amount1In, uint256 amount0Out, uint256 amount1Out, address indexed to);
+        event Sync(uint112 reserve0, uint112 reserve1);
+        event Mint(address indexed sender, uint256 amount0, uint256 amount1);
+        event Burn(address indexed sender, uint256 amount0, uint256 amount1, address indexed to);
+    }
+}
+
+/// Uniswap V3 pool events. PancakeSwap V3 shares all of them but `Swap`.
+pub mod univ3 {
+    alloy::sol! {
+        event Swap(address indexed sender, address indexed recipient, int256 amount0, int256 amount1, uint160 sqrtPriceX96, uint128 liquidity, int24 tick);
+        event Mint(address sender, address indexed owner, int24 indexed tickLower, int24 indexed tickUpper, uint128 amount, uint256 amount0, uint256 amount1);
+        event Burn(address indexed owner, int24 indexed tickLower, int24 indexed tickUpper, uint128 amount, uint256 amount0, uint256 amount1);
+        event Collect(address indexed owner, address recipient, int24 indexed tickLower, int24 indexed tickUpper, uint128 amount0, uint128 amount1);
+        event Initialize(uint160 sqrtPriceX96, int24 tick);
+    }
+}
+
+/// PancakeSwap V3's Swap carries the protocol fees taken in each token.
+pub mod pancakev3 {
+    alloy::sol! {
+        event Swap(address indexed sender, address indexed recipient, int256 amount0, int256 amount1, uint160 sqrtPriceX96, uint128 liquidity, int24 tick, uint128 protocolFeesToken0, uint128 protocolFeesToken1);
+    }
+}
+
+/// Solidly-style pool events with Aerodrome's signatures (Velodrome V2 is identical).
+pub mod solidly {
+    alloy::sol! {
+        event Swap(address indexed sender, address indexed to, uint256 amount0In, uint256 amount1In, uint256 amount0Out, uint256 amount1Out);
+        event Sync(uint256 reserve0, uint256 reserve1);
+        event Mint(address indexed sender, uint256 amount0, uint256 amount1);
+        event Burn(address indexed sender, address indexed to, uint256 amount0, uint256 amount1);
+        event Fees(address indexed sender, uint256 amount0, uint256 amount1);
+    }
+}
+
+/// The kind of a log, by topic0 alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventKind {
+    V2Swap,
+    V2Sync,
+    /// V2 and Solidly share this signature.
+    V2Mint,
+    V2Burn,
+    V3Swap,
+    PancakeSwap,
+    V3Mint,
+    V3Burn,
+    V3Collect,
+    V3Initialize,
+    SolidlySwap,
+    SolidlySync,
+    SolidlyBurn,
+    SolidlyFees,
+    Unknown,
+}
+
+impl EventKind {
+    pub fn from_topic0(topic0: Option<&B256>) -> EventKind {
+        let Some(t) = topic0 else { return EventKind::Unknown };
+        match *t {
+            univ2::Swap::SIGNATURE_HASH => EventKind::V2Swap,
+            univ2::Sync::SIGNATURE_HASH => EventKind::V2Sync,
+            univ2::Mint::SIGNATURE_HASH => EventKind::V2Mint,
+            univ2::Burn::SIGNATURE_HASH => EventKind::V2Burn,
+            univ3::Swap::SIGNATURE_HASH => EventKind::V3Swap,
+            pancakev3::Swap::SIGNATURE_HASH => EventKind::PancakeSwap,
+            univ3::Mint::SIGNATURE_HASH => EventKind::V3Mint,
+            univ3::Burn::SIGNATURE_HASH => EventKind::V3Burn,
+            univ3::Collect::SIGNATURE_HASH => EventKind::V3Collect,
+            univ3::Initialize::SIGNATURE_HASH => EventKind::V3Initialize,
+            solidly::Swap::SIGNATURE_HASH => EventKind::SolidlySwap,
+            solidly::Sync::SIGNATURE_HASH => EventKind::SolidlySync,
+            solidly::Burn::SIGNATURE_HASH => EventKind::SolidlyBurn,
+            solidly::Fees::SIGNATURE_HASH => EventKind::SolidlyFees,
+            _ => EventKind::Unknown,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::V2Swap => "v2_swap",
+            EventKind::V2Sync => "v2_sync",
+            EventKind::V2Mint => "v2_mint",
+            EventKind::V2Burn => "v2_burn",
+            EventKind::V3Swap => "v3_swap",
+            EventKind::PancakeSwap => "pancake_v3_swap",
+            EventKind::V3Mint => "v3_mint",
+            EventKind::V3Burn => "v3_burn",
+            EventKind::V3Collect => "v3_collect",
+            EventKind::V3Initialize => "v3_initialize",
+            EventKind::SolidlySwap => "solidly_swap",
+            EventKind::SolidlySync => "solidly_sync",
+            EventKind::SolidlyBurn => "solidly_burn",
+            EventKind::SolidlyFees => "solidly_fees",
+            EventKind::Unknown => "unknown",
+        }
+    }
+
+    /// (number of topics, number of data bytes) the event must have.
+    fn shape(self) -> Option<(usize, usize)> {
+        Some(match self {
+            EventKind::V2Swap => (3, 4 * 32),
+            EventKind::V2Sync | EventKind::SolidlySync => (1, 2 * 32),
+            EventKind::V2Mint => (2, 2 * 32),
+            EventKind::V2Burn => (3, 2 * 32),
+            EventKind::V3Swap => (3, 5 * 32),
+            EventKind::PancakeSwap => (3, 7 * 32),
+            EventKind::V3Mint => (4, 4 * 32),
+            EventKind::V3Burn => (4, 3 * 32),
+            EventKind::V3Collect => (4, 3 * 32),
+            EventKind::V3Initialize => (1, 2 * 32),
+            EventKind::SolidlySwap => (3, 4 * 32),
+            EventKind::SolidlyBurn => (3, 2 * 32),
+            EventKind::SolidlyFees => (2, 2 * 32),
+            EventKind::Unknown => return None,
+        })
+    }
+}
+
+/// A decoded DEX event. Amounts are exact integers in the token's raw units.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// V2 or Solidly swap. Reserves after it come from the Sync just before it.
+    PairSwap { amount0_in: U256, amount1_in: U256, amount0_out: U256, amount1_out: U256 },
+    /// V2 or Solidly reserves after any change.
+    Sync { reserve0: U256, reserve1: U256 },
+    PairMint { amount0: U256, amount1: U256 },
+    PairBurn { amount0: U256, amount1: U256 },
+    /// Solidly fee accrual.
+    PairFees { amount0: U256, amount1: U256 },
+    /// V3 swap; amounts are the pool's deltas (positive = into the pool).
+    V3Swap {
+        amount0: I256,
+        amount1: I256,
+        sqrt_price_x96: U256,
+        liquidity: u128,
+        tick: i32,
+        /// PancakeSwap V3 only.
+        protocol_fees: Option<(u128, u128)>,
+    },
+    V3Mint { owner: Address, tick_lower: i32, tick_upper: i32, amount: u128, amount0: U256, amount1: U256 },
+    V3Burn { owner: Address, tick_lower: i32, tick_upper: i32, amount: u128, amount0: U256, amount1: U256 },
+    V3Collect { owner: Address, tick_lower: i32, tick_upper: i32, amount0: u128, amount1: u128 },
+    V3Initialize { sqrt_price_x96: U256, tick: i32 },
+    Unknown,
+}
+
+/// A log whose topic0 names a DEX event but whose topics or data do not fit it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed {kind} log at {location}: {message}")]
+pub struct DecodeError {
+    pub kind: &'static str,
+    pub location: LogLocation,
+    pub message: String,
+}
+
+/// Decodes one log. The protocol hint settles signatures shared between families.
+pub fn decode_log(log: &RawLog) -> Result<(EventKind, Event), DecodeError> {
+    let kind = EventKind::from_topic0(log.topic0());
+    let Some((n_topics, n_data)) = kind.shape() else { return Ok((kind, Event::Unknown)) };
+    let fail = |message: String| DecodeError { kind: kind.name(), location: log.location(), message };
+    if log.topics.len() != n_topics {
+        return Err(fail(format!("expected {n_topics} topics, found {}", log.topics.len())));
+    }
+    if log.data.len() != n_data {
+        return Err(fail(format!("expected {n_data} data bytes, found {}", log.data.len())));
+    }
+    let topics = log.topics.iter().copied();
+    let data = &log.data[..];
+    let err = |e: alloy::sol_types::Error| fail(e.to_string());
+    let ev = match kind {
+        EventKind::V2Swap => {
+            let e = univ2::Swap::decode_raw_log(topics, data).map_err(err)?;
+            Event::PairSwap {
+                amount0_in: e.amount0In,
+                amount1_in: e.amount1In,
+                amount0_out: e.amount0Out,
+                amount1_out: e.amount1Out,
+            }
+        }
+        EventKind::SolidlySwap => {
+            let e = solidly::Swap::decode_raw_log(topics, data).map_err(err)?;
+            Event::PairSwap {
+                amount0_in: e.amount0In,
+                amount1_in: e.amount1In,
+                amount0_out: e.amount0Out,
+                amount1_out: e.amount1Out,
+            }
+        }
+        EventKind::V2Sync => {
+            let e = univ2::Sync::decode_raw_log(topics, data).map_err(err)?;
+            Event::Sync { reserve0: U256::from(e.reserve0), reserve1: U256::from(e.reserve1) }
+        }
+        EventKind::SolidlySync => {
+            let e = solidly::Sync::decode_raw_log(topics, data).map_err(err)?;
+            Event::Sync { reserve0: e.reserve0, reserve1: e.reserve1 }
+        }
+        EventKind::V2Mint => {
+            let e = univ2::Mint::decode_raw_log(topics, data).map_err(err)?;
+            Event::PairMint { amount0: e.amount0, amount1: e.amount1 }
+        }
+        EventKind::V2Burn => {
+            let e = univ2::Burn::decode_raw_log(topics, data).map_err(err)?;
+            Event::PairBurn { amount0: e.amount0, amount1: e.amount1 }
+        }
+        EventKind::SolidlyBurn => {
+            let e = solidly::Burn::decode_raw_log(topics, data).map_err(err)?;
+            Event::PairBurn { amount0: e.amount0, amount1: e.amount1 }
+        }
+        EventKind::SolidlyFees => {
+            let e = solidly::Fees::decode_raw_log(topics, data).map_err(err)?;
+            Event::PairFees { amount0: e.amount0, amount1: e.amount1 }
+        }
+        EventKind::V3Swap => {
+            let e = univ3::Swap::decode_raw_log(topics, data).map_err(err)?;
+            Event::V3Swap {
+                amount0: e.amount0,
+                amount1: e.amount1,
+                sqrt_price_x96: U256::from(e.sqrtPriceX96),
+                liquidity: e.liquidity,
+                tick: e.tick.as_i32(),
+                protocol_fees: None,
+            }
+        }
+        EventKind::PancakeSwap => {
+            let e = pancakev3::Swap::decode_raw_log(topics, data).map_err(err)?;
+            Event::V3Swap {
+                amount0: e.amount0,
+                amount1: e.amount1,
+                sqrt_price_x96: U256::from(e.sqrtPriceX96),
+                liquidity: e.liquidity,
+                tick: e.tick.as_i32(),
+                protocol_fees: Some((e.protocolFeesToken0, e.protocolFeesToken1)),
+            }
+        }
+        EventKind::V3Mint => {
+            let e = univ3::Mint::decode_raw_log(topics, data).map_err(err)?;
+            Event::V3Mint {
+                owner: e.owner,
+                tick_lower: e.tickLower.as_i32(),
+                tick_upper: e.tickUpper.as_i32(),
+                amount: e.amount,
+                amount0: e.amount0,
+                amount1: e.amount1,
+            }
+        }
+        EventKind::V3Burn => {
+            let e = univ3::Burn::decode_raw_log(topics, data).map_err(err)?;
+            Event::V3Burn {
+                owner: e.owner,
+                tick_lower: e.tickLower.as_i32(),
+                tick_upper: e.tickUpper.as_i32(),
+                amount: e.amount,
+                amount0: e.amount0,
+                amount1: e.amount1,
+            }
+        }
+        EventKind::V3Collect => {
+            let e = univ3::Collect::decode_raw_log(topics, data).map_err(err)?;
+            Event::V3Collect {
+                owner: e.owner,
+                tick_lower: e.tickLower.as_i32(),
+                tick_upper: e.tickUpper.as_i32(),
+                amount0: e.amount0,
+                amount1: e.amount1,
+            }
+        }
+        EventKind::V3Initialize => {
+            let e = univ3::Initialize::decode_raw_log(topics, data).map_err(err)?;
+            Event::V3Initialize { sqrt_price_x96: U256::from(e.sqrtPriceX96), tick: e.tick.as_i32() }
+        }
+        EventKind::Unknown => Event::Unknown,
+    };
+    Ok((kind, ev))
+}
+
+/// The protocol a log's own signature implies, where it is unambiguous.
+pub fn protocol_of_kind(kind: EventKind) -> Option<Protocol> {
+    match kind {
+        EventKind::V2Swap | EventKind::V2Sync | EventKind::V2Burn => Some(Protocol::UniswapV2),
+        EventKind::PancakeSwap => Some(Protocol::PancakeV3),
+        EventKind::V3Swap => Some(Protocol::UniswapV3),
+        EventKind::SolidlySwap | EventKind::SolidlySync | EventKind::SolidlyBurn | EventKind::SolidlyFees => {
+            Some(Protocol::Solidly)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::primitives::{Bytes, b256};
+
+    fn log(topics: Vec<B256>, data: Vec<u8>) -> RawLog {
+        RawLog {
+            block_number: 7,
+            block_hash: None,
+            transaction_index: 1,
+            log_index: 3,
+            transaction_hash: b256!("00000000000000000000000000000000000000000000000000000000000000aa"),
+            address: Address::ZERO,
+            topics,
+            data: Bytes::from(data),
+            chain_id: 1,
+        }
+    }
+
+    #[test]
+    fn signatures_are_the_known_mainnet_topics() {
+        assert_eq!(
+            univ3::Swap::SIGNATURE_HASH,
+            b256!("c42079f94a6350d7e6235f29174924f928cc2ac818eb64fed8004e115fbcca67")
+        );
+        assert_eq!(
+            univ2::Swap::SIGNATURE_HASH,
+            b256!("d78ad95fa46c994b6551d0da85fc275fe613ce37657fb8d5e3d130840159d822")
+        );
+        assert_eq!(
+            univ2::Sync::SIGNATURE_HASH,
+            b256!("1c411e9a96e071241c2f21f7726b17ae89e3cab4c78be50e062b03a9fffbbad1")
+        );
+        assert_eq!(
+            solidly::Swap::SIGNATURE_HASH,
+            b256!("b3e2773606abfd36b5bd91394b3a54d1398336c65005baf7bf7a05efeffaf75b")
+        );
+    }
+
+    #[test]
+    fn short_data_and_wrong_topic_count_are_errors_with_location() {
+        let t0 = univ3::Swap::SIGNATURE_HASH;
+        let e = decode_log(&log(vec![t0, B256::ZERO, B256::ZERO], vec![0; 100])).unwrap_err();
+        assert!(e.to_string().contains("expected 160 data bytes, found 100"), "{e}");
+        assert!(e.to_string().contains("block 7"), "{e}");
+        assert!(e.to_string().contains("log index 3"), "{e}");
+        let e = decode_log(&log(vec![t0], vec![0; 160])).unwrap_err();
+        assert!(e.to_string().contains("expected 3 topics, found 1"), "{e}");
+    }
+
+    #[test]
+    fn unknown_topic_is_not_an_error() {
+        let (k, ev) = decode_log(&log(vec![B256::repeat_byte(9)], vec![1, 2, 3])).unwrap();
+        assert_eq!((k, ev), (EventKind::Unknown, Event::Unknown));
+        let (k, _) = decode_log(&log(vec![], vec![])).unwrap();
+        assert_eq!(k, EventKind::Unknown);
+    }
+
+    #[test]
+    fn v2_sync_above_uint112_is_rejected() {
+        // A uint112 field with high bits set cannot come from a real pair.
+        let mut data = vec![0u8; 64];
+        data[0] = 0xff;
+        let err = decode_log(&log(vec![univ2::Sync::SIGNATURE_HASH], data));
+        assert!(err.is_err());
+    }
+}

@@ -1,0 +1,147 @@
+//! `dexlab data inspect`: what a dataset holds.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::dataset::{self, SWAPS};
+use crate::decode::EventKind;
+use crate::error::Result;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PoolSummary {
+    pub pool: String,
+    pub protocol: String,
+    pub dex: Option<String>,
+    pub pair: Option<String>,
+    pub swaps: u64,
+    /// Token1 per token0, human units, over the dataset's swaps.
+    pub price_min: Option<f64>,
+    pub price_max: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct InspectReport {
+    pub chain_id: u64,
+    pub source: String,
+    pub logs: u64,
+    pub first_block: Option<u64>,
+    pub last_block: Option<u64>,
+    /// Block headers stored.
+    pub blocks: u64,
+    pub first_timestamp: Option<u64>,
+    pub last_timestamp: Option<u64>,
+    pub events: BTreeMap<String, u64>,
+    pub pools: Vec<PoolSummary>,
+    pub chunks: usize,
+}
+
+pub fn inspect(root: &Path) -> Result<InspectReport> {
+    let meta = dataset::read_meta(root)?;
+    let logs = dataset::read_all_logs(root)?;
+    let blocks = dataset::read_all_blocks(root)?;
+    let mut events: BTreeMap<String, u64> = BTreeMap::new();
+    for l in &logs {
+        *events.entry(EventKind::from_topic0(l.topic0()).name().to_owned()).or_default() += 1;
+    }
+    let mut per_pool: BTreeMap<String, (String, u64, Option<f64>, Option<f64>)> = BTreeMap::new();
+    for (_, _, p) in dataset::list_chunks(root, SWAPS)? {
+        for b in dataset::read_parquet(&p)? {
+            let pools = dataset::string_column(&p, &b, "pool")?;
+            let protos = dataset::string_column(&p, &b, "protocol")?;
+            let prices = dataset::f64_column(&p, &b, "price_float")?;
+            for i in 0..b.num_rows() {
+                let e = per_pool.entry(pools[i].clone().unwrap_or_default()).or_insert((protos[i].clone().unwrap_or_default(), 0, None, None));
+                e.1 += 1;
+                if let Some(px) = prices[i].filter(|x| x.is_finite()) {
+                    e.2 = Some(e.2.map_or(px, |m: f64| m.min(px)));
+                    e.3 = Some(e.3.map_or(px, |m: f64| m.max(px)));
+                }
+            }
+        }
+    }
+    for p in &meta.pools {
+        per_pool.entry(format!("{:#x}", p.address)).or_insert((p.protocol.to_string(), 0, None, None));
+    }
+    let pools = per_pool
+        .into_iter()
+        .map(|(pool, (protocol, swaps, lo, hi))| {
+            let info = meta.pools.iter().find(|p| format!("{:#x}", p.address) == pool);
+            PoolSummary {
+                dex: info.map(|i| i.dex.clone()),
+                pair: info.map(|i| format!("{}/{} {:.2}%", i.token0.symbol, i.token1.symbol, i.fee as f64 / 10_000.0)),
+                pool,
+                protocol,
+                swaps,
+                price_min: lo,
+                price_max: hi,
+            }
+        })
+        .collect();
+    Ok(InspectReport {
+        chain_id: meta.chain_id,
+        source: meta.source,
+        logs: logs.len() as u64,
+        first_block: logs.first().map(|l| l.block_number).into_iter().chain(blocks.first().map(|b| b.number)).min(),
+        last_block: logs.last().map(|l| l.block_number).into_iter().chain(blocks.last().map(|b| b.number)).max(),
+        blocks: blocks.len() as u64,
+        first_timestamp: blocks.iter().map(|b| b.timestamp).min(),
+        last_timestamp: blocks.iter().map(|b| b.timestamp).max(),
+        events,
+        pools,
+        chunks: dataset::list_chunks(root, dataset::LOGS)?.len(),
+    })
+}
+
+fn fmt_ts(ts: u64) -> String {
+    let days = (ts / 86_400) as i64;
+    let secs = ts % 86_400;
+    // civil_from_days (Howard Hinnant).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
+impl std::fmt::Display for InspectReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "source      {}", self.source)?;
+        writeln!(f, "chain id    {}", self.chain_id)?;
+        match (self.first_block, self.last_block) {
+            (Some(a), Some(b)) => writeln!(f, "blocks      {a} .. {b} ({} headers stored, {} chunks)", self.blocks, self.chunks)?,
+            _ => writeln!(f, "blocks      none")?,
+        }
+        if let (Some(a), Some(b)) = (self.first_timestamp, self.last_timestamp) {
+            writeln!(f, "time        {} .. {}", fmt_ts(a), fmt_ts(b))?;
+        }
+        writeln!(f, "logs        {}", self.logs)?;
+        writeln!(f, "events")?;
+        for (k, v) in &self.events {
+            writeln!(f, "  {k:<18} {v}")?;
+        }
+        writeln!(f, "pools")?;
+        for p in &self.pools {
+            write!(f, "  {} {:<11} {:<14} {:<22} swaps {:>7}", p.pool, p.protocol, p.dex.as_deref().unwrap_or("-"), p.pair.as_deref().unwrap_or("-"), p.swaps)?;
+            if let (Some(lo), Some(hi)) = (p.price_min, p.price_max) {
+                write!(f, "  price {lo:.6e} .. {hi:.6e} (inverse {:.4} .. {:.4})", 1.0 / hi, 1.0 / lo)?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_utc() {
+        assert_eq!(super::fmt_ts(1_704_412_823), "2024-01-05 00:00:23 UTC");
+    }
+}
