@@ -1,1 +1,15 @@
-fn main() {}
+//! The `dexlab` command line: subcommands grouped by noun (`dexlab chain …`, `dexlab data …`).
+
+mod cli;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match cli::run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

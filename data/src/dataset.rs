@@ -747,5 +747,3 @@ pub fn f64_column(path: &Path, b: &RecordBatch, name: &str) -> Result<Vec<Option
     }
 }
 
-#[allow(dead_code)]
-fn _assert_array(_: &dyn Array) {}

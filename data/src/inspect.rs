@@ -130,7 +130,7 @@ impl std::fmt::Display for InspectReport {
         for p in &self.pools {
             write!(f, "  {} {:<11} {:<14} {:<22} swaps {:>7}", p.pool, p.protocol, p.dex.as_deref().unwrap_or("-"), p.pair.as_deref().unwrap_or("-"), p.swaps)?;
             if let (Some(lo), Some(hi)) = (p.price_min, p.price_max) {
-                write!(f, "  price {lo:.6e} .. {hi:.6e} (inverse {:.4} .. {:.4})", 1.0 / hi, 1.0 / lo)?;
+                write!(f, "  price {lo:.6e} .. {hi:.6e} (inverse {:.6e} .. {:.6e})", 1.0 / hi, 1.0 / lo)?;
             }
             writeln!(f)?;
         }

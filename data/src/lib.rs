@@ -18,6 +18,7 @@ pub mod decode;
 pub mod derive;
 pub mod dataset;
 pub mod devnet;
+pub mod discover;
 pub mod error;
 pub mod import;
 pub mod ingest;

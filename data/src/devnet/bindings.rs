@@ -1,0 +1,51 @@
+//! Typed bindings of the contracts the devnet deploys and drives.
+
+#![allow(missing_docs, clippy::too_many_arguments)]
+
+alloy::sol! {
+    #[sol(rpc)]
+    interface ITestToken {
+        function mint(address to, uint256 amount) external;
+        function approve(address spender, uint256 amount) external returns (bool);
+        function balanceOf(address who) external view returns (uint256);
+    }
+
+    #[sol(rpc)]
+    interface IUniswapV2Factory {
+        function createPair(address tokenA, address tokenB) external returns (address pair);
+        function getPair(address tokenA, address tokenB) external view returns (address pair);
+    }
+
+    #[sol(rpc)]
+    interface IUniswapV2Pair {
+        function getReserves() external view returns (uint112 reserve0, uint112 reserve1, uint32 blockTimestampLast);
+    }
+
+    #[sol(rpc)]
+    interface IV3Factory {
+        function createPool(address tokenA, address tokenB, uint24 fee) external returns (address pool);
+        function getPool(address tokenA, address tokenB, uint24 fee) external view returns (address pool);
+        function feeAmountTickSpacing(uint24 fee) external view returns (int24);
+    }
+
+    #[sol(rpc)]
+    interface IV3Pool {
+        function initialize(uint160 sqrtPriceX96) external;
+        // Uniswap's feeProtocol is uint8 and PancakeSwap's uint32: both fit one ABI word.
+        function slot0() external view returns (uint160 sqrtPriceX96, int24 tick, uint16 observationIndex, uint16 observationCardinality, uint16 observationCardinalityNext, uint32 feeProtocol, bool unlocked);
+        function liquidity() external view returns (uint128);
+    }
+
+    #[sol(rpc)]
+    interface IPancakeV3PoolDeployer {
+        function setFactoryAddress(address factory) external;
+    }
+
+    #[sol(rpc)]
+    interface IDexlabRouter {
+        function v2Swap(address pair, address tokenIn, uint256 amountIn, uint256 amountOutMin, address to, uint16 feeBps) external returns (uint256 amountOut);
+        function v2AddLiquidity(address pair, uint256 amount0, uint256 amount1, address to) external returns (uint256 liquidity);
+        function v3Swap(address pool, bool zeroForOne, int256 amountSpecified, uint160 sqrtPriceLimitX96) external returns (int256 amount0, int256 amount1);
+        function v3Mint(address pool, int24 tickLower, int24 tickUpper, uint128 liquidity) external returns (uint256 amount0, uint256 amount1);
+    }
+}

@@ -1,0 +1,200 @@
+//! The simulated market: a latent reference price, noise traders and informed traders.
+//!
+//! The reference log-price of each token in USD follows a random walk whose volatility switches
+//! between a calm and a stressed regime, with Poisson jumps on top. Noise traders arrive at a
+//! Poisson rate and trade heavy-tailed (Pareto) sizes on random venues. Informed traders watch the
+//! reference and push a venue's price back inside its fee band, but each venue is visited only
+//! every few blocks (its latency), so cross-venue spreads open on news and close venue by venue.
+//! Everything draws from one ChaCha8 stream seeded by `--seed`, and reads only chain state, so
+//! the same seed mines the same chain.
+
+use alloy::primitives::{I256, U256, aliases::U160};
+use alloy::sol_types::SolCall;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal, Pareto, Poisson};
+
+use super::ChainUpConfig;
+use super::bindings::*;
+use super::deploy::{Deployment, INFORMED, NOISE, sqrt_price_x96, u256_of};
+use crate::error::{DataError, Result};
+use crate::types::{PoolInfo, Protocol};
+
+/// Market parameters. Per-block figures assume 2-second blocks.
+#[derive(Debug, Clone)]
+pub struct MarketParams {
+    pub calm_vol: f64,
+    pub stressed_vol: f64,
+    pub regime_switch_prob: f64,
+    pub jump_prob: f64,
+    pub jump_vol: f64,
+    pub noise_rate: f64,
+    /// Pareto scale (USD) and shape of noise trade sizes.
+    pub noise_scale_usd: f64,
+    pub noise_shape: f64,
+    pub noise_cap_usd: f64,
+    /// Probability that an informed trader shows up at a venue when its latency allows.
+    pub informed_presence: f64,
+}
+
+impl Default for MarketParams {
+    fn default() -> Self {
+        Self {
+            calm_vol: 0.0006,
+            stressed_vol: 0.002,
+            regime_switch_prob: 0.01,
+            jump_prob: 0.003,
+            jump_vol: 0.008,
+            noise_rate: 2.5,
+            noise_scale_usd: 200.0,
+            noise_shape: 1.3,
+            noise_cap_usd: 400_000.0,
+            informed_presence: 0.85,
+        }
+    }
+}
+
+/// Blocks between informed visits per venue: fast venues are arbitraged first.
+fn latency(dex: &str, fee: u32) -> u64 {
+    match (dex, fee) {
+        ("uniswap-v3", 500) => 1,
+        ("uniswap-v3", _) => 3,
+        ("pancakeswap-v3", _) => 2,
+        ("uniswap-v2", _) => 4,
+        _ => 6,
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> DataError {
+    DataError::Devnet(e.to_string())
+}
+
+/// Current token1-per-token0 raw price of a pool, read from the chain.
+async fn pool_price(d: &Deployment, pool: &PoolInfo) -> Result<Option<(f64, U256, U256)>> {
+    match pool.protocol {
+        Protocol::UniswapV2 | Protocol::Solidly => {
+            let r = IUniswapV2Pair::new(pool.address, &d.provider).getReserves().call().await.map_err(err)?;
+            let (r0, r1) = (U256::from(r.reserve0), U256::from(r.reserve1));
+            if r0.is_zero() {
+                return Ok(None);
+            }
+            Ok(Some((f64::from(r1) / f64::from(r0), r0, r1)))
+        }
+        Protocol::UniswapV3 | Protocol::PancakeV3 => {
+            let s = IV3Pool::new(pool.address, &d.provider).slot0().call().await.map_err(err)?;
+            let sp = f64::from(U256::from(s.sqrtPriceX96)) / 2f64.powi(96);
+            Ok(Some((sp * sp, U256::ZERO, U256::ZERO)))
+        }
+    }
+}
+
+/// Sends a trade selling `amount_in` of token0 (`zero_for_one`) or token1, optionally stopping at a price.
+async fn trade(d: &mut Deployment, from: usize, pool: &PoolInfo, zero_for_one: bool, amount_in: U256, limit_raw_price: Option<f64>) -> Result<()> {
+    if amount_in.is_zero() {
+        return Ok(());
+    }
+    let from = d.accounts[from];
+    let router = d.router;
+    let input = match pool.protocol {
+        Protocol::UniswapV2 | Protocol::Solidly => {
+            let token_in = if zero_for_one { pool.token0.address } else { pool.token1.address };
+            let fee_bps = (pool.fee / 100) as u16;
+            IDexlabRouter::v2SwapCall { pair: pool.address, tokenIn: token_in, amountIn: amount_in, amountOutMin: U256::ZERO, to: from, feeBps: fee_bps }.abi_encode()
+        }
+        Protocol::UniswapV3 | Protocol::PancakeV3 => {
+            let limit = limit_raw_price.map(sqrt_price_x96).unwrap_or(U256::ZERO);
+            IDexlabRouter::v3SwapCall {
+                pool: pool.address,
+                zeroForOne: zero_for_one,
+                amountSpecified: I256::try_from(amount_in).unwrap_or(I256::MAX),
+                sqrtPriceLimitX96: U160::saturating_from(limit),
+            }
+            .abi_encode()
+        }
+    };
+    d.send(from, Some(router), input, 2_500_000, "trade").await?;
+    Ok(())
+}
+
+/// Mines `cfg.blocks` blocks of market activity.
+pub async fn run(d: &mut Deployment, cfg: &ChainUpConfig, progress: bool) -> Result<()> {
+    let p = MarketParams::default();
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let normal = Normal::new(0.0, 1.0).expect("valid normal");
+    let pareto = Pareto::new(p.noise_scale_usd, p.noise_shape).expect("valid pareto");
+    let poisson = Poisson::new(p.noise_rate).expect("valid poisson");
+    let mut log_usd: Vec<f64> = d.usd.iter().map(|u| u.ln()).collect();
+    let stable: Vec<bool> = d.tokens.iter().map(|t| t.symbol == "USDC").collect();
+    let mut stressed = false;
+    let pools = d.pools.clone();
+    let bar = if progress { indicatif::ProgressBar::new(cfg.blocks) } else { indicatif::ProgressBar::hidden() };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("mining {bar:40} {pos}/{len} blocks {per_sec} eta {eta}").expect("valid template"),
+    );
+    for block in 0..cfg.blocks {
+        if rng.random_bool(p.regime_switch_prob) {
+            stressed = !stressed;
+        }
+        let vol = if stressed { p.stressed_vol } else { p.calm_vol };
+        for (i, lp) in log_usd.iter_mut().enumerate() {
+            if stable[i] {
+                continue;
+            }
+            *lp += vol * normal.sample(&mut rng);
+            if rng.random_bool(p.jump_prob) {
+                *lp += p.jump_vol * normal.sample(&mut rng);
+            }
+        }
+        let usd: Vec<f64> = log_usd.iter().map(|x| x.exp()).collect();
+
+        // Informed traders first (they pay for priority on a real chain).
+        for (k, pool) in pools.iter().enumerate() {
+            if block % latency(&pool.dex, pool.fee) != 0 || !rng.random_bool(p.informed_presence) {
+                continue;
+            }
+            let trader = INFORMED.start + (k + block as usize) % INFORMED.len();
+            let Some((price, r0, r1)) = pool_price(d, pool).await? else { continue };
+            let reference = d.raw_price(pool, &usd);
+            let fee = pool.fee as f64 / 1e6;
+            // Aim inside the no-arbitrage band, leaving a little edge for gas.
+            let (target, zero_for_one) = if price > reference * (1.0 + fee) * 1.0005 {
+                (reference * (1.0 + fee), true)
+            } else if price < reference * (1.0 - fee) / 1.0005 {
+                (reference * (1.0 - fee), false)
+            } else {
+                continue;
+            };
+            match pool.protocol {
+                Protocol::UniswapV3 | Protocol::PancakeV3 => {
+                    // The price limit stops the swap at the target; the amount is only a cap.
+                    let cap = U256::from(10u64).pow(U256::from(if zero_for_one { pool.token0.decimals } else { pool.token1.decimals } as u64 + 9));
+                    trade(d, trader, pool, zero_for_one, cap, Some(target)).await?;
+                }
+                Protocol::UniswapV2 | Protocol::Solidly => {
+                    let (x, y) = (f64::from(r0), f64::from(r1));
+                    let k = x * y;
+                    let amount = if zero_for_one { (k / target).sqrt() - x } else { (k * target).sqrt() - y };
+                    trade(d, trader, pool, zero_for_one, u256_of(amount / (1.0 - fee)), None).await?;
+                }
+            }
+        }
+
+        // Noise traders.
+        let n_noise = poisson.sample(&mut rng) as usize;
+        for _ in 0..n_noise {
+            let pool = &pools[rng.random_range(0..pools.len())];
+            let zero_for_one = rng.random_bool(0.5);
+            let size_usd = pareto.sample(&mut rng).min(p.noise_cap_usd);
+            let token = if zero_for_one { &pool.token0 } else { &pool.token1 };
+            let (i, _) = d.token(token.address);
+            let amount = size_usd / usd[i] * 10f64.powi(token.decimals as i32);
+            let trader = rng.random_range(NOISE);
+            trade(d, trader, pool, zero_for_one, u256_of(amount), None).await?;
+        }
+        d.forget_pending();
+        d.mine().await?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(())
+}

@@ -1,0 +1,621 @@
+//! Ingestion from any JSON-RPC node: pool logs and block headers into the Parquet dataset.
+//!
+//! * `eth_getLogs` spans adapt: a span is halved when the node refuses the range or the answer is
+//!   too large, and doubled after small answers.
+//! * Requests are rate limited, bounded in number in flight, and retried with exponential backoff
+//!   and full jitter on timeouts, dropped connections, HTTP 429 and 5xx.
+//! * Chunks are fetched concurrently but committed in block order; after each committed chunk a
+//!   checkpoint (written atomically) records the next block and the hashes of the last blocks. A run
+//!   killed at any moment and started again deletes whatever lies past the checkpoint and goes on,
+//!   so the dataset has no gap and no duplicate.
+//! * At start, the checkpoint's tail is compared with the node's hashes; during the run, every
+//!   header's parent hash with the previous header and every log's block hash with its header. A
+//!   mismatch is a reorg: the chunks past the fork point are deleted and fetched again.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Address, B256, U64};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::types::{Filter, Log};
+use alloy::transports::{RpcError, TransportErrorKind};
+use futures::{StreamExt, TryStreamExt};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::{self, CHUNK_TABLES, DatasetMeta};
+use crate::derive::write_chunk;
+use crate::error::{DataError, Result};
+use crate::types::{BlockRow, PoolInfo, RawLog};
+
+/// Validated ingestion settings.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    pub rpc_url: String,
+    pub from: Option<u64>,
+    pub to: Option<u64>,
+    /// Pools with known metadata (from a manifest).
+    pub pools: Vec<PoolInfo>,
+    /// Pools given by address only; their metadata is read from the chain.
+    pub pool_addresses: Vec<Address>,
+    pub out: PathBuf,
+    pub confirmations: u64,
+    pub chunk_blocks: u64,
+    pub concurrency: usize,
+    /// 0 = unlimited.
+    pub rate_per_sec: f64,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub initial_span: u64,
+    pub progress: bool,
+}
+
+impl IngestConfig {
+    fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(DataError::Config(m.into()));
+        if self.chunk_blocks == 0 {
+            return bad("--chunk-blocks must be at least 1");
+        }
+        if self.concurrency == 0 {
+            return bad("--concurrency must be at least 1");
+        }
+        if self.rate_per_sec < 0.0 || !self.rate_per_sec.is_finite() {
+            return bad("--rate must be a non-negative number of requests per second");
+        }
+        if self.retries == 0 {
+            return bad("--retries must be at least 1");
+        }
+        if self.initial_span == 0 {
+            return bad("--initial-span must be at least 1");
+        }
+        if self.timeout.is_zero() {
+            return bad("--timeout must be positive");
+        }
+        if let (Some(a), Some(b)) = (self.from, self.to)
+            && a > b
+        {
+            return Err(DataError::Config(format!("--from {a} is after --to {b}")));
+        }
+        if self.from.is_none() {
+            return bad("--from is required when no manifest gives the first block");
+        }
+        Ok(())
+    }
+}
+
+/// Block hashes kept in the checkpoint to detect reorgs.
+const TAIL: usize = 128;
+/// Largest eth_getLogs answer we accept before shrinking the span.
+const MAX_LOGS_PER_REQUEST: usize = 10_000;
+/// Headers per JSON-RPC batch.
+const HEADER_BATCH: u64 = 100;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Checkpoint {
+    chain_id: u64,
+    pools: Vec<Address>,
+    from: u64,
+    /// First block not yet in the dataset.
+    next_block: u64,
+    /// (number, hash) of the last committed blocks, ascending.
+    tail: Vec<(u64, B256)>,
+}
+
+/// A reorg that was detected and repaired.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ReorgEvent {
+    /// Last block that both chains share.
+    pub common_ancestor: u64,
+    /// Block from which the dataset was fetched again.
+    pub refetched_from: u64,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct IngestReport {
+    pub chain_id: u64,
+    pub from: u64,
+    pub to: u64,
+    pub resumed_at: Option<u64>,
+    pub blocks: u64,
+    pub logs: u64,
+    pub swaps: u64,
+    pub liquidity_events: u64,
+    pub unknown_logs: u64,
+    pub malformed: Vec<String>,
+    pub chunks: u64,
+    pub requests: u64,
+    pub retries: u64,
+    pub splits: u64,
+    pub reorgs: Vec<ReorgEvent>,
+    pub elapsed_s: f64,
+    pub blocks_per_s: f64,
+    pub logs_per_s: f64,
+}
+
+impl std::fmt::Display for IngestReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "ingested chain {} blocks {}..{} in {:.2}s ({:.0} blocks/s, {:.0} logs/s)", self.chain_id, self.from, self.to, self.elapsed_s, self.blocks_per_s, self.logs_per_s)?;
+        if let Some(r) = self.resumed_at {
+            writeln!(f, "  resumed at block {r}")?;
+        }
+        writeln!(f, "  {} blocks, {} logs, {} swaps, {} liquidity events, {} unknown logs, {} malformed", self.blocks, self.logs, self.swaps, self.liquidity_events, self.unknown_logs, self.malformed.len())?;
+        writeln!(f, "  {} chunks, {} requests, {} retries, {} span splits, {} reorgs", self.chunks, self.requests, self.retries, self.splits, self.reorgs.len())?;
+        for r in &self.reorgs {
+            writeln!(f, "  reorg: common ancestor {}, refetched from {}", r.common_ancestor, r.refetched_from)?;
+        }
+        for m in &self.malformed {
+            writeln!(f, "  skipped {m}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Shared request machinery: rate limit, timeouts, retries, counters.
+struct Rpc {
+    provider: DynProvider,
+    /// The same endpoint, for JSON-RPC batches.
+    client: alloy::rpc::client::RpcClient,
+    timeout: Duration,
+    retries: u32,
+    min_interval: Option<Duration>,
+    next_slot: tokio::sync::Mutex<Instant>,
+    requests: AtomicU64,
+    retried: AtomicU64,
+    splits: AtomicU64,
+    span: AtomicU64,
+    max_span: u64,
+}
+
+/// How a failed request should be handled.
+enum Failure {
+    /// Ask for less: the node refused the range or the answer was too large.
+    TooLarge(String),
+    Transient(String),
+    Fatal(String),
+}
+
+fn classify(e: &RpcError<TransportErrorKind>) -> Failure {
+    match e {
+        RpcError::ErrorResp(p) => {
+            let m = p.message.to_lowercase();
+            let too_large = ["range", "too many", "too large", "limit", "exceed", "more than", "response size", "block count"];
+            if p.code == -32005 || too_large.iter().any(|w| m.contains(w)) && !m.contains("rate") {
+                Failure::TooLarge(p.to_string())
+            } else if p.code == 429 || m.contains("rate") || m.contains("timeout") || m.contains("busy") || m.contains("header not found") || m.contains("unknown block") {
+                Failure::Transient(p.to_string())
+            } else {
+                Failure::Fatal(p.to_string())
+            }
+        }
+        RpcError::Transport(TransportErrorKind::HttpError(h)) | RpcError::Transport(TransportErrorKind::HttpErrorWithRetryAfter { error: h, .. }) => match h.status {
+            413 => Failure::TooLarge(format!("HTTP 413: {}", h.body)),
+            429 | 408 | 500..=599 => Failure::Transient(format!("HTTP {}", h.status)),
+            s => Failure::Fatal(format!("HTTP {s}: {}", h.body.chars().take(200).collect::<String>())),
+        },
+        RpcError::DeserError { err, .. } => Failure::Transient(format!("unreadable response: {err}")),
+        other => Failure::Transient(other.to_string()),
+    }
+}
+
+impl Rpc {
+    async fn throttle(&self) {
+        if let Some(iv) = self.min_interval {
+            let wait_until = {
+                let mut next = self.next_slot.lock().await;
+                let now = Instant::now();
+                let slot = (*next).max(now);
+                *next = slot + iv;
+                slot
+            };
+            tokio::time::sleep_until(wait_until.into()).await;
+        }
+    }
+
+    /// Runs `call` with timeout and retries; `TooLarge` is returned to the caller to split.
+    async fn call<T, F, Fut>(&self, what: &str, mut call: F) -> std::result::Result<T, Failure>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, RpcError<TransportErrorKind>>>,
+    {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            self.throttle().await;
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            let failure = match tokio::time::timeout(self.timeout, call()).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) => classify(&e),
+                Err(_) => Failure::Transient(format!("no answer within {:?}", self.timeout)),
+            };
+            match failure {
+                Failure::Transient(m) if attempt < self.retries => {
+                    self.retried.fetch_add(1, Ordering::Relaxed);
+                    // Exponential backoff with full jitter: 100 ms, 200 ms, ... capped at 10 s.
+                    let cap = Duration::from_millis(100u64.saturating_mul(1 << attempt.min(7))).min(Duration::from_secs(10));
+                    let sleep = cap.mul_f64(rand::rng().random::<f64>());
+                    tracing::debug!(what, attempt, %m, ?sleep, "retrying");
+                    tokio::time::sleep(sleep).await;
+                }
+                Failure::Transient(m) => return Err(Failure::Fatal(format!("{what}: gave up after {attempt} attempts: {m}"))),
+                Failure::Fatal(m) => return Err(Failure::Fatal(format!("{what}: {m}"))),
+                Failure::TooLarge(m) => return Err(Failure::TooLarge(m)),
+            }
+        }
+    }
+
+    fn fatal(method: &str, m: String) -> DataError {
+        DataError::Rpc { method: method.into(), attempts: 0, message: m }
+    }
+
+    /// All logs of `pools` in `[a, b]`, splitting spans as needed.
+    async fn logs(&self, pools: &[Address], a: u64, b: u64) -> Result<Vec<Log>> {
+        let mut out = Vec::new();
+        let mut start = a;
+        while start <= b {
+            let span = self.span.load(Ordering::Relaxed).max(1);
+            let end = b.min(start + span - 1);
+            let filter = Filter::new().address(pools.to_vec()).from_block(start).to_block(end);
+            match self.call("eth_getLogs", || self.provider.get_logs(&filter)).await {
+                Ok(logs) if logs.len() > MAX_LOGS_PER_REQUEST && end > start => {
+                    self.splits.fetch_add(1, Ordering::Relaxed);
+                    self.span.store(((end - start + 1) / 2).max(1), Ordering::Relaxed);
+                }
+                Ok(logs) => {
+                    if logs.len() < MAX_LOGS_PER_REQUEST / 4 && end - start + 1 == span {
+                        self.span.store((span * 2).min(self.max_span), Ordering::Relaxed);
+                    }
+                    out.extend(logs);
+                    start = end + 1;
+                }
+                Err(Failure::TooLarge(m)) if end > start => {
+                    tracing::debug!(start, end, %m, "range refused, splitting");
+                    self.splits.fetch_add(1, Ordering::Relaxed);
+                    self.span.store(((end - start + 1) / 2).max(1), Ordering::Relaxed);
+                }
+                Err(Failure::TooLarge(m)) | Err(Failure::Fatal(m)) | Err(Failure::Transient(m)) => {
+                    return Err(Self::fatal("eth_getLogs", format!("blocks {start}..{end}: {m}")));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Headers of `[a, b]` in JSON-RPC batches.
+    async fn headers(&self, chain_id: u64, a: u64, b: u64) -> Result<Vec<BlockRow>> {
+        let mut out = Vec::with_capacity((b - a + 1) as usize);
+        let mut start = a;
+        while start <= b {
+            let end = b.min(start + HEADER_BATCH - 1);
+            let blocks = self
+                .call("eth_getBlockByNumber", || async {
+                    let mut batch = self.client.new_batch();
+                    let mut waiters = Vec::new();
+                    for n in start..=end {
+                        waiters.push(batch.add_call::<_, Option<alloy::rpc::types::Block>>("eth_getBlockByNumber", &(U64::from(n), false))?);
+                    }
+                    batch.send().await?;
+                    let mut got = Vec::with_capacity(waiters.len());
+                    for w in waiters {
+                        got.push(w.await?);
+                    }
+                    Ok(got)
+                })
+                .await
+                .map_err(|f| match f {
+                    Failure::TooLarge(m) | Failure::Fatal(m) | Failure::Transient(m) => Self::fatal("eth_getBlockByNumber", format!("blocks {start}..{end}: {m}")),
+                })?;
+            for (n, blk) in (start..=end).zip(blocks) {
+                let blk = blk.ok_or_else(|| Self::fatal("eth_getBlockByNumber", format!("block {n} is not known to the node")))?;
+                let h = &blk.header;
+                out.push(BlockRow {
+                    number: h.number,
+                    hash: Some(h.hash),
+                    parent_hash: Some(h.parent_hash),
+                    timestamp: h.timestamp,
+                    base_fee_per_gas: h.base_fee_per_gas,
+                    gas_used: Some(h.gas_used),
+                    gas_limit: Some(h.gas_limit),
+                    chain_id,
+                });
+            }
+            start = end + 1;
+        }
+        Ok(out)
+    }
+
+    async fn block_hashes(&self, numbers: &[u64]) -> Result<Vec<Option<B256>>> {
+        let mut out = Vec::new();
+        for n in numbers {
+            let b = self
+                .call("eth_getBlockByNumber", || std::future::IntoFuture::into_future(self.provider.get_block_by_number((*n).into())))
+                .await
+                .map_err(|f| match f {
+                    Failure::TooLarge(m) | Failure::Fatal(m) | Failure::Transient(m) => Self::fatal("eth_getBlockByNumber", m),
+                })?;
+            out.push(b.map(|b| b.header.hash));
+        }
+        Ok(out)
+    }
+}
+
+fn raw_log(l: &Log, chain_id: u64) -> Result<RawLog> {
+    let missing = |f: &str| DataError::Rpc { method: "eth_getLogs".into(), attempts: 0, message: format!("log without {f} (pending logs are not ingested)") };
+    Ok(RawLog {
+        block_number: l.block_number.ok_or_else(|| missing("blockNumber"))?,
+        block_hash: l.block_hash,
+        transaction_index: l.transaction_index.ok_or_else(|| missing("transactionIndex"))?,
+        log_index: l.log_index.ok_or_else(|| missing("logIndex"))?,
+        transaction_hash: l.transaction_hash.ok_or_else(|| missing("transactionHash"))?,
+        address: l.address(),
+        topics: l.topics().to_vec(),
+        data: l.data().data.clone(),
+        chain_id,
+    })
+}
+
+/// A fetched, not yet committed chunk.
+struct Fetched {
+    first: u64,
+    last: u64,
+    logs: Vec<RawLog>,
+    blocks: Vec<BlockRow>,
+}
+
+enum ChunkCheck {
+    Ok,
+    /// The chain changed under us: reorg at or before this block.
+    Reorg(u64),
+}
+
+fn check_chunk(c: &Fetched, prev: Option<&(u64, B256)>) -> ChunkCheck {
+    let mut prev_hash = prev.map(|p| p.1);
+    for b in &c.blocks {
+        if let (Some(ph), Some(parent)) = (prev_hash, b.parent_hash)
+            && ph != parent
+        {
+            return ChunkCheck::Reorg(b.number);
+        }
+        prev_hash = b.hash;
+    }
+    let by_number: HashMap<u64, Option<B256>> = c.blocks.iter().map(|b| (b.number, b.hash)).collect();
+    for l in &c.logs {
+        if let (Some(lh), Some(Some(bh))) = (l.block_hash, by_number.get(&l.block_number))
+            && lh != *bh
+        {
+            return ChunkCheck::Reorg(l.block_number);
+        }
+    }
+    ChunkCheck::Ok
+}
+
+fn remove_chunks_from(root: &Path, from_block: u64) -> Result<Option<u64>> {
+    let mut earliest = None;
+    for table in CHUNK_TABLES {
+        for (first, last, path) in dataset::list_chunks(root, table)? {
+            if last >= from_block {
+                std::fs::remove_file(&path).map_err(|e| DataError::io(&path, e))?;
+                earliest = Some(earliest.map_or(first, |e: u64| e.min(first)));
+            }
+        }
+        // Leftover temporary files of a killed run.
+        if let Ok(rd) = std::fs::read_dir(root.join(table)) {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().ends_with(".tmp") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+    Ok(earliest)
+}
+
+/// Reads pool metadata from the chain for pools given by address.
+async fn discover_pools(provider: &DynProvider, addrs: &[Address]) -> Result<Vec<PoolInfo>> {
+    crate::discover::discover_pools(provider, addrs).await
+}
+
+/// Runs (or resumes) an ingestion.
+pub async fn ingest(cfg: IngestConfig) -> Result<IngestReport> {
+    cfg.validate()?;
+    let started = Instant::now();
+    let url: alloy::transports::http::reqwest::Url = cfg.rpc_url.parse().map_err(|e| DataError::Config(format!("--rpc `{}`: {e}", redact(&cfg.rpc_url))))?;
+    let provider = ProviderBuilder::new().disable_recommended_fillers().connect_http(url.clone()).erased();
+    let rpc = Arc::new(Rpc {
+        provider: provider.clone(),
+        client: alloy::rpc::client::RpcClient::new_http(url),
+        timeout: cfg.timeout,
+        retries: cfg.retries,
+        min_interval: (cfg.rate_per_sec > 0.0).then(|| Duration::from_secs_f64(1.0 / cfg.rate_per_sec)),
+        next_slot: tokio::sync::Mutex::new(Instant::now()),
+        requests: AtomicU64::new(0),
+        retried: AtomicU64::new(0),
+        splits: AtomicU64::new(0),
+        span: AtomicU64::new(cfg.initial_span.min(cfg.chunk_blocks)),
+        max_span: cfg.chunk_blocks,
+    });
+    let chain_id = rpc
+        .call("eth_chainId", || provider.get_chain_id())
+        .await
+        .map_err(|f| match f {
+            Failure::TooLarge(m) | Failure::Fatal(m) | Failure::Transient(m) => Rpc::fatal("eth_chainId", m),
+        })?;
+    let mut pools = cfg.pools.clone();
+    if !cfg.pool_addresses.is_empty() {
+        pools.extend(discover_pools(&provider, &cfg.pool_addresses).await?);
+    }
+    let mut pool_addrs: Vec<Address> = pools.iter().map(|p| p.address).collect();
+    pool_addrs.sort();
+    pool_addrs.dedup();
+    let pool_map: HashMap<Address, PoolInfo> = pools.iter().map(|p| (p.address, p.clone())).collect();
+    let from = cfg.from.expect("validated");
+    let root = &cfg.out;
+    std::fs::create_dir_all(root).map_err(|e| DataError::io(root, e))?;
+    let cp_path = root.join("checkpoint.json");
+
+    let mut cp: Checkpoint = if cp_path.exists() {
+        let cp: Checkpoint = dataset::read_json(&cp_path)?;
+        if cp.chain_id != chain_id || cp.pools != pool_addrs || cp.from != from {
+            return Err(DataError::Dataset {
+                path: root.clone(),
+                message: format!(
+                    "holds an ingestion of chain {} from block {} for {} pool(s); this run asks for chain {chain_id} from block {from} for {} pool(s): use another --out",
+                    cp.chain_id, cp.from, cp.pools.len(), pool_addrs.len()
+                ),
+            });
+        }
+        cp
+    } else {
+        Checkpoint { chain_id, pools: pool_addrs.clone(), from, next_block: from, tail: Vec::new() }
+    };
+    let mut report = IngestReport { chain_id, from, resumed_at: (cp.next_block > from).then_some(cp.next_block), ..Default::default() };
+    dataset::write_meta(root, &DatasetMeta { dexlab_version: env!("CARGO_PKG_VERSION").into(), chain_id, source: redact(&cfg.rpc_url), pools })?;
+
+    // Reorg check of what is already committed.
+    if !cp.tail.is_empty() {
+        let numbers: Vec<u64> = cp.tail.iter().map(|t| t.0).collect();
+        let hashes = rpc.block_hashes(&numbers).await?;
+        if let Some(pos) = cp.tail.iter().zip(&hashes).position(|((_, h), node)| node.as_ref() != Some(h)) {
+            let ancestor = if pos == 0 { cp.tail[0].0.saturating_sub(1).max(from.saturating_sub(1)) } else { cp.tail[pos - 1].0 };
+            if pos == 0 && cp.tail[0].0 > from {
+                tracing::warn!("reorg deeper than the {TAIL} checked blocks: refetching from {}", cp.tail[0].0);
+            }
+            let refetch = (ancestor + 1).max(from);
+            tracing::warn!(ancestor, "reorg detected in committed blocks; refetching from {refetch}");
+            cp.tail.retain(|t| t.0 < refetch);
+            cp.next_block = refetch;
+            report.reorgs.push(ReorgEvent { common_ancestor: ancestor, refetched_from: refetch });
+        }
+    }
+
+    loop {
+        // Whatever lies past the checkpoint is from a killed run or a reorged branch.
+        if let Some(earliest) = remove_chunks_from(root, cp.next_block)?
+            && earliest < cp.next_block
+        {
+            // A partial chunk straddled next_block: its earlier blocks must be fetched again.
+            cp.tail.retain(|t| t.0 < earliest);
+            cp.next_block = earliest;
+        }
+        dataset::write_json_atomic(&cp_path, &cp)?;
+        let head = rpc
+            .call("eth_blockNumber", || provider.get_block_number())
+            .await
+            .map_err(|f| match f {
+                Failure::TooLarge(m) | Failure::Fatal(m) | Failure::Transient(m) => Rpc::fatal("eth_blockNumber", m),
+            })?;
+        let safe_head = head.saturating_sub(cfg.confirmations);
+        let to = cfg.to.map_or(safe_head, |t| t.min(safe_head));
+        if u32::try_from(to).is_err() {
+            return Err(DataError::Config(format!("block {to} does not fit the dataset's u32 block numbers")));
+        }
+        report.to = to;
+        if cp.next_block > to {
+            break;
+        }
+        let mut ranges = Vec::new();
+        let mut s = cp.next_block;
+        while s <= to {
+            let cell_end = from + ((s - from) / cfg.chunk_blocks + 1) * cfg.chunk_blocks - 1;
+            let e = cell_end.min(to);
+            ranges.push((s, e));
+            s = e + 1;
+        }
+        let bar = if cfg.progress { indicatif::ProgressBar::new(to - cp.next_block + 1) } else { indicatif::ProgressBar::hidden() };
+        bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} blocks {per_sec} {msg} eta {eta}").expect("valid template"));
+        let rpc2 = rpc.clone();
+        let addrs = pool_addrs.clone();
+        let mut stream = futures::stream::iter(ranges)
+            .map(move |(a, b)| {
+                let rpc = rpc2.clone();
+                let addrs = addrs.clone();
+                async move {
+                    let (logs, blocks) = tokio::try_join!(rpc.logs(&addrs, a, b), rpc.headers(chain_id, a, b))?;
+                    let mut logs = logs.iter().map(|l| raw_log(l, chain_id)).collect::<Result<Vec<_>>>()?;
+                    logs.sort_by_key(RawLog::key);
+                    Ok::<_, DataError>(Fetched { first: a, last: b, logs, blocks })
+                }
+            })
+            .buffered(cfg.concurrency);
+        let mut reorg_at = None;
+        while let Some(chunk) = stream.try_next().await? {
+            if let ChunkCheck::Reorg(n) = check_chunk(&chunk, cp.tail.last()) {
+                reorg_at = Some(n);
+                break;
+            }
+            let s = write_chunk(root, chunk.first, chunk.last, &chunk.logs, &chunk.blocks, &pool_map)?;
+            report.blocks += s.blocks as u64;
+            report.logs += s.logs as u64;
+            report.swaps += s.swaps as u64;
+            report.liquidity_events += s.liquidity_events as u64;
+            report.unknown_logs += s.stats.unknown;
+            report.malformed.extend(s.malformed.iter().map(ToString::to_string));
+            report.chunks += 1;
+            cp.tail.extend(chunk.blocks.iter().filter_map(|b| b.hash.map(|h| (b.number, h))));
+            if cp.tail.len() > TAIL {
+                cp.tail.drain(..cp.tail.len() - TAIL);
+            }
+            cp.next_block = chunk.last + 1;
+            dataset::write_json_atomic(&cp_path, &cp)?;
+            bar.inc(chunk.last - chunk.first + 1);
+            let el = started.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!("{:.0} logs/s", report.logs as f64 / el));
+        }
+        bar.finish_and_clear();
+        drop(stream);
+        let Some(n) = reorg_at else { break };
+        // The chain changed during the run: step back past the fork and go again.
+        let back = n.saturating_sub(TAIL as u64 / 2).max(from);
+        let ancestor = back.saturating_sub(1);
+        tracing::warn!(block = n, "reorg detected during ingestion; refetching from {back}");
+        report.reorgs.push(ReorgEvent { common_ancestor: ancestor, refetched_from: back });
+        cp.tail.retain(|t| t.0 < back);
+        cp.next_block = back.min(cp.next_block);
+    }
+    report.requests = rpc.requests.load(Ordering::Relaxed);
+    report.retries = rpc.retried.load(Ordering::Relaxed);
+    report.splits = rpc.splits.load(Ordering::Relaxed);
+    report.elapsed_s = started.elapsed().as_secs_f64();
+    report.blocks_per_s = report.blocks as f64 / report.elapsed_s.max(1e-9);
+    report.logs_per_s = report.logs as f64 / report.elapsed_s.max(1e-9);
+    Ok(report)
+}
+
+/// An RPC URL fit for logs: user info and query strings (where API keys live) removed.
+pub fn redact(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+            let rest = rest.split(['?', '#']).next().unwrap_or(rest);
+            // Path segments of hosted RPCs often carry the key: keep only the host.
+            let host = rest.split('/').next().unwrap_or(rest);
+            let had_path = rest.len() > host.len() + 1;
+            format!("{scheme}://{host}{}", if had_path { "/…" } else { "" })
+        }
+        None => "<rpc>".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_credentials() {
+        assert_eq!(redact("https://user:pw@rpc.example.org/v2/SECRETKEY?x=1"), "https://rpc.example.org/…");
+        assert_eq!(redact("http://127.0.0.1:8545"), "http://127.0.0.1:8545");
+    }
+
+    #[test]
+    fn chunk_check_catches_broken_parent_links() {
+        let b = |n: u64, h: u8, p: u8| BlockRow { number: n, hash: Some(B256::repeat_byte(h)), parent_hash: Some(B256::repeat_byte(p)), timestamp: 0, base_fee_per_gas: None, gas_used: None, gas_limit: None, chain_id: 1 };
+        let ok = Fetched { first: 1, last: 2, logs: vec![], blocks: vec![b(1, 1, 0), b(2, 2, 1)] };
+        assert!(matches!(check_chunk(&ok, Some(&(0, B256::repeat_byte(0)))), ChunkCheck::Ok));
+        assert!(matches!(check_chunk(&ok, Some(&(0, B256::repeat_byte(9)))), ChunkCheck::Reorg(1)));
+        let bad = Fetched { first: 1, last: 2, logs: vec![], blocks: vec![b(1, 1, 0), b(2, 2, 7)] };
+        assert!(matches!(check_chunk(&bad, None), ChunkCheck::Reorg(2)));
+    }
+}

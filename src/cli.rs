@@ -1,0 +1,254 @@
+//! Argument parsing and dispatch. Raw arguments become validated configs here and nowhere else.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use alloy::primitives::Address;
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use dexlab_data::devnet::{ChainUpConfig, chain_up};
+use dexlab_data::import::{ImportOptions, import};
+use dexlab_data::ingest::{IngestConfig, ingest};
+use dexlab_data::manifest::ChainManifest;
+use dexlab_data::types::PoolInfo;
+
+#[derive(Parser)]
+#[command(name = "dexlab", version, about = "From DEX research to live trading on EVM chains")]
+struct Cli {
+    /// Log filter (RUST_LOG syntax), e.g. `info` or `dexlab_data=debug`.
+    #[arg(long, global = true, env = "DEXLAB_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Local chains with real DEX contracts.
+    #[command(subcommand)]
+    Chain(ChainCmd),
+    /// Chain data: ingest, import, inspect.
+    #[command(subcommand)]
+    Data(DataCmd),
+}
+
+#[derive(Subcommand)]
+enum ChainCmd {
+    /// Start anvil, deploy Uniswap V2 (x2), Uniswap V3 and PancakeSwap V3 from their npm bytecode,
+    /// mine a reproducible market, write the manifest and keep serving until stopped.
+    Up(ChainUpArgs),
+}
+
+#[derive(Args)]
+struct ChainUpArgs {
+    #[arg(long, default_value_t = 8545)]
+    port: u16,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Market blocks to mine after deployment.
+    #[arg(long, default_value_t = 1000)]
+    blocks: u64,
+    #[arg(long, default_value = "chain-manifest.json")]
+    manifest: PathBuf,
+    #[arg(long, default_value_t = 31337)]
+    chain_id: u64,
+    /// Seconds between blocks.
+    #[arg(long, default_value_t = 2)]
+    block_time: u64,
+    /// Exit after writing the manifest instead of serving.
+    #[arg(long)]
+    exit: bool,
+}
+
+#[derive(Subcommand)]
+enum DataCmd {
+    /// Pull pool logs and block headers from a JSON-RPC node into a Parquet dataset (resumable).
+    Ingest(IngestArgs),
+    /// Import eth_getLogs JSON or cryo logs Parquet into a dataset.
+    Import(ImportArgs),
+    /// Summarise a dataset.
+    Inspect(InspectArgs),
+}
+
+#[derive(Args)]
+struct IngestArgs {
+    #[arg(long, env = "DEXLAB_RPC_URL")]
+    rpc: String,
+    /// First block (default: the manifest's first block).
+    #[arg(long)]
+    from: Option<u64>,
+    /// Last block (default: the node's head minus --confirmations).
+    #[arg(long)]
+    to: Option<u64>,
+    /// Pools and tokens to ingest, as written by `dexlab chain up`.
+    #[arg(long, conflicts_with = "pool")]
+    manifest: Option<PathBuf>,
+    /// Pool addresses (protocol, tokens and decimals are read from the chain).
+    #[arg(long, num_args = 1..)]
+    pool: Vec<Address>,
+    #[arg(long)]
+    out: PathBuf,
+    /// Only ingest blocks at least this deep.
+    #[arg(long, default_value_t = 0)]
+    confirmations: u64,
+    /// Blocks per Parquet chunk.
+    #[arg(long, default_value_t = 1000)]
+    chunk_blocks: u64,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Requests per second at most (0 = unlimited).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Seconds before a request is abandoned and retried.
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+    /// Attempts per request before giving up.
+    #[arg(long, default_value_t = 8)]
+    retries: u32,
+    /// Block span of the first eth_getLogs request; it adapts from there.
+    #[arg(long, default_value_t = 2000)]
+    initial_span: u64,
+    /// Print the run summary as JSON.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    /// eth_getLogs JSON (array or JSON lines), or a cryo logs Parquet file or folder.
+    path: PathBuf,
+    #[arg(long)]
+    out: PathBuf,
+    /// `block_number,timestamp` CSV (unix seconds or `YYYY-MM-DD HH:MM:SS` UTC).
+    #[arg(long)]
+    timestamps: Option<PathBuf>,
+    /// Pool metadata (protocol, tokens, decimals) in the chain-manifest format.
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    /// Chain id of the logs (default: the manifest's, else 0 = unknown).
+    #[arg(long)]
+    chain_id: Option<u64>,
+    #[arg(long, default_value_t = 10_000)]
+    chunk_blocks: u64,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    dir: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).context("--log")?)
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Command::Chain(ChainCmd::Up(a)) => rt.block_on(chain_up_cmd(a)),
+        Command::Data(DataCmd::Ingest(a)) => rt.block_on(ingest_cmd(a)),
+        Command::Data(DataCmd::Import(a)) => import_cmd(a),
+        Command::Data(DataCmd::Inspect(a)) => inspect_cmd(a),
+    }
+}
+
+async fn chain_up_cmd(a: ChainUpArgs) -> anyhow::Result<ExitCode> {
+    let cfg = ChainUpConfig { port: a.port, seed: a.seed, blocks: a.blocks, chain_id: a.chain_id, block_time: a.block_time, manifest: a.manifest.clone() };
+    let started = std::time::Instant::now();
+    let (mut node, m) = chain_up(&cfg, std::io::IsTerminal::is_terminal(&std::io::stderr())).await?;
+    eprintln!(
+        "chain {} on {} ready in {:.1}s: {} pools on {} DEXes, blocks {}..{}; manifest {}",
+        m.chain_id,
+        node.url,
+        started.elapsed().as_secs_f64(),
+        m.pools.len(),
+        m.dexes.len(),
+        m.first_block,
+        m.last_block,
+        a.manifest.display()
+    );
+    if a.exit {
+        node.stop().await;
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("serving until stopped (Ctrl-C)");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => { node.stop().await; }
+        r = node.wait() => { r?; bail!("anvil exited unexpectedly"); }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn ingest_cmd(a: IngestArgs) -> anyhow::Result<ExitCode> {
+    let manifest = a.manifest.as_deref().map(ChainManifest::load).transpose()?;
+    if manifest.is_none() && a.pool.is_empty() {
+        bail!("say which pools to ingest: --manifest FILE or --pool ADDR...");
+    }
+    let cfg = IngestConfig {
+        rpc_url: a.rpc,
+        from: a.from.or(manifest.as_ref().map(|m| m.first_block)),
+        to: a.to,
+        pools: manifest.as_ref().map(|m| m.pools.clone()).unwrap_or_default(),
+        pool_addresses: a.pool,
+        out: a.out,
+        confirmations: a.confirmations,
+        chunk_blocks: a.chunk_blocks,
+        concurrency: a.concurrency,
+        rate_per_sec: a.rate,
+        timeout: std::time::Duration::from_secs_f64(a.timeout),
+        retries: a.retries,
+        initial_span: a.initial_span,
+        progress: !a.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    let report = ingest(cfg).await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        eprintln!("{report}");
+    }
+    Ok(if report.malformed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(3) })
+}
+
+fn import_cmd(a: ImportArgs) -> anyhow::Result<ExitCode> {
+    let manifest = a.manifest.as_deref().map(ChainManifest::load).transpose()?;
+    let pools: Vec<PoolInfo> = manifest.as_ref().map(|m| m.pools.clone()).unwrap_or_default();
+    let opts = ImportOptions {
+        input: a.path,
+        out: a.out,
+        timestamps: a.timestamps,
+        pools,
+        chain_id: a.chain_id.or(manifest.map(|m| m.chain_id)).unwrap_or(0),
+        chunk_blocks: a.chunk_blocks,
+    };
+    let r = import(&opts)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        eprintln!(
+            "imported {} logs into {} chunk(s): {} swaps, {} liquidity events, {} block timestamps; {} unknown, {} malformed, {} unreadable lines",
+            r.logs, r.chunks, r.swaps, r.liquidity_events, r.blocks, r.unknown, r.malformed.len(), r.skipped_lines.len()
+        );
+        for m in r.malformed.iter().chain(&r.skipped_lines) {
+            eprintln!("  skipped: {m}");
+        }
+    }
+    Ok(if r.malformed.is_empty() && r.skipped_lines.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(3) })
+}
+
+fn inspect_cmd(a: InspectArgs) -> anyhow::Result<ExitCode> {
+    let r = dexlab_data::inspect::inspect(&a.dir)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        print!("{r}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
