@@ -205,6 +205,10 @@ pub fn decode_log(log: &RawLog) -> Result<(EventKind, Event), DecodeError> {
             }
         }
         EventKind::V2Sync => {
+            // Reserves are uint112: the ABI decoder does not check the 18 high bytes of each word.
+            if data[..18].iter().chain(&data[32..50]).any(|&b| b != 0) {
+                return Err(fail("reserve does not fit uint112".into()));
+            }
             let e = univ2::Sync::decode_raw_log(topics, data).map_err(err)?;
             Event::Sync { reserve0: U256::from(e.reserve0), reserve1: U256::from(e.reserve1) }
         }

@@ -198,3 +198,15 @@ pub async fn run(d: &mut Deployment, cfg: &ChainUpConfig, progress: bool) -> Res
     bar.finish_and_clear();
     Ok(())
 }
+
+/// Calldata of a router V3 swap selling `amount_in` with no price limit (for tests and tools).
+pub fn router_v3_swap_calldata(pool: alloy::primitives::Address, zero_for_one: bool, amount_in: U256) -> alloy::primitives::Bytes {
+    IDexlabRouter::v3SwapCall {
+        pool,
+        zeroForOne: zero_for_one,
+        amountSpecified: I256::try_from(amount_in).unwrap_or(I256::MAX),
+        sqrtPriceLimitX96: U160::ZERO,
+    }
+    .abi_encode()
+    .into()
+}

@@ -1,0 +1,244 @@
+//! `dexlab data ingest` against a real anvil: equals the node, survives faults, kills and reorgs,
+//! reports and skips malformed logs.
+
+mod proxy;
+
+use std::time::{Duration, Instant};
+
+use alloy::network::TransactionBuilder;
+use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::providers::Provider;
+use alloy::rpc::types::{Filter, TransactionRequest};
+use alloy::sol_types::SolEvent;
+use dexlab_data::dataset;
+
+use crate::support::{Chain, dexlab, ingest, mine, tables};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ingest_equals_what_the_node_returns() {
+    let ch = Chain::up(21, 400);
+    let out = tempfile::tempdir().unwrap();
+    let r = ingest(&ch.url(), &ch.manifest_path, out.path(), &["--chunk-blocks", "97", "--initial-span", "13"]);
+    let m = &ch.manifest;
+    let t = tables(out.path());
+    let p = ch.provider();
+    let node_logs = p
+        .get_logs(&Filter::new().address(m.pools.iter().map(|x| x.address).collect::<Vec<_>>()).from_block(m.first_block).to_block(m.last_block))
+        .await
+        .unwrap();
+    assert!(node_logs.len() > 1000, "the market should be busy: {} logs", node_logs.len());
+    assert_eq!(t.logs.len(), node_logs.len());
+    for (ours, node) in t.logs.iter().zip(&node_logs) {
+        assert_eq!(ours.block_number, node.block_number.unwrap());
+        assert_eq!(ours.block_hash, node.block_hash);
+        assert_eq!(ours.log_index, node.log_index.unwrap());
+        assert_eq!(ours.transaction_hash, node.transaction_hash.unwrap());
+        assert_eq!(ours.address, node.address());
+        assert_eq!(ours.topics, node.topics());
+        assert_eq!(ours.data, node.data().data);
+        assert_eq!(ours.chain_id, 31337);
+    }
+    // Every block in range, with the node's hash and header fields.
+    assert_eq!(t.blocks.len() as u64, m.last_block - m.first_block + 1);
+    for b in t.blocks.iter().step_by(37) {
+        let h = p.get_block_by_number(b.number.into()).await.unwrap().unwrap().header;
+        assert_eq!(b.hash, Some(h.hash));
+        assert_eq!(b.parent_hash, Some(h.parent_hash));
+        assert_eq!(b.timestamp, h.timestamp);
+        assert_eq!(b.base_fee_per_gas, h.base_fee_per_gas);
+        assert_eq!(b.gas_used, Some(h.gas_used));
+    }
+    // Every swap log became one swap row; V2 rows carry reserves, V3 rows sqrt price and tick.
+    let swap_topics = [dexlab_data::decode::univ2::Swap::SIGNATURE_HASH, dexlab_data::decode::univ3::Swap::SIGNATURE_HASH, dexlab_data::decode::pancakev3::Swap::SIGNATURE_HASH];
+    let n_swaps = node_logs.iter().filter(|l| swap_topics.contains(&l.topics()[0])).count();
+    let swaps = &t.swaps[0];
+    assert_eq!(swaps.num_rows(), n_swaps);
+    assert_eq!(r["swaps"].as_u64().unwrap() as usize, n_swaps);
+    let path = std::path::Path::new("swaps");
+    let proto = dataset::string_column(path, swaps, "protocol").unwrap();
+    let reserve0 = dataset::string_column(path, swaps, "reserve0").unwrap();
+    let sqrt = dataset::string_column(path, swaps, "sqrt_price_x96").unwrap();
+    for i in 0..swaps.num_rows() {
+        match proto[i].as_deref().unwrap() {
+            "uniswap_v2" => assert!(reserve0[i].is_some() && sqrt[i].is_none()),
+            "uniswap_v3" | "pancake_v3" => assert!(sqrt[i].is_some() && reserve0[i].is_none()),
+            other => panic!("unexpected protocol {other}"),
+        }
+    }
+    assert!(proto.iter().any(|p| p.as_deref() == Some("pancake_v3")));
+    assert_eq!(r["malformed"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn faults_between_ingester_and_node_do_not_change_the_dataset() {
+    let ch = Chain::up(22, 300);
+    let clean = tempfile::tempdir().unwrap();
+    ingest(&ch.url(), &ch.manifest_path, clean.path(), &["--chunk-blocks", "25"]);
+    let proxy = proxy::FaultyProxy::start(ch.port, 42, 0.25).await;
+    let faulty = tempfile::tempdir().unwrap();
+    let r = ingest(
+        &proxy.url(),
+        &ch.manifest_path,
+        faulty.path(),
+        &["--chunk-blocks", "25", "--initial-span", "10", "--timeout", "0.5", "--retries", "30", "--concurrency", "3"],
+    );
+    let stats = proxy.stats();
+    assert!(stats.dropped > 0 && stats.stalled > 0 && stats.too_many > 0 && stats.server_errors > 0, "{stats:?}");
+    assert!(r["retries"].as_u64().unwrap() > 0);
+    assert_eq!(tables(faulty.path()), tables(clean.path()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_and_resumed_ingestion_gives_the_same_dataset() {
+    let ch = Chain::up(23, 600);
+    let clean = tempfile::tempdir().unwrap();
+    ingest(&ch.url(), &ch.manifest_path, clean.path(), &["--chunk-blocks", "20"]);
+    let out = tempfile::tempdir().unwrap();
+    let cp = out.path().join("checkpoint.json");
+    let first = ch.manifest.first_block;
+    for round in 0..3 {
+        // Slow enough (rate limit) to be killed part-way.
+        let mut child = dexlab()
+            .args(["data", "ingest", "--rpc", &ch.url(), "--quiet", "--chunk-blocks", "20", "--rate", "40"])
+            .arg("--manifest")
+            .arg(&ch.manifest_path)
+            .arg("--out")
+            .arg(out.path())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let target = first + 100 * (round + 1);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let next = std::fs::read_to_string(&cp).ok().and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok()).and_then(|v| v["next_block"].as_u64()).unwrap_or(0);
+            if next >= target || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let r = ingest(&ch.url(), &ch.manifest_path, out.path(), &["--chunk-blocks", "20"]);
+    assert!(r["resumed_at"].as_u64().unwrap() > first, "the last run must resume, not restart: {r}");
+    assert_eq!(tables(out.path()), tables(clean.path()));
+}
+
+/// Sends a few pool-touching trades through the devnet router and mines them, one block each.
+async fn trade_blocks(ch: &Chain, n: u64, seed: u64) {
+    use dexlab_data::devnet::market::router_v3_swap_calldata;
+    let p = ch.provider();
+    let accounts = p.get_accounts().await.unwrap();
+    let v3 = ch.manifest.pools.iter().filter(|x| x.protocol.is_v3()).collect::<Vec<_>>();
+    for i in 0..n {
+        let pool = v3[((seed + i) as usize) % v3.len()];
+        let from = accounts[2 + (i as usize % 4)];
+        let nonce = p.get_transaction_count(from).pending().await.unwrap();
+        let amount = U256::from(10u64).pow(U256::from(pool.token0.decimals as u64)) * U256::from(1 + seed * 7 + i);
+        let tx = TransactionRequest::default()
+            .with_from(from)
+            .with_to(ch.manifest.router.unwrap())
+            .with_input(router_v3_swap_calldata(pool.address, (seed + i) % 2 == 0, amount))
+            .with_nonce(nonce)
+            .with_gas_limit(2_000_000)
+            .with_max_fee_per_gas(100_000_000_000)
+            .with_max_priority_fee_per_gas(1)
+            .with_chain_id(31337);
+        let _ = p.send_transaction(tx).await.unwrap();
+        mine(&p, 1).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reorg_is_detected_and_the_dataset_follows_the_new_chain() {
+    let ch = Chain::up(24, 150);
+    let p = ch.provider();
+    let snapshot: U256 = p.raw_request("evm_snapshot".into(), ()).await.unwrap();
+    trade_blocks(&ch, 8, 1).await;
+    let out = tempfile::tempdir().unwrap();
+    ingest(&ch.url(), &ch.manifest_path, out.path(), &["--chunk-blocks", "40"]);
+    let old_tables = tables(out.path());
+    // Another branch from the snapshot, longer than the first.
+    let reverted: bool = p.raw_request("evm_revert".into(), (snapshot,)).await.unwrap();
+    assert!(reverted);
+    let _: bool = p.raw_request("anvil_setNextBlockTimestamp".into(), (2_000_000_000u64,)).await.map(|_: serde_json::Value| true).unwrap();
+    trade_blocks(&ch, 11, 2).await;
+    let r = ingest(&ch.url(), &ch.manifest_path, out.path(), &["--chunk-blocks", "40"]);
+    assert_eq!(r["reorgs"].as_array().unwrap().len(), 1, "{r}");
+    let fresh = tempfile::tempdir().unwrap();
+    ingest(&ch.url(), &ch.manifest_path, fresh.path(), &["--chunk-blocks", "40"]);
+    let new_tables = tables(out.path());
+    assert_ne!(new_tables, old_tables);
+    assert_eq!(new_tables, tables(fresh.path()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_logs_are_reported_with_their_location_and_skipped() {
+    let ch = Chain::up(25, 20);
+    let p = ch.provider();
+    let from = p.get_accounts().await.unwrap()[15];
+    // A contract whose fallback emits LOG1(topic0 = Uniswap V3 Swap) with 100 bytes of data: a
+    // Swap-looking log that no real pool could emit (a Swap has 3 topics and 160 data bytes).
+    let topic = dexlab_data::decode::univ3::Swap::SIGNATURE_HASH;
+    let mut runtime = vec![0x7f];
+    runtime.extend_from_slice(topic.as_slice());
+    runtime.extend_from_slice(&[0x60, 0x64, 0x60, 0x00, 0xa1, 0x00]); // PUSH1 100 PUSH1 0 LOG1 STOP
+    let mut init = vec![0x60, runtime.len() as u8, 0x80, 0x60, 0x0c, 0x60, 0x00, 0x39, 0x60, 0x00, 0xf3, 0x00];
+    init.extend(&runtime);
+    let send = |to: Option<Address>, input: Vec<u8>, nonce: u64| {
+        let mut tx = TransactionRequest::default()
+            .with_from(from)
+            .with_input(Bytes::from(input))
+            .with_nonce(nonce)
+            .with_gas_limit(300_000)
+            .with_max_fee_per_gas(100_000_000_000)
+            .with_max_priority_fee_per_gas(1)
+            .with_chain_id(31337);
+        match to {
+            Some(a) => tx.set_to(a),
+            None => tx.set_create(),
+        }
+        tx
+    };
+    let nonce = p.get_transaction_count(from).await.unwrap();
+    let emitter = from.create(nonce);
+    let _ = p.send_transaction(send(None, init, nonce)).await.unwrap();
+    mine(&p, 1).await;
+    assert!(!p.get_code_at(emitter).await.unwrap().is_empty());
+    let tx = *p.send_transaction(send(Some(emitter), vec![], nonce + 1)).await.unwrap().tx_hash();
+    mine(&p, 1).await;
+    let receipt = p.get_transaction_receipt(tx).await.unwrap().unwrap();
+    let bad_block = receipt.block_number.unwrap();
+
+    // The emitter is listed as one more V3 pool of the manifest.
+    let mut m = ch.manifest.clone();
+    let mut fake = m.pools.iter().find(|x| x.protocol.is_v3()).unwrap().clone();
+    fake.address = emitter;
+    m.pools.push(fake);
+    m.last_block = bad_block;
+    let path = ch.dir.path().join("with-emitter.json");
+    m.save(&path).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let o = dexlab()
+        .args(["data", "ingest", "--rpc", &ch.url(), "--json", "--quiet"])
+        .arg("--manifest")
+        .arg(&path)
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "malformed input is not a clean run: {}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let malformed = r["malformed"].as_array().unwrap();
+    assert_eq!(malformed.len(), 1, "{r}");
+    let msg = malformed[0].as_str().unwrap();
+    assert!(msg.contains(&format!("block {bad_block}")) && msg.contains(&format!("{tx}")) && msg.contains("log index"), "{msg}");
+    assert!(msg.contains("expected 3 topics, found 1"), "{msg}");
+    // Kept in logs, absent from swaps; everything else ingested.
+    let t = tables(out.path());
+    assert!(t.logs.iter().any(|l| l.address == emitter));
+    let clean = tempfile::tempdir().unwrap();
+    ingest(&ch.url(), &ch.manifest_path, clean.path(), &["--to", &bad_block.to_string()]);
+    assert_eq!(t.swaps, tables(clean.path()).swaps);
+    let _ = B256::ZERO;
+}

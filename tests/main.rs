@@ -1,0 +1,8 @@
+//! End-to-end scenarios: the `dexlab` binary against a real anvil with the real DEX bytecode.
+//! One test binary, one module per scenario.
+
+mod support;
+
+mod chain;
+mod import;
+mod ingest;
