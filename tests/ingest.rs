@@ -6,7 +6,7 @@ mod proxy;
 use std::time::{Duration, Instant};
 
 use alloy::network::TransactionBuilder;
-use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::primitives::{Address, Bytes, U256};
 use alloy::providers::Provider;
 use alloy::rpc::types::{Filter, TransactionRequest};
 use alloy::sol_types::SolEvent;
@@ -240,5 +240,26 @@ async fn malformed_logs_are_reported_with_their_location_and_skipped() {
     let clean = tempfile::tempdir().unwrap();
     ingest(&ch.url(), &ch.manifest_path, clean.path(), &["--to", &bad_block.to_string()]);
     assert_eq!(t.swaps, tables(clean.path()).swaps);
-    let _ = B256::ZERO;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pools_given_by_address_are_recognised_from_the_chain() {
+    let ch = Chain::up(26, 30);
+    let m = &ch.manifest;
+    let out = tempfile::tempdir().unwrap();
+    let mut args = vec!["data".to_string(), "ingest".into(), "--rpc".into(), ch.url(), "--quiet".into(), "--json".into(), "--from".into(), m.first_block.to_string(), "--to".into(), m.last_block.to_string(), "--pool".into()];
+    args.extend(m.pools.iter().map(|p| format!("{:#x}", p.address)));
+    let o = dexlab().args(&args).arg("--out").arg(out.path()).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let meta = dataset::read_meta(out.path()).unwrap();
+    assert_eq!(meta.pools.len(), m.pools.len());
+    for want in &m.pools {
+        let got = meta.pools.iter().find(|p| p.address == want.address).unwrap();
+        assert_eq!((got.protocol, got.fee, got.tick_spacing), (want.protocol, want.fee, want.tick_spacing), "{}", want.address);
+        assert_eq!((&got.token0, &got.token1), (&want.token0, &want.token1));
+    }
+    // The same swaps as an ingest driven by the manifest.
+    let by_manifest = tempfile::tempdir().unwrap();
+    ingest(&ch.url(), &ch.manifest_path, by_manifest.path(), &["--to", &m.last_block.to_string()]);
+    assert_eq!(tables(out.path()).logs, tables(by_manifest.path()).logs);
 }
