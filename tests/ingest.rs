@@ -263,3 +263,20 @@ async fn pools_given_by_address_are_recognised_from_the_chain() {
     ingest(&ch.url(), &ch.manifest_path, by_manifest.path(), &["--to", &m.last_block.to_string()]);
     assert_eq!(tables(out.path()).logs, tables(by_manifest.path()).logs);
 }
+
+#[test]
+fn an_unreachable_node_is_a_clear_error_without_the_api_key() {
+    let port = crate::support::free_port();
+    let out = tempfile::tempdir().unwrap();
+    let url = format!("http://user:hunter2secret@127.0.0.1:{port}/v2/APIKEY123");
+    let o = dexlab()
+        .args(["data", "ingest", "--rpc", &url, "--from", "0", "--pool", "0x88e6a0c2ddd26feeb64f039a2c41296fcb3f5640", "--retries", "2", "--timeout", "1"])
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("eth_chainId") && err.contains("gave up after 2 attempts"), "{err}");
+    assert!(!err.contains("hunter2secret") && !err.contains("APIKEY123"), "secret leaked: {err}");
+}

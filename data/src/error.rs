@@ -33,7 +33,7 @@ pub enum DataError {
     Column { path: PathBuf, column: String, message: String },
     #[error("malformed log at {location}: {message}")]
     MalformedLog { location: LogLocation, message: String },
-    #[error("rpc {method} failed after {attempts} attempt(s): {message}")]
+    #[error("rpc {method} failed: {message}")]
     Rpc { method: String, attempts: u32, message: String },
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -168,6 +168,9 @@ struct Rpc {
     splits: AtomicU64,
     span: AtomicU64,
     max_span: u64,
+    /// Spellings of the endpoint (it may hold an API key) and how it may be printed.
+    url_spellings: Vec<String>,
+    url_redacted: String,
 }
 
 /// How a failed request should be handled.
@@ -231,6 +234,12 @@ impl Rpc {
                 Ok(Err(e)) => classify(&e),
                 Err(_) => Failure::Transient(format!("no answer within {:?}", self.timeout)),
             };
+            // HTTP client errors quote the URL, and hosted RPC URLs carry API keys.
+            let failure = match failure {
+                Failure::TooLarge(m) => Failure::TooLarge(self.scrub(m)),
+                Failure::Transient(m) => Failure::Transient(self.scrub(m)),
+                Failure::Fatal(m) => Failure::Fatal(self.scrub(m)),
+            };
             match failure {
                 Failure::Transient(m) if attempt < self.retries => {
                     self.retried.fetch_add(1, Ordering::Relaxed);
@@ -245,6 +254,13 @@ impl Rpc {
                 Failure::TooLarge(m) => return Err(Failure::TooLarge(m)),
             }
         }
+    }
+
+    fn scrub(&self, mut m: String) -> String {
+        for u in &self.url_spellings {
+            m = m.replace(u.as_str(), &self.url_redacted);
+        }
+        m
     }
 
     fn fatal(method: &str, m: String) -> DataError {
@@ -426,7 +442,7 @@ pub async fn ingest(cfg: IngestConfig) -> Result<IngestReport> {
     let provider = ProviderBuilder::new().disable_recommended_fillers().connect_http(url.clone()).erased();
     let rpc = Arc::new(Rpc {
         provider: provider.clone(),
-        client: alloy::rpc::client::RpcClient::new_http(url),
+        client: alloy::rpc::client::RpcClient::new_http(url.clone()),
         timeout: cfg.timeout,
         retries: cfg.retries,
         min_interval: (cfg.rate_per_sec > 0.0).then(|| Duration::from_secs_f64(1.0 / cfg.rate_per_sec)),
@@ -436,6 +452,8 @@ pub async fn ingest(cfg: IngestConfig) -> Result<IngestReport> {
         splits: AtomicU64::new(0),
         span: AtomicU64::new(cfg.initial_span.min(cfg.chunk_blocks)),
         max_span: cfg.chunk_blocks,
+        url_spellings: url_spellings(&cfg.rpc_url, &url),
+        url_redacted: redact(&cfg.rpc_url),
     });
     let chain_id = rpc
         .call("eth_chainId", || provider.get_chain_id())
@@ -582,6 +600,22 @@ pub async fn ingest(cfg: IngestConfig) -> Result<IngestReport> {
     report.blocks_per_s = report.blocks as f64 / report.elapsed_s.max(1e-9);
     report.logs_per_s = report.logs as f64 / report.elapsed_s.max(1e-9);
     Ok(report)
+}
+
+/// Every way an HTTP client may print `url` (with or without user info and trailing slash),
+/// longest first so that replacing them in order leaves no fragment.
+fn url_spellings(raw: &str, url: &alloy::transports::http::reqwest::Url) -> Vec<String> {
+    let mut bare = url.clone();
+    let _ = bare.set_username("");
+    let _ = bare.set_password(None);
+    let mut v: Vec<String> = [raw.to_string(), url.to_string(), bare.to_string()]
+        .into_iter()
+        .flat_map(|s| [s.clone(), s.trim_end_matches('/').to_string()])
+        .filter(|s| !s.is_empty())
+        .collect();
+    v.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    v.dedup();
+    v
 }
 
 /// An RPC URL fit for logs: user info and query strings (where API keys live) removed.
