@@ -13,7 +13,11 @@ use dexlab_data::manifest::ChainManifest;
 use dexlab_data::types::PoolInfo;
 
 #[derive(Parser)]
-#[command(name = "dexlab", version, about = "From DEX research to live trading on EVM chains")]
+#[command(
+    name = "dexlab",
+    version,
+    about = "From DEX research to live trading on EVM chains"
+)]
 struct Cli {
     /// Log filter (RUST_LOG syntax), e.g. `info` or `dexlab_data=debug`.
     #[arg(long, global = true, env = "DEXLAB_LOG", default_value = "info")]
@@ -151,7 +155,9 @@ pub fn run() -> anyhow::Result<ExitCode> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).context("--log")?)
         .with_writer(std::io::stderr)
         .init();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match cli.command {
         Command::Chain(ChainCmd::Up(a)) => rt.block_on(chain_up_cmd(a)),
         Command::Data(DataCmd::Ingest(a)) => rt.block_on(ingest_cmd(a)),
@@ -161,9 +167,17 @@ pub fn run() -> anyhow::Result<ExitCode> {
 }
 
 async fn chain_up_cmd(a: ChainUpArgs) -> anyhow::Result<ExitCode> {
-    let cfg = ChainUpConfig { port: a.port, seed: a.seed, blocks: a.blocks, chain_id: a.chain_id, block_time: a.block_time, manifest: a.manifest.clone() };
+    let cfg = ChainUpConfig {
+        port: a.port,
+        seed: a.seed,
+        blocks: a.blocks,
+        chain_id: a.chain_id,
+        block_time: a.block_time,
+        manifest: a.manifest.clone(),
+    };
     let started = std::time::Instant::now();
-    let (mut node, m) = chain_up(&cfg, std::io::IsTerminal::is_terminal(&std::io::stderr())).await?;
+    let (mut node, m) =
+        chain_up(&cfg, std::io::IsTerminal::is_terminal(&std::io::stderr())).await?;
     eprintln!(
         "chain {} on {} ready in {:.1}s: {} pools on {} DEXes, blocks {}..{}; manifest {}",
         m.chain_id,
@@ -196,7 +210,10 @@ async fn ingest_cmd(a: IngestArgs) -> anyhow::Result<ExitCode> {
         rpc_url: a.rpc,
         from: a.from.or(manifest.as_ref().map(|m| m.first_block)),
         to: a.to,
-        pools: manifest.as_ref().map(|m| m.pools.clone()).unwrap_or_default(),
+        pools: manifest
+            .as_ref()
+            .map(|m| m.pools.clone())
+            .unwrap_or_default(),
         pool_addresses: a.pool,
         out: a.out,
         confirmations: a.confirmations,
@@ -214,12 +231,19 @@ async fn ingest_cmd(a: IngestArgs) -> anyhow::Result<ExitCode> {
     } else {
         eprintln!("{report}");
     }
-    Ok(if report.malformed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(3) })
+    Ok(if report.malformed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }
 
 fn import_cmd(a: ImportArgs) -> anyhow::Result<ExitCode> {
     let manifest = a.manifest.as_deref().map(ChainManifest::load).transpose()?;
-    let pools: Vec<PoolInfo> = manifest.as_ref().map(|m| m.pools.clone()).unwrap_or_default();
+    let pools: Vec<PoolInfo> = manifest
+        .as_ref()
+        .map(|m| m.pools.clone())
+        .unwrap_or_default();
     let opts = ImportOptions {
         input: a.path,
         out: a.out,
@@ -234,13 +258,24 @@ fn import_cmd(a: ImportArgs) -> anyhow::Result<ExitCode> {
     } else {
         eprintln!(
             "imported {} logs into {} chunk(s): {} swaps, {} liquidity events, {} block timestamps; {} unknown, {} malformed, {} unreadable lines",
-            r.logs, r.chunks, r.swaps, r.liquidity_events, r.blocks, r.unknown, r.malformed.len(), r.skipped_lines.len()
+            r.logs,
+            r.chunks,
+            r.swaps,
+            r.liquidity_events,
+            r.blocks,
+            r.unknown,
+            r.malformed.len(),
+            r.skipped_lines.len()
         );
         for m in r.malformed.iter().chain(&r.skipped_lines) {
             eprintln!("  skipped: {m}");
         }
     }
-    Ok(if r.malformed.is_empty() && r.skipped_lines.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(3) })
+    Ok(if r.malformed.is_empty() && r.skipped_lines.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }
 
 fn inspect_cmd(a: InspectArgs) -> anyhow::Result<ExitCode> {

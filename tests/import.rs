@@ -21,21 +21,41 @@ fn import(input: &Path, out: &Path) -> serde_json::Value {
         .arg("--timestamps")
         .arg(s.join("block_timestamps.csv"))
         .arg("--manifest")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/univ3-usdc-weth-mainnet.manifest.json"))
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("examples/univ3-usdc-weth-mainnet.manifest.json"),
+        )
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
-type Row = (String, u64, u64, String, String, String, String, String, i32);
+type Row = (
+    String,
+    u64,
+    u64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    i32,
+);
 
 fn swap_rows(root: &Path) -> Vec<Row> {
     let mut rows = Vec::new();
     for (_, _, p) in dataset::list_chunks(root, dataset::SWAPS).unwrap() {
         for b in dataset::read_parquet(&p).unwrap() {
             let s = |c| dataset::string_column(&p, &b, c).unwrap();
-            let (pool, tx, a0, a1, sp, liq) = (s("pool"), s("transaction_hash"), s("amount0"), s("amount1"), s("sqrt_price_x96"), s("liquidity"));
+            let (pool, tx, a0, a1, sp, liq) = (
+                s("pool"),
+                s("transaction_hash"),
+                s("amount0"),
+                s("amount1"),
+                s("sqrt_price_x96"),
+                s("liquidity"),
+            );
             let bn = dataset::int_column(&p, &b, "block_number").unwrap();
             let li = dataset::int_column(&p, &b, "log_index").unwrap();
             let tick = dataset::i32_column(&p, &b, "tick").unwrap();
@@ -86,7 +106,10 @@ fn real_sample_swaps_equal_the_reference_decoding() {
     // The reference lists pool by pool; the dataset is in chain order.
     let key = |r: &Row| (r.1, r.2);
     reference.sort_by_key(key);
-    assert!(ours.windows(2).all(|w| key(&w[0]) < key(&w[1])), "swaps are in chain order");
+    assert!(
+        ours.windows(2).all(|w| key(&w[0]) < key(&w[1])),
+        "swaps are in chain order"
+    );
     assert_eq!(ours.len(), reference.len());
     for (o, r) in ours.iter().zip(&reference) {
         assert_eq!(o, r);
@@ -108,7 +131,11 @@ fn cryo_logs_parquet_imports_to_the_same_dataset() {
 fn inspect_reports_the_sample() {
     let out = tempfile::tempdir().unwrap();
     import(&sample().join("logs.jsonl"), out.path());
-    let o = dexlab().args(["data", "inspect", "--json"]).arg(out.path()).output().unwrap();
+    let o = dexlab()
+        .args(["data", "inspect", "--json"])
+        .arg(out.path())
+        .output()
+        .unwrap();
     assert!(o.status.success());
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(r["logs"], 3121);

@@ -18,15 +18,29 @@ use crate::support::{Chain, dexlab, ingest, mine, tables};
 async fn ingest_equals_what_the_node_returns() {
     let ch = Chain::up(21, 400);
     let out = tempfile::tempdir().unwrap();
-    let r = ingest(&ch.url(), &ch.manifest_path, out.path(), &["--chunk-blocks", "97", "--initial-span", "13"]);
+    let r = ingest(
+        &ch.url(),
+        &ch.manifest_path,
+        out.path(),
+        &["--chunk-blocks", "97", "--initial-span", "13"],
+    );
     let m = &ch.manifest;
     let t = tables(out.path());
     let p = ch.provider();
     let node_logs = p
-        .get_logs(&Filter::new().address(m.pools.iter().map(|x| x.address).collect::<Vec<_>>()).from_block(m.first_block).to_block(m.last_block))
+        .get_logs(
+            &Filter::new()
+                .address(m.pools.iter().map(|x| x.address).collect::<Vec<_>>())
+                .from_block(m.first_block)
+                .to_block(m.last_block),
+        )
         .await
         .unwrap();
-    assert!(node_logs.len() > 1000, "the market should be busy: {} logs", node_logs.len());
+    assert!(
+        node_logs.len() > 1000,
+        "the market should be busy: {} logs",
+        node_logs.len()
+    );
     assert_eq!(t.logs.len(), node_logs.len());
     for (ours, node) in t.logs.iter().zip(&node_logs) {
         assert_eq!(ours.block_number, node.block_number.unwrap());
@@ -41,7 +55,12 @@ async fn ingest_equals_what_the_node_returns() {
     // Every block in range, with the node's hash and header fields.
     assert_eq!(t.blocks.len() as u64, m.last_block - m.first_block + 1);
     for b in t.blocks.iter().step_by(37) {
-        let h = p.get_block_by_number(b.number.into()).await.unwrap().unwrap().header;
+        let h = p
+            .get_block_by_number(b.number.into())
+            .await
+            .unwrap()
+            .unwrap()
+            .header;
         assert_eq!(b.hash, Some(h.hash));
         assert_eq!(b.parent_hash, Some(h.parent_hash));
         assert_eq!(b.timestamp, h.timestamp);
@@ -49,8 +68,15 @@ async fn ingest_equals_what_the_node_returns() {
         assert_eq!(b.gas_used, Some(h.gas_used));
     }
     // Every swap log became one swap row; V2 rows carry reserves, V3 rows sqrt price and tick.
-    let swap_topics = [dexlab_data::decode::univ2::Swap::SIGNATURE_HASH, dexlab_data::decode::univ3::Swap::SIGNATURE_HASH, dexlab_data::decode::pancakev3::Swap::SIGNATURE_HASH];
-    let n_swaps = node_logs.iter().filter(|l| swap_topics.contains(&l.topics()[0])).count();
+    let swap_topics = [
+        dexlab_data::decode::univ2::Swap::SIGNATURE_HASH,
+        dexlab_data::decode::univ3::Swap::SIGNATURE_HASH,
+        dexlab_data::decode::pancakev3::Swap::SIGNATURE_HASH,
+    ];
+    let n_swaps = node_logs
+        .iter()
+        .filter(|l| swap_topics.contains(&l.topics()[0]))
+        .count();
     let swaps = &t.swaps[0];
     assert_eq!(swaps.num_rows(), n_swaps);
     assert_eq!(r["swaps"].as_u64().unwrap() as usize, n_swaps);
@@ -73,17 +99,36 @@ async fn ingest_equals_what_the_node_returns() {
 async fn faults_between_ingester_and_node_do_not_change_the_dataset() {
     let ch = Chain::up(22, 300);
     let clean = tempfile::tempdir().unwrap();
-    ingest(&ch.url(), &ch.manifest_path, clean.path(), &["--chunk-blocks", "25"]);
+    ingest(
+        &ch.url(),
+        &ch.manifest_path,
+        clean.path(),
+        &["--chunk-blocks", "25"],
+    );
     let proxy = proxy::FaultyProxy::start(ch.port, 42, 0.25).await;
     let faulty = tempfile::tempdir().unwrap();
     let r = ingest(
         &proxy.url(),
         &ch.manifest_path,
         faulty.path(),
-        &["--chunk-blocks", "25", "--initial-span", "10", "--timeout", "0.5", "--retries", "30", "--concurrency", "3"],
+        &[
+            "--chunk-blocks",
+            "25",
+            "--initial-span",
+            "10",
+            "--timeout",
+            "0.5",
+            "--retries",
+            "30",
+            "--concurrency",
+            "3",
+        ],
     );
     let stats = proxy.stats();
-    assert!(stats.dropped > 0 && stats.stalled > 0 && stats.too_many > 0 && stats.server_errors > 0, "{stats:?}");
+    assert!(
+        stats.dropped > 0 && stats.stalled > 0 && stats.too_many > 0 && stats.server_errors > 0,
+        "{stats:?}"
+    );
     assert!(r["retries"].as_u64().unwrap() > 0);
     assert_eq!(tables(faulty.path()), tables(clean.path()));
 }
@@ -92,14 +137,29 @@ async fn faults_between_ingester_and_node_do_not_change_the_dataset() {
 async fn killed_and_resumed_ingestion_gives_the_same_dataset() {
     let ch = Chain::up(23, 600);
     let clean = tempfile::tempdir().unwrap();
-    ingest(&ch.url(), &ch.manifest_path, clean.path(), &["--chunk-blocks", "20"]);
+    ingest(
+        &ch.url(),
+        &ch.manifest_path,
+        clean.path(),
+        &["--chunk-blocks", "20"],
+    );
     let out = tempfile::tempdir().unwrap();
     let cp = out.path().join("checkpoint.json");
     let first = ch.manifest.first_block;
     for round in 0..3 {
         // Slow enough (rate limit) to be killed part-way.
         let mut child = dexlab()
-            .args(["data", "ingest", "--rpc", &ch.url(), "--quiet", "--chunk-blocks", "20", "--rate", "40"])
+            .args([
+                "data",
+                "ingest",
+                "--rpc",
+                &ch.url(),
+                "--quiet",
+                "--chunk-blocks",
+                "20",
+                "--rate",
+                "40",
+            ])
             .arg("--manifest")
             .arg(&ch.manifest_path)
             .arg("--out")
@@ -110,7 +170,11 @@ async fn killed_and_resumed_ingestion_gives_the_same_dataset() {
         let target = first + 100 * (round + 1);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let next = std::fs::read_to_string(&cp).ok().and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok()).and_then(|v| v["next_block"].as_u64()).unwrap_or(0);
+            let next = std::fs::read_to_string(&cp)
+                .ok()
+                .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+                .and_then(|v| v["next_block"].as_u64())
+                .unwrap_or(0);
             if next >= target || Instant::now() > deadline {
                 break;
             }
@@ -119,8 +183,16 @@ async fn killed_and_resumed_ingestion_gives_the_same_dataset() {
         child.kill().unwrap();
         child.wait().unwrap();
     }
-    let r = ingest(&ch.url(), &ch.manifest_path, out.path(), &["--chunk-blocks", "20"]);
-    assert!(r["resumed_at"].as_u64().unwrap() > first, "the last run must resume, not restart: {r}");
+    let r = ingest(
+        &ch.url(),
+        &ch.manifest_path,
+        out.path(),
+        &["--chunk-blocks", "20"],
+    );
+    assert!(
+        r["resumed_at"].as_u64().unwrap() > first,
+        "the last run must resume, not restart: {r}"
+    );
     assert_eq!(tables(out.path()), tables(clean.path()));
 }
 
@@ -129,16 +201,26 @@ async fn trade_blocks(ch: &Chain, n: u64, seed: u64) {
     use dexlab_data::devnet::market::router_v3_swap_calldata;
     let p = ch.provider();
     let accounts = p.get_accounts().await.unwrap();
-    let v3 = ch.manifest.pools.iter().filter(|x| x.protocol.is_v3()).collect::<Vec<_>>();
+    let v3 = ch
+        .manifest
+        .pools
+        .iter()
+        .filter(|x| x.protocol.is_v3())
+        .collect::<Vec<_>>();
     for i in 0..n {
         let pool = v3[((seed + i) as usize) % v3.len()];
         let from = accounts[2 + (i as usize % 4)];
         let nonce = p.get_transaction_count(from).pending().await.unwrap();
-        let amount = U256::from(10u64).pow(U256::from(pool.token0.decimals as u64)) * U256::from(1 + seed * 7 + i);
+        let amount = U256::from(10u64).pow(U256::from(pool.token0.decimals as u64))
+            * U256::from(1 + seed * 7 + i);
         let tx = TransactionRequest::default()
             .with_from(from)
             .with_to(ch.manifest.router.unwrap())
-            .with_input(router_v3_swap_calldata(pool.address, (seed + i) % 2 == 0, amount))
+            .with_input(router_v3_swap_calldata(
+                pool.address,
+                (seed + i) % 2 == 0,
+                amount,
+            ))
             .with_nonce(nonce)
             .with_gas_limit(2_000_000)
             .with_max_fee_per_gas(100_000_000_000)
@@ -156,17 +238,39 @@ async fn a_reorg_is_detected_and_the_dataset_follows_the_new_chain() {
     let snapshot: U256 = p.raw_request("evm_snapshot".into(), ()).await.unwrap();
     trade_blocks(&ch, 8, 1).await;
     let out = tempfile::tempdir().unwrap();
-    ingest(&ch.url(), &ch.manifest_path, out.path(), &["--chunk-blocks", "40"]);
+    ingest(
+        &ch.url(),
+        &ch.manifest_path,
+        out.path(),
+        &["--chunk-blocks", "40"],
+    );
     let old_tables = tables(out.path());
     // Another branch from the snapshot, longer than the first.
-    let reverted: bool = p.raw_request("evm_revert".into(), (snapshot,)).await.unwrap();
+    let reverted: bool = p
+        .raw_request("evm_revert".into(), (snapshot,))
+        .await
+        .unwrap();
     assert!(reverted);
-    let _: bool = p.raw_request("anvil_setNextBlockTimestamp".into(), (2_000_000_000u64,)).await.map(|_: serde_json::Value| true).unwrap();
+    let _: bool = p
+        .raw_request("anvil_setNextBlockTimestamp".into(), (2_000_000_000u64,))
+        .await
+        .map(|_: serde_json::Value| true)
+        .unwrap();
     trade_blocks(&ch, 11, 2).await;
-    let r = ingest(&ch.url(), &ch.manifest_path, out.path(), &["--chunk-blocks", "40"]);
+    let r = ingest(
+        &ch.url(),
+        &ch.manifest_path,
+        out.path(),
+        &["--chunk-blocks", "40"],
+    );
     assert_eq!(r["reorgs"].as_array().unwrap().len(), 1, "{r}");
     let fresh = tempfile::tempdir().unwrap();
-    ingest(&ch.url(), &ch.manifest_path, fresh.path(), &["--chunk-blocks", "40"]);
+    ingest(
+        &ch.url(),
+        &ch.manifest_path,
+        fresh.path(),
+        &["--chunk-blocks", "40"],
+    );
     let new_tables = tables(out.path());
     assert_ne!(new_tables, old_tables);
     assert_eq!(new_tables, tables(fresh.path()));
@@ -183,7 +287,20 @@ async fn malformed_logs_are_reported_with_their_location_and_skipped() {
     let mut runtime = vec![0x7f];
     runtime.extend_from_slice(topic.as_slice());
     runtime.extend_from_slice(&[0x60, 0x64, 0x60, 0x00, 0xa1, 0x00]); // PUSH1 100 PUSH1 0 LOG1 STOP
-    let mut init = vec![0x60, runtime.len() as u8, 0x80, 0x60, 0x0c, 0x60, 0x00, 0x39, 0x60, 0x00, 0xf3, 0x00];
+    let mut init = vec![
+        0x60,
+        runtime.len() as u8,
+        0x80,
+        0x60,
+        0x0c,
+        0x60,
+        0x00,
+        0x39,
+        0x60,
+        0x00,
+        0xf3,
+        0x00,
+    ];
     init.extend(&runtime);
     let send = |to: Option<Address>, input: Vec<u8>, nonce: u64| {
         let mut tx = TransactionRequest::default()
@@ -205,7 +322,11 @@ async fn malformed_logs_are_reported_with_their_location_and_skipped() {
     let _ = p.send_transaction(send(None, init, nonce)).await.unwrap();
     mine(&p, 1).await;
     assert!(!p.get_code_at(emitter).await.unwrap().is_empty());
-    let tx = *p.send_transaction(send(Some(emitter), vec![], nonce + 1)).await.unwrap().tx_hash();
+    let tx = *p
+        .send_transaction(send(Some(emitter), vec![], nonce + 1))
+        .await
+        .unwrap()
+        .tx_hash();
     mine(&p, 1).await;
     let receipt = p.get_transaction_receipt(tx).await.unwrap().unwrap();
     let bad_block = receipt.block_number.unwrap();
@@ -227,18 +348,33 @@ async fn malformed_logs_are_reported_with_their_location_and_skipped() {
         .arg(out.path())
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(3), "malformed input is not a clean run: {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "malformed input is not a clean run: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let malformed = r["malformed"].as_array().unwrap();
     assert_eq!(malformed.len(), 1, "{r}");
     let msg = malformed[0].as_str().unwrap();
-    assert!(msg.contains(&format!("block {bad_block}")) && msg.contains(&format!("{tx}")) && msg.contains("log index"), "{msg}");
+    assert!(
+        msg.contains(&format!("block {bad_block}"))
+            && msg.contains(&format!("{tx}"))
+            && msg.contains("log index"),
+        "{msg}"
+    );
     assert!(msg.contains("expected 3 topics, found 1"), "{msg}");
     // Kept in logs, absent from swaps; everything else ingested.
     let t = tables(out.path());
     assert!(t.logs.iter().any(|l| l.address == emitter));
     let clean = tempfile::tempdir().unwrap();
-    ingest(&ch.url(), &ch.manifest_path, clean.path(), &["--to", &bad_block.to_string()]);
+    ingest(
+        &ch.url(),
+        &ch.manifest_path,
+        clean.path(),
+        &["--to", &bad_block.to_string()],
+    );
     assert_eq!(t.swaps, tables(clean.path()).swaps);
 }
 
@@ -247,20 +383,51 @@ async fn pools_given_by_address_are_recognised_from_the_chain() {
     let ch = Chain::up(26, 30);
     let m = &ch.manifest;
     let out = tempfile::tempdir().unwrap();
-    let mut args = vec!["data".to_string(), "ingest".into(), "--rpc".into(), ch.url(), "--quiet".into(), "--json".into(), "--from".into(), m.first_block.to_string(), "--to".into(), m.last_block.to_string(), "--pool".into()];
+    let mut args = vec![
+        "data".to_string(),
+        "ingest".into(),
+        "--rpc".into(),
+        ch.url(),
+        "--quiet".into(),
+        "--json".into(),
+        "--from".into(),
+        m.first_block.to_string(),
+        "--to".into(),
+        m.last_block.to_string(),
+        "--pool".into(),
+    ];
     args.extend(m.pools.iter().map(|p| format!("{:#x}", p.address)));
-    let o = dexlab().args(&args).arg("--out").arg(out.path()).output().unwrap();
+    let o = dexlab()
+        .args(&args)
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let meta = dataset::read_meta(out.path()).unwrap();
     assert_eq!(meta.pools.len(), m.pools.len());
     for want in &m.pools {
-        let got = meta.pools.iter().find(|p| p.address == want.address).unwrap();
-        assert_eq!((got.protocol, got.fee, got.tick_spacing), (want.protocol, want.fee, want.tick_spacing), "{}", want.address);
+        let got = meta
+            .pools
+            .iter()
+            .find(|p| p.address == want.address)
+            .unwrap();
+        assert_eq!(
+            (got.protocol, got.fee, got.tick_spacing),
+            (want.protocol, want.fee, want.tick_spacing),
+            "{}",
+            want.address
+        );
         assert_eq!((&got.token0, &got.token1), (&want.token0, &want.token1));
     }
     // The same swaps as an ingest driven by the manifest.
     let by_manifest = tempfile::tempdir().unwrap();
-    ingest(&ch.url(), &ch.manifest_path, by_manifest.path(), &["--to", &m.last_block.to_string()]);
+    ingest(
+        &ch.url(),
+        &ch.manifest_path,
+        by_manifest.path(),
+        &["--to", &m.last_block.to_string()],
+    );
     assert_eq!(tables(out.path()).logs, tables(by_manifest.path()).logs);
 }
 
@@ -270,13 +437,32 @@ fn an_unreachable_node_is_a_clear_error_without_the_api_key() {
     let out = tempfile::tempdir().unwrap();
     let url = format!("http://user:hunter2secret@127.0.0.1:{port}/v2/APIKEY123");
     let o = dexlab()
-        .args(["data", "ingest", "--rpc", &url, "--from", "0", "--pool", "0x88e6a0c2ddd26feeb64f039a2c41296fcb3f5640", "--retries", "2", "--timeout", "1"])
+        .args([
+            "data",
+            "ingest",
+            "--rpc",
+            &url,
+            "--from",
+            "0",
+            "--pool",
+            "0x88e6a0c2ddd26feeb64f039a2c41296fcb3f5640",
+            "--retries",
+            "2",
+            "--timeout",
+            "1",
+        ])
         .arg("--out")
         .arg(out.path())
         .output()
         .unwrap();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("eth_chainId") && err.contains("gave up after 2 attempts"), "{err}");
-    assert!(!err.contains("hunter2secret") && !err.contains("APIKEY123"), "secret leaked: {err}");
+    assert!(
+        err.contains("eth_chainId") && err.contains("gave up after 2 attempts"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("hunter2secret") && !err.contains("APIKEY123"),
+        "secret leaked: {err}"
+    );
 }

@@ -15,7 +15,11 @@ pub fn dexlab() -> Command {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A chain served by `dexlab chain up`; stopped on drop.
@@ -33,7 +37,16 @@ impl Chain {
         let manifest_path = dir.path().join("manifest.json");
         let port = free_port();
         let child = dexlab()
-            .args(["chain", "up", "--port", &port.to_string(), "--seed", &seed.to_string(), "--blocks", &blocks.to_string()])
+            .args([
+                "chain",
+                "up",
+                "--port",
+                &port.to_string(),
+                "--seed",
+                &seed.to_string(),
+                "--blocks",
+                &blocks.to_string(),
+            ])
             .arg("--manifest")
             .arg(&manifest_path)
             .stdout(Stdio::null())
@@ -42,11 +55,20 @@ impl Chain {
             .expect("spawn dexlab chain up");
         let deadline = Instant::now() + Duration::from_secs(180);
         while !manifest_path.exists() {
-            assert!(Instant::now() < deadline, "chain up did not write its manifest in time");
+            assert!(
+                Instant::now() < deadline,
+                "chain up did not write its manifest in time"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         let manifest = ChainManifest::load(&manifest_path).unwrap();
-        Chain { child, port, manifest_path, manifest, dir }
+        Chain {
+            child,
+            port,
+            manifest_path,
+            manifest,
+            dir,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -54,7 +76,10 @@ impl Chain {
     }
 
     pub fn provider(&self) -> DynProvider {
-        ProviderBuilder::new().disable_recommended_fillers().connect_http(self.url().parse().unwrap()).erased()
+        ProviderBuilder::new()
+            .disable_recommended_fillers()
+            .connect_http(self.url().parse().unwrap())
+            .erased()
     }
 }
 
@@ -76,7 +101,11 @@ pub fn ingest(rpc: &str, manifest: &Path, out: &Path, extra: &[&str]) -> serde_j
         .args(extra)
         .output()
         .unwrap();
-    assert!(o.status.success(), "ingest failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "ingest failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     serde_json::from_slice(&o.stdout).unwrap()
 }
 

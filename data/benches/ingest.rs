@@ -14,18 +14,51 @@ const BLOCKS: u64 = 3000;
 const SPAN: u64 = 1000;
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let cfg = ChainUpConfig { port, seed: 3, blocks: BLOCKS, chain_id: 31337, block_time: 2, manifest: dir.path().join("m.json") };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = ChainUpConfig {
+        port,
+        seed: 3,
+        blocks: BLOCKS,
+        chain_id: 31337,
+        block_time: 2,
+        manifest: dir.path().join("m.json"),
+    };
     let (node, m) = rt.block_on(chain_up(&cfg, false)).unwrap();
     let url = node.url.clone();
-    let provider = ProviderBuilder::new().disable_recommended_fillers().connect_http(url.parse().unwrap()).erased();
+    let provider = ProviderBuilder::new()
+        .disable_recommended_fillers()
+        .connect_http(url.parse().unwrap())
+        .erased();
     let client = alloy::rpc::client::RpcClient::new_http(url.parse().unwrap());
     let addrs: Vec<_> = m.pools.iter().map(|p| p.address).collect();
-    let spans: Vec<(u64, u64)> = (m.first_block..=m.last_block).step_by(SPAN as usize).map(|a| (a, (a + SPAN - 1).min(m.last_block))).collect();
-    let n_logs = rt.block_on(provider.get_logs(&Filter::new().address(addrs.clone()).from_block(m.first_block).to_block(m.last_block))).unwrap().len();
-    eprintln!("devnet: {} blocks, {n_logs} pool logs", m.last_block - m.first_block + 1);
+    let spans: Vec<(u64, u64)> = (m.first_block..=m.last_block)
+        .step_by(SPAN as usize)
+        .map(|a| (a, (a + SPAN - 1).min(m.last_block)))
+        .collect();
+    let n_logs = rt
+        .block_on(
+            provider.get_logs(
+                &Filter::new()
+                    .address(addrs.clone())
+                    .from_block(m.first_block)
+                    .to_block(m.last_block),
+            ),
+        )
+        .unwrap()
+        .len();
+    eprintln!(
+        "devnet: {} blocks, {n_logs} pool logs",
+        m.last_block - m.first_block + 1
+    );
 
     let mut g = c.benchmark_group("ingest");
     g.throughput(Throughput::Elements(n_logs as u64));
@@ -35,7 +68,16 @@ fn bench(c: &mut Criterion) {
             rt.block_on(async {
                 let mut n = 0;
                 for &(a, z) in &spans {
-                    n += provider.get_logs(&Filter::new().address(addrs.clone()).from_block(a).to_block(z)).await.unwrap().len();
+                    n += provider
+                        .get_logs(
+                            &Filter::new()
+                                .address(addrs.clone())
+                                .from_block(a)
+                                .to_block(z),
+                        )
+                        .await
+                        .unwrap()
+                        .len();
                 }
                 n
             })
@@ -46,12 +88,30 @@ fn bench(c: &mut Criterion) {
             rt.block_on(async {
                 let mut n = 0;
                 for &(a, z) in &spans {
-                    n += provider.get_logs(&Filter::new().address(addrs.clone()).from_block(a).to_block(z)).await.unwrap().len();
+                    n += provider
+                        .get_logs(
+                            &Filter::new()
+                                .address(addrs.clone())
+                                .from_block(a)
+                                .to_block(z),
+                        )
+                        .await
+                        .unwrap()
+                        .len();
                     let mut s = a;
                     while s <= z {
                         let e = z.min(s + 99);
                         let mut batch = client.new_batch();
-                        let ws: Vec<_> = (s..=e).map(|k| batch.add_call::<_, Option<alloy::rpc::types::Block>>("eth_getBlockByNumber", &(U64::from(k), false)).unwrap()).collect();
+                        let ws: Vec<_> = (s..=e)
+                            .map(|k| {
+                                batch
+                                    .add_call::<_, Option<alloy::rpc::types::Block>>(
+                                        "eth_getBlockByNumber",
+                                        &(U64::from(k), false),
+                                    )
+                                    .unwrap()
+                            })
+                            .collect();
                         batch.send().await.unwrap();
                         for w in ws {
                             n += usize::from(w.await.unwrap().is_some());

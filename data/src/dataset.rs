@@ -26,8 +26,8 @@ use std::sync::Arc;
 
 use alloy::primitives::{Address, B256, Bytes};
 use arrow::array::{
-    Array, ArrayRef, AsArray, BinaryBuilder, BooleanBuilder, Float64Builder, Int32Builder, RecordBatch,
-    StringBuilder, UInt8Builder, UInt32Builder, UInt64Builder,
+    Array, ArrayRef, AsArray, BinaryBuilder, BooleanBuilder, Float64Builder, Int32Builder,
+    RecordBatch, StringBuilder, UInt8Builder, UInt32Builder, UInt64Builder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
@@ -232,7 +232,8 @@ pub fn logs_batch(logs: &[RawLog]) -> RecordBatch {
     let mut li = UInt32Builder::with_capacity(n);
     let mut th = BinaryBuilder::with_capacity(n, n * 32);
     let mut ad = BinaryBuilder::with_capacity(n, n * 20);
-    let mut tp: [BinaryBuilder; 4] = std::array::from_fn(|_| BinaryBuilder::with_capacity(n, n * 32));
+    let mut tp: [BinaryBuilder; 4] =
+        std::array::from_fn(|_| BinaryBuilder::with_capacity(n, n * 32));
     let mut da = BinaryBuilder::with_capacity(n, n * 128);
     let mut nd = UInt32Builder::with_capacity(n);
     let mut ci = UInt64Builder::with_capacity(n);
@@ -329,7 +330,17 @@ impl PrefixBuilders {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn push(&mut self, ci: u64, bn: u64, ts: Option<u64>, th: &B256, ti: u64, li: u64, pool: &Address, proto: &str) {
+    fn push(
+        &mut self,
+        ci: u64,
+        bn: u64,
+        ts: Option<u64>,
+        th: &B256,
+        ti: u64,
+        li: u64,
+        pool: &Address,
+        proto: &str,
+    ) {
         self.ci.append_value(ci);
         self.bn.append_value(block_u32(bn));
         self.ts.append_option(ts);
@@ -357,11 +368,21 @@ impl PrefixBuilders {
 pub fn swaps_batch(rows: &[SwapRow]) -> RecordBatch {
     let n = rows.len();
     let mut pre = PrefixBuilders::new(n);
-    let mut s: [StringBuilder; 9] = std::array::from_fn(|_| StringBuilder::with_capacity(n, n * 24));
+    let mut s: [StringBuilder; 9] =
+        std::array::from_fn(|_| StringBuilder::with_capacity(n, n * 24));
     let mut tick = Int32Builder::with_capacity(n);
     let mut f: [Float64Builder; 3] = std::array::from_fn(|_| Float64Builder::with_capacity(n));
     for r in rows {
-        pre.push(r.chain_id, r.block_number, r.block_timestamp, &r.transaction_hash, r.transaction_index, r.log_index, &r.pool, &r.protocol);
+        pre.push(
+            r.chain_id,
+            r.block_number,
+            r.block_timestamp,
+            &r.transaction_hash,
+            r.transaction_index,
+            r.log_index,
+            &r.pool,
+            &r.protocol,
+        );
         s[0].append_value(&r.amount0);
         s[1].append_value(&r.amount1);
         s[2].append_option(r.sqrt_price_x96.as_deref());
@@ -397,10 +418,20 @@ pub fn liquidity_events_batch(rows: &[LiquidityEventRow]) -> RecordBatch {
     let mut owner = StringBuilder::with_capacity(n, n * 42);
     let mut tl = Int32Builder::with_capacity(n);
     let mut tu = Int32Builder::with_capacity(n);
-    let mut s: [StringBuilder; 4] = std::array::from_fn(|_| StringBuilder::with_capacity(n, n * 24));
+    let mut s: [StringBuilder; 4] =
+        std::array::from_fn(|_| StringBuilder::with_capacity(n, n * 24));
     let mut tick = Int32Builder::with_capacity(n);
     for r in rows {
-        pre.push(r.chain_id, r.block_number, r.block_timestamp, &r.transaction_hash, r.transaction_index, r.log_index, &r.pool, &r.protocol);
+        pre.push(
+            r.chain_id,
+            r.block_number,
+            r.block_timestamp,
+            &r.transaction_hash,
+            r.transaction_index,
+            r.log_index,
+            &r.pool,
+            &r.protocol,
+        );
         kind.append_value(r.kind);
         owner.append_option(r.owner.map(|a| hex_str(a.as_slice())));
         tl.append_option(r.tick_lower);
@@ -425,7 +456,8 @@ pub fn liquidity_events_batch(rows: &[LiquidityEventRow]) -> RecordBatch {
 
 pub fn pools_batch(pools: &[PoolInfo], chain_id: u64) -> RecordBatch {
     let n = pools.len();
-    let mut s: [StringBuilder; 7] = std::array::from_fn(|_| StringBuilder::with_capacity(n, n * 42));
+    let mut s: [StringBuilder; 7] =
+        std::array::from_fn(|_| StringBuilder::with_capacity(n, n * 42));
     let mut d0 = UInt8Builder::with_capacity(n);
     let mut d1 = UInt8Builder::with_capacity(n);
     let mut fee = UInt32Builder::with_capacity(n);
@@ -472,9 +504,14 @@ pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<()> {
     let tmp = path.with_extension("parquet.tmp");
     let file = fs::File::create(&tmp).map_err(|e| DataError::io(&tmp, e))?;
     let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid zstd level"),
+        ))
         .build();
-    let pq = |source| DataError::Parquet { path: tmp.clone(), source };
+    let pq = |source| DataError::Parquet {
+        path: tmp.clone(),
+        source,
+    };
     let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(pq)?;
     w.write(batch).map_err(pq)?;
     let file = w.into_inner().map_err(pq)?;
@@ -486,16 +523,27 @@ pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<()> {
 /// Reads every record batch of one Parquet file.
 pub fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>> {
     let file = fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-    let pq = |source| DataError::Parquet { path: path.to_path_buf(), source };
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq)?.with_batch_size(64 * 1024).build().map_err(pq)?;
+    let pq = |source| DataError::Parquet {
+        path: path.to_path_buf(),
+        source,
+    };
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(pq)?
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(pq)?;
     reader
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|source| DataError::Arrow { path: path.to_path_buf(), source })
+        .map_err(|source| DataError::Arrow {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// A chunk's file name: block range zero-padded so names sort by block.
 pub fn chunk_path(root: &Path, table: &str, first: u64, last: u64) -> PathBuf {
-    root.join(table).join(format!("{table}_{first:010}_{last:010}.parquet"))
+    root.join(table)
+        .join(format!("{table}_{first:010}_{last:010}.parquet"))
 }
 
 /// `(first, last, path)` of every chunk file of a table, in block order.
@@ -510,9 +558,13 @@ pub fn list_chunks(root: &Path, table: &str) -> Result<Vec<(u64, u64, PathBuf)>>
     for entry in rd {
         let entry = entry.map_err(|e| DataError::io(&dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(stem) = name.strip_suffix(".parquet") else { continue };
+        let Some(stem) = name.strip_suffix(".parquet") else {
+            continue;
+        };
         let mut parts = stem.rsplitn(3, '_');
-        let (Some(last), Some(first)) = (parts.next(), parts.next()) else { continue };
+        let (Some(last), Some(first)) = (parts.next(), parts.next()) else {
+            continue;
+        };
         if let (Ok(f), Ok(l)) = (first.parse(), last.parse()) {
             out.push((f, l, entry.path()));
         }
@@ -532,10 +584,20 @@ fn col<'a>(path: &Path, b: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef> 
 /// Reads an integer column whatever its integer width (cryo writes u32, others u64 or i64).
 fn int_values(path: &Path, name: &str, a: &ArrayRef) -> Result<Vec<Option<u64>>> {
     use arrow::datatypes::*;
-    let bad = |m: String| DataError::Column { path: path.to_path_buf(), column: name.into(), message: m };
+    let bad = |m: String| DataError::Column {
+        path: path.to_path_buf(),
+        column: name.into(),
+        message: m,
+    };
     macro_rules! conv {
         ($t:ty) => {
-            a.as_primitive::<$t>().iter().map(|v| v.map(|x| u64::try_from(x).map_err(|_| bad(format!("negative value {x}"))))).map(|o| o.transpose()).collect()
+            a.as_primitive::<$t>()
+                .iter()
+                .map(|v| {
+                    v.map(|x| u64::try_from(x).map_err(|_| bad(format!("negative value {x}"))))
+                })
+                .map(|o| o.transpose())
+                .collect()
         };
     }
     match a.data_type() {
@@ -549,26 +611,59 @@ fn int_values(path: &Path, name: &str, a: &ArrayRef) -> Result<Vec<Option<u64>>>
 
 /// Reads a bytes column stored as Binary, LargeBinary or 0x-hex Utf8 (cryo `--hex`).
 fn bytes_values(path: &Path, name: &str, a: &ArrayRef) -> Result<Vec<Option<Vec<u8>>>> {
-    let bad = |m: String| DataError::Column { path: path.to_path_buf(), column: name.into(), message: m };
+    let bad = |m: String| DataError::Column {
+        path: path.to_path_buf(),
+        column: name.into(),
+        message: m,
+    };
     match a.data_type() {
-        DataType::Binary => Ok(a.as_binary::<i32>().iter().map(|v| v.map(<[u8]>::to_vec)).collect()),
-        DataType::LargeBinary => Ok(a.as_binary::<i64>().iter().map(|v| v.map(<[u8]>::to_vec)).collect()),
-        DataType::BinaryView => Ok(a.as_binary_view().iter().map(|v| v.map(<[u8]>::to_vec)).collect()),
+        DataType::Binary => Ok(a
+            .as_binary::<i32>()
+            .iter()
+            .map(|v| v.map(<[u8]>::to_vec))
+            .collect()),
+        DataType::LargeBinary => Ok(a
+            .as_binary::<i64>()
+            .iter()
+            .map(|v| v.map(<[u8]>::to_vec))
+            .collect()),
+        DataType::BinaryView => Ok(a
+            .as_binary_view()
+            .iter()
+            .map(|v| v.map(<[u8]>::to_vec))
+            .collect()),
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
             let strs: Vec<Option<String>> = match a.data_type() {
-                DataType::Utf8 => a.as_string::<i32>().iter().map(|v| v.map(str::to_owned)).collect(),
-                DataType::LargeUtf8 => a.as_string::<i64>().iter().map(|v| v.map(str::to_owned)).collect(),
-                _ => a.as_string_view().iter().map(|v| v.map(str::to_owned)).collect(),
+                DataType::Utf8 => a
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|v| v.map(str::to_owned))
+                    .collect(),
+                DataType::LargeUtf8 => a
+                    .as_string::<i64>()
+                    .iter()
+                    .map(|v| v.map(str::to_owned))
+                    .collect(),
+                _ => a
+                    .as_string_view()
+                    .iter()
+                    .map(|v| v.map(str::to_owned))
+                    .collect(),
             };
             strs.into_iter()
                 .enumerate()
                 .map(|(i, s)| {
-                    s.map(|s| hex::decode(s.trim_start_matches("0x")).map_err(|e| bad(format!("row {i}: bad hex: {e}"))))
-                        .transpose()
+                    s.map(|s| {
+                        hex::decode(s.trim_start_matches("0x"))
+                            .map_err(|e| bad(format!("row {i}: bad hex: {e}")))
+                    })
+                    .transpose()
                 })
                 .collect()
         }
-        other => Err(bad(format!("expected a binary or hex string column, found {other}"))),
+        other => Err(bad(format!(
+            "expected a binary or hex string column, found {other}"
+        ))),
     }
 }
 
@@ -586,7 +681,11 @@ pub fn read_logs_file(path: &Path, default_chain_id: u64) -> Result<Vec<RawLog>>
     for b in read_parquet(path)? {
         let n = b.num_rows();
         let bn = int_values(path, "block_number", col(path, &b, "block_number")?)?;
-        let ti = int_values(path, "transaction_index", col(path, &b, "transaction_index")?)?;
+        let ti = int_values(
+            path,
+            "transaction_index",
+            col(path, &b, "transaction_index")?,
+        )?;
         let li = int_values(path, "log_index", col(path, &b, "log_index")?)?;
         let th = bytes_values(path, "transaction_hash", col(path, &b, "transaction_hash")?)?;
         let ad = bytes_values(path, "address", col(path, &b, "address")?)?;
@@ -607,7 +706,11 @@ pub fn read_logs_file(path: &Path, default_chain_id: u64) -> Result<Vec<RawLog>>
             });
         }
         let need = |v: Option<u64>, name: &str, row: usize| {
-            v.ok_or_else(|| DataError::Column { path: path.to_path_buf(), column: name.into(), message: format!("row {row}: null") })
+            v.ok_or_else(|| DataError::Column {
+                path: path.to_path_buf(),
+                column: name.into(),
+                message: format!("row {row}: null"),
+            })
         };
         for i in 0..n {
             let mut ts = Vec::with_capacity(4);
@@ -619,11 +722,24 @@ pub fn read_logs_file(path: &Path, default_chain_id: u64) -> Result<Vec<RawLog>>
             }
             out.push(RawLog {
                 block_number: need(bn[i], "block_number", i)?,
-                block_hash: bh[i].as_deref().map(|v| fixed::<32>(path, "block_hash", i, v).map(B256::from)).transpose()?,
+                block_hash: bh[i]
+                    .as_deref()
+                    .map(|v| fixed::<32>(path, "block_hash", i, v).map(B256::from))
+                    .transpose()?,
                 transaction_index: need(ti[i], "transaction_index", i)?,
                 log_index: need(li[i], "log_index", i)?,
-                transaction_hash: B256::from(fixed::<32>(path, "transaction_hash", i, th[i].as_deref().unwrap_or_default())?),
-                address: Address::from(fixed::<20>(path, "address", i, ad[i].as_deref().unwrap_or_default())?),
+                transaction_hash: B256::from(fixed::<32>(
+                    path,
+                    "transaction_hash",
+                    i,
+                    th[i].as_deref().unwrap_or_default(),
+                )?),
+                address: Address::from(fixed::<20>(
+                    path,
+                    "address",
+                    i,
+                    ad[i].as_deref().unwrap_or_default(),
+                )?),
                 topics: ts,
                 data: Bytes::from(data[i].clone().unwrap_or_default()),
                 chain_id: ci[i].unwrap_or(default_chain_id),
@@ -647,7 +763,11 @@ pub fn read_blocks_file(path: &Path) -> Result<Vec<BlockRow>> {
         let gl = int_values(path, "gas_limit", col(path, &b, "gas_limit")?)?;
         let ci = int_values(path, "chain_id", col(path, &b, "chain_id")?)?;
         for i in 0..n {
-            let h32 = |v: &Option<Vec<u8>>, name| v.as_deref().map(|v| fixed::<32>(path, name, i, v).map(B256::from)).transpose();
+            let h32 = |v: &Option<Vec<u8>>, name| {
+                v.as_deref()
+                    .map(|v| fixed::<32>(path, name, i, v).map(B256::from))
+                    .transpose()
+            };
             out.push(BlockRow {
                 number: num[i].unwrap_or_default(),
                 hash: h32(&h[i], "block_hash")?,
@@ -692,7 +812,10 @@ pub fn read_all_blocks(root: &Path) -> Result<Vec<BlockRow>> {
 
 pub fn write_meta(root: &Path, meta: &DatasetMeta) -> Result<()> {
     write_json_atomic(&root.join("dataset.json"), meta)?;
-    write_parquet(&root.join("pools.parquet"), &pools_batch(&meta.pools, meta.chain_id))
+    write_parquet(
+        &root.join("pools.parquet"),
+        &pools_batch(&meta.pools, meta.chain_id),
+    )
 }
 
 pub fn read_meta(root: &Path) -> Result<DatasetMeta> {
@@ -711,16 +834,32 @@ pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 
 pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     let text = fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| DataError::Parse { path: path.to_path_buf(), line: e.line(), message: e.to_string() })
+    serde_json::from_str(&text).map_err(|e| DataError::Parse {
+        path: path.to_path_buf(),
+        line: e.line(),
+        message: e.to_string(),
+    })
 }
 
 /// Read a Utf8 column as owned strings (for tests and inspect).
 pub fn string_column(path: &Path, b: &RecordBatch, name: &str) -> Result<Vec<Option<String>>> {
     let a = col(path, b, name)?;
     match a.data_type() {
-        DataType::Utf8 => Ok(a.as_string::<i32>().iter().map(|v| v.map(str::to_owned)).collect()),
-        DataType::LargeUtf8 => Ok(a.as_string::<i64>().iter().map(|v| v.map(str::to_owned)).collect()),
-        other => Err(DataError::Column { path: path.to_path_buf(), column: name.into(), message: format!("expected Utf8, found {other}") }),
+        DataType::Utf8 => Ok(a
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.map(str::to_owned))
+            .collect()),
+        DataType::LargeUtf8 => Ok(a
+            .as_string::<i64>()
+            .iter()
+            .map(|v| v.map(str::to_owned))
+            .collect()),
+        other => Err(DataError::Column {
+            path: path.to_path_buf(),
+            column: name.into(),
+            message: format!("expected Utf8, found {other}"),
+        }),
     }
 }
 
@@ -733,8 +872,15 @@ pub fn int_column(path: &Path, b: &RecordBatch, name: &str) -> Result<Vec<Option
 pub fn i32_column(path: &Path, b: &RecordBatch, name: &str) -> Result<Vec<Option<i32>>> {
     let a = col(path, b, name)?;
     match a.data_type() {
-        DataType::Int32 => Ok(a.as_primitive::<arrow::datatypes::Int32Type>().iter().collect()),
-        other => Err(DataError::Column { path: path.to_path_buf(), column: name.into(), message: format!("expected Int32, found {other}") }),
+        DataType::Int32 => Ok(a
+            .as_primitive::<arrow::datatypes::Int32Type>()
+            .iter()
+            .collect()),
+        other => Err(DataError::Column {
+            path: path.to_path_buf(),
+            column: name.into(),
+            message: format!("expected Int32, found {other}"),
+        }),
     }
 }
 
@@ -742,8 +888,14 @@ pub fn i32_column(path: &Path, b: &RecordBatch, name: &str) -> Result<Vec<Option
 pub fn f64_column(path: &Path, b: &RecordBatch, name: &str) -> Result<Vec<Option<f64>>> {
     let a = col(path, b, name)?;
     match a.data_type() {
-        DataType::Float64 => Ok(a.as_primitive::<arrow::datatypes::Float64Type>().iter().collect()),
-        other => Err(DataError::Column { path: path.to_path_buf(), column: name.into(), message: format!("expected Float64, found {other}") }),
+        DataType::Float64 => Ok(a
+            .as_primitive::<arrow::datatypes::Float64Type>()
+            .iter()
+            .collect()),
+        other => Err(DataError::Column {
+            path: path.to_path_buf(),
+            column: name.into(),
+            message: format!("expected Float64, found {other}"),
+        }),
     }
 }
-

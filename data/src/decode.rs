@@ -73,7 +73,9 @@ pub enum EventKind {
 
 impl EventKind {
     pub fn from_topic0(topic0: Option<&B256>) -> EventKind {
-        let Some(t) = topic0 else { return EventKind::Unknown };
+        let Some(t) = topic0 else {
+            return EventKind::Unknown;
+        };
         match *t {
             univ2::Swap::SIGNATURE_HASH => EventKind::V2Swap,
             univ2::Sync::SIGNATURE_HASH => EventKind::V2Sync,
@@ -138,13 +140,30 @@ impl EventKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// V2 or Solidly swap. Reserves after it come from the Sync just before it.
-    PairSwap { amount0_in: U256, amount1_in: U256, amount0_out: U256, amount1_out: U256 },
+    PairSwap {
+        amount0_in: U256,
+        amount1_in: U256,
+        amount0_out: U256,
+        amount1_out: U256,
+    },
     /// V2 or Solidly reserves after any change.
-    Sync { reserve0: U256, reserve1: U256 },
-    PairMint { amount0: U256, amount1: U256 },
-    PairBurn { amount0: U256, amount1: U256 },
+    Sync {
+        reserve0: U256,
+        reserve1: U256,
+    },
+    PairMint {
+        amount0: U256,
+        amount1: U256,
+    },
+    PairBurn {
+        amount0: U256,
+        amount1: U256,
+    },
     /// Solidly fee accrual.
-    PairFees { amount0: U256, amount1: U256 },
+    PairFees {
+        amount0: U256,
+        amount1: U256,
+    },
     /// V3 swap; amounts are the pool's deltas (positive = into the pool).
     V3Swap {
         amount0: I256,
@@ -155,10 +174,33 @@ pub enum Event {
         /// PancakeSwap V3 only.
         protocol_fees: Option<(u128, u128)>,
     },
-    V3Mint { owner: Address, tick_lower: i32, tick_upper: i32, amount: u128, amount0: U256, amount1: U256 },
-    V3Burn { owner: Address, tick_lower: i32, tick_upper: i32, amount: u128, amount0: U256, amount1: U256 },
-    V3Collect { owner: Address, tick_lower: i32, tick_upper: i32, amount0: u128, amount1: u128 },
-    V3Initialize { sqrt_price_x96: U256, tick: i32 },
+    V3Mint {
+        owner: Address,
+        tick_lower: i32,
+        tick_upper: i32,
+        amount: u128,
+        amount0: U256,
+        amount1: U256,
+    },
+    V3Burn {
+        owner: Address,
+        tick_lower: i32,
+        tick_upper: i32,
+        amount: u128,
+        amount0: U256,
+        amount1: U256,
+    },
+    V3Collect {
+        owner: Address,
+        tick_lower: i32,
+        tick_upper: i32,
+        amount0: u128,
+        amount1: u128,
+    },
+    V3Initialize {
+        sqrt_price_x96: U256,
+        tick: i32,
+    },
     Unknown,
 }
 
@@ -174,13 +216,25 @@ pub struct DecodeError {
 /// Decodes one log. The protocol hint settles signatures shared between families.
 pub fn decode_log(log: &RawLog) -> Result<(EventKind, Event), DecodeError> {
     let kind = EventKind::from_topic0(log.topic0());
-    let Some((n_topics, n_data)) = kind.shape() else { return Ok((kind, Event::Unknown)) };
-    let fail = |message: String| DecodeError { kind: kind.name(), location: log.location(), message };
+    let Some((n_topics, n_data)) = kind.shape() else {
+        return Ok((kind, Event::Unknown));
+    };
+    let fail = |message: String| DecodeError {
+        kind: kind.name(),
+        location: log.location(),
+        message,
+    };
     if log.topics.len() != n_topics {
-        return Err(fail(format!("expected {n_topics} topics, found {}", log.topics.len())));
+        return Err(fail(format!(
+            "expected {n_topics} topics, found {}",
+            log.topics.len()
+        )));
     }
     if log.data.len() != n_data {
-        return Err(fail(format!("expected {n_data} data bytes, found {}", log.data.len())));
+        return Err(fail(format!(
+            "expected {n_data} data bytes, found {}",
+            log.data.len()
+        )));
     }
     let topics = log.topics.iter().copied();
     let data = &log.data[..];
@@ -210,27 +264,45 @@ pub fn decode_log(log: &RawLog) -> Result<(EventKind, Event), DecodeError> {
                 return Err(fail("reserve does not fit uint112".into()));
             }
             let e = univ2::Sync::decode_raw_log(topics, data).map_err(err)?;
-            Event::Sync { reserve0: U256::from(e.reserve0), reserve1: U256::from(e.reserve1) }
+            Event::Sync {
+                reserve0: U256::from(e.reserve0),
+                reserve1: U256::from(e.reserve1),
+            }
         }
         EventKind::SolidlySync => {
             let e = solidly::Sync::decode_raw_log(topics, data).map_err(err)?;
-            Event::Sync { reserve0: e.reserve0, reserve1: e.reserve1 }
+            Event::Sync {
+                reserve0: e.reserve0,
+                reserve1: e.reserve1,
+            }
         }
         EventKind::V2Mint => {
             let e = univ2::Mint::decode_raw_log(topics, data).map_err(err)?;
-            Event::PairMint { amount0: e.amount0, amount1: e.amount1 }
+            Event::PairMint {
+                amount0: e.amount0,
+                amount1: e.amount1,
+            }
         }
         EventKind::V2Burn => {
             let e = univ2::Burn::decode_raw_log(topics, data).map_err(err)?;
-            Event::PairBurn { amount0: e.amount0, amount1: e.amount1 }
+            Event::PairBurn {
+                amount0: e.amount0,
+                amount1: e.amount1,
+            }
         }
         EventKind::SolidlyBurn => {
             let e = solidly::Burn::decode_raw_log(topics, data).map_err(err)?;
-            Event::PairBurn { amount0: e.amount0, amount1: e.amount1 }
+            Event::PairBurn {
+                amount0: e.amount0,
+                amount1: e.amount1,
+            }
         }
         EventKind::SolidlyFees => {
             let e = solidly::Fees::decode_raw_log(topics, data).map_err(err)?;
-            Event::PairFees { amount0: e.amount0, amount1: e.amount1 }
+            Event::PairFees {
+                amount0: e.amount0,
+                amount1: e.amount1,
+            }
         }
         EventKind::V3Swap => {
             let e = univ3::Swap::decode_raw_log(topics, data).map_err(err)?;
@@ -288,7 +360,10 @@ pub fn decode_log(log: &RawLog) -> Result<(EventKind, Event), DecodeError> {
         }
         EventKind::V3Initialize => {
             let e = univ3::Initialize::decode_raw_log(topics, data).map_err(err)?;
-            Event::V3Initialize { sqrt_price_x96: U256::from(e.sqrtPriceX96), tick: e.tick.as_i32() }
+            Event::V3Initialize {
+                sqrt_price_x96: U256::from(e.sqrtPriceX96),
+                tick: e.tick.as_i32(),
+            }
         }
         EventKind::Unknown => Event::Unknown,
     };
@@ -301,9 +376,10 @@ pub fn protocol_of_kind(kind: EventKind) -> Option<Protocol> {
         EventKind::V2Swap | EventKind::V2Sync | EventKind::V2Burn => Some(Protocol::UniswapV2),
         EventKind::PancakeSwap => Some(Protocol::PancakeV3),
         EventKind::V3Swap => Some(Protocol::UniswapV3),
-        EventKind::SolidlySwap | EventKind::SolidlySync | EventKind::SolidlyBurn | EventKind::SolidlyFees => {
-            Some(Protocol::Solidly)
-        }
+        EventKind::SolidlySwap
+        | EventKind::SolidlySync
+        | EventKind::SolidlyBurn
+        | EventKind::SolidlyFees => Some(Protocol::Solidly),
         _ => None,
     }
 }
@@ -319,7 +395,9 @@ mod tests {
             block_hash: None,
             transaction_index: 1,
             log_index: 3,
-            transaction_hash: b256!("00000000000000000000000000000000000000000000000000000000000000aa"),
+            transaction_hash: b256!(
+                "00000000000000000000000000000000000000000000000000000000000000aa"
+            ),
             address: Address::ZERO,
             topics,
             data: Bytes::from(data),
@@ -351,7 +429,10 @@ mod tests {
     fn short_data_and_wrong_topic_count_are_errors_with_location() {
         let t0 = univ3::Swap::SIGNATURE_HASH;
         let e = decode_log(&log(vec![t0, B256::ZERO, B256::ZERO], vec![0; 100])).unwrap_err();
-        assert!(e.to_string().contains("expected 160 data bytes, found 100"), "{e}");
+        assert!(
+            e.to_string().contains("expected 160 data bytes, found 100"),
+            "{e}"
+        );
         assert!(e.to_string().contains("block 7"), "{e}");
         assert!(e.to_string().contains("log index 3"), "{e}");
         let e = decode_log(&log(vec![t0], vec![0; 160])).unwrap_err();

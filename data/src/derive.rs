@@ -71,7 +71,11 @@ fn signed(into: U256, out: U256) -> I256 {
 }
 
 /// Decodes `logs` (in chain order) into swap and liquidity rows.
-pub fn derive(logs: &[RawLog], pools: &HashMap<Address, PoolInfo>, timestamps: &dyn Fn(u64) -> Option<u64>) -> Derived {
+pub fn derive(
+    logs: &[RawLog],
+    pools: &HashMap<Address, PoolInfo>,
+    timestamps: &dyn Fn(u64) -> Option<u64>,
+) -> Derived {
     let mut out = Derived::default();
     // Last Sync per pool: (tx hash, reserves).
     let mut last_sync: HashMap<Address, (B256, U256, U256)> = HashMap::new();
@@ -95,14 +99,23 @@ pub fn derive(logs: &[RawLog], pools: &HashMap<Address, PoolInfo>, timestamps: &
         let protocol = info
             .map(|p| p.protocol)
             .or_else(|| protocol_of_kind(kind))
-            .unwrap_or(if matches!(kind, EventKind::V2Mint) { Protocol::UniswapV2 } else { Protocol::UniswapV3 });
+            .unwrap_or(if matches!(kind, EventKind::V2Mint) {
+                Protocol::UniswapV2
+            } else {
+                Protocol::UniswapV3
+            });
         let (dec0, dec1) = info.map(|p| (p.token0.decimals, p.token1.decimals)).unzip();
         let ts = timestamps(log.block_number);
         match ev {
             Event::Sync { reserve0, reserve1 } => {
                 last_sync.insert(log.address, (log.transaction_hash, reserve0, reserve1));
             }
-            Event::PairSwap { amount0_in, amount1_in, amount0_out, amount1_out } => {
+            Event::PairSwap {
+                amount0_in,
+                amount1_in,
+                amount0_out,
+                amount1_out,
+            } => {
                 let a0 = signed(amount0_in, amount0_out);
                 let a1 = signed(amount1_in, amount1_out);
                 let reserves = last_sync
@@ -136,7 +149,14 @@ pub fn derive(logs: &[RawLog], pools: &HashMap<Address, PoolInfo>, timestamps: &
                     price_float: price,
                 });
             }
-            Event::V3Swap { amount0, amount1, sqrt_price_x96, liquidity, tick, protocol_fees } => {
+            Event::V3Swap {
+                amount0,
+                amount1,
+                sqrt_price_x96,
+                liquidity,
+                tick,
+                protocol_fees,
+            } => {
                 out.swaps.push(SwapRow {
                     chain_id: log.chain_id,
                     block_number: log.block_number,
@@ -157,7 +177,9 @@ pub fn derive(logs: &[RawLog], pools: &HashMap<Address, PoolInfo>, timestamps: &
                     protocol_fee1: protocol_fees.map(|f| f.1.to_string()),
                     amount0_float: dec0.map(|d| i256_f64(amount0) / pow10(d.into())),
                     amount1_float: dec1.map(|d| i256_f64(amount1) / pow10(d.into())),
-                    price_float: dec0.zip(dec1).map(|(d0, d1)| price_from_sqrt_x96(sqrt_price_x96, d0, d1)),
+                    price_float: dec0
+                        .zip(dec1)
+                        .map(|(d0, d1)| price_from_sqrt_x96(sqrt_price_x96, d0, d1)),
                 });
             }
             other => {
@@ -196,7 +218,14 @@ pub fn derive(logs: &[RawLog], pools: &HashMap<Address, PoolInfo>, timestamps: &
                         amount1: Some(amount1.to_string()),
                         ..row("fees")
                     },
-                    Event::V3Mint { owner, tick_lower, tick_upper, amount, amount0, amount1 } => LiquidityEventRow {
+                    Event::V3Mint {
+                        owner,
+                        tick_lower,
+                        tick_upper,
+                        amount,
+                        amount0,
+                        amount1,
+                    } => LiquidityEventRow {
                         owner: Some(owner),
                         tick_lower: Some(tick_lower),
                         tick_upper: Some(tick_upper),
@@ -205,7 +234,14 @@ pub fn derive(logs: &[RawLog], pools: &HashMap<Address, PoolInfo>, timestamps: &
                         amount1: Some(amount1.to_string()),
                         ..row("mint")
                     },
-                    Event::V3Burn { owner, tick_lower, tick_upper, amount, amount0, amount1 } => LiquidityEventRow {
+                    Event::V3Burn {
+                        owner,
+                        tick_lower,
+                        tick_upper,
+                        amount,
+                        amount0,
+                        amount1,
+                    } => LiquidityEventRow {
                         owner: Some(owner),
                         tick_lower: Some(tick_lower),
                         tick_upper: Some(tick_upper),
@@ -214,7 +250,13 @@ pub fn derive(logs: &[RawLog], pools: &HashMap<Address, PoolInfo>, timestamps: &
                         amount1: Some(amount1.to_string()),
                         ..row("burn")
                     },
-                    Event::V3Collect { owner, tick_lower, tick_upper, amount0, amount1 } => LiquidityEventRow {
+                    Event::V3Collect {
+                        owner,
+                        tick_lower,
+                        tick_upper,
+                        amount0,
+                        amount1,
+                    } => LiquidityEventRow {
                         owner: Some(owner),
                         tick_lower: Some(tick_lower),
                         tick_upper: Some(tick_upper),
@@ -222,12 +264,18 @@ pub fn derive(logs: &[RawLog], pools: &HashMap<Address, PoolInfo>, timestamps: &
                         amount1: Some(amount1.to_string()),
                         ..row("collect")
                     },
-                    Event::V3Initialize { sqrt_price_x96, tick } => LiquidityEventRow {
+                    Event::V3Initialize {
+                        sqrt_price_x96,
+                        tick,
+                    } => LiquidityEventRow {
                         sqrt_price_x96: Some(sqrt_price_x96.to_string()),
                         tick: Some(tick),
                         ..row("initialize")
                     },
-                    Event::Sync { .. } | Event::PairSwap { .. } | Event::V3Swap { .. } | Event::Unknown => continue,
+                    Event::Sync { .. }
+                    | Event::PairSwap { .. }
+                    | Event::V3Swap { .. }
+                    | Event::Unknown => continue,
                 };
                 out.liquidity_events.push(r);
             }
@@ -281,9 +329,18 @@ pub fn write_chunk(
     let ts: HashMap<u64, u64> = blocks.iter().map(|b| (b.number, b.timestamp)).collect();
     let d = derive(logs, pools, &|n| ts.get(&n).copied());
     write_parquet(&chunk_path(root, LOGS, first, last), &logs_batch(logs))?;
-    write_parquet(&chunk_path(root, BLOCKS, first, last), &blocks_batch(blocks))?;
-    write_parquet(&chunk_path(root, SWAPS, first, last), &swaps_batch(&d.swaps))?;
-    write_parquet(&chunk_path(root, LIQUIDITY_EVENTS, first, last), &liquidity_events_batch(&d.liquidity_events))?;
+    write_parquet(
+        &chunk_path(root, BLOCKS, first, last),
+        &blocks_batch(blocks),
+    )?;
+    write_parquet(
+        &chunk_path(root, SWAPS, first, last),
+        &swaps_batch(&d.swaps),
+    )?;
+    write_parquet(
+        &chunk_path(root, LIQUIDITY_EVENTS, first, last),
+        &liquidity_events_batch(&d.liquidity_events),
+    )?;
     Ok(ChunkSummary {
         logs: logs.len(),
         blocks: blocks.len(),

@@ -28,13 +28,28 @@ pub enum DataError {
         source: arrow::error::ArrowError,
     },
     #[error("{path}:{line}: {message}")]
-    Parse { path: PathBuf, line: usize, message: String },
+    Parse {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     #[error("{path}: column `{column}`: {message}")]
-    Column { path: PathBuf, column: String, message: String },
+    Column {
+        path: PathBuf,
+        column: String,
+        message: String,
+    },
     #[error("malformed log at {location}: {message}")]
-    MalformedLog { location: LogLocation, message: String },
+    MalformedLog {
+        location: LogLocation,
+        message: String,
+    },
     #[error("rpc {method} failed: {message}")]
-    Rpc { method: String, attempts: u32, message: String },
+    Rpc {
+        method: String,
+        attempts: u32,
+        message: String,
+    },
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("chain tooling: {0}")]
@@ -47,6 +62,9 @@ pub enum DataError {
 
 impl DataError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io { path: path.into(), source }
+        Self::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

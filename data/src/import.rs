@@ -77,7 +77,11 @@ impl JsonLog {
 
 /// Parses `eth_getLogs` JSON: a JSON array, an RPC response object with `result`, or JSON lines.
 /// Returns the logs and one message per line that could not be read.
-pub fn parse_json_logs(path: &Path, text: &str, chain_id: u64) -> (Vec<RawLog>, Vec<String>, usize) {
+pub fn parse_json_logs(
+    path: &Path,
+    text: &str,
+    chain_id: u64,
+) -> (Vec<RawLog>, Vec<String>, usize) {
     let mut logs = Vec::new();
     let mut skipped = Vec::new();
     let mut removed = 0;
@@ -104,11 +108,17 @@ pub fn parse_json_logs(path: &Path, text: &str, chain_id: u64) -> (Vec<RawLog>, 
                 for (i, v) in vs.into_iter().enumerate() {
                     match serde_json::from_value::<JsonLog>(v) {
                         Ok(l) => push(l),
-                        Err(e) => skipped.push(format!("{}: element {i}: not a log: {e}", path.display())),
+                        Err(e) => {
+                            skipped.push(format!("{}: element {i}: not a log: {e}", path.display()))
+                        }
                     }
                 }
             }
-            Err(e) => skipped.push(format!("{}:{}: invalid JSON: {e}", path.display(), e.line())),
+            Err(e) => skipped.push(format!(
+                "{}:{}: invalid JSON: {e}",
+                path.display(),
+                e.line()
+            )),
         }
     } else {
         for (i, line) in text.lines().enumerate() {
@@ -145,25 +155,51 @@ pub fn parse_timestamp(s: &str) -> Option<u64> {
     let mut d = date.split('-').map(|x| x.parse::<i64>());
     let (y, mo, da) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
     let mut t = time.split(':').map(|x| x.parse::<f64>());
-    let (h, mi, se) = (t.next()?.ok()?, t.next()?.ok()?, t.next().unwrap_or(Ok(0.0)).ok()?);
+    let (h, mi, se) = (
+        t.next()?.ok()?,
+        t.next()?.ok()?,
+        t.next().unwrap_or(Ok(0.0)).ok()?,
+    );
     if !(1..=12).contains(&mo) || !(1..=31).contains(&da) {
         return None;
     }
-    let secs = days_from_civil(y, mo, da) * 86_400 + (h as i64) * 3600 + (mi as i64) * 60 + se as i64;
+    let secs =
+        days_from_civil(y, mo, da) * 86_400 + (h as i64) * 3600 + (mi as i64) * 60 + se as i64;
     u64::try_from(secs).ok()
 }
 
 /// Reads `block_number,timestamp` CSV (header row required; timestamp as unix seconds or UTC date-time).
 pub fn read_timestamps(path: &Path) -> Result<HashMap<u64, u64>> {
-    let mut rdr = csv::Reader::from_path(path).map_err(|e| DataError::Parse { path: path.into(), line: 0, message: e.to_string() })?;
+    let mut rdr = csv::Reader::from_path(path).map_err(|e| DataError::Parse {
+        path: path.into(),
+        line: 0,
+        message: e.to_string(),
+    })?;
     let mut out = HashMap::new();
     for (i, rec) in rdr.records().enumerate() {
         let line = i + 2;
-        let rec = rec.map_err(|e| DataError::Parse { path: path.into(), line, message: e.to_string() })?;
-        let bad = |m: String| DataError::Parse { path: path.into(), line, message: m };
-        let n: u64 = rec.get(0).unwrap_or("").trim().parse().map_err(|_| bad(format!("block number `{}` is not an integer", rec.get(0).unwrap_or(""))))?;
+        let rec = rec.map_err(|e| DataError::Parse {
+            path: path.into(),
+            line,
+            message: e.to_string(),
+        })?;
+        let bad = |m: String| DataError::Parse {
+            path: path.into(),
+            line,
+            message: m,
+        };
+        let n: u64 = rec.get(0).unwrap_or("").trim().parse().map_err(|_| {
+            bad(format!(
+                "block number `{}` is not an integer",
+                rec.get(0).unwrap_or("")
+            ))
+        })?;
         let raw = rec.get(1).unwrap_or("");
-        let ts = parse_timestamp(raw).ok_or_else(|| bad(format!("timestamp `{raw}` is neither unix seconds nor YYYY-MM-DD HH:MM:SS")))?;
+        let ts = parse_timestamp(raw).ok_or_else(|| {
+            bad(format!(
+                "timestamp `{raw}` is neither unix seconds nor YYYY-MM-DD HH:MM:SS"
+            ))
+        })?;
         out.insert(n, ts);
     }
     Ok(out)
@@ -180,7 +216,10 @@ fn read_input(opts: &ImportOptions, report: &mut ImportReport) -> Result<Vec<Raw
             .collect();
         files.sort();
         if files.is_empty() {
-            return Err(DataError::Config(format!("{}: no .parquet files in this folder", p.display())));
+            return Err(DataError::Config(format!(
+                "{}: no .parquet files in this folder",
+                p.display()
+            )));
         }
         let mut out = Vec::new();
         for f in files {
@@ -204,7 +243,9 @@ fn read_input(opts: &ImportOptions, report: &mut ImportReport) -> Result<Vec<Raw
 /// Imports logs into a dataset folder.
 pub fn import(opts: &ImportOptions) -> Result<ImportReport> {
     if opts.chunk_blocks == 0 {
-        return Err(DataError::Config("--chunk-blocks must be at least 1".into()));
+        return Err(DataError::Config(
+            "--chunk-blocks must be at least 1".into(),
+        ));
     }
     let mut report = ImportReport::default();
     let mut logs = read_input(opts, &mut report)?;
@@ -214,7 +255,8 @@ pub fn import(opts: &ImportOptions) -> Result<ImportReport> {
         Some(p) => read_timestamps(p)?,
         None => HashMap::new(),
     };
-    let pools: HashMap<Address, PoolInfo> = opts.pools.iter().map(|p| (p.address, p.clone())).collect();
+    let pools: HashMap<Address, PoolInfo> =
+        opts.pools.iter().map(|p| (p.address, p.clone())).collect();
     fs::create_dir_all(&opts.out).map_err(|e| DataError::io(&opts.out, e))?;
     let chain_id = logs.first().map(|l| l.chain_id).unwrap_or(opts.chain_id);
     dataset::write_meta(
@@ -256,7 +298,9 @@ pub fn import(opts: &ImportOptions) -> Result<ImportReport> {
         for (k, v) in s.stats.by_kind {
             *report.by_kind.entry(k).or_default() += v;
         }
-        report.malformed.extend(s.malformed.iter().map(ToString::to_string));
+        report
+            .malformed
+            .extend(s.malformed.iter().map(ToString::to_string));
         report.chunks += 1;
         start = end;
     }

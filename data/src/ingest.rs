@@ -138,14 +138,39 @@ pub struct IngestReport {
 
 impl std::fmt::Display for IngestReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "ingested chain {} blocks {}..{} in {:.2}s ({:.0} blocks/s, {:.0} logs/s)", self.chain_id, self.from, self.to, self.elapsed_s, self.blocks_per_s, self.logs_per_s)?;
+        writeln!(
+            f,
+            "ingested chain {} blocks {}..{} in {:.2}s ({:.0} blocks/s, {:.0} logs/s)",
+            self.chain_id, self.from, self.to, self.elapsed_s, self.blocks_per_s, self.logs_per_s
+        )?;
         if let Some(r) = self.resumed_at {
             writeln!(f, "  resumed at block {r}")?;
         }
-        writeln!(f, "  {} blocks, {} logs, {} swaps, {} liquidity events, {} unknown logs, {} malformed", self.blocks, self.logs, self.swaps, self.liquidity_events, self.unknown_logs, self.malformed.len())?;
-        writeln!(f, "  {} chunks, {} requests, {} retries, {} span splits, {} reorgs", self.chunks, self.requests, self.retries, self.splits, self.reorgs.len())?;
+        writeln!(
+            f,
+            "  {} blocks, {} logs, {} swaps, {} liquidity events, {} unknown logs, {} malformed",
+            self.blocks,
+            self.logs,
+            self.swaps,
+            self.liquidity_events,
+            self.unknown_logs,
+            self.malformed.len()
+        )?;
+        writeln!(
+            f,
+            "  {} chunks, {} requests, {} retries, {} span splits, {} reorgs",
+            self.chunks,
+            self.requests,
+            self.retries,
+            self.splits,
+            self.reorgs.len()
+        )?;
         for r in &self.reorgs {
-            writeln!(f, "  reorg: common ancestor {}, refetched from {}", r.common_ancestor, r.refetched_from)?;
+            writeln!(
+                f,
+                "  reorg: common ancestor {}, refetched from {}",
+                r.common_ancestor, r.refetched_from
+            )?;
         }
         for m in &self.malformed {
             writeln!(f, "  skipped {m}")?;
@@ -181,25 +206,56 @@ enum Failure {
     Fatal(String),
 }
 
+impl Failure {
+    fn message(self) -> String {
+        match self {
+            Failure::TooLarge(m) | Failure::Transient(m) | Failure::Fatal(m) => m,
+        }
+    }
+}
+
 fn classify(e: &RpcError<TransportErrorKind>) -> Failure {
     match e {
         RpcError::ErrorResp(p) => {
             let m = p.message.to_lowercase();
-            let too_large = ["range", "too many", "too large", "limit", "exceed", "more than", "response size", "block count"];
+            let too_large = [
+                "range",
+                "too many",
+                "too large",
+                "limit",
+                "exceed",
+                "more than",
+                "response size",
+                "block count",
+            ];
             if p.code == -32005 || too_large.iter().any(|w| m.contains(w)) && !m.contains("rate") {
                 Failure::TooLarge(p.to_string())
-            } else if p.code == 429 || m.contains("rate") || m.contains("timeout") || m.contains("busy") || m.contains("header not found") || m.contains("unknown block") {
+            } else if p.code == 429
+                || m.contains("rate")
+                || m.contains("timeout")
+                || m.contains("busy")
+                || m.contains("header not found")
+                || m.contains("unknown block")
+            {
                 Failure::Transient(p.to_string())
             } else {
                 Failure::Fatal(p.to_string())
             }
         }
-        RpcError::Transport(TransportErrorKind::HttpError(h)) | RpcError::Transport(TransportErrorKind::HttpErrorWithRetryAfter { error: h, .. }) => match h.status {
-            413 => Failure::TooLarge(format!("HTTP 413: {}", h.body)),
-            429 | 408 | 500..=599 => Failure::Transient(format!("HTTP {}", h.status)),
-            s => Failure::Fatal(format!("HTTP {s}: {}", h.body.chars().take(200).collect::<String>())),
-        },
-        RpcError::DeserError { err, .. } => Failure::Transient(format!("unreadable response: {err}")),
+        RpcError::Transport(TransportErrorKind::HttpError(h))
+        | RpcError::Transport(TransportErrorKind::HttpErrorWithRetryAfter { error: h, .. }) => {
+            match h.status {
+                413 => Failure::TooLarge(format!("HTTP 413: {}", h.body)),
+                429 | 408 | 500..=599 => Failure::Transient(format!("HTTP {}", h.status)),
+                s => Failure::Fatal(format!(
+                    "HTTP {s}: {}",
+                    h.body.chars().take(200).collect::<String>()
+                )),
+            }
+        }
+        RpcError::DeserError { err, .. } => {
+            Failure::Transient(format!("unreadable response: {err}"))
+        }
         other => Failure::Transient(other.to_string()),
     }
 }
@@ -244,12 +300,17 @@ impl Rpc {
                 Failure::Transient(m) if attempt < self.retries => {
                     self.retried.fetch_add(1, Ordering::Relaxed);
                     // Exponential backoff with full jitter: 100 ms, 200 ms, ... capped at 10 s.
-                    let cap = Duration::from_millis(100u64.saturating_mul(1 << attempt.min(7))).min(Duration::from_secs(10));
+                    let cap = Duration::from_millis(100u64.saturating_mul(1 << attempt.min(7)))
+                        .min(Duration::from_secs(10));
                     let sleep = cap.mul_f64(rand::rng().random::<f64>());
                     tracing::debug!(what, attempt, %m, ?sleep, "retrying");
                     tokio::time::sleep(sleep).await;
                 }
-                Failure::Transient(m) => return Err(Failure::Fatal(format!("{what}: gave up after {attempt} attempts: {m}"))),
+                Failure::Transient(m) => {
+                    return Err(Failure::Fatal(format!(
+                        "{what}: gave up after {attempt} attempts: {m}"
+                    )));
+                }
                 Failure::Fatal(m) => return Err(Failure::Fatal(format!("{what}: {m}"))),
                 Failure::TooLarge(m) => return Err(Failure::TooLarge(m)),
             }
@@ -264,7 +325,11 @@ impl Rpc {
     }
 
     fn fatal(method: &str, m: String) -> DataError {
-        DataError::Rpc { method: method.into(), attempts: 0, message: m }
+        DataError::Rpc {
+            method: method.into(),
+            attempts: 0,
+            message: m,
+        }
     }
 
     /// All logs of `pools` in `[a, b]`, splitting spans as needed.
@@ -274,15 +339,23 @@ impl Rpc {
         while start <= b {
             let span = self.span.load(Ordering::Relaxed).max(1);
             let end = b.min(start + span - 1);
-            let filter = Filter::new().address(pools.to_vec()).from_block(start).to_block(end);
-            match self.call("eth_getLogs", || self.provider.get_logs(&filter)).await {
+            let filter = Filter::new()
+                .address(pools.to_vec())
+                .from_block(start)
+                .to_block(end);
+            match self
+                .call("eth_getLogs", || self.provider.get_logs(&filter))
+                .await
+            {
                 Ok(logs) if logs.len() > MAX_LOGS_PER_REQUEST && end > start => {
                     self.splits.fetch_add(1, Ordering::Relaxed);
-                    self.span.store(((end - start + 1) / 2).max(1), Ordering::Relaxed);
+                    self.span
+                        .store(((end - start + 1) / 2).max(1), Ordering::Relaxed);
                 }
                 Ok(logs) => {
                     if logs.len() < MAX_LOGS_PER_REQUEST / 4 && end - start + 1 == span {
-                        self.span.store((span * 2).min(self.max_span), Ordering::Relaxed);
+                        self.span
+                            .store((span * 2).min(self.max_span), Ordering::Relaxed);
                     }
                     out.extend(logs);
                     start = end + 1;
@@ -290,10 +363,14 @@ impl Rpc {
                 Err(Failure::TooLarge(m)) if end > start => {
                     tracing::debug!(start, end, %m, "range refused, splitting");
                     self.splits.fetch_add(1, Ordering::Relaxed);
-                    self.span.store(((end - start + 1) / 2).max(1), Ordering::Relaxed);
+                    self.span
+                        .store(((end - start + 1) / 2).max(1), Ordering::Relaxed);
                 }
                 Err(Failure::TooLarge(m)) | Err(Failure::Fatal(m)) | Err(Failure::Transient(m)) => {
-                    return Err(Self::fatal("eth_getLogs", format!("blocks {start}..{end}: {m}")));
+                    return Err(Self::fatal(
+                        "eth_getLogs",
+                        format!("blocks {start}..{end}: {m}"),
+                    ));
                 }
             }
         }
@@ -311,7 +388,10 @@ impl Rpc {
                     let mut batch = self.client.new_batch();
                     let mut waiters = Vec::new();
                     for n in start..=end {
-                        waiters.push(batch.add_call::<_, Option<alloy::rpc::types::Block>>("eth_getBlockByNumber", &(U64::from(n), false))?);
+                        waiters.push(batch.add_call::<_, Option<alloy::rpc::types::Block>>(
+                            "eth_getBlockByNumber",
+                            &(U64::from(n), false),
+                        )?);
                     }
                     batch.send().await?;
                     let mut got = Vec::with_capacity(waiters.len());
@@ -321,11 +401,20 @@ impl Rpc {
                     Ok(got)
                 })
                 .await
-                .map_err(|f| match f {
-                    Failure::TooLarge(m) | Failure::Fatal(m) | Failure::Transient(m) => Self::fatal("eth_getBlockByNumber", format!("blocks {start}..{end}: {m}")),
+                .map_err(|f| {
+                    let m = f.message();
+                    Self::fatal(
+                        "eth_getBlockByNumber",
+                        format!("blocks {start}..{end}: {m}"),
+                    )
                 })?;
             for (n, blk) in (start..=end).zip(blocks) {
-                let blk = blk.ok_or_else(|| Self::fatal("eth_getBlockByNumber", format!("block {n} is not known to the node")))?;
+                let blk = blk.ok_or_else(|| {
+                    Self::fatal(
+                        "eth_getBlockByNumber",
+                        format!("block {n} is not known to the node"),
+                    )
+                })?;
                 let h = &blk.header;
                 out.push(BlockRow {
                     number: h.number,
@@ -347,10 +436,15 @@ impl Rpc {
         let mut out = Vec::new();
         for n in numbers {
             let b = self
-                .call("eth_getBlockByNumber", || std::future::IntoFuture::into_future(self.provider.get_block_by_number((*n).into())))
+                .call("eth_getBlockByNumber", || {
+                    std::future::IntoFuture::into_future(
+                        self.provider.get_block_by_number((*n).into()),
+                    )
+                })
                 .await
-                .map_err(|f| match f {
-                    Failure::TooLarge(m) | Failure::Fatal(m) | Failure::Transient(m) => Self::fatal("eth_getBlockByNumber", m),
+                .map_err(|f| {
+                    let m = f.message();
+                    Self::fatal("eth_getBlockByNumber", m)
                 })?;
             out.push(b.map(|b| b.header.hash));
         }
@@ -359,13 +453,21 @@ impl Rpc {
 }
 
 fn raw_log(l: &Log, chain_id: u64) -> Result<RawLog> {
-    let missing = |f: &str| DataError::Rpc { method: "eth_getLogs".into(), attempts: 0, message: format!("log without {f} (pending logs are not ingested)") };
+    let missing = |f: &str| DataError::Rpc {
+        method: "eth_getLogs".into(),
+        attempts: 0,
+        message: format!("log without {f} (pending logs are not ingested)"),
+    };
     Ok(RawLog {
         block_number: l.block_number.ok_or_else(|| missing("blockNumber"))?,
         block_hash: l.block_hash,
-        transaction_index: l.transaction_index.ok_or_else(|| missing("transactionIndex"))?,
+        transaction_index: l
+            .transaction_index
+            .ok_or_else(|| missing("transactionIndex"))?,
         log_index: l.log_index.ok_or_else(|| missing("logIndex"))?,
-        transaction_hash: l.transaction_hash.ok_or_else(|| missing("transactionHash"))?,
+        transaction_hash: l
+            .transaction_hash
+            .ok_or_else(|| missing("transactionHash"))?,
         address: l.address(),
         topics: l.topics().to_vec(),
         data: l.data().data.clone(),
@@ -397,7 +499,8 @@ fn check_chunk(c: &Fetched, prev: Option<&(u64, B256)>) -> ChunkCheck {
         }
         prev_hash = b.hash;
     }
-    let by_number: HashMap<u64, Option<B256>> = c.blocks.iter().map(|b| (b.number, b.hash)).collect();
+    let by_number: HashMap<u64, Option<B256>> =
+        c.blocks.iter().map(|b| (b.number, b.hash)).collect();
     for l in &c.logs {
         if let (Some(lh), Some(Some(bh))) = (l.block_hash, by_number.get(&l.block_number))
             && lh != *bh
@@ -438,14 +541,21 @@ async fn discover_pools(provider: &DynProvider, addrs: &[Address]) -> Result<Vec
 pub async fn ingest(cfg: IngestConfig) -> Result<IngestReport> {
     cfg.validate()?;
     let started = Instant::now();
-    let url: alloy::transports::http::reqwest::Url = cfg.rpc_url.parse().map_err(|e| DataError::Config(format!("--rpc `{}`: {e}", redact(&cfg.rpc_url))))?;
-    let provider = ProviderBuilder::new().disable_recommended_fillers().connect_http(url.clone()).erased();
+    let url: alloy::transports::http::reqwest::Url = cfg
+        .rpc_url
+        .parse()
+        .map_err(|e| DataError::Config(format!("--rpc `{}`: {e}", redact(&cfg.rpc_url))))?;
+    let provider = ProviderBuilder::new()
+        .disable_recommended_fillers()
+        .connect_http(url.clone())
+        .erased();
     let rpc = Arc::new(Rpc {
         provider: provider.clone(),
         client: alloy::rpc::client::RpcClient::new_http(url.clone()),
         timeout: cfg.timeout,
         retries: cfg.retries,
-        min_interval: (cfg.rate_per_sec > 0.0).then(|| Duration::from_secs_f64(1.0 / cfg.rate_per_sec)),
+        min_interval: (cfg.rate_per_sec > 0.0)
+            .then(|| Duration::from_secs_f64(1.0 / cfg.rate_per_sec)),
         next_slot: tokio::sync::Mutex::new(Instant::now()),
         requests: AtomicU64::new(0),
         retried: AtomicU64::new(0),
@@ -458,8 +568,9 @@ pub async fn ingest(cfg: IngestConfig) -> Result<IngestReport> {
     let chain_id = rpc
         .call("eth_chainId", || provider.get_chain_id())
         .await
-        .map_err(|f| match f {
-            Failure::TooLarge(m) | Failure::Fatal(m) | Failure::Transient(m) => Rpc::fatal("eth_chainId", m),
+        .map_err(|f| {
+            let m = f.message();
+            Rpc::fatal("eth_chainId", m)
         })?;
     let mut pools = cfg.pools.clone();
     if !cfg.pool_addresses.is_empty() {
@@ -468,7 +579,8 @@ pub async fn ingest(cfg: IngestConfig) -> Result<IngestReport> {
     let mut pool_addrs: Vec<Address> = pools.iter().map(|p| p.address).collect();
     pool_addrs.sort();
     pool_addrs.dedup();
-    let pool_map: HashMap<Address, PoolInfo> = pools.iter().map(|p| (p.address, p.clone())).collect();
+    let pool_map: HashMap<Address, PoolInfo> =
+        pools.iter().map(|p| (p.address, p.clone())).collect();
     let from = cfg.from.expect("validated");
     let root = &cfg.out;
     std::fs::create_dir_all(root).map_err(|e| DataError::io(root, e))?;
@@ -481,31 +593,71 @@ pub async fn ingest(cfg: IngestConfig) -> Result<IngestReport> {
                 path: root.clone(),
                 message: format!(
                     "holds an ingestion of chain {} from block {} for {} pool(s); this run asks for chain {chain_id} from block {from} for {} pool(s): use another --out",
-                    cp.chain_id, cp.from, cp.pools.len(), pool_addrs.len()
+                    cp.chain_id,
+                    cp.from,
+                    cp.pools.len(),
+                    pool_addrs.len()
                 ),
             });
         }
         cp
     } else {
-        Checkpoint { chain_id, pools: pool_addrs.clone(), from, next_block: from, tail: Vec::new() }
+        Checkpoint {
+            chain_id,
+            pools: pool_addrs.clone(),
+            from,
+            next_block: from,
+            tail: Vec::new(),
+        }
     };
-    let mut report = IngestReport { chain_id, from, resumed_at: (cp.next_block > from).then_some(cp.next_block), ..Default::default() };
-    dataset::write_meta(root, &DatasetMeta { dexlab_version: env!("CARGO_PKG_VERSION").into(), chain_id, source: redact(&cfg.rpc_url), pools })?;
+    let mut report = IngestReport {
+        chain_id,
+        from,
+        resumed_at: (cp.next_block > from).then_some(cp.next_block),
+        ..Default::default()
+    };
+    dataset::write_meta(
+        root,
+        &DatasetMeta {
+            dexlab_version: env!("CARGO_PKG_VERSION").into(),
+            chain_id,
+            source: redact(&cfg.rpc_url),
+            pools,
+        },
+    )?;
 
     // Reorg check of what is already committed.
     if !cp.tail.is_empty() {
         let numbers: Vec<u64> = cp.tail.iter().map(|t| t.0).collect();
         let hashes = rpc.block_hashes(&numbers).await?;
-        if let Some(pos) = cp.tail.iter().zip(&hashes).position(|((_, h), node)| node.as_ref() != Some(h)) {
-            let ancestor = if pos == 0 { cp.tail[0].0.saturating_sub(1).max(from.saturating_sub(1)) } else { cp.tail[pos - 1].0 };
+        if let Some(pos) = cp
+            .tail
+            .iter()
+            .zip(&hashes)
+            .position(|((_, h), node)| node.as_ref() != Some(h))
+        {
+            let ancestor = if pos == 0 {
+                cp.tail[0].0.saturating_sub(1).max(from.saturating_sub(1))
+            } else {
+                cp.tail[pos - 1].0
+            };
             if pos == 0 && cp.tail[0].0 > from {
-                tracing::warn!("reorg deeper than the {TAIL} checked blocks: refetching from {}", cp.tail[0].0);
+                tracing::warn!(
+                    "reorg deeper than the {TAIL} checked blocks: refetching from {}",
+                    cp.tail[0].0
+                );
             }
             let refetch = (ancestor + 1).max(from);
-            tracing::warn!(ancestor, "reorg detected in committed blocks; refetching from {refetch}");
+            tracing::warn!(
+                ancestor,
+                "reorg detected in committed blocks; refetching from {refetch}"
+            );
             cp.tail.retain(|t| t.0 < refetch);
             cp.next_block = refetch;
-            report.reorgs.push(ReorgEvent { common_ancestor: ancestor, refetched_from: refetch });
+            report.reorgs.push(ReorgEvent {
+                common_ancestor: ancestor,
+                refetched_from: refetch,
+            });
         }
     }
 
@@ -522,13 +674,16 @@ pub async fn ingest(cfg: IngestConfig) -> Result<IngestReport> {
         let head = rpc
             .call("eth_blockNumber", || provider.get_block_number())
             .await
-            .map_err(|f| match f {
-                Failure::TooLarge(m) | Failure::Fatal(m) | Failure::Transient(m) => Rpc::fatal("eth_blockNumber", m),
+            .map_err(|f| {
+                let m = f.message();
+                Rpc::fatal("eth_blockNumber", m)
             })?;
         let safe_head = head.saturating_sub(cfg.confirmations);
         let to = cfg.to.map_or(safe_head, |t| t.min(safe_head));
         if u32::try_from(to).is_err() {
-            return Err(DataError::Config(format!("block {to} does not fit the dataset's u32 block numbers")));
+            return Err(DataError::Config(format!(
+                "block {to} does not fit the dataset's u32 block numbers"
+            )));
         }
         report.to = to;
         if cp.next_block > to {
@@ -542,8 +697,17 @@ pub async fn ingest(cfg: IngestConfig) -> Result<IngestReport> {
             ranges.push((s, e));
             s = e + 1;
         }
-        let bar = if cfg.progress { indicatif::ProgressBar::new(to - cp.next_block + 1) } else { indicatif::ProgressBar::hidden() };
-        bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} blocks {per_sec} {msg} eta {eta}").expect("valid template"));
+        let bar = if cfg.progress {
+            indicatif::ProgressBar::new(to - cp.next_block + 1)
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} blocks {per_sec} {msg} eta {eta}",
+            )
+            .expect("valid template"),
+        );
         let rpc2 = rpc.clone();
         let addrs = pool_addrs.clone();
         let mut stream = futures::stream::iter(ranges)
@@ -551,10 +715,19 @@ pub async fn ingest(cfg: IngestConfig) -> Result<IngestReport> {
                 let rpc = rpc2.clone();
                 let addrs = addrs.clone();
                 async move {
-                    let (logs, blocks) = tokio::try_join!(rpc.logs(&addrs, a, b), rpc.headers(chain_id, a, b))?;
-                    let mut logs = logs.iter().map(|l| raw_log(l, chain_id)).collect::<Result<Vec<_>>>()?;
+                    let (logs, blocks) =
+                        tokio::try_join!(rpc.logs(&addrs, a, b), rpc.headers(chain_id, a, b))?;
+                    let mut logs = logs
+                        .iter()
+                        .map(|l| raw_log(l, chain_id))
+                        .collect::<Result<Vec<_>>>()?;
                     logs.sort_by_key(RawLog::key);
-                    Ok::<_, DataError>(Fetched { first: a, last: b, logs, blocks })
+                    Ok::<_, DataError>(Fetched {
+                        first: a,
+                        last: b,
+                        logs,
+                        blocks,
+                    })
                 }
             })
             .buffered(cfg.concurrency);
@@ -564,15 +737,29 @@ pub async fn ingest(cfg: IngestConfig) -> Result<IngestReport> {
                 reorg_at = Some(n);
                 break;
             }
-            let s = write_chunk(root, chunk.first, chunk.last, &chunk.logs, &chunk.blocks, &pool_map)?;
+            let s = write_chunk(
+                root,
+                chunk.first,
+                chunk.last,
+                &chunk.logs,
+                &chunk.blocks,
+                &pool_map,
+            )?;
             report.blocks += s.blocks as u64;
             report.logs += s.logs as u64;
             report.swaps += s.swaps as u64;
             report.liquidity_events += s.liquidity_events as u64;
             report.unknown_logs += s.stats.unknown;
-            report.malformed.extend(s.malformed.iter().map(ToString::to_string));
+            report
+                .malformed
+                .extend(s.malformed.iter().map(ToString::to_string));
             report.chunks += 1;
-            cp.tail.extend(chunk.blocks.iter().filter_map(|b| b.hash.map(|h| (b.number, h))));
+            cp.tail.extend(
+                chunk
+                    .blocks
+                    .iter()
+                    .filter_map(|b| b.hash.map(|h| (b.number, h))),
+            );
             if cp.tail.len() > TAIL {
                 cp.tail.drain(..cp.tail.len() - TAIL);
             }
@@ -588,8 +775,14 @@ pub async fn ingest(cfg: IngestConfig) -> Result<IngestReport> {
         // The chain changed during the run: step back past the fork and go again.
         let back = n.saturating_sub(TAIL as u64 / 2).max(from);
         let ancestor = back.saturating_sub(1);
-        tracing::warn!(block = n, "reorg detected during ingestion; refetching from {back}");
-        report.reorgs.push(ReorgEvent { common_ancestor: ancestor, refetched_from: back });
+        tracing::warn!(
+            block = n,
+            "reorg detected during ingestion; refetching from {back}"
+        );
+        report.reorgs.push(ReorgEvent {
+            common_ancestor: ancestor,
+            refetched_from: back,
+        });
         cp.tail.retain(|t| t.0 < back);
         cp.next_block = back.min(cp.next_block);
     }
@@ -639,17 +832,45 @@ mod tests {
 
     #[test]
     fn redacts_credentials() {
-        assert_eq!(redact("https://user:pw@rpc.example.org/v2/SECRETKEY?x=1"), "https://rpc.example.org/…");
+        assert_eq!(
+            redact("https://user:pw@rpc.example.org/v2/SECRETKEY?x=1"),
+            "https://rpc.example.org/…"
+        );
         assert_eq!(redact("http://127.0.0.1:8545"), "http://127.0.0.1:8545");
     }
 
     #[test]
     fn chunk_check_catches_broken_parent_links() {
-        let b = |n: u64, h: u8, p: u8| BlockRow { number: n, hash: Some(B256::repeat_byte(h)), parent_hash: Some(B256::repeat_byte(p)), timestamp: 0, base_fee_per_gas: None, gas_used: None, gas_limit: None, chain_id: 1 };
-        let ok = Fetched { first: 1, last: 2, logs: vec![], blocks: vec![b(1, 1, 0), b(2, 2, 1)] };
-        assert!(matches!(check_chunk(&ok, Some(&(0, B256::repeat_byte(0)))), ChunkCheck::Ok));
-        assert!(matches!(check_chunk(&ok, Some(&(0, B256::repeat_byte(9)))), ChunkCheck::Reorg(1)));
-        let bad = Fetched { first: 1, last: 2, logs: vec![], blocks: vec![b(1, 1, 0), b(2, 2, 7)] };
+        let b = |n: u64, h: u8, p: u8| BlockRow {
+            number: n,
+            hash: Some(B256::repeat_byte(h)),
+            parent_hash: Some(B256::repeat_byte(p)),
+            timestamp: 0,
+            base_fee_per_gas: None,
+            gas_used: None,
+            gas_limit: None,
+            chain_id: 1,
+        };
+        let ok = Fetched {
+            first: 1,
+            last: 2,
+            logs: vec![],
+            blocks: vec![b(1, 1, 0), b(2, 2, 1)],
+        };
+        assert!(matches!(
+            check_chunk(&ok, Some(&(0, B256::repeat_byte(0)))),
+            ChunkCheck::Ok
+        ));
+        assert!(matches!(
+            check_chunk(&ok, Some(&(0, B256::repeat_byte(9)))),
+            ChunkCheck::Reorg(1)
+        ));
+        let bad = Fetched {
+            first: 1,
+            last: 2,
+            logs: vec![],
+            blocks: vec![b(1, 1, 0), b(2, 2, 7)],
+        };
         assert!(matches!(check_chunk(&bad, None), ChunkCheck::Reorg(2)));
     }
 }

@@ -43,7 +43,9 @@ pub fn inspect(root: &Path) -> Result<InspectReport> {
     let blocks = dataset::read_all_blocks(root)?;
     let mut events: BTreeMap<String, u64> = BTreeMap::new();
     for l in &logs {
-        *events.entry(EventKind::from_topic0(l.topic0()).name().to_owned()).or_default() += 1;
+        *events
+            .entry(EventKind::from_topic0(l.topic0()).name().to_owned())
+            .or_default() += 1;
     }
     let mut per_pool: BTreeMap<String, (String, u64, Option<f64>, Option<f64>)> = BTreeMap::new();
     for (_, _, p) in dataset::list_chunks(root, SWAPS)? {
@@ -52,7 +54,9 @@ pub fn inspect(root: &Path) -> Result<InspectReport> {
             let protos = dataset::string_column(&p, &b, "protocol")?;
             let prices = dataset::f64_column(&p, &b, "price_float")?;
             for i in 0..b.num_rows() {
-                let e = per_pool.entry(pools[i].clone().unwrap_or_default()).or_insert((protos[i].clone().unwrap_or_default(), 0, None, None));
+                let e = per_pool
+                    .entry(pools[i].clone().unwrap_or_default())
+                    .or_insert((protos[i].clone().unwrap_or_default(), 0, None, None));
                 e.1 += 1;
                 if let Some(px) = prices[i].filter(|x| x.is_finite()) {
                     e.2 = Some(e.2.map_or(px, |m: f64| m.min(px)));
@@ -62,15 +66,30 @@ pub fn inspect(root: &Path) -> Result<InspectReport> {
         }
     }
     for p in &meta.pools {
-        per_pool.entry(format!("{:#x}", p.address)).or_insert((p.protocol.to_string(), 0, None, None));
+        per_pool.entry(format!("{:#x}", p.address)).or_insert((
+            p.protocol.to_string(),
+            0,
+            None,
+            None,
+        ));
     }
     let pools = per_pool
         .into_iter()
         .map(|(pool, (protocol, swaps, lo, hi))| {
-            let info = meta.pools.iter().find(|p| format!("{:#x}", p.address) == pool);
+            let info = meta
+                .pools
+                .iter()
+                .find(|p| format!("{:#x}", p.address) == pool);
             PoolSummary {
                 dex: info.map(|i| i.dex.clone()),
-                pair: info.map(|i| format!("{}/{} {:.2}%", i.token0.symbol, i.token1.symbol, i.fee as f64 / 10_000.0)),
+                pair: info.map(|i| {
+                    format!(
+                        "{}/{} {:.2}%",
+                        i.token0.symbol,
+                        i.token1.symbol,
+                        i.fee as f64 / 10_000.0
+                    )
+                }),
                 pool,
                 protocol,
                 swaps,
@@ -83,8 +102,18 @@ pub fn inspect(root: &Path) -> Result<InspectReport> {
         chain_id: meta.chain_id,
         source: meta.source,
         logs: logs.len() as u64,
-        first_block: logs.first().map(|l| l.block_number).into_iter().chain(blocks.first().map(|b| b.number)).min(),
-        last_block: logs.last().map(|l| l.block_number).into_iter().chain(blocks.last().map(|b| b.number)).max(),
+        first_block: logs
+            .first()
+            .map(|l| l.block_number)
+            .into_iter()
+            .chain(blocks.first().map(|b| b.number))
+            .min(),
+        last_block: logs
+            .last()
+            .map(|l| l.block_number)
+            .into_iter()
+            .chain(blocks.last().map(|b| b.number))
+            .max(),
         blocks: blocks.len() as u64,
         first_timestamp: blocks.iter().map(|b| b.timestamp).min(),
         last_timestamp: blocks.iter().map(|b| b.timestamp).max(),
@@ -107,7 +136,12 @@ fn fmt_ts(ts: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", secs / 3600, secs % 3600 / 60, secs % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
 }
 
 impl std::fmt::Display for InspectReport {
@@ -115,7 +149,11 @@ impl std::fmt::Display for InspectReport {
         writeln!(f, "source      {}", self.source)?;
         writeln!(f, "chain id    {}", self.chain_id)?;
         match (self.first_block, self.last_block) {
-            (Some(a), Some(b)) => writeln!(f, "blocks      {a} .. {b} ({} headers stored, {} chunks)", self.blocks, self.chunks)?,
+            (Some(a), Some(b)) => writeln!(
+                f,
+                "blocks      {a} .. {b} ({} headers stored, {} chunks)",
+                self.blocks, self.chunks
+            )?,
             _ => writeln!(f, "blocks      none")?,
         }
         if let (Some(a), Some(b)) = (self.first_timestamp, self.last_timestamp) {
@@ -128,9 +166,22 @@ impl std::fmt::Display for InspectReport {
         }
         writeln!(f, "pools")?;
         for p in &self.pools {
-            write!(f, "  {} {:<11} {:<14} {:<22} swaps {:>7}", p.pool, p.protocol, p.dex.as_deref().unwrap_or("-"), p.pair.as_deref().unwrap_or("-"), p.swaps)?;
+            write!(
+                f,
+                "  {} {:<11} {:<14} {:<22} swaps {:>7}",
+                p.pool,
+                p.protocol,
+                p.dex.as_deref().unwrap_or("-"),
+                p.pair.as_deref().unwrap_or("-"),
+                p.swaps
+            )?;
             if let (Some(lo), Some(hi)) = (p.price_min, p.price_max) {
-                write!(f, "  price {lo:.6e} .. {hi:.6e} (inverse {:.6e} .. {:.6e})", 1.0 / hi, 1.0 / lo)?;
+                write!(
+                    f,
+                    "  price {lo:.6e} .. {hi:.6e} (inverse {:.6e} .. {:.6e})",
+                    1.0 / hi,
+                    1.0 / lo
+                )?;
             }
             writeln!(f)?;
         }

@@ -14,9 +14,9 @@
 //!
 //! No cargo features yet.
 
+pub mod dataset;
 pub mod decode;
 pub mod derive;
-pub mod dataset;
 pub mod devnet;
 pub mod discover;
 pub mod error;

@@ -49,7 +49,11 @@ pub struct ChainManifest {
 impl ChainManifest {
     pub fn load(path: &Path) -> Result<Self> {
         let m: ChainManifest = crate::dataset::read_json(path)?;
-        m.validate().map_err(|message| DataError::Parse { path: path.into(), line: 0, message })?;
+        m.validate().map_err(|message| DataError::Parse {
+            path: path.into(),
+            line: 0,
+            message,
+        })?;
         Ok(m)
     }
 
@@ -60,7 +64,10 @@ impl ChainManifest {
     /// Checks what serde cannot: consistent pools.
     pub fn validate(&self) -> std::result::Result<(), String> {
         if self.first_block > self.last_block {
-            return Err(format!("first_block {} is after last_block {}", self.first_block, self.last_block));
+            return Err(format!(
+                "first_block {} is after last_block {}",
+                self.first_block, self.last_block
+            ));
         }
         let mut seen = std::collections::HashSet::new();
         for p in &self.pools {
@@ -68,10 +75,16 @@ impl ChainManifest {
                 return Err(format!("pool {} is listed twice", p.address));
             }
             if p.protocol.is_v3() && p.tick_spacing.is_none() {
-                return Err(format!("pool {} is {} but has no tick_spacing", p.address, p.protocol));
+                return Err(format!(
+                    "pool {} is {} but has no tick_spacing",
+                    p.address, p.protocol
+                ));
             }
             if p.token0.address >= p.token1.address {
-                return Err(format!("pool {}: token0 must sort before token1", p.address));
+                return Err(format!(
+                    "pool {}: token0 must sort before token1",
+                    p.address
+                ));
             }
         }
         Ok(())

@@ -25,7 +25,9 @@ pub fn dexlab_home() -> Option<PathBuf> {
             }
         }
     }
-    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(".dexlab");
+    let built = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(".dexlab");
     built.is_dir().then_some(built)
 }
 
@@ -36,7 +38,10 @@ pub fn find_anvil() -> Result<PathBuf> {
         return if p.is_file() {
             Ok(p)
         } else {
-            Err(DataError::Tooling(format!("DEXLAB_ANVIL={} does not exist; unset it or run `{SETUP_COMMAND}`", p.display())))
+            Err(DataError::Tooling(format!(
+                "DEXLAB_ANVIL={} does not exist; unset it or run `{SETUP_COMMAND}`",
+                p.display()
+            )))
         };
     }
     if let Some(home) = dexlab_home() {
@@ -75,11 +80,17 @@ pub fn artifact(name: &str) -> Result<Artifact> {
     })?;
     let path = home.join("artifacts").join(format!("{name}.json"));
     if !path.is_file() {
-        return Err(DataError::Tooling(format!("{} is missing; run `{SETUP_COMMAND}`", path.display())));
+        return Err(DataError::Tooling(format!(
+            "{} is missing; run `{SETUP_COMMAND}`",
+            path.display()
+        )));
     }
     let a: Artifact = crate::dataset::read_json(&path)?;
     if a.bytecode.is_empty() {
-        return Err(DataError::Tooling(format!("{}: empty bytecode; run `{SETUP_COMMAND}` again", path.display())));
+        return Err(DataError::Tooling(format!(
+            "{}: empty bytecode; run `{SETUP_COMMAND}` again",
+            path.display()
+        )));
     }
     Ok(a)
 }

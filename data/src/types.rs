@@ -88,8 +88,12 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    pub const ALL: [Protocol; 4] =
-        [Protocol::UniswapV2, Protocol::UniswapV3, Protocol::PancakeV3, Protocol::Solidly];
+    pub const ALL: [Protocol; 4] = [
+        Protocol::UniswapV2,
+        Protocol::UniswapV3,
+        Protocol::PancakeV3,
+        Protocol::Solidly,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {

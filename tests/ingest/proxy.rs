@@ -45,7 +45,13 @@ async fn read_message(s: &mut TcpStream) -> Option<Vec<u8>> {
         buf.extend_from_slice(&chunk[..n]);
     };
     let head = String::from_utf8_lossy(&buf[..header_end]).to_lowercase();
-    let len: usize = head.lines().find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0))).unwrap_or(0);
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap_or(0))
+        })
+        .unwrap_or(0);
     while buf.len() < header_end + len {
         let n = s.read(&mut chunk).await.ok()?;
         if n == 0 {
@@ -72,7 +78,9 @@ impl FaultyProxy {
         let st = stats.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((mut client, _)) = listener.accept().await else { return };
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
                 let (st, rng, served) = (st.clone(), rng.clone(), served.clone());
                 tokio::spawn(async move {
                     while let Some(req) = read_message(&mut client).await {
@@ -97,22 +105,35 @@ impl FaultyProxy {
                             }
                             2 => {
                                 st.lock().unwrap().too_many += 1;
-                                if client.write_all(&status(429, "Too Many Requests")).await.is_err() {
+                                if client
+                                    .write_all(&status(429, "Too Many Requests"))
+                                    .await
+                                    .is_err()
+                                {
                                     return;
                                 }
                             }
                             3 => {
                                 st.lock().unwrap().server_errors += 1;
-                                if client.write_all(&status(503, "Service Unavailable")).await.is_err() {
+                                if client
+                                    .write_all(&status(503, "Service Unavailable"))
+                                    .await
+                                    .is_err()
+                                {
                                     return;
                                 }
                             }
                             _ => {
-                                let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)).await else { return };
+                                let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)).await
+                                else {
+                                    return;
+                                };
                                 if up.write_all(&req).await.is_err() {
                                     return;
                                 }
-                                let Some(resp) = read_message(&mut up).await else { return };
+                                let Some(resp) = read_message(&mut up).await else {
+                                    return;
+                                };
                                 st.lock().unwrap().forwarded += 1;
                                 if client.write_all(&resp).await.is_err() {
                                     return;

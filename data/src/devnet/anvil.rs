@@ -19,7 +19,9 @@ pub struct AnvilProcess {
 
 impl std::fmt::Debug for AnvilProcess {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AnvilProcess").field("url", &self.url).finish()
+        f.debug_struct("AnvilProcess")
+            .field("url", &self.url)
+            .finish()
     }
 }
 
@@ -29,9 +31,30 @@ impl AnvilProcess {
     pub async fn spawn(port: u16, chain_id: u64, genesis_timestamp: u64) -> Result<Self> {
         let bin = find_anvil()?;
         let mut child = Command::new(&bin)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--chain-id", &chain_id.to_string()])
-            .args(["--accounts", "20", "--balance", "1000000", "--timestamp", &genesis_timestamp.to_string()])
-            .args(["--no-mining", "--order", "fifo", "--gas-limit", "60000000", "--silent"])
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--chain-id",
+                &chain_id.to_string(),
+            ])
+            .args([
+                "--accounts",
+                "20",
+                "--balance",
+                "1000000",
+                "--timestamp",
+                &genesis_timestamp.to_string(),
+            ])
+            .args([
+                "--no-mining",
+                "--order",
+                "fifo",
+                "--gas-limit",
+                "60000000",
+                "--silent",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -42,7 +65,10 @@ impl AnvilProcess {
         let provider = ProviderBuilder::new().connect_http(url.parse().expect("valid url"));
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some(status) = child.try_wait().map_err(|e| DataError::Devnet(e.to_string()))? {
+            if let Some(status) = child
+                .try_wait()
+                .map_err(|e| DataError::Devnet(e.to_string()))?
+            {
                 let mut err = String::new();
                 if let Some(mut s) = child.stderr.take() {
                     use tokio::io::AsyncReadExt;
@@ -62,11 +88,18 @@ impl AnvilProcess {
                 break;
             }
             if Instant::now() > deadline {
-                return Err(DataError::Devnet(format!("anvil did not answer on port {port} within 20 s")));
+                return Err(DataError::Devnet(format!(
+                    "anvil did not answer on port {port} within 20 s"
+                )));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Ok(Self { child, port, chain_id, url })
+        Ok(Self {
+            child,
+            port,
+            chain_id,
+            url,
+        })
     }
 
     pub fn provider(&self) -> DynProvider {
@@ -78,7 +111,10 @@ impl AnvilProcess {
 
     /// Waits until the process exits (e.g. killed by a signal).
     pub async fn wait(&mut self) -> Result<()> {
-        self.child.wait().await.map_err(|e| DataError::Devnet(e.to_string()))?;
+        self.child
+            .wait()
+            .await
+            .map_err(|e| DataError::Devnet(e.to_string()))?;
         Ok(())
     }
 

@@ -43,7 +43,14 @@ pub struct Deployment {
 
 impl Deployment {
     /// Queues a transaction from an unlocked dev account; it is mined by the next [`Self::mine`].
-    pub async fn send(&mut self, from: Address, to: Option<Address>, input: Vec<u8>, gas: u64, what: &'static str) -> Result<B256> {
+    pub async fn send(
+        &mut self,
+        from: Address,
+        to: Option<Address>,
+        input: Vec<u8>,
+        gas: u64,
+        what: &'static str,
+    ) -> Result<B256> {
         let nonce = self.nonces.entry(from).or_insert(0);
         let mut tx = TransactionRequest::default()
             .with_from(from)
@@ -58,7 +65,11 @@ impl Deployment {
             None => tx.set_create(),
         }
         *nonce += 1;
-        let pending = self.provider.send_transaction(tx).await.map_err(|e| rpc(format!("{what}: {e}")))?;
+        let pending = self
+            .provider
+            .send_transaction(tx)
+            .await
+            .map_err(|e| rpc(format!("{what}: {e}")))?;
         let hash = *pending.tx_hash();
         self.pending.push((hash, what));
         Ok(hash)
@@ -67,7 +78,10 @@ impl Deployment {
     /// Mines one block at the next timestamp. Returns its number.
     pub async fn mine(&mut self) -> Result<u64> {
         self.timestamp += self.block_time;
-        self.provider.anvil_set_next_block_timestamp(self.timestamp).await.map_err(rpc)?;
+        self.provider
+            .anvil_set_next_block_timestamp(self.timestamp)
+            .await
+            .map_err(rpc)?;
         self.provider.evm_mine(None).await.map_err(rpc)?;
         let n = self.provider.get_block_number().await.map_err(rpc)?;
         self.last_block = n;
@@ -81,17 +95,28 @@ impl Deployment {
         for (hash, what) in pending {
             let mut tries = 0;
             let receipt = loop {
-                match self.provider.get_transaction_receipt(hash).await.map_err(rpc)? {
+                match self
+                    .provider
+                    .get_transaction_receipt(hash)
+                    .await
+                    .map_err(rpc)?
+                {
                     Some(r) => break r,
                     None if tries < 50 => {
                         n = self.mine().await?;
                         tries += 1;
                     }
-                    None => return Err(DataError::Devnet(format!("{what}: transaction {hash} never mined"))),
+                    None => {
+                        return Err(DataError::Devnet(format!(
+                            "{what}: transaction {hash} never mined"
+                        )));
+                    }
                 }
             };
             if !receipt.status() {
-                return Err(DataError::Devnet(format!("{what}: transaction {hash} reverted")));
+                return Err(DataError::Devnet(format!(
+                    "{what}: transaction {hash} reverted"
+                )));
             }
         }
         Ok(n)
@@ -102,7 +127,14 @@ impl Deployment {
         self.pending.clear();
     }
 
-    pub async fn deploy_code(&mut self, from: Address, name: &str, args: Vec<u8>, gas: u64, what: &'static str) -> Result<Address> {
+    pub async fn deploy_code(
+        &mut self,
+        from: Address,
+        name: &str,
+        args: Vec<u8>,
+        gas: u64,
+        what: &'static str,
+    ) -> Result<Address> {
         let art = artifact(name)?;
         let nonce = *self.nonces.get(&from).unwrap_or(&0);
         let mut code = art.bytecode.to_vec();
@@ -128,7 +160,11 @@ impl Deployment {
     }
 
     pub fn token(&self, a: Address) -> (usize, &TokenInfo) {
-        self.tokens.iter().enumerate().find(|(_, t)| t.address == a).expect("pool tokens are deployment tokens")
+        self.tokens
+            .iter()
+            .enumerate()
+            .find(|(_, t)| t.address == a)
+            .expect("pool tokens are deployment tokens")
     }
 
     /// Token1 per token0 in raw units at the given USD prices.
@@ -141,7 +177,11 @@ impl Deployment {
 
 /// Converts a positive float to an integer amount, saturating at zero.
 pub fn u256_of(x: f64) -> U256 {
-    if !x.is_finite() || x < 1.0 { U256::ZERO } else { U256::try_from(x.floor()).unwrap_or(U256::MAX) }
+    if !x.is_finite() || x < 1.0 {
+        U256::ZERO
+    } else {
+        U256::try_from(x.floor()).unwrap_or(U256::MAX)
+    }
 }
 
 pub fn sqrt_price_x96(raw_price: f64) -> U256 {
@@ -163,7 +203,11 @@ pub async fn deploy(node: &AnvilProcess, cfg: &ChainUpConfig) -> Result<Deployme
     let provider = node.provider();
     let accounts = provider.get_accounts().await.map_err(rpc)?;
     if accounts.len() < INFORMED.end {
-        return Err(DataError::Devnet(format!("anvil has {} accounts, need {}", accounts.len(), INFORMED.end)));
+        return Err(DataError::Devnet(format!(
+            "anvil has {} accounts, need {}",
+            accounts.len(),
+            INFORMED.end
+        )));
     }
     let mut d = Deployment {
         provider,
@@ -185,22 +229,98 @@ pub async fn deploy(node: &AnvilProcess, cfg: &ChainUpConfig) -> Result<Deployme
     let dep = accounts[DEPLOYER];
 
     // Block: tokens, factories, the PancakeSwap pool deployer and the router.
-    let token_specs = [("Wrapped Ether", "WETH", 18u8, 3000.0), ("USD Coin", "USDC", 6, 1.0), ("Wrapped BTC", "WBTC", 8, 60_000.0)];
+    let token_specs = [
+        ("Wrapped Ether", "WETH", 18u8, 3000.0),
+        ("USD Coin", "USDC", 6, 1.0),
+        ("Wrapped BTC", "WBTC", 8, 60_000.0),
+    ];
     let mut tokens = Vec::new();
     for (name, sym, dec, usd) in token_specs {
-        let a = d.deploy_code(dep, "TestToken", (name.to_string(), sym.to_string(), U256::from(dec)).abi_encode_params(), 2_000_000, "deploy token").await?;
-        tokens.push((TokenInfo { address: a, symbol: sym.into(), decimals: dec }, usd));
+        let a = d
+            .deploy_code(
+                dep,
+                "TestToken",
+                (name.to_string(), sym.to_string(), U256::from(dec)).abi_encode_params(),
+                2_000_000,
+                "deploy token",
+            )
+            .await?;
+        tokens.push((
+            TokenInfo {
+                address: a,
+                symbol: sym.into(),
+                decimals: dec,
+            },
+            usd,
+        ));
     }
-    let uni_v2 = d.deploy_code(dep, "UniswapV2Factory", (dep,).abi_encode_params(), 6_000_000, "deploy uniswap-v2 factory").await?;
-    let base_v2 = d.deploy_code(dep, "UniswapV2Factory", (dep,).abi_encode_params(), 6_000_000, "deploy baseswap factory").await?;
-    let uni_v3 = d.deploy_code(dep, "UniswapV3Factory", vec![], 8_000_000, "deploy uniswap-v3 factory").await?;
+    let uni_v2 = d
+        .deploy_code(
+            dep,
+            "UniswapV2Factory",
+            (dep,).abi_encode_params(),
+            6_000_000,
+            "deploy uniswap-v2 factory",
+        )
+        .await?;
+    let base_v2 = d
+        .deploy_code(
+            dep,
+            "UniswapV2Factory",
+            (dep,).abi_encode_params(),
+            6_000_000,
+            "deploy baseswap factory",
+        )
+        .await?;
+    let uni_v3 = d
+        .deploy_code(
+            dep,
+            "UniswapV3Factory",
+            vec![],
+            8_000_000,
+            "deploy uniswap-v3 factory",
+        )
+        .await?;
     let pool_code = artifact("PancakeV3Pool")?.bytecode;
-    let holder = d.deploy_code(dep, "CodeHolder", (pool_code,).abi_encode_params(), 8_000_000, "deploy pancake pool code holder").await?;
-    let pdeployer = d.deploy_code(dep, "PancakeV3PoolDeployer", (holder,).abi_encode_params(), 2_000_000, "deploy pancake pool deployer").await?;
-    let pancake = d.deploy_code(dep, "PancakeV3Factory", (pdeployer,).abi_encode_params(), 4_000_000, "deploy pancake v3 factory").await?;
-    let router = d.deploy_code(dep, "DexlabRouter", vec![], 3_000_000, "deploy router").await?;
+    let holder = d
+        .deploy_code(
+            dep,
+            "CodeHolder",
+            (pool_code,).abi_encode_params(),
+            8_000_000,
+            "deploy pancake pool code holder",
+        )
+        .await?;
+    let pdeployer = d
+        .deploy_code(
+            dep,
+            "PancakeV3PoolDeployer",
+            (holder,).abi_encode_params(),
+            2_000_000,
+            "deploy pancake pool deployer",
+        )
+        .await?;
+    let pancake = d
+        .deploy_code(
+            dep,
+            "PancakeV3Factory",
+            (pdeployer,).abi_encode_params(),
+            4_000_000,
+            "deploy pancake v3 factory",
+        )
+        .await?;
+    let router = d
+        .deploy_code(dep, "DexlabRouter", vec![], 3_000_000, "deploy router")
+        .await?;
     d.mine_checked().await?;
-    d.send(dep, Some(pdeployer), IPancakeV3PoolDeployer::setFactoryAddressCall { factory: pancake }.abi_encode(), 100_000, "pancake setFactoryAddress").await?;
+    d.send(
+        dep,
+        Some(pdeployer),
+        IPancakeV3PoolDeployer::setFactoryAddressCall { factory: pancake }.abi_encode(),
+        100_000,
+        "pancake setFactoryAddress",
+    )
+    .await?;
     d.mine_checked().await?;
 
     // Tokens sorted by address inside each pool, as the contracts do.
@@ -209,54 +329,176 @@ pub async fn deploy(node: &AnvilProcess, cfg: &ChainUpConfig) -> Result<Deployme
     d.tokens = tokens.into_iter().map(|(t, _)| t).collect();
     d.router = router;
     d.dexes = vec![
-        DexDeployment { name: "uniswap-v2".into(), protocol: Protocol::UniswapV2, factory: uni_v2, pool_deployer: None, fixed_fee: Some(3000) },
-        DexDeployment { name: "baseswap".into(), protocol: Protocol::UniswapV2, factory: base_v2, pool_deployer: None, fixed_fee: Some(3000) },
-        DexDeployment { name: "uniswap-v3".into(), protocol: Protocol::UniswapV3, factory: uni_v3, pool_deployer: None, fixed_fee: None },
-        DexDeployment { name: "pancakeswap-v3".into(), protocol: Protocol::PancakeV3, factory: pancake, pool_deployer: Some(pdeployer), fixed_fee: None },
+        DexDeployment {
+            name: "uniswap-v2".into(),
+            protocol: Protocol::UniswapV2,
+            factory: uni_v2,
+            pool_deployer: None,
+            fixed_fee: Some(3000),
+        },
+        DexDeployment {
+            name: "baseswap".into(),
+            protocol: Protocol::UniswapV2,
+            factory: base_v2,
+            pool_deployer: None,
+            fixed_fee: Some(3000),
+        },
+        DexDeployment {
+            name: "uniswap-v3".into(),
+            protocol: Protocol::UniswapV3,
+            factory: uni_v3,
+            pool_deployer: None,
+            fixed_fee: None,
+        },
+        DexDeployment {
+            name: "pancakeswap-v3".into(),
+            protocol: Protocol::PancakeV3,
+            factory: pancake,
+            pool_deployer: Some(pdeployer),
+            fixed_fee: None,
+        },
     ];
 
     // Pools: the same two pairs on every DEX, plus a second Uniswap V3 fee tier for WETH/USDC.
-    let sym = |s: &str| d.tokens.iter().find(|t| t.symbol == s).cloned().expect("deployed token");
+    let sym = |s: &str| {
+        d.tokens
+            .iter()
+            .find(|t| t.symbol == s)
+            .cloned()
+            .expect("deployed token")
+    };
     let (weth, usdc, wbtc) = (sym("WETH"), sym("USDC"), sym("WBTC"));
     let pairs = [(weth.clone(), usdc.clone()), (wbtc.clone(), weth.clone())];
     let mut specs: Vec<(String, Protocol, TokenInfo, TokenInfo, u32, Option<i32>)> = Vec::new();
     for (a, b) in &pairs {
-        let (t0, t1) = if a.address < b.address { (a.clone(), b.clone()) } else { (b.clone(), a.clone()) };
-        specs.push(("uniswap-v2".into(), Protocol::UniswapV2, t0.clone(), t1.clone(), 3000, None));
-        specs.push(("baseswap".into(), Protocol::UniswapV2, t0.clone(), t1.clone(), 3000, None));
-        specs.push(("uniswap-v3".into(), Protocol::UniswapV3, t0.clone(), t1.clone(), 500, Some(10)));
-        specs.push(("pancakeswap-v3".into(), Protocol::PancakeV3, t0.clone(), t1.clone(), 500, Some(10)));
+        let (t0, t1) = if a.address < b.address {
+            (a.clone(), b.clone())
+        } else {
+            (b.clone(), a.clone())
+        };
+        specs.push((
+            "uniswap-v2".into(),
+            Protocol::UniswapV2,
+            t0.clone(),
+            t1.clone(),
+            3000,
+            None,
+        ));
+        specs.push((
+            "baseswap".into(),
+            Protocol::UniswapV2,
+            t0.clone(),
+            t1.clone(),
+            3000,
+            None,
+        ));
+        specs.push((
+            "uniswap-v3".into(),
+            Protocol::UniswapV3,
+            t0.clone(),
+            t1.clone(),
+            500,
+            Some(10),
+        ));
+        specs.push((
+            "pancakeswap-v3".into(),
+            Protocol::PancakeV3,
+            t0.clone(),
+            t1.clone(),
+            500,
+            Some(10),
+        ));
         if a.symbol == "WETH" && b.symbol == "USDC" {
-            specs.push(("uniswap-v3".into(), Protocol::UniswapV3, t0, t1, 3000, Some(60)));
+            specs.push((
+                "uniswap-v3".into(),
+                Protocol::UniswapV3,
+                t0,
+                t1,
+                3000,
+                Some(60),
+            ));
         }
     }
     for (dex, proto, t0, t1, fee, _) in &specs {
-        let factory = d.dexes.iter().find(|x| &x.name == dex).expect("dex").factory;
+        let factory = d
+            .dexes
+            .iter()
+            .find(|x| &x.name == dex)
+            .expect("dex")
+            .factory;
         let input = match proto {
-            Protocol::UniswapV2 => IUniswapV2Factory::createPairCall { tokenA: t0.address, tokenB: t1.address }.abi_encode(),
-            _ => IV3Factory::createPoolCall { tokenA: t0.address, tokenB: t1.address, fee: U24::from(*fee) }.abi_encode(),
+            Protocol::UniswapV2 => IUniswapV2Factory::createPairCall {
+                tokenA: t0.address,
+                tokenB: t1.address,
+            }
+            .abi_encode(),
+            _ => IV3Factory::createPoolCall {
+                tokenA: t0.address,
+                tokenB: t1.address,
+                fee: U24::from(*fee),
+            }
+            .abi_encode(),
         };
-        d.send(dep, Some(factory), input, 7_000_000, "create pool").await?;
+        d.send(dep, Some(factory), input, 7_000_000, "create pool")
+            .await?;
     }
     d.first_block = d.mine_checked().await?;
     for (dex, proto, t0, t1, fee, ts) in specs {
         let factory = d.dexes.iter().find(|x| x.name == dex).expect("dex").factory;
         let address = match proto {
-            Protocol::UniswapV2 => IUniswapV2Factory::new(factory, &d.provider).getPair(t0.address, t1.address).call().await.map_err(rpc)?,
-            _ => IV3Factory::new(factory, &d.provider).getPool(t0.address, t1.address, U24::from(fee)).call().await.map_err(rpc)?,
+            Protocol::UniswapV2 => IUniswapV2Factory::new(factory, &d.provider)
+                .getPair(t0.address, t1.address)
+                .call()
+                .await
+                .map_err(rpc)?,
+            _ => IV3Factory::new(factory, &d.provider)
+                .getPool(t0.address, t1.address, U24::from(fee))
+                .call()
+                .await
+                .map_err(rpc)?,
         };
         if address == Address::ZERO {
-            return Err(DataError::Devnet(format!("{dex} did not create the {}/{} pool", t0.symbol, t1.symbol)));
+            return Err(DataError::Devnet(format!(
+                "{dex} did not create the {}/{} pool",
+                t0.symbol, t1.symbol
+            )));
         }
-        d.pools.push(PoolInfo { address, protocol: proto, dex, token0: t0, token1: t1, fee, tick_spacing: ts, stable: None });
+        d.pools.push(PoolInfo {
+            address,
+            protocol: proto,
+            dex,
+            token0: t0,
+            token1: t1,
+            fee,
+            tick_spacing: ts,
+            stable: None,
+        });
     }
 
     // Balances and approvals for the LP and the traders.
     for &acct in &accounts[LP..INFORMED.end] {
         for t in d.tokens.clone() {
             let amount = U256::from(10u64).pow(U256::from(t.decimals as u64 + 12));
-            d.send(dep, Some(t.address), ITestToken::mintCall { to: acct, amount }.abi_encode(), 100_000, "mint").await?;
-            d.send(acct, Some(t.address), ITestToken::approveCall { spender: router, amount: U256::MAX }.abi_encode(), 100_000, "approve").await?;
+            d.send(
+                dep,
+                Some(t.address),
+                ITestToken::mintCall { to: acct, amount }.abi_encode(),
+                100_000,
+                "mint",
+            )
+            .await?;
+            d.send(
+                acct,
+                Some(t.address),
+                ITestToken::approveCall {
+                    spender: router,
+                    amount: U256::MAX,
+                }
+                .abi_encode(),
+                100_000,
+                "approve",
+            )
+            .await?;
         }
     }
     d.mine_checked().await?;
@@ -268,7 +510,10 @@ pub async fn deploy(node: &AnvilProcess, cfg: &ChainUpConfig) -> Result<Deployme
         let (i1, _) = d.token(pool.token1.address);
         let usd1 = d.usd[i1];
         let one1 = 10f64.powi(pool.token1.decimals as i32);
-        let tvl_usd = match (pool.dex.as_str(), pool.token1.symbol == "USDC" || pool.token0.symbol == "USDC") {
+        let tvl_usd = match (
+            pool.dex.as_str(),
+            pool.token1.symbol == "USDC" || pool.token0.symbol == "USDC",
+        ) {
             ("uniswap-v2", true) => 8e6,
             ("uniswap-v2", false) => 3e6,
             ("baseswap", true) => 2e6,
@@ -280,17 +525,44 @@ pub async fn deploy(node: &AnvilProcess, cfg: &ChainUpConfig) -> Result<Deployme
             Protocol::UniswapV2 | Protocol::Solidly => {
                 let amount1 = tvl_usd / 2.0 / usd1 * one1;
                 let amount0 = amount1 / raw;
-                let call = IDexlabRouter::v2AddLiquidityCall { pair: pool.address, amount0: u256_of(amount0), amount1: u256_of(amount1), to: lp };
-                d.send(lp, Some(router), call.abi_encode(), 400_000, "v2 add liquidity").await?;
+                let call = IDexlabRouter::v2AddLiquidityCall {
+                    pair: pool.address,
+                    amount0: u256_of(amount0),
+                    amount1: u256_of(amount1),
+                    to: lp,
+                };
+                d.send(
+                    lp,
+                    Some(router),
+                    call.abi_encode(),
+                    400_000,
+                    "v2 add liquidity",
+                )
+                .await?;
             }
             Protocol::UniswapV3 | Protocol::PancakeV3 => {
-                let call = IV3Pool::initializeCall { sqrtPriceX96: alloy::primitives::aliases::U160::from(sqrt_price_x96(raw)) };
-                d.send(lp, Some(pool.address), call.abi_encode(), 300_000, "v3 initialize").await?;
+                let call = IV3Pool::initializeCall {
+                    sqrtPriceX96: alloy::primitives::aliases::U160::from(sqrt_price_x96(raw)),
+                };
+                d.send(
+                    lp,
+                    Some(pool.address),
+                    call.abi_encode(),
+                    300_000,
+                    "v3 initialize",
+                )
+                .await?;
                 let spacing = pool.tick_spacing.expect("v3 pools have a tick spacing");
                 let center = tick_of(raw);
                 let s = raw.sqrt();
                 // (half width, share of the pool's value): most liquidity near the price, a long tail.
-                for (half_width, share) in [(0.004, 0.20), (0.015, 0.25), (0.05, 0.25), (0.15, 0.20), (0.6, 0.10)] {
+                for (half_width, share) in [
+                    (0.004, 0.20),
+                    (0.015, 0.25),
+                    (0.05, 0.25),
+                    (0.15, 0.20),
+                    (0.6, 0.10),
+                ] {
                     let w = ((1.0f64 + half_width).ln() / 1.0001f64.ln()).ceil() as i32;
                     let lo = ((center - w).div_euclid(spacing)) * spacing;
                     let hi = ((center + w).div_euclid(spacing) + 1) * spacing;
@@ -304,7 +576,8 @@ pub async fn deploy(node: &AnvilProcess, cfg: &ChainUpConfig) -> Result<Deployme
                         tickUpper: I24::try_from(hi).expect("tick fits int24"),
                         liquidity: liquidity as u128,
                     };
-                    d.send(lp, Some(router), call.abi_encode(), 1_000_000, "v3 mint").await?;
+                    d.send(lp, Some(router), call.abi_encode(), 1_000_000, "v3 mint")
+                        .await?;
                 }
             }
         }

@@ -73,7 +73,11 @@ fn err(e: impl std::fmt::Display) -> DataError {
 async fn pool_price(d: &Deployment, pool: &PoolInfo) -> Result<Option<(f64, U256, U256)>> {
     match pool.protocol {
         Protocol::UniswapV2 | Protocol::Solidly => {
-            let r = IUniswapV2Pair::new(pool.address, &d.provider).getReserves().call().await.map_err(err)?;
+            let r = IUniswapV2Pair::new(pool.address, &d.provider)
+                .getReserves()
+                .call()
+                .await
+                .map_err(err)?;
             let (r0, r1) = (U256::from(r.reserve0), U256::from(r.reserve1));
             if r0.is_zero() {
                 return Ok(None);
@@ -81,7 +85,11 @@ async fn pool_price(d: &Deployment, pool: &PoolInfo) -> Result<Option<(f64, U256
             Ok(Some((f64::from(r1) / f64::from(r0), r0, r1)))
         }
         Protocol::UniswapV3 | Protocol::PancakeV3 => {
-            let s = IV3Pool::new(pool.address, &d.provider).slot0().call().await.map_err(err)?;
+            let s = IV3Pool::new(pool.address, &d.provider)
+                .slot0()
+                .call()
+                .await
+                .map_err(err)?;
             let sp = f64::from(U256::from(s.sqrtPriceX96)) / 2f64.powi(96);
             Ok(Some((sp * sp, U256::ZERO, U256::ZERO)))
         }
@@ -89,7 +97,14 @@ async fn pool_price(d: &Deployment, pool: &PoolInfo) -> Result<Option<(f64, U256
 }
 
 /// Sends a trade selling `amount_in` of token0 (`zero_for_one`) or token1, optionally stopping at a price.
-async fn trade(d: &mut Deployment, from: usize, pool: &PoolInfo, zero_for_one: bool, amount_in: U256, limit_raw_price: Option<f64>) -> Result<()> {
+async fn trade(
+    d: &mut Deployment,
+    from: usize,
+    pool: &PoolInfo,
+    zero_for_one: bool,
+    amount_in: U256,
+    limit_raw_price: Option<f64>,
+) -> Result<()> {
     if amount_in.is_zero() {
         return Ok(());
     }
@@ -97,9 +112,21 @@ async fn trade(d: &mut Deployment, from: usize, pool: &PoolInfo, zero_for_one: b
     let router = d.router;
     let input = match pool.protocol {
         Protocol::UniswapV2 | Protocol::Solidly => {
-            let token_in = if zero_for_one { pool.token0.address } else { pool.token1.address };
+            let token_in = if zero_for_one {
+                pool.token0.address
+            } else {
+                pool.token1.address
+            };
             let fee_bps = (pool.fee / 100) as u16;
-            IDexlabRouter::v2SwapCall { pair: pool.address, tokenIn: token_in, amountIn: amount_in, amountOutMin: U256::ZERO, to: from, feeBps: fee_bps }.abi_encode()
+            IDexlabRouter::v2SwapCall {
+                pair: pool.address,
+                tokenIn: token_in,
+                amountIn: amount_in,
+                amountOutMin: U256::ZERO,
+                to: from,
+                feeBps: fee_bps,
+            }
+            .abi_encode()
         }
         Protocol::UniswapV3 | Protocol::PancakeV3 => {
             let limit = limit_raw_price.map(sqrt_price_x96).unwrap_or(U256::ZERO);
@@ -112,7 +139,8 @@ async fn trade(d: &mut Deployment, from: usize, pool: &PoolInfo, zero_for_one: b
             .abi_encode()
         }
     };
-    d.send(from, Some(router), input, 2_500_000, "trade").await?;
+    d.send(from, Some(router), input, 2_500_000, "trade")
+        .await?;
     Ok(())
 }
 
@@ -127,9 +155,16 @@ pub async fn run(d: &mut Deployment, cfg: &ChainUpConfig, progress: bool) -> Res
     let stable: Vec<bool> = d.tokens.iter().map(|t| t.symbol == "USDC").collect();
     let mut stressed = false;
     let pools = d.pools.clone();
-    let bar = if progress { indicatif::ProgressBar::new(cfg.blocks) } else { indicatif::ProgressBar::hidden() };
+    let bar = if progress {
+        indicatif::ProgressBar::new(cfg.blocks)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     bar.set_style(
-        indicatif::ProgressStyle::with_template("mining {bar:40} {pos}/{len} blocks {per_sec} eta {eta}").expect("valid template"),
+        indicatif::ProgressStyle::with_template(
+            "mining {bar:40} {pos}/{len} blocks {per_sec} eta {eta}",
+        )
+        .expect("valid template"),
     );
     for block in 0..cfg.blocks {
         if rng.random_bool(p.regime_switch_prob) {
@@ -153,7 +188,9 @@ pub async fn run(d: &mut Deployment, cfg: &ChainUpConfig, progress: bool) -> Res
                 continue;
             }
             let trader = INFORMED.start + (k + block as usize) % INFORMED.len();
-            let Some((price, r0, r1)) = pool_price(d, pool).await? else { continue };
+            let Some((price, r0, r1)) = pool_price(d, pool).await? else {
+                continue;
+            };
             let reference = d.raw_price(pool, &usd);
             let fee = pool.fee as f64 / 1e6;
             // Aim inside the no-arbitrage band, leaving a little edge for gas.
@@ -167,14 +204,33 @@ pub async fn run(d: &mut Deployment, cfg: &ChainUpConfig, progress: bool) -> Res
             match pool.protocol {
                 Protocol::UniswapV3 | Protocol::PancakeV3 => {
                     // The price limit stops the swap at the target; the amount is only a cap.
-                    let cap = U256::from(10u64).pow(U256::from(if zero_for_one { pool.token0.decimals } else { pool.token1.decimals } as u64 + 9));
+                    let cap = U256::from(10u64).pow(U256::from(
+                        if zero_for_one {
+                            pool.token0.decimals
+                        } else {
+                            pool.token1.decimals
+                        } as u64
+                            + 9,
+                    ));
                     trade(d, trader, pool, zero_for_one, cap, Some(target)).await?;
                 }
                 Protocol::UniswapV2 | Protocol::Solidly => {
                     let (x, y) = (f64::from(r0), f64::from(r1));
                     let k = x * y;
-                    let amount = if zero_for_one { (k / target).sqrt() - x } else { (k * target).sqrt() - y };
-                    trade(d, trader, pool, zero_for_one, u256_of(amount / (1.0 - fee)), None).await?;
+                    let amount = if zero_for_one {
+                        (k / target).sqrt() - x
+                    } else {
+                        (k * target).sqrt() - y
+                    };
+                    trade(
+                        d,
+                        trader,
+                        pool,
+                        zero_for_one,
+                        u256_of(amount / (1.0 - fee)),
+                        None,
+                    )
+                    .await?;
                 }
             }
         }
@@ -185,7 +241,11 @@ pub async fn run(d: &mut Deployment, cfg: &ChainUpConfig, progress: bool) -> Res
             let pool = &pools[rng.random_range(0..pools.len())];
             let zero_for_one = rng.random_bool(0.5);
             let size_usd = pareto.sample(&mut rng).min(p.noise_cap_usd);
-            let token = if zero_for_one { &pool.token0 } else { &pool.token1 };
+            let token = if zero_for_one {
+                &pool.token0
+            } else {
+                &pool.token1
+            };
             let (i, _) = d.token(token.address);
             let amount = size_usd / usd[i] * 10f64.powi(token.decimals as i32);
             let trader = rng.random_range(NOISE);
@@ -200,7 +260,11 @@ pub async fn run(d: &mut Deployment, cfg: &ChainUpConfig, progress: bool) -> Res
 }
 
 /// Calldata of a router V3 swap selling `amount_in` with no price limit (for tests and tools).
-pub fn router_v3_swap_calldata(pool: alloy::primitives::Address, zero_for_one: bool, amount_in: U256) -> alloy::primitives::Bytes {
+pub fn router_v3_swap_calldata(
+    pool: alloy::primitives::Address,
+    zero_for_one: bool,
+    amount_in: U256,
+) -> alloy::primitives::Bytes {
     IDexlabRouter::v3SwapCall {
         pool,
         zeroForOne: zero_for_one,

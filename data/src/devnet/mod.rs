@@ -35,10 +35,14 @@ pub struct ChainUpConfig {
 impl ChainUpConfig {
     pub fn validate(&self) -> Result<()> {
         if self.port == 0 {
-            return Err(DataError::Config("--port must be a free TCP port, not 0".into()));
+            return Err(DataError::Config(
+                "--port must be a free TCP port, not 0".into(),
+            ));
         }
         if self.block_time == 0 {
-            return Err(DataError::Config("--block-time must be at least 1 second".into()));
+            return Err(DataError::Config(
+                "--block-time must be at least 1 second".into(),
+            ));
         }
         if self.chain_id == 0 {
             return Err(DataError::Config("--chain-id must not be 0".into()));
@@ -52,7 +56,10 @@ pub const GENESIS_TIMESTAMP: u64 = 1_704_067_200;
 
 /// Starts anvil, deploys, mines the market and writes the manifest. Returns the running node,
 /// which stops when dropped.
-pub async fn chain_up(cfg: &ChainUpConfig, progress: bool) -> Result<(AnvilProcess, ChainManifest)> {
+pub async fn chain_up(
+    cfg: &ChainUpConfig,
+    progress: bool,
+) -> Result<(AnvilProcess, ChainManifest)> {
     cfg.validate()?;
     let node = AnvilProcess::spawn(cfg.port, cfg.chain_id, GENESIS_TIMESTAMP).await?;
     let mut dep = deploy(&node, cfg).await?;
