@@ -537,6 +537,56 @@ async fn discover_pools(provider: &DynProvider, addrs: &[Address]) -> Result<Vec
     crate::discover::discover_pools(provider, addrs).await
 }
 
+/// Commits fetched chunks in order: tables, then the checkpoint.
+struct Committer {
+    root: PathBuf,
+    cp_path: PathBuf,
+    cp: Checkpoint,
+    report: IngestReport,
+    pool_map: HashMap<Address, PoolInfo>,
+    bar: indicatif::ProgressBar,
+    started: Instant,
+}
+
+impl Committer {
+    fn commit(&mut self, chunk: Fetched) -> Result<()> {
+        let s = write_chunk(
+            &self.root,
+            chunk.first,
+            chunk.last,
+            &chunk.logs,
+            &chunk.blocks,
+            &self.pool_map,
+        )?;
+        let r = &mut self.report;
+        r.blocks += s.blocks as u64;
+        r.logs += s.logs as u64;
+        r.swaps += s.swaps as u64;
+        r.liquidity_events += s.liquidity_events as u64;
+        r.unknown_logs += s.stats.unknown;
+        r.malformed
+            .extend(s.malformed.iter().map(ToString::to_string));
+        r.chunks += 1;
+        let cp = &mut self.cp;
+        cp.tail.extend(
+            chunk
+                .blocks
+                .iter()
+                .filter_map(|b| b.hash.map(|h| (b.number, h))),
+        );
+        if cp.tail.len() > TAIL {
+            cp.tail.drain(..cp.tail.len() - TAIL);
+        }
+        cp.next_block = chunk.last + 1;
+        dataset::write_json_atomic(&self.cp_path, cp)?;
+        self.bar.inc(chunk.last - chunk.first + 1);
+        let el = self.started.elapsed().as_secs_f64().max(1e-9);
+        self.bar
+            .set_message(format!("{:.0} logs/s", r.logs as f64 / el));
+        Ok(())
+    }
+}
+
 /// Runs (or resumes) an ingestion.
 pub async fn ingest(cfg: IngestConfig) -> Result<IngestReport> {
     cfg.validate()?;
@@ -708,6 +758,7 @@ pub async fn ingest(cfg: IngestConfig) -> Result<IngestReport> {
             )
             .expect("valid template"),
         );
+        let committer_tail_hint = cp.tail.last().copied();
         let rpc2 = rpc.clone();
         let addrs = pool_addrs.clone();
         let mut stream = futures::stream::iter(ranges)
@@ -731,46 +782,60 @@ pub async fn ingest(cfg: IngestConfig) -> Result<IngestReport> {
                 }
             })
             .buffered(cfg.concurrency);
+        // Writing runs on a blocking thread while the next chunks are fetched.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Fetched>(1);
+        let mut committer = Committer {
+            root: root.clone(),
+            cp_path: cp_path.clone(),
+            cp,
+            report,
+            pool_map: pool_map.clone(),
+            bar,
+            started,
+        };
+        let writer = tokio::task::spawn_blocking(move || -> Result<Committer> {
+            while let Some(chunk) = rx.blocking_recv() {
+                committer.commit(chunk)?;
+            }
+            Ok(committer)
+        });
+        let mut last_ok = committer_tail_hint;
         let mut reorg_at = None;
-        while let Some(chunk) = stream.try_next().await? {
-            if let ChunkCheck::Reorg(n) = check_chunk(&chunk, cp.tail.last()) {
-                reorg_at = Some(n);
-                break;
+        let mut fetch_error = None;
+        loop {
+            match stream.try_next().await {
+                Ok(Some(chunk)) => {
+                    if let ChunkCheck::Reorg(n) = check_chunk(&chunk, last_ok.as_ref()) {
+                        reorg_at = Some(n);
+                        break;
+                    }
+                    last_ok = chunk
+                        .blocks
+                        .last()
+                        .and_then(|b| b.hash.map(|h| (b.number, h)));
+                    if tx.send(chunk).await.is_err() {
+                        break; // the writer failed: its error is reported below
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    fetch_error = Some(e);
+                    break;
+                }
             }
-            let s = write_chunk(
-                root,
-                chunk.first,
-                chunk.last,
-                &chunk.logs,
-                &chunk.blocks,
-                &pool_map,
-            )?;
-            report.blocks += s.blocks as u64;
-            report.logs += s.logs as u64;
-            report.swaps += s.swaps as u64;
-            report.liquidity_events += s.liquidity_events as u64;
-            report.unknown_logs += s.stats.unknown;
-            report
-                .malformed
-                .extend(s.malformed.iter().map(ToString::to_string));
-            report.chunks += 1;
-            cp.tail.extend(
-                chunk
-                    .blocks
-                    .iter()
-                    .filter_map(|b| b.hash.map(|h| (b.number, h))),
-            );
-            if cp.tail.len() > TAIL {
-                cp.tail.drain(..cp.tail.len() - TAIL);
-            }
-            cp.next_block = chunk.last + 1;
-            dataset::write_json_atomic(&cp_path, &cp)?;
-            bar.inc(chunk.last - chunk.first + 1);
-            let el = started.elapsed().as_secs_f64().max(1e-9);
-            bar.set_message(format!("{:.0} logs/s", report.logs as f64 / el));
         }
-        bar.finish_and_clear();
+        drop(tx);
         drop(stream);
+        let committer = writer.await.map_err(|e| DataError::Dataset {
+            path: root.clone(),
+            message: format!("writer task failed: {e}"),
+        })??;
+        committer.bar.finish_and_clear();
+        cp = committer.cp;
+        report = committer.report;
+        if let Some(e) = fetch_error {
+            return Err(e);
+        }
         let Some(n) = reorg_at else { break };
         // The chain changed during the run: step back past the fork and go again.
         let back = n.saturating_sub(TAIL as u64 / 2).max(from);
