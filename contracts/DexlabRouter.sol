@@ -30,7 +30,7 @@ interface IDexlabV3Pool {
 contract DexlabRouter {
     /// @dev TickMath.MIN_SQRT_RATIO and MAX_SQRT_RATIO (identical in Uniswap V3 and PancakeSwap V3).
     uint160 internal constant MIN_SQRT_RATIO = 4295128739;
-    uint160 internal constant MAX_SQRT_RATIO = 1461446703485210103287273353861726681540461898394;
+    uint160 internal constant MAX_SQRT_RATIO = 1461446703485210103287273052203988822378723970342;
 
     /// @dev The V3 pool being called and who pays it; set only for the duration of v3Swap/v3Mint, so a
     /// callback is accepted only from that pool and can only charge the caller who chose that pool.
@@ -77,6 +77,18 @@ contract DexlabRouter {
         require(amountIn > 0 && rIn > 0 && rOut > 0, "DexlabRouter: no amount or liquidity");
         uint256 amountInWithFee = amountIn * (10000 - feeBps);
         amountOut = (amountInWithFee * rOut) / (rIn * 10000 + amountInWithFee);
+    }
+
+    /// @notice Sends exactly `amountIn` of `tokenIn` to the pair and asks for exactly `amountOut` of the
+    /// other token, with no formula of ours in between: the pair's own K check accepts or reverts.
+    /// dexlab's exactness tests use it to show that the amounts its math computes are the limits.
+    function v2SwapRaw(address pair, address tokenIn, uint256 amountIn, uint256 amountOut, address to) external {
+        IDexlabV2Pair p = IDexlabV2Pair(pair);
+        bool zeroForOne = tokenIn == p.token0();
+        require(zeroForOne || tokenIn == p.token1(), "DexlabRouter: token not in pair");
+        _pull(tokenIn, msg.sender, pair, amountIn);
+        (uint256 out0, uint256 out1) = zeroForOne ? (uint256(0), amountOut) : (amountOut, uint256(0));
+        p.swap(out0, out1, to, "");
     }
 
     /// @notice Sends amount0 of token0 and amount1 of token1 from the caller to the pair and mints LP tokens to `to`.

@@ -72,6 +72,8 @@ enum DataCmd {
     Import(ImportArgs),
     /// Summarise a dataset.
     Inspect(InspectArgs),
+    /// Replay every pool's state and check each swap against dexlab's exact math.
+    Verify(InspectArgs),
 }
 
 #[derive(Args)]
@@ -163,6 +165,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Data(DataCmd::Ingest(a)) => rt.block_on(ingest_cmd(a)),
         Command::Data(DataCmd::Import(a)) => import_cmd(a),
         Command::Data(DataCmd::Inspect(a)) => inspect_cmd(a),
+        Command::Data(DataCmd::Verify(a)) => verify_cmd(a),
     }
 }
 
@@ -284,6 +287,35 @@ fn inspect_cmd(a: InspectArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
         print!("{r}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify_cmd(a: InspectArgs) -> anyhow::Result<ExitCode> {
+    let meta = dexlab_data::dataset::read_meta(&a.dir)?;
+    let logs = dexlab_data::dataset::read_all_logs(&a.dir)?;
+    let r = dexlab_data::replay::verify(&logs, &meta.pools);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let pct = if r.swaps == 0 {
+        0.0
+    } else {
+        100.0 * r.exact as f64 / r.swaps as f64
+    };
+    println!(
+        "{} of {} swaps reproduced exactly ({pct:.2} %)",
+        r.exact, r.swaps
+    );
+    for (pool, (n, ok)) in &r.by_pool {
+        println!("  {pool}  {ok}/{n}");
+    }
+    for (class, n) in &r.mismatches {
+        println!("{n:>7} {class}: {}", dexlab_data::replay::explain(class));
+        for e in r.examples.get(class).into_iter().flatten() {
+            println!("          e.g. {e}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

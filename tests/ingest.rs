@@ -93,6 +93,16 @@ async fn ingest_equals_what_the_node_returns() {
     }
     assert!(proto.iter().any(|p| p.as_deref() == Some("pancake_v3")));
     assert_eq!(r["malformed"].as_array().unwrap().len(), 0);
+
+    // History from pool creation: the replay reproduces every swap exactly.
+    let o = dexlab()
+        .args(["data", "verify", "--json"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["swaps"].as_u64().unwrap() as usize, n_swaps);
+    assert_eq!(v["exact"], v["swaps"], "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

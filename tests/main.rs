@@ -4,5 +4,6 @@
 mod support;
 
 mod chain;
+mod exactness;
 mod import;
 mod ingest;

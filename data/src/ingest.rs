@@ -452,7 +452,8 @@ impl Rpc {
     }
 }
 
-fn raw_log(l: &Log, chain_id: u64) -> Result<RawLog> {
+/// A log from an RPC answer as a dataset row; pending logs (no block number) are rejected.
+pub fn raw_log(l: &Log, chain_id: u64) -> Result<RawLog> {
     let missing = |f: &str| DataError::Rpc {
         method: "eth_getLogs".into(),
         attempts: 0,

@@ -24,6 +24,7 @@ pub mod import;
 pub mod ingest;
 pub mod inspect;
 pub mod manifest;
+pub mod replay;
 pub mod tools;
 pub mod types;
 

@@ -1,0 +1,259 @@
+//! A Uniswap-V3-style pool (Uniswap V3, PancakeSwap V3): state, liquidity changes and full swaps.
+//!
+//! Initialized ticks live in a `BTreeMap`; the search for the next tick reproduces the contract's
+//! `nextInitializedTickWithinOneWord`, including stopping at the edge of a 256-tick-spacing word
+//! when no tick is initialized in it. That stop starts a new swap step, and every step rounds, so
+//! it matters for exactness.
+
+use std::collections::BTreeMap;
+
+use alloy_primitives::{I256, U256};
+
+use crate::swap_math::compute_swap_step;
+use crate::tick_math::*;
+use crate::{MathError, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TickInfo {
+    pub liquidity_gross: u128,
+    pub liquidity_net: i128,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct V3Pool {
+    pub sqrt_price_x96: U256,
+    pub tick: i32,
+    /// Active liquidity.
+    pub liquidity: u128,
+    /// LP fee in pips (millionths).
+    pub fee: u32,
+    pub tick_spacing: i32,
+    pub ticks: BTreeMap<i32, TickInfo>,
+}
+
+/// The outcome of a swap: the pool's deltas (positive = into the pool) and its state after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SwapResult {
+    pub amount0: I256,
+    pub amount1: I256,
+    pub sqrt_price_x96: U256,
+    pub tick: i32,
+    pub liquidity: u128,
+    /// Initialized ticks crossed.
+    pub ticks_crossed: u32,
+}
+
+fn add_delta(x: u128, y: i128) -> Result<u128> {
+    if y < 0 {
+        x.checked_sub(y.unsigned_abs())
+    } else {
+        x.checked_add(y as u128)
+    }
+    .ok_or(MathError::LiquidityMath)
+}
+
+fn i256(x: U256) -> Result<I256> {
+    I256::try_from(x).map_err(|_| MathError::Overflow)
+}
+
+impl V3Pool {
+    /// A pool just initialized at `sqrt_price_x96`, with no liquidity.
+    pub fn new(sqrt_price_x96: U256, fee: u32, tick_spacing: i32) -> Result<Self> {
+        Ok(Self {
+            sqrt_price_x96,
+            tick: get_tick_at_sqrt_ratio(sqrt_price_x96)?,
+            liquidity: 0,
+            fee,
+            tick_spacing,
+            ticks: BTreeMap::new(),
+        })
+    }
+
+    /// Adds (`delta > 0`, Mint) or removes (Burn) liquidity on `[lower, upper)`.
+    pub fn modify_position(&mut self, lower: i32, upper: i32, delta: i128) -> Result<()> {
+        if lower >= upper || lower < MIN_TICK || upper > MAX_TICK {
+            return Err(MathError::TickOutOfRange);
+        }
+        for (t, net) in [(lower, delta), (upper, -delta)] {
+            let info = self.ticks.entry(t).or_default();
+            info.liquidity_gross = add_delta(info.liquidity_gross, delta)?;
+            info.liquidity_net = info
+                .liquidity_net
+                .checked_add(net)
+                .ok_or(MathError::LiquidityMath)?;
+            if info.liquidity_gross == 0 {
+                self.ticks.remove(&t);
+            }
+        }
+        if self.tick >= lower && self.tick < upper {
+            self.liquidity = add_delta(self.liquidity, delta)?;
+        }
+        Ok(())
+    }
+
+    /// The next initialized tick in the swap's direction within one bitmap word, or the word's edge.
+    fn next_tick_within_one_word(&self, tick: i32, lte: bool) -> (i32, bool) {
+        let s = self.tick_spacing;
+        let compressed = tick.div_euclid(s);
+        if lte {
+            let word_start = (compressed >> 8) << 8;
+            let (lo, hi) = (word_start * s, compressed * s);
+            match self.ticks.range(lo..=hi).next_back() {
+                Some((&t, _)) => (t, true),
+                None => (lo, false),
+            }
+        } else {
+            let c = compressed + 1;
+            let word_end = ((c >> 8) << 8) + 255;
+            let (lo, hi) = (c * s, word_end * s);
+            match self.ticks.range(lo..=hi).next() {
+                Some((&t, _)) => (t, true),
+                None => (hi, false),
+            }
+        }
+    }
+
+    /// Simulates a swap without changing the pool. `amount_specified > 0` is exact input, `< 0`
+    /// exact output; `sqrt_price_limit` defaults to the extreme price in the swap's direction.
+    pub fn swap(
+        &self,
+        zero_for_one: bool,
+        amount_specified: I256,
+        sqrt_price_limit: Option<U256>,
+    ) -> Result<SwapResult> {
+        if amount_specified.is_zero() {
+            return Err(MathError::ZeroAmount);
+        }
+        let one = U256::from(1);
+        let limit = sqrt_price_limit.unwrap_or(if zero_for_one {
+            MIN_SQRT_RATIO + one
+        } else {
+            MAX_SQRT_RATIO - one
+        });
+        let valid = if zero_for_one {
+            limit < self.sqrt_price_x96 && limit > MIN_SQRT_RATIO
+        } else {
+            limit > self.sqrt_price_x96 && limit < MAX_SQRT_RATIO
+        };
+        if !valid {
+            return Err(MathError::InvalidPriceLimit);
+        }
+        let exact_input = amount_specified.is_positive();
+        let mut remaining = amount_specified;
+        let mut calculated = I256::ZERO;
+        let mut sqrt_price = self.sqrt_price_x96;
+        let mut tick = self.tick;
+        let mut liquidity = self.liquidity;
+        let mut crossed = 0;
+        while !remaining.is_zero() && sqrt_price != limit {
+            let start = sqrt_price;
+            let (mut next, initialized) = self.next_tick_within_one_word(tick, zero_for_one);
+            next = next.clamp(MIN_TICK, MAX_TICK);
+            let sqrt_next = get_sqrt_ratio_at_tick(next)?;
+            let target =
+                if (zero_for_one && sqrt_next < limit) || (!zero_for_one && sqrt_next > limit) {
+                    limit
+                } else {
+                    sqrt_next
+                };
+            let step = compute_swap_step(sqrt_price, target, liquidity, remaining, self.fee)?;
+            sqrt_price = step.sqrt_price_next;
+            if exact_input {
+                remaining -= i256(step.amount_in + step.fee_amount)?;
+                calculated -= i256(step.amount_out)?;
+            } else {
+                remaining += i256(step.amount_out)?;
+                calculated += i256(step.amount_in + step.fee_amount)?;
+            }
+            if sqrt_price == sqrt_next {
+                if initialized {
+                    let net = self.ticks.get(&next).map_or(0, |t| t.liquidity_net);
+                    liquidity = add_delta(liquidity, if zero_for_one { -net } else { net })?;
+                    crossed += 1;
+                }
+                tick = if zero_for_one { next - 1 } else { next };
+            } else if sqrt_price != start {
+                tick = get_tick_at_sqrt_ratio(sqrt_price)?;
+            }
+        }
+        let (amount0, amount1) = if zero_for_one == exact_input {
+            (amount_specified - remaining, calculated)
+        } else {
+            (calculated, amount_specified - remaining)
+        };
+        Ok(SwapResult {
+            amount0,
+            amount1,
+            sqrt_price_x96: sqrt_price,
+            tick,
+            liquidity,
+            ticks_crossed: crossed,
+        })
+    }
+
+    /// Moves the pool to the state after `r`.
+    pub fn apply(&mut self, r: &SwapResult) {
+        self.sqrt_price_x96 = r.sqrt_price_x96;
+        self.tick = r.tick;
+        self.liquidity = r.liquidity;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool() -> V3Pool {
+        let mut p = V3Pool::new(U256::from(1) << 96usize, 3000, 60).unwrap();
+        p.modify_position(-600, 600, 1_000_000_000_000_000_000)
+            .unwrap();
+        p.modify_position(-120, 120, 5_000_000_000_000_000_000)
+            .unwrap();
+        p
+    }
+
+    #[test]
+    fn exact_in_then_back_loses_fees_and_crosses_ticks() {
+        let p = pool();
+        let r = p
+            .swap(
+                true,
+                I256::try_from(45_000_000_000_000_000u128).unwrap(),
+                None,
+            )
+            .unwrap();
+        assert!(
+            r.amount0 == I256::try_from(45_000_000_000_000_000u128).unwrap()
+                && r.amount1.is_negative(),
+            "{r:?}"
+        );
+        assert!(r.ticks_crossed >= 1 && r.tick < -120, "{r:?}");
+        assert_eq!(r.liquidity, 1_000_000_000_000_000_000);
+        // Exact output for what exact input gave back needs no more input.
+        let out = p.swap(true, r.amount1, None).unwrap();
+        assert_eq!(out.amount1, r.amount1);
+        assert!(out.amount0 <= r.amount0);
+    }
+
+    #[test]
+    fn price_limit_stops_the_swap() {
+        let p = pool();
+        let limit = get_sqrt_ratio_at_tick(-50).unwrap();
+        let r = p
+            .swap(true, I256::try_from(10u128.pow(24)).unwrap(), Some(limit))
+            .unwrap();
+        assert_eq!(r.sqrt_price_x96, limit);
+        assert!(p.swap(true, I256::ONE, Some(p.sqrt_price_x96)).is_err());
+    }
+
+    #[test]
+    fn burning_everything_clears_ticks() {
+        let mut p = pool();
+        p.modify_position(-120, 120, -5_000_000_000_000_000_000)
+            .unwrap();
+        p.modify_position(-600, 600, -1_000_000_000_000_000_000)
+            .unwrap();
+        assert!(p.ticks.is_empty());
+        assert_eq!(p.liquidity, 0);
+    }
+}

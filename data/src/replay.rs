@@ -1,0 +1,428 @@
+//! Pool-state replay: the state of every pool after every event, and a check of each swap
+//! against dexlab's exact math.
+//!
+//! V2/Solidly reserves come from `Sync`. V3 state (sqrt price, tick, active liquidity and the
+//! per-tick liquidity net) is rebuilt from `Initialize`, `Mint`, `Burn` and `Swap` when the data
+//! starts at the pool's creation. When it does not, the first swap seeds price, tick and
+//! liquidity, and only ticks touched by later mints and burns are known: a swap that crosses a tick
+//! initialized before the data began cannot be reproduced, and is reported as such, after which
+//! the replay re-syncs from the event. An RPC snapshot of the ticks (slot0, liquidity, the
+//! initialized ticks) at the first block removes that gap; see [`Replayer::seed_v3`].
+
+use std::collections::{BTreeMap, HashMap};
+
+use alloy::primitives::{Address, B256, U256};
+use dexlab_amm::solidly::SolidlyPool;
+use dexlab_amm::v3::V3Pool;
+use dexlab_amm::{tick_math, v2};
+use serde::Serialize;
+
+use crate::decode::{Event, decode_log};
+use crate::types::{LogLocation, PoolInfo, Protocol, RawLog};
+
+/// Replay state of one pool.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PoolState {
+    /// Nothing seen yet.
+    Unknown,
+    Reserves {
+        reserve0: U256,
+        reserve1: U256,
+    },
+    V3 {
+        pool: V3Pool,
+        /// False when the data did not start at the pool's creation and no snapshot seeded it.
+        complete_ticks: bool,
+    },
+}
+
+/// Why a swap was not reproduced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mismatch {
+    /// The pool's state before the swap is not known (first event of a pool seen mid-history).
+    NoPriorState,
+    /// The swap crossed a tick initialized before the data begins (its liquidity net is unknown).
+    CrossedUnknownTick,
+    /// V2/Solidly: the output is below what the formula allows (the pair accepts any smaller
+    /// output; reserves still match).
+    BelowFormulaBound,
+    /// V2/Solidly: the reserves after the swap differ from the Sync.
+    ReservesDiffer,
+    /// The pool's protocol is not known (no pool metadata).
+    UnknownPool,
+    /// Solidly swaps need the pool's fee and stable flag from metadata to be checked.
+    SolidlyUnchecked,
+    /// None of exact input, exact output or a price-limited exact input reproduces the event.
+    Unexplained,
+}
+
+/// One checked swap.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SwapCheck {
+    pub location: LogLocation,
+    pub pool: Address,
+    pub result: Result<(), Mismatch>,
+}
+
+/// Replays logs in chain order.
+#[derive(Debug, Default)]
+pub struct Replayer {
+    pub infos: HashMap<Address, PoolInfo>,
+    pub states: HashMap<Address, PoolState>,
+    /// Last Sync per pool within the current transaction: (tx, reserves).
+    pending_sync: HashMap<Address, (B256, U256, U256)>,
+}
+
+impl Replayer {
+    pub fn new(pools: &[PoolInfo]) -> Self {
+        Self {
+            infos: pools.iter().map(|p| (p.address, p.clone())).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// Seeds a V3 pool from a snapshot (slot0, liquidity and every initialized tick's net).
+    pub fn seed_v3(
+        &mut self,
+        pool: Address,
+        sqrt_price_x96: U256,
+        tick: i32,
+        liquidity: u128,
+        ticks: BTreeMap<i32, i128>,
+    ) {
+        let info = &self.infos[&pool];
+        let mut p = V3Pool {
+            sqrt_price_x96,
+            tick,
+            liquidity,
+            fee: info.fee,
+            tick_spacing: info.tick_spacing.unwrap_or(1),
+            ticks: BTreeMap::new(),
+        };
+        for (t, net) in ticks {
+            p.ticks.insert(
+                t,
+                dexlab_amm::v3::TickInfo {
+                    liquidity_gross: net.unsigned_abs(),
+                    liquidity_net: net,
+                },
+            );
+        }
+        self.states.insert(
+            pool,
+            PoolState::V3 {
+                pool: p,
+                complete_ticks: true,
+            },
+        );
+    }
+
+    pub fn state(&self, pool: &Address) -> Option<&PoolState> {
+        self.states.get(pool)
+    }
+
+    /// Applies one log; returns the check of a swap, `None` for other events. Malformed logs are
+    /// skipped (ingestion reports them).
+    pub fn apply(&mut self, log: &RawLog) -> Option<SwapCheck> {
+        let (_, ev) = decode_log(log).ok()?;
+        let info = self.infos.get(&log.address).cloned();
+        let check = |result| {
+            Some(SwapCheck {
+                location: log.location(),
+                pool: log.address,
+                result,
+            })
+        };
+        match ev {
+            Event::Sync { reserve0, reserve1 } => {
+                self.pending_sync
+                    .insert(log.address, (log.transaction_hash, reserve0, reserve1));
+                // A Sync not followed by a Swap (mint, burn, skim) still sets the reserves; a swap
+                // reads the pre-swap reserves before this overwrite takes effect (below).
+                None
+            }
+            Event::PairSwap {
+                amount0_in,
+                amount1_in,
+                amount0_out,
+                amount1_out,
+            } => {
+                let post = self
+                    .pending_sync
+                    .get(&log.address)
+                    .filter(|s| s.0 == log.transaction_hash)
+                    .map(|s| (s.1, s.2));
+                let pre = match self.states.get(&log.address) {
+                    Some(PoolState::Reserves { reserve0, reserve1 }) => {
+                        Some((*reserve0, *reserve1))
+                    }
+                    _ => None,
+                };
+                if let Some((r0, r1)) = post {
+                    self.states.insert(
+                        log.address,
+                        PoolState::Reserves {
+                            reserve0: r0,
+                            reserve1: r1,
+                        },
+                    );
+                }
+                let Some(info) = info else {
+                    return check(Err(Mismatch::UnknownPool));
+                };
+                let (Some((p0, p1)), Some((q0, q1))) = (pre, post) else {
+                    return check(Err(Mismatch::NoPriorState));
+                };
+                if p0 + amount0_in - amount0_out != q0 || p1 + amount1_in - amount1_out != q1 {
+                    return check(Err(Mismatch::ReservesDiffer));
+                }
+                if info.protocol == Protocol::Solidly {
+                    let Some(stable) = info.stable else {
+                        return check(Err(Mismatch::SolidlyUnchecked));
+                    };
+                    let sp = SolidlyPool::new(
+                        p0,
+                        p1,
+                        info.token0.decimals,
+                        info.token1.decimals,
+                        stable,
+                        info.fee,
+                    );
+                    let (zfo, ain, aout) = if amount0_in > U256::ZERO {
+                        (true, amount0_in, amount1_out)
+                    } else {
+                        (false, amount1_in, amount0_out)
+                    };
+                    return check(match sp.get_amount_out(ain, zfo) {
+                        Ok(o) if o == aout => Ok(()),
+                        Ok(o) if aout < o => Err(Mismatch::BelowFormulaBound),
+                        _ => Err(Mismatch::Unexplained),
+                    });
+                }
+                let (ain, aout, rin, rout) = if amount0_in > U256::ZERO {
+                    (amount0_in, amount1_out, p0, p1)
+                } else {
+                    (amount1_in, amount0_out, p1, p0)
+                };
+                let max_out = v2::get_amount_out(ain, rin, rout, info.fee);
+                let min_in = v2::get_amount_in(aout, rin, rout, info.fee);
+                check(if max_out == Ok(aout) || min_in == Ok(ain) {
+                    Ok(())
+                } else if matches!(max_out, Ok(o) if aout < o) {
+                    Err(Mismatch::BelowFormulaBound)
+                } else {
+                    Err(Mismatch::Unexplained)
+                })
+            }
+            Event::PairMint { .. } | Event::PairBurn { .. } | Event::PairFees { .. } => {
+                if let Some(&(tx, r0, r1)) = self.pending_sync.get(&log.address)
+                    && tx == log.transaction_hash
+                {
+                    self.states.insert(
+                        log.address,
+                        PoolState::Reserves {
+                            reserve0: r0,
+                            reserve1: r1,
+                        },
+                    );
+                }
+                None
+            }
+            Event::V3Initialize {
+                sqrt_price_x96,
+                tick,
+            } => {
+                let (fee, spacing) = info
+                    .map(|i| (i.fee, i.tick_spacing.unwrap_or(1)))
+                    .unwrap_or((0, 1));
+                let pool = V3Pool {
+                    sqrt_price_x96,
+                    tick,
+                    liquidity: 0,
+                    fee,
+                    tick_spacing: spacing,
+                    ticks: BTreeMap::new(),
+                };
+                self.states.insert(
+                    log.address,
+                    PoolState::V3 {
+                        pool,
+                        complete_ticks: true,
+                    },
+                );
+                None
+            }
+            Event::V3Mint {
+                tick_lower,
+                tick_upper,
+                amount,
+                ..
+            }
+            | Event::V3Burn {
+                tick_lower,
+                tick_upper,
+                amount,
+                ..
+            } => {
+                let delta = if matches!(ev, Event::V3Mint { .. }) {
+                    amount as i128
+                } else {
+                    -(amount as i128)
+                };
+                if let Some(PoolState::V3 { pool, .. }) = self.states.get_mut(&log.address) {
+                    // A burn of liquidity minted before the data began can underflow: keep going.
+                    let _ = pool.modify_position(tick_lower, tick_upper, delta);
+                }
+                None
+            }
+            Event::V3Swap {
+                amount0,
+                amount1,
+                sqrt_price_x96,
+                liquidity,
+                tick,
+                ..
+            } => {
+                let Some(info) = info else {
+                    return check(Err(Mismatch::UnknownPool));
+                };
+                let state = self.states.entry(log.address).or_insert(PoolState::Unknown);
+                let resync = |state: &mut PoolState, complete: bool| {
+                    let spacing = info.tick_spacing.unwrap_or(1);
+                    match state {
+                        PoolState::V3 { pool, .. } => {
+                            pool.sqrt_price_x96 = sqrt_price_x96;
+                            pool.tick = tick;
+                            pool.liquidity = liquidity;
+                        }
+                        _ => {
+                            *state = PoolState::V3 {
+                                pool: V3Pool {
+                                    sqrt_price_x96,
+                                    tick,
+                                    liquidity,
+                                    fee: info.fee,
+                                    tick_spacing: spacing,
+                                    ticks: BTreeMap::new(),
+                                },
+                                complete_ticks: complete,
+                            }
+                        }
+                    }
+                };
+                let PoolState::V3 {
+                    pool,
+                    complete_ticks,
+                } = state
+                else {
+                    resync(state, false);
+                    return check(Err(Mismatch::NoPriorState));
+                };
+                let complete = *complete_ticks;
+                let pre_liquidity = pool.liquidity;
+                let want = (amount0, amount1, sqrt_price_x96, tick, liquidity);
+                let matches = |r: &dexlab_amm::v3::SwapResult| {
+                    (r.amount0, r.amount1, r.sqrt_price_x96, r.tick, r.liquidity) == want
+                };
+                let zfo = amount0.is_positive() || (amount0.is_zero() && amount1.is_negative());
+                let (input, output) = if zfo {
+                    (amount0, amount1)
+                } else {
+                    (amount1, amount0)
+                };
+                let limit_ok = sqrt_price_x96 > tick_math::MIN_SQRT_RATIO
+                    && sqrt_price_x96 < tick_math::MAX_SQRT_RATIO;
+                let tries = [
+                    (input, None),
+                    (output, None),
+                    (input, limit_ok.then_some(sqrt_price_x96)),
+                    (output, limit_ok.then_some(sqrt_price_x96)),
+                ];
+                let found = tries
+                    .iter()
+                    .filter(|(a, _)| !a.is_zero())
+                    .find_map(|&(a, lim)| pool.swap(zfo, a, lim).ok().filter(matches));
+                let result = match found {
+                    Some(r) => {
+                        pool.apply(&r);
+                        Ok(())
+                    }
+                    None => {
+                        let res = if !complete && liquidity != pre_liquidity {
+                            Err(Mismatch::CrossedUnknownTick)
+                        } else {
+                            Err(Mismatch::Unexplained)
+                        };
+                        resync(state, complete);
+                        res
+                    }
+                };
+                check(result)
+            }
+            Event::V3Collect { .. } | Event::Unknown => None,
+        }
+    }
+}
+
+/// What `dexlab data verify` reports.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct VerifyReport {
+    pub swaps: u64,
+    pub exact: u64,
+    pub mismatches: BTreeMap<String, u64>,
+    /// A few mismatches per class, with where they are.
+    pub examples: BTreeMap<String, Vec<String>>,
+    pub by_pool: BTreeMap<String, (u64, u64)>,
+}
+
+/// Replays `logs` (chain order) and checks every swap.
+pub fn verify(logs: &[RawLog], pools: &[PoolInfo]) -> VerifyReport {
+    let mut rp = Replayer::new(pools);
+    let mut r = VerifyReport::default();
+    for log in logs {
+        let Some(c) = rp.apply(log) else { continue };
+        r.swaps += 1;
+        let e = r.by_pool.entry(format!("{:#x}", c.pool)).or_default();
+        e.0 += 1;
+        match c.result {
+            Ok(()) => {
+                r.exact += 1;
+                e.1 += 1;
+            }
+            Err(m) => {
+                let k = serde_json::to_value(m)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                *r.mismatches.entry(k.clone()).or_default() += 1;
+                let ex = r.examples.entry(k).or_default();
+                if ex.len() < 3 {
+                    ex.push(format!("pool {:#x} at {}", c.pool, c.location));
+                }
+            }
+        }
+    }
+    r
+}
+
+/// Human explanation of each mismatch class, for reports.
+pub fn explain(class: &str) -> &'static str {
+    match class {
+        "no_prior_state" => {
+            "first event of the pool in the data: its state before the swap is unknown (the swap seeds the replay)"
+        }
+        "crossed_unknown_tick" => {
+            "crossed a tick initialized before the data begins (its liquidity net is unknown; the replay re-syncs from the event)"
+        }
+        "below_formula_bound" => {
+            "the trader took less than the constant-product bound (valid on chain; reserves match)"
+        }
+        "reserves_differ" => "reserves after the swap differ from the pair's Sync",
+        "unknown_pool" => "no metadata for the pool (pass a manifest)",
+        "solidly_unchecked" => "Solidly pool without its stable flag in the metadata",
+        _ => {
+            "not reproduced by exact input, exact output or a price-limited swap: a math difference"
+        }
+    }
+}
