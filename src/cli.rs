@@ -196,9 +196,11 @@ async fn chain_up_cmd(a: ChainUpArgs) -> anyhow::Result<ExitCode> {
         node.stop().await;
         return Ok(ExitCode::SUCCESS);
     }
-    eprintln!("serving until stopped (Ctrl-C)");
+    eprintln!("serving until stopped (Ctrl-C or SIGTERM)");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => { node.stop().await; }
+        _ = term.recv() => { node.stop().await; }
         r = node.wait() => { r?; bail!("anvil exited unexpectedly"); }
     }
     Ok(ExitCode::SUCCESS)

@@ -1,5 +1,6 @@
 //! The anvil child process.
 
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -30,7 +31,21 @@ impl AnvilProcess {
     /// first-in-first-out ordering and a fixed genesis timestamp, and waits until it answers.
     pub async fn spawn(port: u16, chain_id: u64, genesis_timestamp: u64) -> Result<Self> {
         let bin = find_anvil()?;
-        let mut child = Command::new(&bin)
+        // A port that answers already would pass the readiness check below with someone else's node.
+        if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            return Err(DataError::Devnet(format!("port {port} is not free ({e}): stop what listens there or choose another --port")));
+        }
+        // anvil must not outlive us, even when we are killed without a chance to stop it: where
+        // util-linux's setpriv exists, it gets SIGTERM when its parent dies.
+        let setpriv = Path::new("/usr/bin/setpriv");
+        let mut cmd = if setpriv.is_file() {
+            let mut c = Command::new(setpriv);
+            c.args(["--pdeathsig", "TERM", "--"]).arg(&bin);
+            c
+        } else {
+            Command::new(&bin)
+        };
+        let mut child = cmd
             .args([
                 "--host",
                 "127.0.0.1",
