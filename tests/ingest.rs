@@ -476,3 +476,54 @@ fn an_unreachable_node_is_a_clear_error_without_the_api_key() {
         "secret leaked: {err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn features_build_on_a_simulated_chain() {
+    let ch = Chain::up(27, 300);
+    let data = tempfile::tempdir().unwrap();
+    ingest(&ch.url(), &ch.manifest_path, data.path(), &[]);
+    let out = tempfile::tempdir().unwrap();
+    let o = dexlab()
+        .args(["features", "build", "--json", "--config"])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/features.toml"
+        ))
+        .arg("--data")
+        .arg(data.path())
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        r["leakage_check_blocks"].as_array().unwrap().len() >= 2,
+        "{r}"
+    );
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("manifest.json")).unwrap())
+            .unwrap();
+    let names: Vec<&str> = m["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    // Every venue pair of the same tokens has a spread; V3 and V2 pools have depth.
+    let spreads = names
+        .iter()
+        .filter(|n| n.starts_with("spread_bps__"))
+        .count();
+    assert_eq!(
+        spreads,
+        10 + 6,
+        "WETH/USDC has 5 venues (10 pairs), WETH/WBTC 4 (6 pairs)"
+    );
+    assert!(names.contains(&"uniswap_v2_weth_usdc_3000__depth_up_10bps"));
+    assert!(names.contains(&"pancakeswap_v3_weth_wbtc_500__depth_down_50bps"));
+    assert_eq!(
+        m["rows"].as_u64().unwrap(),
+        ch.manifest.last_block - ch.manifest.first_block + 1
+    );
+}

@@ -86,7 +86,9 @@ impl Chain {
 impl Drop for Chain {
     fn drop(&mut self) {
         // SIGTERM lets `chain up` stop its anvil; SIGKILL only if it does not exit.
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {

@@ -33,7 +33,9 @@ impl AnvilProcess {
         let bin = find_anvil()?;
         // A port that answers already would pass the readiness check below with someone else's node.
         if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", port)) {
-            return Err(DataError::Devnet(format!("port {port} is not free ({e}): stop what listens there or choose another --port")));
+            return Err(DataError::Devnet(format!(
+                "port {port} is not free ({e}): stop what listens there or choose another --port"
+            )));
         }
         // anvil must not outlive us, even when we are killed without a chance to stop it: where
         // util-linux's setpriv exists, it gets SIGTERM when its parent dies.

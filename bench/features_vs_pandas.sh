@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The feature pipeline on N swaps (default 5,000,000), Polars (dexlab) and pandas side by side in
+# one run, with peak memory, plus a check that both computed the same numbers.
+# usage: bench/features_vs_pandas.sh [N_SWAPS]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/dexlab-target}"
+N="${1:-5000000}"
+WORK=.dexlab/bench-features
+VENV=.dexlab/bench-venv
+mkdir -p "$WORK"
+if [[ ! -x $VENV/bin/python ]]; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet pandas==2.2.3 pyarrow==18.1.0 numpy==2.1.3
+fi
+PROFILE="${BENCH_PROFILE:-dev}"
+cargo build --quiet --profile "$PROFILE" -p dexlab-features --example features_bench
+DIR=debug; [[ $PROFILE == release || $PROFILE == bench ]] && DIR=release
+BIN="$CARGO_TARGET_DIR/$DIR/examples/features_bench"
+"$BIN" generate "$WORK/data" "$N"
+echo "== polars (dexlab-features, profile $PROFILE)"
+/usr/bin/time -f "peak RSS %M KB, wall %e s" "$BIN" run "$WORK/data" "$WORK/polars.parquet"
+echo "== pandas $("$VENV/bin/python" -c 'import pandas; print(pandas.__version__)')"
+/usr/bin/time -f "peak RSS %M KB, wall %e s" "$VENV/bin/python" bench/features_pandas.py "$WORK/data" "$WORK/pandas.parquet"
+"$VENV/bin/python" - "$WORK/polars.parquet" "$WORK/pandas.parquet" <<'PY'
+import sys, numpy as np, pandas as pd
+a, b = pd.read_parquet(sys.argv[1]), pd.read_parquet(sys.argv[2])
+common = [c for c in b.columns if c in a.columns and c not in ("timestamp",)]
+missing = sorted(set(b.columns) ^ set(a.columns))
+worst = 0.0
+for c in common:
+    x, y = a[c].astype(float).to_numpy(), b[c].astype(float).to_numpy()
+    both = ~(np.isnan(x) | np.isnan(y))
+    assert (np.isnan(x) == np.isnan(y)).all(), f"null pattern differs in {c}"
+    if both.any():
+        worst = max(worst, float(np.max(np.abs(x[both] - y[both]) / np.maximum(1e-12, np.abs(y[both])))))
+print(f"same results: {len(common)} columns compared, max relative difference {worst:.2e}; columns only on one side: {missing}")
+PY

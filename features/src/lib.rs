@@ -1,0 +1,214 @@
+//! dexlab-features: feature and label datasets from dexlab chain data, with Polars.
+//!
+//! [`pipeline`] is the lazy Polars plan (one row per block; per-pool features, cross-venue
+//! spreads, labels named `label_…`); [`depth`] computes depth within ±x bps from the exact replayed
+//! pool state; [`leakage`] is the canary that perturbs everything after a block and requires every
+//! feature at or before it to stay the same. [`build`] runs all three on a dataset folder and writes
+//! `features.parquet` with a manifest from which the same dataset can be rebuilt.
+//!
+//! This crate is the only one that depends on Polars, so the backtester and the live engine do
+//! not have to.
+
+pub mod config;
+pub mod depth;
+pub mod leakage;
+pub mod pipeline;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use dexlab_data::dataset;
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use config::FeatureConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FeatureError {
+    #[error("invalid feature config: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Data(#[from] dexlab_data::DataError),
+    #[error("polars: {0}")]
+    Polars(#[from] PolarsError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("dataset {0}: has no swaps to build features from")]
+    Empty(PathBuf),
+    #[error("leakage: {0}")]
+    Leakage(String),
+}
+
+pub type Result<T, E = FeatureError> = std::result::Result<T, E>;
+
+/// One output column.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ColumnDef {
+    pub name: String,
+    /// `feature`, `label` or `key`.
+    pub kind: String,
+}
+
+/// `manifest.json` of a feature dataset.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FeatureManifest {
+    pub dexlab_version: String,
+    pub input_dataset: String,
+    /// SHA-256 over the input dataset's pools, logs, blocks and swaps files.
+    pub input_hash: String,
+    pub config: FeatureConfig,
+    pub first_block: i64,
+    pub last_block: i64,
+    pub rows: usize,
+    pub columns: Vec<ColumnDef>,
+    /// Blocks at which the built-in leakage canary cut the data (it passed at each, or there
+    /// would be no manifest).
+    pub leakage_check_blocks: Vec<i64>,
+}
+
+/// Hash of what the features are computed from.
+pub fn dataset_hash(root: &Path) -> Result<String> {
+    let mut h = Sha256::new();
+    let mut files = vec![root.join("pools.parquet")];
+    for t in [dataset::LOGS, dataset::BLOCKS, dataset::SWAPS] {
+        files.extend(dataset::list_chunks(root, t)?.into_iter().map(|c| c.2));
+    }
+    for f in files {
+        let bytes = fs::read(&f).map_err(|source| FeatureError::Io {
+            path: f.clone(),
+            source,
+        })?;
+        h.update(
+            f.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        h.update(&bytes);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+fn scan(root: &Path, table: &str) -> Result<Option<LazyFrame>> {
+    let files = dataset::list_chunks(root, table)?;
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let lfs = files
+        .iter()
+        .map(|(_, _, p)| {
+            LazyFrame::scan_parquet(
+                PlRefPath::from(p.to_string_lossy().as_ref()),
+                ScanArgsParquet::default(),
+            )
+        })
+        .collect::<PolarsResult<Vec<_>>>()?;
+    Ok(Some(concat(lfs, UnionArgs::default())?))
+}
+
+/// Reads a dataset folder into the pipeline's inputs (depth from the exact replay).
+pub fn load_inputs(root: &Path, cfg: &FeatureConfig) -> Result<pipeline::Inputs> {
+    let meta = dataset::read_meta(root)?;
+    let swaps = scan(root, dataset::SWAPS)?.ok_or_else(|| FeatureError::Empty(root.into()))?;
+    let logs = dataset::read_all_logs(root)?;
+    let (Some(first), Some(last)) = (
+        logs.first().map(|l| l.block_number),
+        logs.last().map(|l| l.block_number),
+    ) else {
+        return Err(FeatureError::Empty(root.into()));
+    };
+    let blocks_rows = dataset::read_all_blocks(root)?;
+    let first_block = blocks_rows.first().map_or(first, |b| b.number.min(first)) as i64;
+    let last_block = blocks_rows.last().map_or(last, |b| b.number.max(last)) as i64;
+    let blocks = match scan(root, dataset::BLOCKS)? {
+        Some(b) => b,
+        None => df!("block_number" => Vec::<i64>::new(), "timestamp" => Vec::<i64>::new(), "base_fee_per_gas" => Vec::<f64>::new())?.lazy(),
+    };
+    let labels = pipeline::pool_labels(&meta.pools);
+    let depth = depth::depth_frame(&logs, &meta.pools, &labels, &cfg.depth_bps)?.lazy();
+    Ok(pipeline::Inputs {
+        swaps,
+        blocks,
+        depth,
+        pools: meta.pools,
+        first_block,
+        last_block,
+    })
+}
+
+/// What a build produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildReport {
+    pub rows: usize,
+    pub features: usize,
+    pub labels: usize,
+    pub out: PathBuf,
+    pub leakage_check_blocks: Vec<i64>,
+}
+
+/// Builds `features.parquet` and `manifest.json` in `out` from the dataset in `data`, and runs
+/// the leakage canary on the result; a leak fails the build.
+pub fn build(data: &Path, cfg: &FeatureConfig, out: &Path) -> Result<BuildReport> {
+    cfg.validate().map_err(FeatureError::Config)?;
+    let inputs = load_inputs(data, cfg)?;
+    let mut df = pipeline::build_lazy(&inputs, cfg, None)?.collect()?;
+    let cuts = leakage::cut_points(&inputs)?;
+    leakage::check(&inputs, cfg, &cuts, None)?;
+    fs::create_dir_all(out).map_err(|source| FeatureError::Io {
+        path: out.into(),
+        source,
+    })?;
+    let path = out.join("features.parquet");
+    let tmp = out.join("features.parquet.tmp");
+    let file = fs::File::create(&tmp).map_err(|source| FeatureError::Io {
+        path: tmp.clone(),
+        source,
+    })?;
+    ParquetWriter::new(file)
+        .with_compression(ParquetCompression::Zstd(None))
+        .finish(&mut df)?;
+    fs::rename(&tmp, &path).map_err(|source| FeatureError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let columns: Vec<ColumnDef> = df
+        .get_column_names()
+        .iter()
+        .map(|n| {
+            let kind = if n.starts_with("label_") {
+                "label"
+            } else if n.as_str() == "block_number" || n.as_str() == "timestamp" {
+                "key"
+            } else {
+                "feature"
+            };
+            ColumnDef {
+                name: n.to_string(),
+                kind: kind.into(),
+            }
+        })
+        .collect();
+    let manifest = FeatureManifest {
+        dexlab_version: env!("CARGO_PKG_VERSION").into(),
+        input_dataset: data.display().to_string(),
+        input_hash: dataset_hash(data)?,
+        config: cfg.clone(),
+        first_block: inputs.first_block,
+        last_block: inputs.last_block,
+        rows: df.height(),
+        columns: columns.clone(),
+        leakage_check_blocks: cuts.clone(),
+    };
+    dataset::write_json_atomic(&out.join("manifest.json"), &manifest)?;
+    Ok(BuildReport {
+        rows: df.height(),
+        features: columns.iter().filter(|c| c.kind == "feature").count(),
+        labels: columns.iter().filter(|c| c.kind == "label").count(),
+        out: out.into(),
+        leakage_check_blocks: cuts,
+    })
+}

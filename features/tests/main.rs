@@ -1,0 +1,163 @@
+//! Feature pipeline on the real USDC/WETH sample: shape, point-in-time correctness, the leakage
+//! canary (and that it catches a deliberately leaky feature), and reproducibility.
+
+use std::path::{Path, PathBuf};
+
+use dexlab_data::import::{ImportOptions, import};
+use dexlab_data::manifest::ChainManifest;
+use dexlab_features::pipeline::{build_lazy, pool_labels};
+use dexlab_features::{FeatureConfig, FeatureError, build, leakage, load_inputs};
+use polars::prelude::*;
+
+fn sample_dataset() -> (tempfile::TempDir, PathBuf) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let s = root.join("../shared/data/univ3-usdc-weth-2024-01-05");
+    let m =
+        ChainManifest::load(&root.join("examples/univ3-usdc-weth-mainnet.manifest.json")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("data");
+    import(&ImportOptions {
+        input: s.join("logs.jsonl"),
+        out: out.clone(),
+        timestamps: Some(s.join("block_timestamps.csv")),
+        pools: m.pools,
+        chain_id: 1,
+        chunk_blocks: 10_000,
+    })
+    .unwrap();
+    (dir, out)
+}
+
+#[test]
+fn features_of_the_real_sample_are_point_in_time_and_complete() {
+    let (dir, data) = sample_dataset();
+    let cfg = FeatureConfig::default();
+    let out = dir.path().join("features");
+    let r = build(&data, &cfg, &out).unwrap();
+    let df = ParquetReader::new(std::fs::File::open(out.join("features.parquet")).unwrap())
+        .finish()
+        .unwrap();
+    assert_eq!(df.height(), r.rows);
+    assert_eq!(r.rows as u64, 18_940_929 - 18_937_382 + 1);
+    let names: Vec<String> = df
+        .get_column_names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let spread = "spread_bps__uniswap_v3_usdc_weth_500__uniswap_v3_usdc_weth_3000";
+    assert!(names.iter().any(|n| n == spread), "{names:?}");
+    assert!(
+        names
+            .iter()
+            .any(|n| n
+                == "label_arb_profitable__uniswap_v3_usdc_weth_500__uniswap_v3_usdc_weth_3000")
+    );
+    assert!(
+        names
+            .iter()
+            .filter(|n| n.contains("fwd"))
+            .all(|n| n.starts_with("label_"))
+    );
+    // The spread between the two fee tiers stays inside the 0.30 % pool's fee band (+ a margin).
+    let s = df.column(spread).unwrap().f64().unwrap();
+    let max_abs = s.iter().flatten().map(f64::abs).fold(0.0, f64::max);
+    assert!(max_abs > 0.0 && max_abs < 60.0, "{max_abs}");
+    // The mid price at a block is the price after the block's last swap of that pool.
+    let swaps = dexlab_data::dataset::read_table(&data, "swaps").unwrap();
+    let b = &swaps[0];
+    let p = Path::new("swaps");
+    let pools = dexlab_data::dataset::string_column(p, b, "pool").unwrap();
+    let blocks = dexlab_data::dataset::int_column(p, b, "block_number").unwrap();
+    let prices = dexlab_data::dataset::f64_column(p, b, "price_float").unwrap();
+    let mut last = std::collections::BTreeMap::new();
+    for i in 0..b.num_rows() {
+        if pools[i].as_deref() == Some("0x88e6a0c2ddd26feeb64f039a2c41296fcb3f5640") {
+            last.insert(blocks[i].unwrap() as i64, prices[i].unwrap());
+        }
+    }
+    let bn = df.column("block_number").unwrap().i64().unwrap();
+    let mid = df
+        .column("uniswap_v3_usdc_weth_500__mid_price")
+        .unwrap()
+        .f64()
+        .unwrap();
+    let mut checked = 0;
+    for (k, want) in last.iter().step_by(50) {
+        let row = bn.iter().position(|x| x == Some(*k)).unwrap();
+        assert_eq!(mid.get(row), Some(*want));
+        checked += 1;
+    }
+    assert!(checked > 10);
+    let manifest: dexlab_features::FeatureManifest =
+        dexlab_data::dataset::read_json(&out.join("manifest.json")).unwrap();
+    assert_eq!(
+        manifest.input_hash,
+        dexlab_features::dataset_hash(&data).unwrap()
+    );
+    assert!(!manifest.leakage_check_blocks.is_empty());
+}
+
+#[test]
+fn the_leakage_canary_catches_a_leaky_feature() {
+    let (_dir, data) = sample_dataset();
+    let cfg = FeatureConfig::default();
+    let inputs = load_inputs(&data, &cfg).unwrap();
+    let cuts = leakage::cut_points(&inputs).unwrap();
+    assert!(cuts.len() >= 3, "{cuts:?}");
+    leakage::check(&inputs, &cfg, &cuts, None).unwrap();
+    let label = pool_labels(&inputs.pools).values().min().unwrap().clone();
+    let px = format!("{label}__mid_price");
+    // A "feature" that peeks one block ahead.
+    let leaky = move |lf: LazyFrame| {
+        lf.with_column(col(px.as_str()).shift(lit(-1)).alias("leaky_next_price"))
+    };
+    let err = leakage::check(&inputs, &cfg, &cuts, Some(&leaky)).unwrap_err();
+    assert!(
+        matches!(&err, FeatureError::Leakage(m) if m.contains("leaky_next_price")),
+        "{err}"
+    );
+    // A centred rolling mean leaks too.
+    let px2 = format!("{label}__mid_price");
+    let centred = move |lf: LazyFrame| {
+        lf.with_column(
+            col(px2.as_str())
+                .rolling_mean(RollingOptionsFixedWindow {
+                    window_size: 5,
+                    min_periods: 1,
+                    center: true,
+                    ..Default::default()
+                })
+                .alias("centred_mean"),
+        )
+    };
+    assert!(leakage::check(&inputs, &cfg, &cuts, Some(&centred)).is_err());
+}
+
+#[test]
+fn same_data_and_config_give_identical_features() {
+    let (_dir, data) = sample_dataset();
+    let cfg = FeatureConfig::default();
+    let a = build_lazy(&load_inputs(&data, &cfg).unwrap(), &cfg, None)
+        .unwrap()
+        .collect()
+        .unwrap();
+    let b = build_lazy(&load_inputs(&data, &cfg).unwrap(), &cfg, None)
+        .unwrap()
+        .collect()
+        .unwrap();
+    assert!(a.equals_missing(&b));
+}
+
+#[test]
+fn bad_config_values_are_reported_with_the_file() {
+    let e = FeatureConfig::from_toml("vol_windows = [1]\n", "f.toml").unwrap_err();
+    assert!(
+        e.to_string().contains("f.toml") && e.to_string().contains("vol_windows"),
+        "{e}"
+    );
+    let e = FeatureConfig::from_toml("nonsense = 3\n", "g.toml").unwrap_err();
+    assert!(
+        e.to_string().contains("g.toml") && e.to_string().contains("nonsense"),
+        "{e}"
+    );
+}
