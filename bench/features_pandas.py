@@ -46,7 +46,8 @@ def main(d, out):
             cols[f"swaps_{w}"] = f.n.rolling(w, min_periods=w).sum()
             cols[f"volume1_{w}"] = f.vol1.rolling(w, min_periods=w).sum()
             tot = f.vol0.rolling(w, min_periods=w).sum()
-            cols[f"ofi_{w}"] = np.where(tot > 0, f.net0.rolling(w, min_periods=w).sum() / tot, 0.0)
+            ofi = f.net0.rolling(w, min_periods=w).sum() / tot
+            cols[f"ofi_{w}"] = ofi.where(cols[f"swaps_{w}"] > 0.5, np.where(cols[f"swaps_{w}"].isna(), np.nan, 0.0))
         for k, v in cols.items():
             res[f"{label}__{k}"] = np.asarray(v)
         for h in LABEL_H:

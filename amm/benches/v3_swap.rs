@@ -17,7 +17,7 @@ fn pool() -> V3Pool {
     )
     .unwrap();
     for i in 0..40i32 {
-        let w = 20 + i * 15;
+        let w = 2 + i * 3;
         p.modify_position(
             -196_230 - w * 10,
             -196_230 + w * 10,

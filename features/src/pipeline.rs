@@ -86,32 +86,17 @@ fn window(w: u32) -> RollingOptionsFixedWindow {
 /// Builds the per-pool frame of one pool: features and labels, columns prefixed by its label.
 fn pool_frame(
     inp: &Inputs,
+    per_block: &LazyFrame,
     grid: &LazyFrame,
     pool: &PoolInfo,
     label: &str,
     cfg: &FeatureConfig,
 ) -> LazyFrame {
     let addr = format!("{:#x}", pool.address);
-    let agg = inp
-        .swaps
+    let agg = per_block
         .clone()
         .filter(col("pool").eq(lit(addr)))
-        .group_by([col("block_number")])
-        .agg([
-            col("price_float")
-                .sort_by([col("log_index")], SortMultipleOptions::default())
-                .last()
-                .alias("px"),
-            col("liquidity_f")
-                .sort_by([col("log_index")], SortMultipleOptions::default())
-                .last()
-                .alias("liq"),
-            len().cast(DataType::Float64).alias("n"),
-            col("amount0_float").abs().sum().alias("vol0"),
-            col("amount1_float").abs().sum().alias("vol1"),
-            // Token0 taken out of the pool (bought) is positive flow.
-            (lit(0.0) - col("amount0_float")).sum().alias("net0"),
-        ]);
+        .drop(by_name(["pool"], true, false));
     let depth_cols: Vec<String> = cfg
         .depth_bps
         .iter()
@@ -154,17 +139,28 @@ fn pool_frame(
         );
     }
     for &w in &cfg.flow_windows {
+        // Rolling sums drift by float error when values leave the window: where the window saw
+        // no swap the sums are exactly zero, not a residue of 1e-9.
+        let active = col("n").rolling_sum(window(w)).gt(lit(0.5));
         feats.push(col("n").rolling_sum(window(w)).alias(format!("swaps_{w}")));
         feats.push(
-            col("vol1")
-                .rolling_sum(window(w))
+            when(active.clone())
+                .then(col("vol1").rolling_sum(window(w)))
+                .otherwise(
+                    when(col("n").rolling_sum(window(w)).is_null())
+                        .then(lit(NULL))
+                        .otherwise(lit(0.0)),
+                )
                 .alias(format!("volume1_{w}")),
         );
-        let total = col("vol0").rolling_sum(window(w));
         feats.push(
-            when(total.clone().gt(lit(0.0)))
-                .then(col("net0").rolling_sum(window(w)) / total)
-                .otherwise(lit(0.0))
+            when(active)
+                .then(col("net0").rolling_sum(window(w)) / col("vol0").rolling_sum(window(w)))
+                .otherwise(
+                    when(col("n").rolling_sum(window(w)).is_null())
+                        .then(lit(NULL))
+                        .otherwise(lit(0.0)),
+                )
                 .alias(format!("ofi_{w}")),
         );
     }
@@ -249,12 +245,31 @@ pub fn build_lazy(
         ..inp.clone()
     };
     let labels = pool_labels(&inp.pools);
+    // One pass over the swaps: per (pool, block) aggregates, shared by every pool's frame.
+    let per_block = inp
+        .swaps
+        .clone()
+        .group_by([col("pool"), col("block_number")])
+        .agg([
+            // The block's last swap: the one with the highest log index (no per-group sort).
+            col("price_float")
+                .get(col("log_index").arg_max(), false)
+                .alias("px"),
+            col("liquidity_f")
+                .get(col("log_index").arg_max(), false)
+                .alias("liq"),
+            len().cast(DataType::Float64).alias("n"),
+            col("amount0_float").abs().sum().alias("vol0"),
+            col("amount1_float").abs().sum().alias("vol1"),
+            // Token0 taken out of the pool (bought) is positive flow.
+            (lit(0.0) - col("amount0_float")).sum().alias("net0"),
+        ]);
     let mut out = grid
         .clone()
         .left_join(blocks, col("block_number"), col("block_number"));
     for p in &inp.pools {
         out = out.left_join(
-            pool_frame(&inp, &grid, p, &labels[&p.address], cfg),
+            pool_frame(&inp, &per_block, &grid, p, &labels[&p.address], cfg),
             col("block_number"),
             col("block_number"),
         );
