@@ -144,6 +144,10 @@ struct IngestArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Do not snapshot V3 pools' ticks at the first block (replay is then exact only for pools
+    /// whose history starts inside the range).
+    #[arg(long)]
+    no_snapshot: bool,
 }
 
 #[derive(Args)]
@@ -253,6 +257,7 @@ async fn ingest_cmd(a: IngestArgs) -> anyhow::Result<ExitCode> {
         retries: a.retries,
         initial_span: a.initial_span,
         progress: !a.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        snapshot: !a.no_snapshot,
     };
     let report = ingest(cfg).await?;
     if a.json {
@@ -320,7 +325,8 @@ fn inspect_cmd(a: InspectArgs) -> anyhow::Result<ExitCode> {
 fn verify_cmd(a: InspectArgs) -> anyhow::Result<ExitCode> {
     let meta = dexlab_data::dataset::read_meta(&a.dir)?;
     let logs = dexlab_data::dataset::read_all_logs(&a.dir)?;
-    let r = dexlab_data::replay::verify(&logs, &meta.pools);
+    let snaps = dexlab_data::snapshot::load(&a.dir)?;
+    let r = dexlab_data::replay::verify(&logs, &meta.pools, &snaps)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(ExitCode::SUCCESS);

@@ -141,6 +141,7 @@ fn bench(c: &mut Criterion) {
                 retries: 3,
                 initial_span: SPAN,
                 progress: false,
+                snapshot: false,
             };
             rt.block_on(ingest(cfg)).unwrap().logs
         })

@@ -51,6 +51,9 @@ pub struct IngestConfig {
     pub retries: u32,
     pub initial_span: u64,
     pub progress: bool,
+    /// Snapshot V3 pools (slot0, liquidity, ticks) at `from - 1` on a new ingestion, so the
+    /// replay is exact from the first block even when the pools are older than `from`.
+    pub snapshot: bool,
 }
 
 impl IngestConfig {
@@ -661,6 +664,15 @@ pub async fn ingest(cfg: IngestConfig) -> Result<IngestReport> {
             tail: Vec::new(),
         }
     };
+    if cfg.snapshot && !cp_path.exists() && from > 0 {
+        let mut snaps = Vec::new();
+        for p in pools.iter().filter(|p| p.protocol.is_v3()) {
+            if let Some(snap) = crate::snapshot::snapshot_v3(&provider, p, from - 1).await? {
+                snaps.push(snap);
+            }
+        }
+        crate::snapshot::save(root, &snaps)?;
+    }
     let mut report = IngestReport {
         chain_id,
         from,

@@ -25,6 +25,7 @@ pub mod ingest;
 pub mod inspect;
 pub mod manifest;
 pub mod replay;
+pub mod snapshot;
 pub mod tools;
 pub mod types;
 

@@ -89,9 +89,11 @@ impl Replayer {
         sqrt_price_x96: U256,
         tick: i32,
         liquidity: u128,
-        ticks: BTreeMap<i32, i128>,
+        ticks: BTreeMap<i32, (u128, i128)>,
     ) {
-        let info = &self.infos[&pool];
+        let Some(info) = self.infos.get(&pool) else {
+            return;
+        };
         let mut p = V3Pool {
             sqrt_price_x96,
             tick,
@@ -100,11 +102,11 @@ impl Replayer {
             tick_spacing: info.tick_spacing.unwrap_or(1),
             ticks: BTreeMap::new(),
         };
-        for (t, net) in ticks {
+        for (t, (gross, net)) in ticks {
             p.ticks.insert(
                 t,
                 dexlab_amm::v3::TickInfo {
-                    liquidity_gross: net.unsigned_abs(),
+                    liquidity_gross: gross,
                     liquidity_net: net,
                 },
             );
@@ -376,9 +378,16 @@ pub struct VerifyReport {
     pub by_pool: BTreeMap<String, (u64, u64)>,
 }
 
-/// Replays `logs` (chain order) and checks every swap.
-pub fn verify(logs: &[RawLog], pools: &[PoolInfo]) -> VerifyReport {
+/// Replays `logs` (chain order) and checks every swap, starting from `snapshots` where given.
+pub fn verify(
+    logs: &[RawLog],
+    pools: &[PoolInfo],
+    snapshots: &[crate::snapshot::V3Snapshot],
+) -> crate::Result<VerifyReport> {
     let mut rp = Replayer::new(pools);
+    for s in snapshots {
+        s.seed(&mut rp)?;
+    }
     let mut r = VerifyReport::default();
     for log in logs {
         let Some(c) = rp.apply(log) else { continue };
@@ -403,7 +412,7 @@ pub fn verify(logs: &[RawLog], pools: &[PoolInfo]) -> VerifyReport {
             }
         }
     }
-    r
+    Ok(r)
 }
 
 /// Human explanation of each mismatch class, for reports.

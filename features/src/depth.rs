@@ -48,10 +48,15 @@ fn depth(state: &PoolState, info: &PoolInfo, bps: u32) -> Option<(f64, f64)> {
 pub fn depth_frame(
     logs: &[RawLog],
     pools: &[PoolInfo],
+    snapshots: &[dexlab_data::snapshot::V3Snapshot],
     labels: &HashMap<Address, String>,
     depth_bps: &[u32],
 ) -> PolarsResult<DataFrame> {
     let mut rp = Replayer::new(pools);
+    for s in snapshots {
+        s.seed(&mut rp)
+            .map_err(|e| PolarsError::ComputeError(e.to_string().into()))?;
+    }
     let infos: HashMap<Address, &PoolInfo> = pools.iter().map(|p| (p.address, p)).collect();
     let mut blocks: Vec<i64> = Vec::new();
     let mut names: Vec<String> = Vec::new();

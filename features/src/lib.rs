@@ -129,7 +129,8 @@ pub fn load_inputs(root: &Path, cfg: &FeatureConfig) -> Result<pipeline::Inputs>
         None => df!("block_number" => Vec::<i64>::new(), "timestamp" => Vec::<i64>::new(), "base_fee_per_gas" => Vec::<f64>::new())?.lazy(),
     };
     let labels = pipeline::pool_labels(&meta.pools);
-    let depth = depth::depth_frame(&logs, &meta.pools, &labels, &cfg.depth_bps)?.lazy();
+    let snapshots = dexlab_data::snapshot::load(root)?;
+    let depth = depth::depth_frame(&logs, &meta.pools, &snapshots, &labels, &cfg.depth_bps)?.lazy();
     Ok(pipeline::Inputs {
         swaps,
         blocks,

@@ -1,0 +1,166 @@
+//! V3 pool snapshots from an RPC node: slot0, active liquidity and every initialized tick's
+//! liquidity net at one block, so that a replay of data that starts after a pool's creation is
+//! exact from its first event. Saved as `snapshots.json` in the dataset.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use alloy::eips::BlockId;
+use alloy::primitives::{Address, U256, aliases::I24};
+use alloy::providers::DynProvider;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{DataError, Result};
+use crate::types::PoolInfo;
+
+alloy::sol! {
+    #[sol(rpc)]
+    interface IV3PoolState {
+        function slot0() external view returns (uint160 sqrtPriceX96, int24 tick, uint16, uint16, uint16, uint32, bool);
+        function liquidity() external view returns (uint128);
+        function tickBitmap(int16 wordPosition) external view returns (uint256);
+        function ticks(int24 tick) external view returns (uint128 liquidityGross, int128 liquidityNet, uint256, uint256, int56, uint160, uint32, bool initialized);
+    }
+}
+
+/// The state of one V3 pool at the end of `block`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct V3Snapshot {
+    pub pool: Address,
+    pub block: u64,
+    /// Decimal string, like every wide integer of the dataset.
+    pub sqrt_price_x96: String,
+    pub tick: i32,
+    pub liquidity: String,
+    /// Initialized tick -> (liquidity gross, liquidity net), decimal strings. Ticks with a zero
+    /// net are kept: they still end a swap step, and every step rounds.
+    pub ticks: BTreeMap<i32, (String, String)>,
+}
+
+fn rpc(pool: Address, what: &str, e: impl std::fmt::Display) -> DataError {
+    DataError::Rpc {
+        method: "eth_call".into(),
+        attempts: 1,
+        message: format!("snapshot of pool {pool}: {what}: {e}"),
+    }
+}
+
+/// Reads a V3 pool's state at `block`. `None` if the pool was not initialized yet.
+pub async fn snapshot_v3(
+    provider: &DynProvider,
+    info: &PoolInfo,
+    block: u64,
+) -> Result<Option<V3Snapshot>> {
+    let pool = info.address;
+    let at = BlockId::number(block);
+    let c = IV3PoolState::new(pool, provider);
+    let Ok(s0) = c.slot0().block(at).call().await else {
+        return Ok(None);
+    };
+    if s0.sqrtPriceX96.is_zero() {
+        return Ok(None);
+    }
+    let liquidity = c
+        .liquidity()
+        .block(at)
+        .call()
+        .await
+        .map_err(|e| rpc(pool, "liquidity()", e))?;
+    let spacing = info
+        .tick_spacing
+        .ok_or_else(|| DataError::Config(format!("pool {pool} has no tick spacing")))?;
+    let max_word = (887_272 / spacing) >> 8;
+    let words: Vec<i16> = (-max_word - 1..=max_word).map(|w| w as i16).collect();
+    let bitmaps: Vec<(i16, U256)> = futures::stream::iter(words)
+        .map(|w| {
+            let c = c.clone();
+            async move {
+                c.tickBitmap(w)
+                    .block(at)
+                    .call()
+                    .await
+                    .map(|b| (w, b))
+                    .map_err(|e| rpc(pool, "tickBitmap()", e))
+            }
+        })
+        .buffered(16)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_>>()?;
+    let mut ticks = BTreeMap::new();
+    for (w, bits) in bitmaps {
+        if bits.is_zero() {
+            continue;
+        }
+        for bit in 0..256 {
+            if bits.bit(bit) {
+                let t = ((w as i32) * 256 + bit as i32) * spacing;
+                let info = c
+                    .ticks(I24::try_from(t).expect("tick in range"))
+                    .block(at)
+                    .call()
+                    .await
+                    .map_err(|e| rpc(pool, "ticks()", e))?;
+                ticks.insert(
+                    t,
+                    (
+                        info.liquidityGross.to_string(),
+                        info.liquidityNet.to_string(),
+                    ),
+                );
+            }
+        }
+    }
+    Ok(Some(V3Snapshot {
+        pool,
+        block,
+        sqrt_price_x96: U256::from(s0.sqrtPriceX96).to_string(),
+        tick: s0.tick.as_i32(),
+        liquidity: liquidity.to_string(),
+        ticks,
+    }))
+}
+
+pub fn save(root: &Path, snaps: &[V3Snapshot]) -> Result<()> {
+    crate::dataset::write_json_atomic(&root.join("snapshots.json"), &snaps)
+}
+
+/// The dataset's snapshots (none if it has no `snapshots.json`).
+pub fn load(root: &Path) -> Result<Vec<V3Snapshot>> {
+    let p = root.join("snapshots.json");
+    if !p.exists() {
+        return Ok(Vec::new());
+    }
+    crate::dataset::read_json(&p)
+}
+
+impl V3Snapshot {
+    /// Seeds a replayer with this snapshot.
+    pub fn seed(&self, rp: &mut crate::replay::Replayer) -> Result<()> {
+        let bad = |what: &str| DataError::Dataset {
+            path: "snapshots.json".into(),
+            message: format!("pool {}: bad {what}", self.pool),
+        };
+        let sqrt: U256 = self
+            .sqrt_price_x96
+            .parse()
+            .map_err(|_| bad("sqrt_price_x96"))?;
+        let liq: u128 = self.liquidity.parse().map_err(|_| bad("liquidity"))?;
+        let mut ticks = BTreeMap::new();
+        for (t, (gross, net)) in &self.ticks {
+            ticks.insert(
+                *t,
+                (
+                    gross.parse::<u128>().map_err(|_| bad("liquidity gross"))?,
+                    net.parse::<i128>().map_err(|_| bad("liquidity net"))?,
+                ),
+            );
+        }
+        if rp.infos.contains_key(&self.pool) {
+            rp.seed_v3(self.pool, sqrt, self.tick, liq, ticks);
+        }
+        Ok(())
+    }
+}
