@@ -71,6 +71,24 @@ pub fn venue_pairs(pools: &[PoolInfo]) -> Vec<(&PoolInfo, &PoolInfo)> {
     v
 }
 
+/// Per-block aggregates of one pool's swaps.
+fn per_block_aggs() -> Vec<Expr> {
+    vec![
+        // The block's last swap: the one with the highest log index (no per-group sort).
+        col("price_float")
+            .get(col("log_index").arg_max(), false)
+            .alias("px"),
+        col("liquidity_f")
+            .get(col("log_index").arg_max(), false)
+            .alias("liq"),
+        len().cast(DataType::Float64).alias("n"),
+        col("amount0_float").abs().sum().alias("vol0"),
+        col("amount1_float").abs().sum().alias("vol1"),
+        // Token0 taken out of the pool (bought) is positive flow.
+        (lit(0.0) - col("amount0_float")).sum().alias("net0"),
+    ]
+}
+
 fn ffill(name: &str) -> Expr {
     col(name).fill_null_with_strategy(FillNullStrategy::Forward(None))
 }
@@ -86,17 +104,20 @@ fn window(w: u32) -> RollingOptionsFixedWindow {
 /// Builds the per-pool frame of one pool: features and labels, columns prefixed by its label.
 fn pool_frame(
     inp: &Inputs,
-    per_block: &LazyFrame,
     grid: &LazyFrame,
     pool: &PoolInfo,
     label: &str,
     cfg: &FeatureConfig,
 ) -> LazyFrame {
     let addr = format!("{:#x}", pool.address);
-    let agg = per_block
+    // Filter first, then group by the integer block alone: cheaper than grouping every swap by
+    // (pool string, block).
+    let agg = inp
+        .swaps
         .clone()
         .filter(col("pool").eq(lit(addr)))
-        .drop(by_name(["pool"], true, false));
+        .group_by([col("block_number")])
+        .agg(per_block_aggs());
     let depth_cols: Vec<String> = cfg
         .depth_bps
         .iter()
@@ -245,31 +266,12 @@ pub fn build_lazy(
         ..inp.clone()
     };
     let labels = pool_labels(&inp.pools);
-    // One pass over the swaps: per (pool, block) aggregates, shared by every pool's frame.
-    let per_block = inp
-        .swaps
-        .clone()
-        .group_by([col("pool"), col("block_number")])
-        .agg([
-            // The block's last swap: the one with the highest log index (no per-group sort).
-            col("price_float")
-                .get(col("log_index").arg_max(), false)
-                .alias("px"),
-            col("liquidity_f")
-                .get(col("log_index").arg_max(), false)
-                .alias("liq"),
-            len().cast(DataType::Float64).alias("n"),
-            col("amount0_float").abs().sum().alias("vol0"),
-            col("amount1_float").abs().sum().alias("vol1"),
-            // Token0 taken out of the pool (bought) is positive flow.
-            (lit(0.0) - col("amount0_float")).sum().alias("net0"),
-        ]);
     let mut out = grid
         .clone()
         .left_join(blocks, col("block_number"), col("block_number"));
     for p in &inp.pools {
         out = out.left_join(
-            pool_frame(&inp, &per_block, &grid, p, &labels[&p.address], cfg),
+            pool_frame(&inp, &grid, p, &labels[&p.address], cfg),
             col("block_number"),
             col("block_number"),
         );
