@@ -123,6 +123,42 @@ fn run(dir: &str, out: &str) -> PolarsResult<()> {
         first_block: 0,
         last_block: n_blocks - 1,
     };
+    if std::env::var_os("FEATURES_BENCH_STAGES").is_some() {
+        let t = Instant::now();
+        let n = inputs
+            .swaps
+            .clone()
+            .select([col("liquidity").cast(DataType::Float64).sum()])
+            .collect()?;
+        println!(
+            "stage scan+cast liquidity: {:.3} s {n:?}",
+            t.elapsed().as_secs_f64()
+        );
+        let t = Instant::now();
+        let n = inputs
+            .swaps
+            .clone()
+            .select([col("price_float").sum()])
+            .collect()?;
+        println!(
+            "stage scan price only: {:.3} s {}",
+            t.elapsed().as_secs_f64(),
+            n.height()
+        );
+        let t = Instant::now();
+        let n = inputs
+            .swaps
+            .clone()
+            .filter(col("pool").eq(lit(format!("{:#x}", pools()[0].address))))
+            .group_by([col("block_number")])
+            .agg([col("price_float").last()])
+            .collect()?;
+        println!(
+            "stage one pool filter+group_by: {:.3} s {}",
+            t.elapsed().as_secs_f64(),
+            n.height()
+        );
+    }
     let t = Instant::now();
     let mut df = build_lazy(&inputs, &cfg(), None)?.collect()?;
     let secs = t.elapsed().as_secs_f64();

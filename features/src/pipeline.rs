@@ -89,6 +89,14 @@ fn per_block_aggs() -> Vec<Expr> {
     ]
 }
 
+/// Left join on `block_number` that keeps the left side's (sorted) row order, so no re-sort of the
+/// wide frame is needed afterwards.
+fn join_blocks(left: LazyFrame, right: LazyFrame) -> LazyFrame {
+    let mut args = JoinArgs::new(JoinType::Left);
+    args.maintain_order = MaintainOrderJoin::Left;
+    left.join(right, [col("block_number")], [col("block_number")], args)
+}
+
 fn ffill(name: &str) -> Expr {
     col(name).fill_null_with_strategy(FillNullStrategy::Forward(None))
 }
@@ -116,6 +124,12 @@ fn pool_frame(
         .swaps
         .clone()
         .filter(col("pool").eq(lit(addr)))
+        // Parse the exact decimal liquidity only for this pool's rows.
+        .with_column(
+            col("liquidity")
+                .cast(DataType::Float64)
+                .alias("liquidity_f"),
+        )
         .group_by([col("block_number")])
         .agg(per_block_aggs());
     let depth_cols: Vec<String> = cfg
@@ -128,11 +142,10 @@ fn pool_frame(
         .clone()
         .filter(col("pool_label").eq(lit(label.to_string())))
         .drop(by_name(["pool_label"], true, false));
-    let mut f = grid
-        .clone()
-        .left_join(agg, col("block_number"), col("block_number"))
-        .left_join(depth, col("block_number"), col("block_number"))
-        .sort(["block_number"], SortMultipleOptions::default());
+    let mut f = join_blocks(grid.clone(), agg);
+    if !depth_cols.is_empty() {
+        f = join_blocks(f, depth);
+    }
     let mut fill = vec![
         ffill("px"),
         ffill("liq"),
@@ -255,9 +268,6 @@ pub fn build_lazy(
         swaps: inp.swaps.clone().with_columns([
             col("block_number").cast(DataType::Int64),
             col("log_index").cast(DataType::Int64),
-            col("liquidity")
-                .cast(DataType::Float64)
-                .alias("liquidity_f"),
         ]),
         depth: inp
             .depth
@@ -266,17 +276,19 @@ pub fn build_lazy(
         ..inp.clone()
     };
     let labels = pool_labels(&inp.pools);
-    let mut out = grid
-        .clone()
-        .left_join(blocks, col("block_number"), col("block_number"));
+    // Every pool frame has exactly the grid's rows in the grid's order: put them side by side
+    // instead of joining.
+    let mut parts = vec![join_blocks(grid.clone(), blocks)];
     for p in &inp.pools {
-        out = out.left_join(
-            pool_frame(&inp, &grid, p, &labels[&p.address], cfg),
-            col("block_number"),
-            col("block_number"),
+        parts.push(
+            pool_frame(&inp, &grid, p, &labels[&p.address], cfg).drop(by_name(
+                ["block_number"],
+                true,
+                false,
+            )),
         );
     }
-    out = out.sort(["block_number"], SortMultipleOptions::default());
+    let mut out = concat_lf_horizontal(parts, HConcatOptions::default())?;
     // Gas of one arbitrage transaction in bps of the notional, at each block's base fee.
     let gas_bps = (col("base_fee_wei") + lit(cfg.priority_fee_wei as f64))
         * lit(cfg.gas_units as f64)
