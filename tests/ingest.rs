@@ -228,7 +228,7 @@ async fn trade_blocks(ch: &Chain, n: u64, seed: u64) {
             .with_to(ch.manifest.router.unwrap())
             .with_input(router_v3_swap_calldata(
                 pool.address,
-                (seed + i) % 2 == 0,
+                (seed + i).is_multiple_of(2),
                 amount,
             ))
             .with_nonce(nonce)

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
 use dexlab_amm::v3::{SwapResult, TickInfo, V3Pool};
 use dexlab_amm::{I256, U256, tick_math};
 

@@ -16,6 +16,8 @@ pub struct SwapStep {
 }
 
 /// `amount_remaining > 0` is exact input, `< 0` exact output; `fee_pips` in millionths.
+// The conditions are written as in SwapMath.sol so the two can be read side by side.
+#[allow(clippy::nonminimal_bool)]
 pub fn compute_swap_step(
     sqrt_current: U256,
     sqrt_target: U256,

@@ -353,7 +353,7 @@ impl Rpc {
                 Ok(logs) if logs.len() > MAX_LOGS_PER_REQUEST && end > start => {
                     self.splits.fetch_add(1, Ordering::Relaxed);
                     self.span
-                        .store(((end - start + 1) / 2).max(1), Ordering::Relaxed);
+                        .store((end - start).div_ceil(2).max(1), Ordering::Relaxed);
                 }
                 Ok(logs) => {
                     if logs.len() < MAX_LOGS_PER_REQUEST / 4 && end - start + 1 == span {
@@ -367,7 +367,7 @@ impl Rpc {
                     tracing::debug!(start, end, %m, "range refused, splitting");
                     self.splits.fetch_add(1, Ordering::Relaxed);
                     self.span
-                        .store(((end - start + 1) / 2).max(1), Ordering::Relaxed);
+                        .store((end - start).div_ceil(2).max(1), Ordering::Relaxed);
                 }
                 Err(Failure::TooLarge(m)) | Err(Failure::Fatal(m)) | Err(Failure::Transient(m)) => {
                     return Err(Self::fatal(
