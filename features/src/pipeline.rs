@@ -265,10 +265,15 @@ pub fn build_lazy(
             .alias("base_fee_wei"),
     ]);
     let inp = Inputs {
-        swaps: inp.swaps.clone().with_columns([
-            col("block_number").cast(DataType::Int64),
-            col("log_index").cast(DataType::Int64),
-        ]),
+        // Read once, shared by every pool's filter (the plan would otherwise scan once per pool).
+        swaps: inp
+            .swaps
+            .clone()
+            .with_columns([
+                col("block_number").cast(DataType::Int64),
+                col("log_index").cast(DataType::Int64),
+            ])
+            .cache(),
         depth: inp
             .depth
             .clone()
