@@ -529,7 +529,7 @@ async fn features_build_on_a_simulated_chain() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn ingesting_from_mid_history_snapshots_v3_ticks_so_replay_stays_exact() {
+async fn ingesting_from_mid_history_snapshots_pools_so_replay_stays_exact() {
     let ch = Chain::up(28, 200);
     let mid = (ch.manifest.first_block + ch.manifest.last_block) / 2;
     let verify = |dir: &std::path::Path| -> serde_json::Value {
@@ -551,11 +551,9 @@ async fn ingesting_from_mid_history_snapshots_v3_ticks_so_replay_stays_exact() {
     let snaps: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(with.path().join("snapshots.json")).unwrap())
             .unwrap();
-    assert_eq!(
-        snaps.as_array().unwrap().len(),
-        5,
-        "one snapshot per V3 pool"
-    );
+    let snaps = snaps.as_array().unwrap();
+    assert_eq!(snaps.len(), 9, "one snapshot per pool");
+    assert_eq!(snaps.iter().filter(|s| s["kind"] == "v3").count(), 5);
     let v = verify(with.path());
     let v3_swaps: u64 = v["by_pool"]
         .as_object()
@@ -570,14 +568,8 @@ async fn ingesting_from_mid_history_snapshots_v3_ticks_so_replay_stays_exact() {
         .map(|(_, c)| c[0].as_u64().unwrap())
         .sum();
     assert!(v3_swaps > 100);
-    // V2 pairs need one Sync before their first swap can be checked; V3 pools need nothing more.
-    let no_prior = v["mismatches"]["no_prior_state"].as_u64().unwrap_or(0);
-    assert!(no_prior <= 4, "{v}");
-    assert_eq!(
-        v["exact"].as_u64().unwrap() + no_prior,
-        v["swaps"].as_u64().unwrap(),
-        "{v}"
-    );
+    // With every pool snapshotted, every swap is reproduced from the first block on.
+    assert_eq!(v["exact"], v["swaps"], "{v}");
     // Without the snapshot the same data cannot be replayed exactly.
     let without = tempfile::tempdir().unwrap();
     ingest(

@@ -51,8 +51,8 @@ pub struct IngestConfig {
     pub retries: u32,
     pub initial_span: u64,
     pub progress: bool,
-    /// Snapshot V3 pools (slot0, liquidity, ticks) at `from - 1` on a new ingestion, so the
-    /// replay is exact from the first block even when the pools are older than `from`.
+    /// Snapshot every pool (V3: slot0, liquidity, ticks; V2/Solidly: reserves) at `from - 1` on a
+    /// new ingestion, so the replay is exact from the first block even when the pools are older.
     pub snapshot: bool,
 }
 
@@ -665,12 +665,7 @@ pub async fn ingest(cfg: IngestConfig) -> Result<IngestReport> {
         }
     };
     if cfg.snapshot && !cp_path.exists() && from > 0 {
-        let mut snaps = Vec::new();
-        for p in pools.iter().filter(|p| p.protocol.is_v3()) {
-            if let Some(snap) = crate::snapshot::snapshot_v3(&provider, p, from - 1).await? {
-                snaps.push(snap);
-            }
-        }
+        let snaps = crate::snapshot::snapshot_pools(&provider, &pools, from - 1).await?;
         crate::snapshot::save(root, &snaps)?;
     }
     let mut report = IngestReport {

@@ -382,7 +382,7 @@ pub struct VerifyReport {
 pub fn verify(
     logs: &[RawLog],
     pools: &[PoolInfo],
-    snapshots: &[crate::snapshot::V3Snapshot],
+    snapshots: &[crate::snapshot::PoolSnapshot],
 ) -> crate::Result<VerifyReport> {
     let mut rp = Replayer::new(pools);
     for s in snapshots {

@@ -1,6 +1,7 @@
-//! V3 pool snapshots from an RPC node: slot0, active liquidity and every initialized tick's
-//! liquidity net at one block, so that a replay of data that starts after a pool's creation is
-//! exact from its first event. Saved as `snapshots.json` in the dataset.
+//! Pool snapshots from an RPC node at one block, so that a replay of data that starts after a
+//! pool's creation is exact from its first event: for V3 pools slot0, active liquidity and every
+//! initialized tick (gross and net, from the tick bitmap); for V2 and Solidly pools the reserves.
+//! Saved as `snapshots.json` in the dataset.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -22,6 +23,91 @@ alloy::sol! {
         function tickBitmap(int16 wordPosition) external view returns (uint256);
         function ticks(int24 tick) external view returns (uint128 liquidityGross, int128 liquidityNet, uint256, uint256, int56, uint160, uint32, bool initialized);
     }
+
+    // V2's reserves are uint112 and Solidly's uint256: both fit the same ABI words.
+    #[sol(rpc)]
+    interface IPairReserves {
+        function getReserves() external view returns (uint256 reserve0, uint256 reserve1, uint256 blockTimestampLast);
+    }
+}
+
+/// Reserves of a V2 or Solidly pool at the end of `block`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReservesSnapshot {
+    pub pool: Address,
+    pub block: u64,
+    pub reserve0: String,
+    pub reserve1: String,
+}
+
+/// One pool's state at the block before a dataset starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PoolSnapshot {
+    V3(V3Snapshot),
+    Reserves(ReservesSnapshot),
+}
+
+impl PoolSnapshot {
+    /// Seeds a replayer with this snapshot.
+    pub fn seed(&self, rp: &mut crate::replay::Replayer) -> Result<()> {
+        match self {
+            PoolSnapshot::V3(s) => s.seed(rp),
+            PoolSnapshot::Reserves(s) => {
+                let bad = |what: &str| DataError::Dataset {
+                    path: "snapshots.json".into(),
+                    message: format!("pool {}: bad {what}", s.pool),
+                };
+                let reserve0: U256 = s.reserve0.parse().map_err(|_| bad("reserve0"))?;
+                let reserve1: U256 = s.reserve1.parse().map_err(|_| bad("reserve1"))?;
+                if rp.infos.contains_key(&s.pool) {
+                    rp.states.insert(
+                        s.pool,
+                        crate::replay::PoolState::Reserves { reserve0, reserve1 },
+                    );
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Reads a V2/Solidly pool's reserves at `block`. `None` if the pool did not exist yet.
+pub async fn snapshot_reserves(
+    provider: &DynProvider,
+    info: &PoolInfo,
+    block: u64,
+) -> Result<Option<ReservesSnapshot>> {
+    let c = IPairReserves::new(info.address, provider);
+    let Ok(r) = c.getReserves().block(BlockId::number(block)).call().await else {
+        return Ok(None);
+    };
+    Ok(Some(ReservesSnapshot {
+        pool: info.address,
+        block,
+        reserve0: r.reserve0.to_string(),
+        reserve1: r.reserve1.to_string(),
+    }))
+}
+
+/// Snapshots every pool at `block`.
+pub async fn snapshot_pools(
+    provider: &DynProvider,
+    pools: &[PoolInfo],
+    block: u64,
+) -> Result<Vec<PoolSnapshot>> {
+    let mut out = Vec::new();
+    for p in pools {
+        let snap = if p.protocol.is_v3() {
+            snapshot_v3(provider, p, block).await?.map(PoolSnapshot::V3)
+        } else {
+            snapshot_reserves(provider, p, block)
+                .await?
+                .map(PoolSnapshot::Reserves)
+        };
+        out.extend(snap);
+    }
+    Ok(out)
 }
 
 /// The state of one V3 pool at the end of `block`.
@@ -33,9 +119,10 @@ pub struct V3Snapshot {
     pub sqrt_price_x96: String,
     pub tick: i32,
     pub liquidity: String,
-    /// Initialized tick -> (liquidity gross, liquidity net), decimal strings. Ticks with a zero
-    /// net are kept: they still end a swap step, and every step rounds.
-    pub ticks: BTreeMap<i32, (String, String)>,
+    /// Initialized ticks in order: (tick, liquidity gross, liquidity net), decimal strings. Ticks
+    /// with a zero net are kept: they still end a swap step, and every step rounds. (A list, not a
+    /// map: JSON map keys are strings, which the tagged enum around this cannot turn into ints.)
+    pub ticks: Vec<(i32, String, String)>,
 }
 
 fn rpc(pool: Address, what: &str, e: impl std::fmt::Display) -> DataError {
@@ -89,7 +176,7 @@ pub async fn snapshot_v3(
         .await
         .into_iter()
         .collect::<Result<_>>()?;
-    let mut ticks = BTreeMap::new();
+    let mut ticks = Vec::new();
     for (w, bits) in bitmaps {
         if bits.is_zero() {
             continue;
@@ -103,13 +190,11 @@ pub async fn snapshot_v3(
                     .call()
                     .await
                     .map_err(|e| rpc(pool, "ticks()", e))?;
-                ticks.insert(
+                ticks.push((
                     t,
-                    (
-                        info.liquidityGross.to_string(),
-                        info.liquidityNet.to_string(),
-                    ),
-                );
+                    info.liquidityGross.to_string(),
+                    info.liquidityNet.to_string(),
+                ));
             }
         }
     }
@@ -123,12 +208,12 @@ pub async fn snapshot_v3(
     }))
 }
 
-pub fn save(root: &Path, snaps: &[V3Snapshot]) -> Result<()> {
+pub fn save(root: &Path, snaps: &[PoolSnapshot]) -> Result<()> {
     crate::dataset::write_json_atomic(&root.join("snapshots.json"), &snaps)
 }
 
 /// The dataset's snapshots (none if it has no `snapshots.json`).
-pub fn load(root: &Path) -> Result<Vec<V3Snapshot>> {
+pub fn load(root: &Path) -> Result<Vec<PoolSnapshot>> {
     let p = root.join("snapshots.json");
     if !p.exists() {
         return Ok(Vec::new());
@@ -149,7 +234,7 @@ impl V3Snapshot {
             .map_err(|_| bad("sqrt_price_x96"))?;
         let liq: u128 = self.liquidity.parse().map_err(|_| bad("liquidity"))?;
         let mut ticks = BTreeMap::new();
-        for (t, (gross, net)) in &self.ticks {
+        for (t, gross, net) in &self.ticks {
             ticks.insert(
                 *t,
                 (

@@ -48,7 +48,7 @@ fn depth(state: &PoolState, info: &PoolInfo, bps: u32) -> Option<(f64, f64)> {
 pub fn depth_frame(
     logs: &[RawLog],
     pools: &[PoolInfo],
-    snapshots: &[dexlab_data::snapshot::V3Snapshot],
+    snapshots: &[dexlab_data::snapshot::PoolSnapshot],
     labels: &HashMap<Address, String>,
     depth_bps: &[u32],
 ) -> PolarsResult<DataFrame> {
