@@ -217,13 +217,7 @@ async fn ten_thousand_random_swaps_match_the_deployed_contracts() {
                 pool.address
             );
             if !r.status() {
-                let call = IRouter::v3SwapCall {
-                    pool: pool.address,
-                    zeroForOne: zfo,
-                    amountSpecified: spec,
-                    sqrtPriceLimitX96: U160::from(limit.unwrap_or_default()),
-                };
-                let _ = call;
+                // The call trace names the revert reason and where it happened.
                 let trace: serde_json::Value = p
                     .raw_request(
                         "debug_traceTransaction".into(),
