@@ -45,9 +45,9 @@ pub const SWAPS: &str = "swaps";
 pub const LIQUIDITY_EVENTS: &str = "liquidity_events";
 pub const CHUNK_TABLES: [&str; 4] = [LOGS, BLOCKS, SWAPS, LIQUIDITY_EVENTS];
 
-/// One row of `swaps`: the same schema for every protocol.
+/// The columns every event table starts with: which log, of which pool, when.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SwapRow {
+pub struct EventKey {
     pub chain_id: u64,
     pub block_number: u64,
     pub block_timestamp: Option<u64>,
@@ -56,6 +56,12 @@ pub struct SwapRow {
     pub log_index: u64,
     pub pool: Address,
     pub protocol: String,
+}
+
+/// One row of `swaps`: the same schema for every protocol.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SwapRow {
+    pub key: EventKey,
     /// Pool's delta of token0, raw units, positive = into the pool (exact signed integer).
     pub amount0: String,
     pub amount1: String,
@@ -75,14 +81,7 @@ pub struct SwapRow {
 /// One row of `liquidity_events`: mint, burn, collect (with tick ranges on V3) and V3 initialize.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LiquidityEventRow {
-    pub chain_id: u64,
-    pub block_number: u64,
-    pub block_timestamp: Option<u64>,
-    pub transaction_hash: B256,
-    pub transaction_index: u64,
-    pub log_index: u64,
-    pub pool: Address,
-    pub protocol: String,
+    pub key: EventKey,
     pub kind: &'static str,
     pub owner: Option<Address>,
     pub tick_lower: Option<i32>,
@@ -329,26 +328,15 @@ impl PrefixBuilders {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn push(
-        &mut self,
-        ci: u64,
-        bn: u64,
-        ts: Option<u64>,
-        th: &B256,
-        ti: u64,
-        li: u64,
-        pool: &Address,
-        proto: &str,
-    ) {
-        self.ci.append_value(ci);
-        self.bn.append_value(block_u32(bn));
-        self.ts.append_option(ts);
-        self.th.append_value(hex_str(th.as_slice()));
-        self.ti.append_value(u32_of(ti));
-        self.li.append_value(u32_of(li));
-        self.pool.append_value(hex_str(pool.as_slice()));
-        self.proto.append_value(proto);
+    fn push(&mut self, k: &EventKey) {
+        self.ci.append_value(k.chain_id);
+        self.bn.append_value(block_u32(k.block_number));
+        self.ts.append_option(k.block_timestamp);
+        self.th.append_value(hex_str(k.transaction_hash.as_slice()));
+        self.ti.append_value(u32_of(k.transaction_index));
+        self.li.append_value(u32_of(k.log_index));
+        self.pool.append_value(hex_str(k.pool.as_slice()));
+        self.proto.append_value(&k.protocol);
     }
 
     fn finish(mut self) -> Vec<ArrayRef> {
@@ -373,16 +361,7 @@ pub fn swaps_batch(rows: &[SwapRow]) -> RecordBatch {
     let mut tick = Int32Builder::with_capacity(n);
     let mut f: [Float64Builder; 3] = std::array::from_fn(|_| Float64Builder::with_capacity(n));
     for r in rows {
-        pre.push(
-            r.chain_id,
-            r.block_number,
-            r.block_timestamp,
-            &r.transaction_hash,
-            r.transaction_index,
-            r.log_index,
-            &r.pool,
-            &r.protocol,
-        );
+        pre.push(&r.key);
         s[0].append_value(&r.amount0);
         s[1].append_value(&r.amount1);
         s[2].append_option(r.sqrt_price_x96.as_deref());
@@ -422,16 +401,7 @@ pub fn liquidity_events_batch(rows: &[LiquidityEventRow]) -> RecordBatch {
         std::array::from_fn(|_| StringBuilder::with_capacity(n, n * 24));
     let mut tick = Int32Builder::with_capacity(n);
     for r in rows {
-        pre.push(
-            r.chain_id,
-            r.block_number,
-            r.block_timestamp,
-            &r.transaction_hash,
-            r.transaction_index,
-            r.log_index,
-            &r.pool,
-            &r.protocol,
-        );
+        pre.push(&r.key);
         kind.append_value(r.kind);
         owner.append_option(r.owner.map(|a| hex_str(a.as_slice())));
         tl.append_option(r.tick_lower);

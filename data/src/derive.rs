@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use alloy::primitives::{Address, B256, I256, U256};
 
-use crate::dataset::{LiquidityEventRow, SwapRow};
+use crate::dataset::{EventKey, LiquidityEventRow, SwapRow};
 use crate::decode::{DecodeError, Event, EventKind, decode_log, protocol_of_kind};
 use crate::types::{PoolInfo, Protocol, RawLog};
 
@@ -29,6 +29,26 @@ impl DecodeStats {
         for (k, v) in &other.by_kind {
             *self.by_kind.entry(k.clone()).or_default() += v;
         }
+    }
+}
+
+/// V2 and Solidly pairs emit `Sync` (their reserves after any change) just before the `Swap`,
+/// `Mint` or `Burn` of the same transaction; this remembers it for the event that follows.
+#[derive(Debug, Default)]
+pub struct SyncTracker(HashMap<Address, (B256, U256, U256)>);
+
+impl SyncTracker {
+    pub fn record(&mut self, log: &RawLog, reserve0: U256, reserve1: U256) {
+        self.0
+            .insert(log.address, (log.transaction_hash, reserve0, reserve1));
+    }
+
+    /// The reserves the pair reported earlier in the same transaction as `log`.
+    pub fn reserves_for(&self, log: &RawLog) -> Option<(U256, U256)> {
+        self.0
+            .get(&log.address)
+            .filter(|(tx, _, _)| *tx == log.transaction_hash)
+            .map(|&(_, r0, r1)| (r0, r1))
     }
 }
 
@@ -78,7 +98,7 @@ pub fn derive(
 ) -> Derived {
     let mut out = Derived::default();
     // Last Sync per pool: (tx hash, reserves).
-    let mut last_sync: HashMap<Address, (B256, U256, U256)> = HashMap::new();
+    let mut syncs = SyncTracker::default();
     for log in logs {
         out.stats.logs += 1;
         let (kind, ev) = match decode_log(log) {
@@ -105,10 +125,19 @@ pub fn derive(
                 Protocol::UniswapV3
             });
         let (dec0, dec1) = info.map(|p| (p.token0.decimals, p.token1.decimals)).unzip();
-        let ts = timestamps(log.block_number);
+        let key = EventKey {
+            chain_id: log.chain_id,
+            block_number: log.block_number,
+            block_timestamp: timestamps(log.block_number),
+            transaction_hash: log.transaction_hash,
+            transaction_index: log.transaction_index,
+            log_index: log.log_index,
+            pool: log.address,
+            protocol: protocol.as_str().to_owned(),
+        };
         match ev {
             Event::Sync { reserve0, reserve1 } => {
-                last_sync.insert(log.address, (log.transaction_hash, reserve0, reserve1));
+                syncs.record(log, reserve0, reserve1);
             }
             Event::PairSwap {
                 amount0_in,
@@ -118,23 +147,13 @@ pub fn derive(
             } => {
                 let a0 = signed(amount0_in, amount0_out);
                 let a1 = signed(amount1_in, amount1_out);
-                let reserves = last_sync
-                    .get(&log.address)
-                    .filter(|(tx, _, _)| *tx == log.transaction_hash)
-                    .map(|&(_, r0, r1)| (r0, r1));
+                let reserves = syncs.reserves_for(log);
                 let price = match (reserves, dec0, dec1) {
                     (Some((r0, r1)), Some(d0), Some(d1)) => price_from_reserves(r0, r1, d0, d1),
                     _ => None,
                 };
                 out.swaps.push(SwapRow {
-                    chain_id: log.chain_id,
-                    block_number: log.block_number,
-                    block_timestamp: ts,
-                    transaction_hash: log.transaction_hash,
-                    transaction_index: log.transaction_index,
-                    log_index: log.log_index,
-                    pool: log.address,
-                    protocol: protocol.as_str().to_owned(),
+                    key: key.clone(),
                     amount0: a0.to_string(),
                     amount1: a1.to_string(),
                     sqrt_price_x96: None,
@@ -158,14 +177,7 @@ pub fn derive(
                 protocol_fees,
             } => {
                 out.swaps.push(SwapRow {
-                    chain_id: log.chain_id,
-                    block_number: log.block_number,
-                    block_timestamp: ts,
-                    transaction_hash: log.transaction_hash,
-                    transaction_index: log.transaction_index,
-                    log_index: log.log_index,
-                    pool: log.address,
-                    protocol: protocol.as_str().to_owned(),
+                    key: key.clone(),
                     amount0: amount0.to_string(),
                     amount1: amount1.to_string(),
                     sqrt_price_x96: Some(sqrt_price_x96.to_string()),
@@ -184,14 +196,7 @@ pub fn derive(
             }
             other => {
                 let row = |kind: &'static str| LiquidityEventRow {
-                    chain_id: log.chain_id,
-                    block_number: log.block_number,
-                    block_timestamp: ts,
-                    transaction_hash: log.transaction_hash,
-                    transaction_index: log.transaction_index,
-                    log_index: log.log_index,
-                    pool: log.address,
-                    protocol: protocol.as_str().to_owned(),
+                    key: key.clone(),
                     kind,
                     owner: None,
                     tick_lower: None,

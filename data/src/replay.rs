@@ -11,13 +11,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use alloy::primitives::{Address, B256, U256};
+use alloy::primitives::{Address, U256};
 use dexlab_amm::solidly::SolidlyPool;
 use dexlab_amm::v3::V3Pool;
 use dexlab_amm::{tick_math, v2};
 use serde::Serialize;
 
 use crate::decode::{Event, decode_log};
+use crate::derive::SyncTracker;
 use crate::types::{LogLocation, PoolInfo, Protocol, RawLog};
 
 /// Replay state of one pool.
@@ -70,8 +71,7 @@ pub struct SwapCheck {
 pub struct Replayer {
     pub infos: HashMap<Address, PoolInfo>,
     pub states: HashMap<Address, PoolState>,
-    /// Last Sync per pool within the current transaction: (tx, reserves).
-    pending_sync: HashMap<Address, (B256, U256, U256)>,
+    syncs: SyncTracker,
 }
 
 impl Replayer {
@@ -138,8 +138,7 @@ impl Replayer {
         };
         match ev {
             Event::Sync { reserve0, reserve1 } => {
-                self.pending_sync
-                    .insert(log.address, (log.transaction_hash, reserve0, reserve1));
+                self.syncs.record(log, reserve0, reserve1);
                 // A Sync not followed by a Swap (mint, burn, skim) still sets the reserves; a swap
                 // reads the pre-swap reserves before this overwrite takes effect (below).
                 None
@@ -150,11 +149,7 @@ impl Replayer {
                 amount0_out,
                 amount1_out,
             } => {
-                let post = self
-                    .pending_sync
-                    .get(&log.address)
-                    .filter(|s| s.0 == log.transaction_hash)
-                    .map(|s| (s.1, s.2));
+                let post = self.syncs.reserves_for(log);
                 let pre = match self.states.get(&log.address) {
                     Some(PoolState::Reserves { reserve0, reserve1 }) => {
                         Some((*reserve0, *reserve1))
@@ -218,9 +213,7 @@ impl Replayer {
                 })
             }
             Event::PairMint { .. } | Event::PairBurn { .. } | Event::PairFees { .. } => {
-                if let Some(&(tx, r0, r1)) = self.pending_sync.get(&log.address)
-                    && tx == log.transaction_hash
-                {
+                if let Some((r0, r1)) = self.syncs.reserves_for(log) {
                     self.states.insert(
                         log.address,
                         PoolState::Reserves {
