@@ -40,3 +40,4 @@ echo "setup: .dexlab/bin/anvil -> $anvil_version"
 
 # 3. artifacts
 node tools/compile.js
+bash scripts/ensure-fonts.sh

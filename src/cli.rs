@@ -37,6 +37,18 @@ enum Command {
     /// Feature and label datasets.
     #[command(subcommand)]
     Features(FeaturesCmd),
+    /// Trading strategies and their parameter spaces.
+    #[command(subcommand)]
+    Strategies(crate::research::StrategiesCmd),
+    /// Replay a dataset through a strategy with simulated on-chain execution.
+    Backtest(crate::research::BacktestArgs),
+    /// Tune a strategy's parameters with the genetic optimiser, walk-forward, against baselines.
+    Evolve(crate::research::EvolveArgs),
+    /// Experiments in the store (DATABASE_URL, default ./dexlab.sqlite).
+    #[command(subcommand)]
+    Experiments(crate::research::ExperimentsCmd),
+    /// Plots (PNG, SVG) and an HTML page for an experiment.
+    Report(crate::research::ReportArgs),
 }
 
 #[derive(Subcommand)]
@@ -194,6 +206,13 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Data(DataCmd::Inspect(a)) => inspect_cmd(a),
         Command::Data(DataCmd::Verify(a)) => verify_cmd(a),
         Command::Features(FeaturesCmd::Build(a)) => features_build_cmd(a),
+        Command::Strategies(crate::research::StrategiesCmd::List { json }) => {
+            crate::research::strategies_list(json)
+        }
+        Command::Backtest(a) => crate::research::backtest_cmd(a),
+        Command::Evolve(a) => crate::research::evolve_cmd(a, &rt),
+        Command::Experiments(c) => crate::research::experiments_cmd(c, &rt),
+        Command::Report(a) => crate::research::report_cmd(a, &rt),
     }
 }
 

@@ -1,6 +1,8 @@
 //! The `dexlab` command line: subcommands grouped by noun (`dexlab chain …`, `dexlab data …`).
 
 mod cli;
+mod report_input;
+mod research;
 
 use std::process::ExitCode;
 

@@ -4,6 +4,7 @@
 mod support;
 
 mod chain;
+mod evolve;
 mod exactness;
 mod import;
 mod ingest;

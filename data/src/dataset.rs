@@ -869,3 +869,29 @@ pub fn f64_column(path: &Path, b: &RecordBatch, name: &str) -> Result<Vec<Option
         }),
     }
 }
+
+/// SHA-256 of what a dataset's consumers read (pool metadata, logs, blocks, swaps, in file order):
+/// recorded by feature builds and experiments so a result names the exact data it came from.
+pub fn content_hash(root: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut files = vec![root.join("pools.parquet")];
+    for t in [LOGS, BLOCKS, SWAPS] {
+        files.extend(list_chunks(root, t)?.into_iter().map(|c| c.2));
+    }
+    for f in files {
+        let bytes = fs::read(&f).map_err(|source| DataError::Io {
+            path: f.clone(),
+            source,
+        })?;
+        h.update(
+            f.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        h.update(&bytes);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+

@@ -20,7 +20,6 @@ use std::path::{Path, PathBuf};
 use dexlab_data::dataset;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 pub use config::FeatureConfig;
 
@@ -72,25 +71,7 @@ pub struct FeatureManifest {
 
 /// Hash of what the features are computed from.
 pub fn dataset_hash(root: &Path) -> Result<String> {
-    let mut h = Sha256::new();
-    let mut files = vec![root.join("pools.parquet")];
-    for t in [dataset::LOGS, dataset::BLOCKS, dataset::SWAPS] {
-        files.extend(dataset::list_chunks(root, t)?.into_iter().map(|c| c.2));
-    }
-    for f in files {
-        let bytes = fs::read(&f).map_err(|source| FeatureError::Io {
-            path: f.clone(),
-            source,
-        })?;
-        h.update(
-            f.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-                .as_bytes(),
-        );
-        h.update(&bytes);
-    }
-    Ok(hex::encode(h.finalize()))
+    Ok(dataset::content_hash(root)?)
 }
 
 fn scan(root: &Path, table: &str) -> Result<Option<LazyFrame>> {

@@ -1,0 +1,287 @@
+//! The experiment config (TOML): backtest environment, GA operators, walk-forward. Parsed and
+//! validated once here; the rest of the crate takes the typed result.
+
+use std::path::Path;
+
+use alloy_primitives::Address;
+use dexlab_strategy::TradingEnv;
+use dexlab_strategy::gas::GasConfig;
+use dexlab_strategy::market::from_human;
+use serde::{Deserialize, Serialize};
+
+use crate::backtest::{Competition, ExecConfig};
+use crate::error::{EvolveError, Result};
+use crate::tape::Tape;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExperimentConfig {
+    pub backtest: BacktestConfig,
+    pub ga: GaConfig,
+    pub walk_forward: WalkForwardConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BacktestConfig {
+    /// Token PnL is measured in: a symbol from the dataset's pools or a 0x address.
+    pub quote: String,
+    /// Wrapped native token (gas is paid in it).
+    pub native: String,
+    /// Starting balance, in quote-token units.
+    pub capital: f64,
+    pub periods: usize,
+    pub block_time_secs: f64,
+    pub competition: Competition,
+    pub gas: GasConfig,
+}
+
+impl Default for BacktestConfig {
+    fn default() -> Self {
+        Self {
+            quote: "USDC".into(),
+            native: "WETH".into(),
+            capital: 100_000.0,
+            periods: 200,
+            block_time_secs: 2.0,
+            competition: Competition::default(),
+            gas: GasConfig::default(),
+        }
+    }
+}
+
+/// What the optimiser maximises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Objective {
+    NetPnl,
+    Sharpe,
+    Sortino,
+    Calmar,
+}
+
+impl Objective {
+    pub fn of(self, m: &crate::metrics::Metrics) -> f64 {
+        match self {
+            Objective::NetPnl => m.net_pnl_quote,
+            Objective::Sharpe => m.sharpe,
+            Objective::Sortino => m.sortino,
+            Objective::Calmar => m.calmar,
+        }
+    }
+
+    pub fn label(self, quote: &str) -> String {
+        match self {
+            Objective::NetPnl => format!("net PnL ({quote})"),
+            Objective::Sharpe => "Sharpe".into(),
+            Objective::Sortino => "Sortino".into(),
+            Objective::Calmar => "Calmar".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GaConfig {
+    pub population: usize,
+    pub generations: usize,
+    pub objective: Objective,
+    /// Fewer included bundles than this in the training window is infeasible.
+    pub min_trades: u64,
+    /// A training max drawdown above this is infeasible.
+    pub max_drawdown: f64,
+    /// Best individuals carried unchanged into the next generation.
+    pub elitism: usize,
+    pub selection: Selection,
+    pub crossover: Crossover,
+    pub mutation: Mutation,
+}
+
+impl Default for GaConfig {
+    fn default() -> Self {
+        Self {
+            population: 24,
+            generations: 10,
+            objective: Objective::NetPnl,
+            min_trades: 1,
+            max_drawdown: 0.5,
+            elitism: 2,
+            selection: Selection::default(),
+            crossover: Crossover::default(),
+            mutation: Mutation::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Selection {
+    /// genevo's `TournamentSelector`: the best of `size` random individuals, always. (Its
+    /// probabilistic variant can pick an odd number of parents and panic in genevo 0.7.1.)
+    Tournament { size: usize },
+    /// genevo's `MaximizeSelector` (truncation).
+    Truncation,
+}
+
+impl Default for Selection {
+    fn default() -> Self {
+        Selection::Tournament { size: 3 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Crossover {
+    Uniform,
+    SinglePoint,
+    MultiPoint { points: usize },
+}
+
+impl Default for Crossover {
+    fn default() -> Self {
+        Crossover::Uniform
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Mutation {
+    /// genevo's `RandomValueMutator`: a mutated gene is redrawn uniformly.
+    Random { rate: f64 },
+    /// genevo's `BreederValueMutator`: a mutated gene moves by up to `range` (genes live in [0, 1]).
+    Breeder { rate: f64, range: f64, precision: u8 },
+}
+
+impl Default for Mutation {
+    fn default() -> Self {
+        Mutation::Breeder {
+            rate: 0.2,
+            range: 0.2,
+            precision: 6,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WalkForwardConfig {
+    pub folds: usize,
+    /// Training windows grow from the start (true) or roll with a fixed length (false).
+    pub anchored: bool,
+}
+
+impl Default for WalkForwardConfig {
+    fn default() -> Self {
+        Self {
+            folds: 3,
+            anchored: false,
+        }
+    }
+}
+
+impl ExperimentConfig {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| EvolveError::Io {
+            path: path.into(),
+            source,
+        })?;
+        let cfg: Self = toml::from_str(&text).map_err(|e| EvolveError::Config {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        cfg.validate().map_err(|m| EvolveError::Config {
+            path: path.into(),
+            message: m,
+        })?;
+        Ok(cfg)
+    }
+
+    /// Checks every value once, naming the key that is wrong.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let g = &self.ga;
+        let b = &self.backtest;
+        let checks: [(bool, String); 11] = [
+            (g.population >= 4, format!("ga.population = {} (need at least 4)", g.population)),
+            (g.generations >= 1, "ga.generations must be at least 1".into()),
+            (g.elitism < g.population, format!("ga.elitism = {} must be below ga.population", g.elitism)),
+            ((0.0..=1.0).contains(&g.max_drawdown) && g.max_drawdown > 0.0, format!("ga.max_drawdown = {} must be in (0, 1]", g.max_drawdown)),
+            (self.walk_forward.folds >= 1, "walk_forward.folds must be at least 1".into()),
+            (b.capital.is_finite() && b.capital > 0.0, format!("backtest.capital = {} must be positive", b.capital)),
+            (b.periods >= 2, "backtest.periods must be at least 2".into()),
+            ((0.0..=1.0).contains(&b.competition.p_lose), format!("backtest.competition.p_lose = {} must be in [0, 1]", b.competition.p_lose)),
+            ((0.0..=1.0).contains(&b.gas.revert_fraction), format!("backtest.gas.revert_fraction = {} must be in [0, 1]", b.gas.revert_fraction)),
+            (match &g.mutation {
+                Mutation::Random { rate } => (0.0..=1.0).contains(rate),
+                Mutation::Breeder { rate, range, .. } => (0.0..=1.0).contains(rate) && *range > 0.0 && *range <= 1.0,
+            }, "ga.mutation: rate must be in [0, 1] and range in (0, 1]".into()),
+            (match &g.selection {
+                Selection::Tournament { size } => *size >= 2 && *size <= g.population,
+                Selection::Truncation => true,
+            }, "ga.selection: tournament size must be in [2, population]".into()),
+        ];
+        for (ok, msg) in checks {
+            if !ok {
+                return Err(msg);
+            }
+        }
+        if let Crossover::MultiPoint { points } = g.crossover {
+            if points == 0 {
+                return Err("ga.crossover.points must be at least 1".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl BacktestConfig {
+    /// Resolves token names against the tape's pools.
+    pub fn resolve(&self, tape: &Tape, seed: u64) -> Result<ExecConfig> {
+        let quote = resolve_token(tape, &self.quote, "backtest.quote")?;
+        let native = resolve_token(tape, &self.native, "backtest.native")?;
+        let market = tape.market();
+        let dec = market.decimals(quote).unwrap_or(18);
+        let capital = from_human(self.capital, dec)
+            .filter(|c| !c.is_zero())
+            .ok_or_else(|| EvolveError::Invalid(format!("backtest.capital = {} is not a positive amount", self.capital)))?;
+        Ok(ExecConfig {
+            env: TradingEnv {
+                quote,
+                native,
+                gas: self.gas.clone(),
+            },
+            capital,
+            competition: self.competition.clone(),
+            periods: self.periods,
+            block_time_secs: self.block_time_secs,
+            seed,
+        })
+    }
+}
+
+fn resolve_token(tape: &Tape, name: &str, key: &str) -> Result<Address> {
+    let mut tokens: Vec<(Address, &str)> = Vec::new();
+    for p in &tape.pools {
+        for t in [(p.token0, p.symbol0.as_str()), (p.token1, p.symbol1.as_str())] {
+            if !tokens.iter().any(|x| x.0 == t.0) {
+                tokens.push(t);
+            }
+        }
+    }
+    if let Ok(a) = name.parse::<Address>() {
+        if tokens.iter().any(|t| t.0 == a) {
+            return Ok(a);
+        }
+    }
+    let want = if name.eq_ignore_ascii_case("ETH") { "WETH" } else { name };
+    tokens
+        .iter()
+        .find(|t| t.1.eq_ignore_ascii_case(want))
+        .map(|t| t.0)
+        .ok_or_else(|| {
+            let known: Vec<&str> = tokens.iter().map(|t| t.1).collect();
+            EvolveError::Invalid(format!(
+                "{key} = `{name}` is not a token of the dataset's pools (tokens: {})",
+                known.join(", ")
+            ))
+        })
+}

@@ -1,0 +1,29 @@
+//! Errors of the backtester and the optimiser, each saying where it happened.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvolveError {
+    #[error(transparent)]
+    Data(#[from] dexlab_data::DataError),
+    #[error("log at {location} does not decode: {message}")]
+    Decode { location: String, message: String },
+    #[error("{0}")]
+    Strategy(#[from] dexlab_strategy::registry::RegistryError),
+    #[error("{path}: {message}")]
+    Config { path: PathBuf, message: String },
+    #[error("config: {0}")]
+    Invalid(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint { path: PathBuf, message: String },
+    #[error("the dataset has {blocks} blocks with events: too few for {folds} walk-forward folds")]
+    TooFewBlocks { blocks: usize, folds: usize },
+}
+
+pub type Result<T, E = EvolveError> = std::result::Result<T, E>;

@@ -1,0 +1,6 @@
+//! Scenario tests of the backtester and the optimiser: hand-built tapes where every fill can be
+//! checked against the pool formulas, and the real USDC/WETH sample for determinism.
+
+mod execution;
+mod optimiser;
+mod support;

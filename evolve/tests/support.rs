@@ -1,0 +1,129 @@
+//! Fixtures: a two-venue WETH/USDC tape built by hand, and the real sample imported once.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use alloy_primitives::{Address, U256};
+use dexlab_evolve::backtest::{Competition, ExecConfig};
+use dexlab_evolve::tape::{Tape, TapeEvent, Update};
+use dexlab_strategy::TradingEnv;
+use dexlab_strategy::gas::GasConfig;
+use dexlab_strategy::market::{BlockInfo, Family, PoolMeta, PoolState};
+
+pub fn weth() -> Address {
+    Address::with_last_byte(0xEE)
+}
+
+pub fn usdc() -> Address {
+    Address::with_last_byte(0x05)
+}
+
+fn pool(i: u8, dex: &str, fee: u32) -> PoolMeta {
+    PoolMeta {
+        address: Address::with_last_byte(i),
+        family: Family::V2,
+        dex: dex.into(),
+        token0: usdc(),
+        token1: weth(),
+        symbol0: "USDC".into(),
+        symbol1: "WETH".into(),
+        decimals0: 6,
+        decimals1: 18,
+        fee,
+        tick_spacing: 1,
+        stable: false,
+    }
+}
+
+pub fn e6(x: u128) -> U256 {
+    U256::from(x * 1_000_000)
+}
+
+pub fn e18(x: u128) -> U256 {
+    U256::from(x) * U256::from(10u128.pow(18))
+}
+
+/// Two constant-product pools (0.30 % and 0.25 % fees). `updates[b]` are the reserves set in
+/// block `b` (pool, usdc, weth).
+pub fn two_pool_tape(updates: &[Vec<(u32, U256, U256)>]) -> Tape {
+    let pools = vec![pool(1, "uniswap-v2", 3000), pool(2, "baseswap", 2500)];
+    let mut blocks = Vec::new();
+    let mut starts = Vec::new();
+    let mut events = Vec::new();
+    for (b, ups) in updates.iter().enumerate() {
+        starts.push(events.len() as u32);
+        blocks.push(BlockInfo {
+            number: 100 + b as u64,
+            timestamp: 1_700_000_000 + 2 * b as u64,
+            base_fee: Some(50_000_000),
+        });
+        for &(p, r0, r1) in ups {
+            events.push(TapeEvent {
+                pool: p,
+                update: Update::Reserves {
+                    reserve0: r0,
+                    reserve1: r1,
+                },
+            });
+        }
+    }
+    starts.push(events.len() as u32);
+    Tape {
+        initial: vec![PoolState::Unknown; pools.len()],
+        pools,
+        blocks,
+        block_starts: starts,
+        events,
+        chain_id: 8453,
+        dataset_hash: "test".into(),
+    }
+}
+
+pub fn exec(capital: U256, p_lose: f64) -> ExecConfig {
+    ExecConfig {
+        env: TradingEnv {
+            quote: usdc(),
+            native: weth(),
+            gas: GasConfig::default(),
+        },
+        capital,
+        competition: Competition {
+            p_lose,
+            bid_elasticity: 1.0,
+        },
+        periods: 10,
+        block_time_secs: 2.0,
+        seed: 7,
+    }
+}
+
+pub fn sample_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/univ3-usdc-weth-2024-01-05")
+}
+
+/// The real sample, imported once per test binary into a temporary dataset.
+pub fn sample_tape() -> &'static Tape {
+    static TAPE: OnceLock<(tempfile::TempDir, Tape)> = OnceLock::new();
+    &TAPE
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            let manifest = dexlab_data::manifest::ChainManifest::load(
+                &root.join("examples/univ3-usdc-weth-mainnet.manifest.json"),
+            )
+            .expect("manifest");
+            let out = dir.path().join("ds");
+            dexlab_data::import::import(&dexlab_data::import::ImportOptions {
+                input: sample_dir().join("logs.jsonl"),
+                out: out.clone(),
+                timestamps: Some(sample_dir().join("block_timestamps.csv")),
+                pools: manifest.pools.clone(),
+                chain_id: 1,
+                chunk_blocks: 10_000,
+            })
+            .expect("import the sample");
+            let tape = Tape::load(&out).expect("load the tape");
+            (dir, tape)
+        })
+        .1
+}

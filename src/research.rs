@@ -1,0 +1,535 @@
+//! Research commands: strategies, backtest, evolve, experiments, report.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use dexlab_evolve::backtest;
+use dexlab_evolve::config::ExperimentConfig;
+use dexlab_evolve::tape::Tape;
+use dexlab_evolve::walkforward::{Checkpoint, FoldResult, Progress, RunSpec, run_experiment};
+use dexlab_store::{EquityPoint, FoldRow, GenerationRow, IndividualRow, NewExperiment, NewRun, Store};
+use dexlab_strategy::registry;
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Subcommand)]
+pub enum StrategiesCmd {
+    /// Every strategy with its parameter space (name, type, bounds, default).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ExperimentsCmd {
+    /// Experiments in the store, newest first.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One experiment: folds, runs in and out of sample, baselines.
+    Show {
+        /// Experiment id or name.
+        experiment: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+pub struct BacktestArgs {
+    /// Dataset folder.
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long)]
+    strategy: String,
+    /// Parameter overrides as JSON (`{"min_profit_bps": 2}`) or `@file.json`; the rest default.
+    #[arg(long, default_value = "{}")]
+    params: String,
+    /// Experiment TOML; only its `[backtest]` table is used here.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Seed of the competition draws.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print metrics, trades and the equity curve as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct EvolveArgs {
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long)]
+    strategy: String,
+    /// Experiment TOML (`[backtest]`, `[ga]`, `[walk_forward]`); defaults for what it leaves out.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Fitness threads (rayon pool size); the result does not depend on it.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    #[arg(long)]
+    population: Option<usize>,
+    #[arg(long)]
+    generations: Option<usize>,
+    #[arg(long)]
+    folds: Option<usize>,
+    /// Experiment name (default: STRATEGY-seedN).
+    #[arg(long)]
+    name: Option<String>,
+    /// Checkpoint and result folder (default: experiments/NAME). Rerunning resumes from it.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long)]
+    quiet: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct ReportArgs {
+    /// Experiment id or name.
+    experiment: String,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn store(rt: &tokio::runtime::Runtime) -> anyhow::Result<Store> {
+    let cwd = std::env::current_dir()?;
+    let url = Store::url_from_env(&cwd);
+    Ok(rt.block_on(Store::connect(&url))?)
+}
+
+pub fn strategies_list(json: bool) -> anyhow::Result<ExitCode> {
+    let list = registry::list();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for s in list {
+        println!("{}: {}", s.name, s.summary);
+        for p in &s.params.specs {
+            println!(
+                "  {:<22} {:<6} [{}, {}] default {}{}  {}",
+                p.name,
+                format!("{:?}", p.kind).to_lowercase(),
+                p.lo,
+                p.hi,
+                p.default,
+                if p.unit.is_empty() { String::new() } else { format!(" ({})", p.unit) },
+                p.help
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load_config(path: Option<&Path>) -> anyhow::Result<ExperimentConfig> {
+    Ok(match path {
+        Some(p) => ExperimentConfig::load(p)?,
+        None => ExperimentConfig::default(),
+    })
+}
+
+pub fn backtest_cmd(a: BacktestArgs) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(a.config.as_deref())?;
+    let overrides: serde_json::Value = match a.params.strip_prefix('@') {
+        Some(file) => serde_json::from_str(
+            &std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?,
+        )
+        .with_context(|| format!("{file}: not JSON"))?,
+        None => serde_json::from_str(&a.params).context("--params: not JSON")?,
+    };
+    let params = registry::parse_params(&a.strategy, &overrides)?;
+    let tape = Tape::load(&a.data)?;
+    let exec = cfg.backtest.resolve(&tape, a.seed)?;
+    let market = tape.market();
+    let mut s = registry::build(&a.strategy, &market, &exec.env, &params)?;
+    let started = std::time::Instant::now();
+    let r = backtest::run(&tape, &market, 0..tape.blocks.len(), s.as_mut(), &exec, true);
+    let space = registry::info(&a.strategy)?.params;
+    if a.json {
+        let out = serde_json::json!({
+            "strategy": a.strategy,
+            "params": params.to_json(&space),
+            "dataset_hash": tape.dataset_hash,
+            "blocks": tape.blocks.len(),
+            "metrics": r.metrics,
+            "trades": r.trades,
+            "equity": r.equity,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        let m = &r.metrics;
+        println!(
+            "{} over {} blocks in {:.2}s with {params}",
+            a.strategy,
+            tape.blocks.len(),
+            started.elapsed().as_secs_f64()
+        );
+        println!(
+            "net PnL {:.6} quote ({}), return {:.4} %, gas {:.6}",
+            m.net_pnl_quote,
+            m.net_pnl_usd.map_or("no USD price".into(), |u| format!("{u:.2} USD")),
+            m.return_pct,
+            m.gas_spent_quote
+        );
+        println!(
+            "bundles {} filled {} reverted {} rejected {} lost to competition {}; hit rate {:.3}",
+            m.trades, m.filled, m.reverts, m.rejected, m.lost_to_competition, m.hit_rate
+        );
+        println!(
+            "Sharpe {:.3} Sortino {:.3} max drawdown {:.4} Calmar {:.3} turnover {:.3} exposure {:.3}",
+            m.sharpe, m.sortino, m.max_drawdown, m.calmar, m.turnover, m.exposure
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn evolve_cmd(a: EvolveArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
+    let mut cfg = load_config(a.config.as_deref())?;
+    if let Some(p) = a.population {
+        cfg.ga.population = p;
+    }
+    if let Some(g) = a.generations {
+        cfg.ga.generations = g;
+    }
+    if let Some(f) = a.folds {
+        cfg.walk_forward.folds = f;
+    }
+    cfg.validate().map_err(|m| anyhow::anyhow!("{m} (after command-line overrides)"))?;
+    let info = registry::info(&a.strategy)?;
+    if info.params.is_empty() {
+        bail!("strategy `{}` has no parameters to optimise", a.strategy);
+    }
+    let name = a.name.clone().unwrap_or_else(|| format!("{}-seed{}", a.strategy, a.seed));
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("experiments").join(&name));
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let tape = Tape::load(&a.data)?;
+    let exec = cfg.backtest.resolve(&tape, a.seed)?;
+    let spec = RunSpec {
+        strategy: a.strategy.clone(),
+        config: cfg.clone(),
+        seed: a.seed,
+        dataset_hash: tape.dataset_hash.clone(),
+    };
+    let store = store(rt)?;
+    let ck_path = out.join("checkpoint.json");
+    let resumed = Checkpoint::load(&ck_path)?.filter(|c| c.fingerprint == spec.fingerprint());
+    let experiment_id = match resumed.as_ref().and_then(|c| c.tag.get("experiment_id")?.as_i64()) {
+        Some(id) => id,
+        None => rt.block_on(store.create_experiment(&NewExperiment {
+            name: name.clone(),
+            strategy: a.strategy.clone(),
+            dataset: a.data.display().to_string(),
+            dataset_hash: tape.dataset_hash.clone(),
+            config: serde_json::to_value(&cfg)?,
+            seed: a.seed,
+            created_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64),
+        }))?,
+    };
+    if resumed.is_some() {
+        eprintln!("resuming experiment {experiment_id} from {}", ck_path.display());
+    }
+    let total = (cfg.walk_forward.folds * (cfg.ga.generations + 1)) as u64;
+    let bar = if a.quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} generations {elapsed} {msg}")
+            .expect("a valid template"),
+    );
+    let threads = if a.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        a.threads
+    };
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+    let started = std::time::Instant::now();
+    let mut store_err: Option<anyhow::Error> = None;
+    let objective = cfg.ga.objective;
+    let (folds, _) = pool.install(|| {
+        run_experiment(
+            &tape,
+            &spec,
+            &exec,
+            &ck_path,
+            serde_json::json!({ "experiment_id": experiment_id }),
+            &mut |p| {
+                let r = match p {
+                    Progress::Generation {
+                        fold,
+                        stats,
+                        population,
+                        space,
+                    } => {
+                        bar.set_position((fold * (cfg.ga.generations + 1) + stats.generation + 1) as u64);
+                        bar.set_message(format!(
+                            "fold {} best {}",
+                            fold + 1,
+                            stats.best.map_or("(none feasible)".into(), |b| format!("{b:.6}"))
+                        ));
+                        rt.block_on(store_generation(&store, experiment_id, fold, stats, population, space))
+                    }
+                    Progress::FoldDone(f) => rt.block_on(store_fold(&store, experiment_id, f)),
+                };
+                if let Err(e) = r {
+                    store_err.get_or_insert(e);
+                }
+            },
+        )
+    })?;
+    bar.finish_and_clear();
+    if let Some(e) = store_err {
+        return Err(e.context("writing the experiment to the store"));
+    }
+    let summary = summarise(&folds, &spec, threads, started.elapsed().as_secs_f64());
+    rt.block_on(store.set_experiment_status(experiment_id, "done", Some(&summary)))?;
+    let result_path = out.join("result.json");
+    std::fs::write(&result_path, serde_json::to_vec_pretty(&serde_json::json!({
+        "experiment_id": experiment_id,
+        "summary": summary,
+        "folds": folds,
+    }))?)
+    .with_context(|| format!("writing {}", result_path.display()))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        let quote = cfg.backtest.quote.clone();
+        println!(
+            "experiment {experiment_id} `{name}`: {} folds, objective {}, {:.1}s on {threads} threads",
+            folds.len(),
+            objective.label(&quote),
+            started.elapsed().as_secs_f64()
+        );
+        println!("{:<5} {:>14} {:>14} {:>14} {:>14} {:>14}", "fold", "GA in-sample", "GA out", "random out", "default out", "no-trade out");
+        for f in &folds {
+            let o = |k: &str| f.run(k).map_or(f64::NAN, |r| r.test_objective);
+            let ga_is = f.run("ga").map_or(f64::NAN, |r| r.train_objective);
+            println!(
+                "{:<5} {:>14.6} {:>14.6} {:>14.6} {:>14.6} {:>14.6}",
+                f.fold + 1,
+                ga_is,
+                o("ga"),
+                o("random_search"),
+                o("default"),
+                o("no_trade")
+            );
+        }
+        println!("results: {}; store: {}; report: dexlab report {experiment_id} --out DIR", result_path.display(), store.backend());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Out-of-sample totals per run kind, the figure the README reports.
+fn summarise(folds: &[FoldResult], spec: &RunSpec, threads: usize, secs: f64) -> serde_json::Value {
+    let kinds = ["ga", "random_search", "default", "no_trade"];
+    let mut per_kind = serde_json::Map::new();
+    for k in kinds {
+        let runs: Vec<_> = folds.iter().filter_map(|f| f.run(k)).collect();
+        let n = runs.len().max(1) as f64;
+        per_kind.insert(
+            k.into(),
+            serde_json::json!({
+                "in_sample_objective_mean": runs.iter().map(|r| r.train_objective).sum::<f64>() / n,
+                "out_of_sample_objective_mean": runs.iter().map(|r| r.test_objective).sum::<f64>() / n,
+                "out_of_sample_net_pnl_quote": runs.iter().map(|r| r.test_metrics.net_pnl_quote).sum::<f64>(),
+                "out_of_sample_gas_quote": runs.iter().map(|r| r.test_metrics.gas_spent_quote).sum::<f64>(),
+                "out_of_sample_bundles": runs.iter().map(|r| r.test_metrics.trades).sum::<u64>(),
+                "out_of_sample_reverts": runs.iter().map(|r| r.test_metrics.reverts).sum::<u64>(),
+            }),
+        );
+    }
+    serde_json::json!({
+        "strategy": spec.strategy,
+        "seed": spec.seed,
+        "objective": spec.config.ga.objective,
+        "folds": folds.len(),
+        "threads": threads,
+        "seconds": secs,
+        "evaluations": folds.iter().map(|f| f.evaluations).sum::<u64>(),
+        "runs": per_kind,
+    })
+}
+
+async fn store_generation(
+    store: &Store,
+    experiment_id: i64,
+    fold: usize,
+    stats: &dexlab_evolve::optimise::GenStats,
+    population: &[dexlab_evolve::optimise::Individual],
+    space: &dexlab_strategy::ParamSpace,
+) -> anyhow::Result<()> {
+    let run_id = ga_run(store, experiment_id, fold).await?;
+    let objectives: Vec<f64> = population.iter().map(|i| i.objective).collect();
+    let fittest = population
+        .iter()
+        .max_by_key(|i| i.fitness)
+        .map_or(0.0, |i| i.objective);
+    let mean = objectives.iter().sum::<f64>() / objectives.len().max(1) as f64;
+    let worst = objectives.iter().copied().fold(f64::INFINITY, f64::min);
+    let rows: Vec<IndividualRow> = population
+        .iter()
+        .enumerate()
+        .map(|(i, ind)| IndividualRow {
+            idx: i as i32,
+            params: space.decode(&ind.genome).to_json(space),
+            fitness: ind.objective,
+        })
+        .collect();
+    store
+        .add_generation(
+            &GenerationRow {
+                run_id,
+                generation: stats.generation as i32,
+                best: fittest,
+                mean,
+                worst: if worst.is_finite() { worst } else { 0.0 },
+                evaluations: stats.evaluations as i64,
+            },
+            &rows,
+        )
+        .await?;
+    Ok(())
+}
+
+async fn ga_run(store: &Store, experiment_id: i64, fold: usize) -> anyhow::Result<i64> {
+    Ok(match store.find_run(experiment_id, fold as i32, "ga").await? {
+        Some(r) => r.id,
+        None => {
+            store
+                .add_run(&NewRun {
+                    experiment_id,
+                    fold: fold as i32,
+                    kind: "ga".into(),
+                    params: serde_json::json!({}),
+                    train_objective: None,
+                    test_objective: None,
+                })
+                .await?
+        }
+    })
+}
+
+async fn store_fold(store: &Store, experiment_id: i64, f: &FoldResult) -> anyhow::Result<()> {
+    store
+        .add_fold(&FoldRow {
+            experiment_id,
+            fold: f.fold as i32,
+            train_from: f.train_blocks.0,
+            train_to: f.train_blocks.1,
+            test_from: f.test_blocks.0,
+            test_to: f.test_blocks.1,
+        })
+        .await?;
+    for r in &f.runs {
+        let id = match store.find_run(experiment_id, f.fold as i32, &r.kind).await? {
+            Some(row) => row.id,
+            None => {
+                store
+                    .add_run(&NewRun {
+                        experiment_id,
+                        fold: f.fold as i32,
+                        kind: r.kind.clone(),
+                        params: r.params.clone(),
+                        train_objective: Some(r.train_objective),
+                        test_objective: Some(r.test_objective),
+                    })
+                    .await?
+            }
+        };
+        store
+            .update_run(id, &r.params, Some(r.train_objective), Some(r.test_objective))
+            .await?;
+        store.add_metrics(id, "train", &serde_json::to_value(&r.train_metrics)?).await?;
+        store.add_metrics(id, "test", &serde_json::to_value(&r.test_metrics)?).await?;
+        let pts: Vec<EquityPoint> = r
+            .test_equity
+            .iter()
+            .map(|p| EquityPoint {
+                block: p.block,
+                equity: p.equity,
+            })
+            .collect();
+        store.add_equity(id, "test", &pts).await?;
+    }
+    Ok(())
+}
+
+pub fn experiments_cmd(c: ExperimentsCmd, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
+    let store = store(rt)?;
+    match c {
+        ExperimentsCmd::List { json } => {
+            let list = rt.block_on(store.list_experiments())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                println!("{:>4}  {:<32} {:<18} {:<8} {:>6}  dataset", "id", "name", "strategy", "status", "seed");
+                for e in list {
+                    println!(
+                        "{:>4}  {:<32} {:<18} {:<8} {:>6}  {} ({})",
+                        e.id,
+                        e.name,
+                        e.strategy,
+                        e.status,
+                        e.seed,
+                        e.dataset,
+                        &e.dataset_hash[..e.dataset_hash.len().min(12)]
+                    );
+                }
+            }
+        }
+        ExperimentsCmd::Show { experiment, json } => {
+            let e = rt
+                .block_on(store.find_experiment(&experiment))?
+                .with_context(|| format!("no experiment `{experiment}` in the store"))?;
+            let d = rt.block_on(store.experiment_detail(e.id))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&d)?);
+            } else {
+                println!("experiment {} `{}`: {} on {} (seed {}), {}", e.id, e.name, e.strategy, e.dataset, e.seed, e.status);
+                for f in &d.folds {
+                    println!(
+                        "fold {}: train blocks {}..{}, test {}..{}",
+                        f.fold + 1,
+                        f.train_from,
+                        f.train_to,
+                        f.test_from,
+                        f.test_to
+                    );
+                    for r in d.runs.iter().filter(|r| r.fold == f.fold) {
+                        println!(
+                            "  {:<14} in-sample {:>14.6}  out-of-sample {:>14.6}  {}",
+                            r.kind,
+                            r.train_objective.unwrap_or(f64::NAN),
+                            r.test_objective.unwrap_or(f64::NAN),
+                            r.params
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn report_cmd(a: ReportArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
+    let store = store(rt)?;
+    let e = rt
+        .block_on(store.find_experiment(&a.experiment))?
+        .with_context(|| format!("no experiment `{}` in the store", a.experiment))?;
+    let d = rt.block_on(store.experiment_detail(e.id))?;
+    let input = crate::report_input::build(&d)?;
+    let files = dexlab_report::write_report(&input, &a.out)?;
+    eprintln!("wrote {} files to {}", files.len(), a.out.display());
+    Ok(ExitCode::SUCCESS)
+}

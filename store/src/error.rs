@@ -1,0 +1,104 @@
+//! The store's one error type.
+
+/// What went wrong in the store, and where.
+///
+/// Every URL carried here has been through [`crate::scrub_url`], so printing an error (or its
+/// `Debug`) never shows a password. The underlying sqlx, I/O or JSON error is kept as the
+/// [`source`](std::error::Error::source).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The URL is neither PostgreSQL nor SQLite.
+    #[error(
+        "unsupported database URL {url}: expected postgres://, postgresql://, sqlite: or a file path"
+    )]
+    UnsupportedUrl { url: String },
+
+    /// The SQLite file's parent directory could not be created.
+    #[error("creating directory {} for the SQLite database {url}", path.display())]
+    CreateDir {
+        path: std::path::PathBuf,
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The first connection (made at [`crate::Store::connect`]) failed.
+    #[error("connecting to the {backend} database at {url}")]
+    Connect {
+        backend: &'static str,
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// The first connection did not come up in time.
+    #[error("connecting to the {backend} database at {url}: no answer within {seconds} s")]
+    ConnectTimeout {
+        backend: &'static str,
+        url: String,
+        seconds: u64,
+    },
+
+    /// Applying the numbered migrations failed.
+    #[error("migrating the {backend} database at {url}")]
+    Migrate {
+        backend: &'static str,
+        url: String,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+
+    /// A statement failed. `target` names the rows involved, e.g. `run 12 generation 3`.
+    #[error("{op} ({target}): database error")]
+    Database {
+        op: &'static str,
+        target: String,
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// The experiment or run named does not exist.
+    #[error("{op}: {target} not found")]
+    NotFound { op: &'static str, target: String },
+
+    /// A NaN or infinity was about to be stored.
+    #[error("{op} ({target}): {field} must be finite, got {value}")]
+    NonFinite {
+        op: &'static str,
+        target: String,
+        field: String,
+        value: f64,
+    },
+
+    /// A u64 (block number) does not fit the BIGINT column.
+    #[error(
+        "{op} ({target}): {field} = {value} does not fit a BIGINT (max {})",
+        i64::MAX
+    )]
+    OutOfRange {
+        op: &'static str,
+        target: String,
+        field: &'static str,
+        value: u64,
+    },
+
+    /// A JSON payload could not be written.
+    #[error("{op} ({target}): encoding {field} as JSON")]
+    Encode {
+        op: &'static str,
+        target: String,
+        field: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A stored value could not be read back (hand-edited or foreign rows).
+    #[error("{op} ({target}): stored {field} is not valid: {detail}")]
+    Corrupt {
+        op: &'static str,
+        target: String,
+        field: &'static str,
+        detail: String,
+    },
+}

@@ -1,0 +1,30 @@
+//! dexlab-store scenarios. Each runs twice: on SQLite in a temporary directory and on a fresh
+//! PostgreSQL database (created and dropped per test, so tests can run in parallel). PostgreSQL
+//! is `postgres://postgres@127.0.0.1:5432/postgres` unless `DEXLAB_TEST_POSTGRES_URL` says
+//! otherwise; when it is unreachable the PostgreSQL tests fail and say to run
+//! `scripts/ensure-postgres.sh`.
+
+/// Expands to `sqlite` and `postgres` tests running `$scenario(db: support::TestDb)`.
+macro_rules! on_both_backends {
+    ($scenario:ident) => {
+        #[tokio::test]
+        async fn sqlite() -> anyhow::Result<()> {
+            crate::support::on_sqlite($scenario).await
+        }
+
+        #[tokio::test]
+        async fn postgres() -> anyhow::Result<()> {
+            crate::support::on_postgres($scenario).await
+        }
+    };
+}
+
+mod support;
+
+mod bad_url;
+mod find_experiment;
+mod float_exactness;
+mod generations;
+mod migrations;
+mod round_trip;
+mod url_scrubbing;

@@ -1,0 +1,148 @@
+//! dexlab-strategy: the one strategy code path that backtest, paper and live trading share.
+//!
+//! The seam follows the collector → strategy → executor split: a collector (Parquet replay in
+//! `dexlab-evolve`, node subscriptions in live) applies events to a [`Market`] and calls the
+//! strategy; the strategy looks at exact pool state and returns [`Action`]s (swap bundles); an
+//! executor (simulated fills in the backtester, a signing executor live) carries them out and reports
+//! [`Fill`]s back. Strategies do no I/O, read time only from the injected [`Clock`], and are
+//! deterministic, so rayon can run thousands of backtests and the live engine can call the same
+//! code inside tokio. Each strategy declares its typed, bounded [`ParamSpace`]; see [`registry`].
+//!
+//! The crate depends on `dexlab-amm` and `alloy-primitives` only: no tokio, no provider stack, no
+//! Polars. Amounts are integers in the token's smallest unit; floats appear only in signals
+//! (mid prices, z-scores) and in reports.
+//!
+//! No cargo features.
+
+pub mod arb;
+pub mod gas;
+pub mod market;
+pub mod params;
+pub mod registry;
+pub mod reversion;
+
+use alloy_primitives::{Address, U256};
+use serde::{Deserialize, Serialize};
+
+pub use market::{BlockInfo, Family, Market, PoolMeta, PoolState};
+pub use params::{ParamKind, ParamSpace, ParamSpec, Params};
+
+/// Time as a strategy sees it. The backtester drives a [`ReplayClock`] from block timestamps; the
+/// live engine implements it over the node's latest header.
+pub trait Clock {
+    /// Unix seconds of the current block.
+    fn now(&self) -> u64;
+    fn block(&self) -> u64;
+}
+
+/// A clock set from replayed blocks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReplayClock {
+    pub block: u64,
+    pub timestamp: u64,
+}
+
+impl Clock for ReplayClock {
+    fn now(&self) -> u64 {
+        self.timestamp
+    }
+    fn block(&self) -> u64 {
+        self.block
+    }
+}
+
+/// The environment a strategy trades in, fixed for a run: which token it accounts in, the chain's
+/// native token (gas), and how gas is charged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TradingEnv {
+    /// The token profits are measured in (and arbitrage starts and ends in).
+    pub quote: Address,
+    /// Wrapped native token, to value gas in the quote token.
+    pub native: Address,
+    pub gas: gas::GasConfig,
+}
+
+/// What a strategy may read besides the market: time, its balances, the trading environment.
+pub struct Context<'a> {
+    pub clock: &'a dyn Clock,
+    /// Balance per token (raw units).
+    pub balances: &'a dyn Fn(Address) -> U256,
+    pub env: &'a TradingEnv,
+}
+
+impl Context<'_> {
+    pub fn balance(&self, token: Address) -> U256 {
+        (self.balances)(token)
+    }
+}
+
+/// One hop of a bundle: sell the running amount of `token_in` in `pool`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leg {
+    pub pool: usize,
+    pub token_in: Address,
+}
+
+/// A chain of exact-input swaps executed atomically by the executor contract: the first leg sells
+/// `amount_in`, every next leg sells the previous leg's output, and the whole bundle reverts (gas
+/// still paid) if the last output is below `min_amount_out`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bundle {
+    pub legs: Vec<Leg>,
+    pub amount_in: U256,
+    pub min_amount_out: U256,
+    /// Priority fee bid, wei per gas.
+    pub priority_fee: u128,
+    /// Blocks from decision to inclusion (at least 1: a transaction lands in a later block).
+    pub latency: u64,
+    /// The output the strategy expected at decision time.
+    pub expected_out: U256,
+    pub tag: &'static str,
+}
+
+impl Bundle {
+    pub fn token_in(&self) -> Address {
+        self.legs[0].token_in
+    }
+}
+
+/// What a strategy asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Submit(Bundle),
+}
+
+/// How a submitted bundle ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FillStatus {
+    Filled,
+    /// Included but the output was below the minimum (or a pool could not fill): gas paid.
+    Reverted,
+    /// Not sent: the balance or capital limit did not allow it.
+    Rejected,
+}
+
+/// The outcome of a bundle, reported back to the strategy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fill {
+    pub bundle: Bundle,
+    pub status: FillStatus,
+    pub included_block: u64,
+    pub amount_out: U256,
+    pub token_out: Address,
+}
+
+/// A trading strategy. Implementations are deterministic and do no I/O.
+pub trait Strategy: Send {
+    fn name(&self) -> &'static str;
+
+    /// A pool's state changed (a replayed or observed event, or one of our fills).
+    fn on_pool_update(&mut self, _market: &Market, _pool: usize) {}
+
+    /// The block is complete: push actions for inclusion at `block + latency`.
+    fn on_block(&mut self, market: &Market, ctx: &Context<'_>, out: &mut Vec<Action>);
+
+    /// The outcome of one of this strategy's bundles.
+    fn on_fill(&mut self, _fill: &Fill) {}
+}

@@ -1,0 +1,331 @@
+//! What a strategy sees: pool metadata, the exact state of every pool, the current block.
+
+use alloy_primitives::{Address, I256, U256};
+use dexlab_amm::solidly::SolidlyPool;
+use dexlab_amm::v3::V3Pool;
+use dexlab_amm::{MathError, v2};
+use serde::{Deserialize, Serialize};
+
+/// The AMM family of a pool: it decides which math prices it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    V2,
+    V3,
+    Solidly,
+}
+
+/// Static facts about a pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolMeta {
+    pub address: Address,
+    pub family: Family,
+    /// Venue name, e.g. `uniswap-v3`.
+    pub dex: String,
+    pub token0: Address,
+    pub token1: Address,
+    pub symbol0: String,
+    pub symbol1: String,
+    pub decimals0: u8,
+    pub decimals1: u8,
+    /// LP fee in pips (3000 = 0.30 %).
+    pub fee: u32,
+    pub tick_spacing: i32,
+    pub stable: bool,
+}
+
+impl PoolMeta {
+    /// `pool:dex:SYM0/SYM1:fee` for reports.
+    pub fn label(&self) -> String {
+        format!(
+            "{}:{}/{}:{}",
+            self.dex,
+            self.symbol0,
+            self.symbol1,
+            self.fee as f64 / 1e4
+        )
+    }
+
+    pub fn has_tokens(&self, a: Address, b: Address) -> bool {
+        (self.token0 == a && self.token1 == b) || (self.token0 == b && self.token1 == a)
+    }
+}
+
+/// The exact state of one pool. Every amount is an integer in the token's smallest unit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PoolState {
+    /// Not seen yet: cannot be quoted.
+    Unknown,
+    V2 {
+        reserve0: U256,
+        reserve1: U256,
+    },
+    Solidly(SolidlyPool),
+    V3(V3Pool),
+}
+
+/// An exact-input quote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quote {
+    pub amount_out: U256,
+    pub ticks_crossed: u32,
+}
+
+impl PoolState {
+    pub fn is_known(&self) -> bool {
+        !matches!(self, PoolState::Unknown)
+    }
+
+    /// Output of selling `amount_in` (token0 when `zero_for_one`), as the pool contract computes it.
+    pub fn quote_exact_in(
+        &self,
+        meta: &PoolMeta,
+        zero_for_one: bool,
+        amount_in: U256,
+    ) -> Result<Quote, MathError> {
+        match self {
+            PoolState::Unknown => Err(MathError::InsufficientLiquidity),
+            PoolState::V2 { reserve0, reserve1 } => {
+                let (rin, rout) = if zero_for_one {
+                    (*reserve0, *reserve1)
+                } else {
+                    (*reserve1, *reserve0)
+                };
+                Ok(Quote {
+                    amount_out: v2::get_amount_out(amount_in, rin, rout, meta.fee)?,
+                    ticks_crossed: 0,
+                })
+            }
+            PoolState::Solidly(p) => Ok(Quote {
+                amount_out: p.get_amount_out(amount_in, zero_for_one)?,
+                ticks_crossed: 0,
+            }),
+            PoolState::V3(p) => {
+                let r = p.swap(zero_for_one, to_i256(amount_in)?, None)?;
+                // A V3 pool can stop early at the price limit: the unspent input stays with the
+                // trader, so an exact-input quote is only valid when all of it was used.
+                let used = if zero_for_one { r.amount0 } else { r.amount1 };
+                if used != to_i256(amount_in)? {
+                    return Err(MathError::InsufficientLiquidity);
+                }
+                let out = if zero_for_one { r.amount1 } else { r.amount0 };
+                Ok(Quote {
+                    amount_out: (-out).into_raw(),
+                    ticks_crossed: r.ticks_crossed,
+                })
+            }
+        }
+    }
+
+    /// Applies an exact-input swap to the state, returning its output.
+    pub fn swap_exact_in(
+        &mut self,
+        meta: &PoolMeta,
+        zero_for_one: bool,
+        amount_in: U256,
+    ) -> Result<Quote, MathError> {
+        match self {
+            PoolState::Unknown => Err(MathError::InsufficientLiquidity),
+            PoolState::V2 { reserve0, reserve1 } => {
+                let (rin, rout) = if zero_for_one {
+                    (reserve0, reserve1)
+                } else {
+                    (reserve1, reserve0)
+                };
+                let out = v2::get_amount_out(amount_in, *rin, *rout, meta.fee)?;
+                *rin += amount_in;
+                *rout -= out;
+                Ok(Quote {
+                    amount_out: out,
+                    ticks_crossed: 0,
+                })
+            }
+            PoolState::Solidly(p) => {
+                let out = p.get_amount_out(amount_in, zero_for_one)?;
+                if zero_for_one {
+                    p.reserve0 += amount_in;
+                    p.reserve1 -= out;
+                } else {
+                    p.reserve1 += amount_in;
+                    p.reserve0 -= out;
+                }
+                Ok(Quote {
+                    amount_out: out,
+                    ticks_crossed: 0,
+                })
+            }
+            PoolState::V3(p) => {
+                let r = p.swap(zero_for_one, to_i256(amount_in)?, None)?;
+                let used = if zero_for_one { r.amount0 } else { r.amount1 };
+                if used != to_i256(amount_in)? {
+                    return Err(MathError::InsufficientLiquidity);
+                }
+                p.apply(&r);
+                let out = if zero_for_one { r.amount1 } else { r.amount0 };
+                Ok(Quote {
+                    amount_out: (-out).into_raw(),
+                    ticks_crossed: r.ticks_crossed,
+                })
+            }
+        }
+    }
+
+    /// Mid price of token0 in token1, in human units (decimals applied). A float: for signals,
+    /// features and reports only, never for amounts.
+    pub fn mid_price(&self, meta: &PoolMeta) -> Option<f64> {
+        let scale = 10f64.powi(meta.decimals0 as i32 - meta.decimals1 as i32);
+        let raw = match self {
+            PoolState::Unknown => return None,
+            PoolState::V2 { reserve0, reserve1 } => ratio(*reserve1, *reserve0)?,
+            PoolState::Solidly(p) if !p.stable => ratio(p.reserve1, p.reserve0)?,
+            PoolState::Solidly(p) => {
+                // Marginal price of a stable pool: quote a tiny sell of token0.
+                let unit = (p.reserve0 / U256::from(1_000_000u32)).max(U256::from(1));
+                let out = p.get_amount_out(unit, true).ok()?;
+                ratio(out, unit)? / (1.0 - meta.fee as f64 / 1e6)
+            }
+            PoolState::V3(p) => {
+                let s = u256_to_f64(p.sqrt_price_x96) / 2f64.powi(96);
+                s * s
+            }
+        };
+        let p = raw * scale;
+        (p.is_finite() && p > 0.0).then_some(p)
+    }
+}
+
+fn to_i256(x: U256) -> Result<I256, MathError> {
+    I256::try_from(x).map_err(|_| MathError::Overflow)
+}
+
+fn ratio(num: U256, den: U256) -> Option<f64> {
+    (!den.is_zero()).then(|| u256_to_f64(num) / u256_to_f64(den))
+}
+
+/// Nearest f64 of a U256 (reports and signals only).
+pub fn u256_to_f64(x: U256) -> f64 {
+    let limbs = x.as_limbs();
+    limbs
+        .iter()
+        .rev()
+        .fold(0.0, |acc, &l| acc * 18_446_744_073_709_551_616.0 + l as f64)
+}
+
+/// A raw token amount in human units (reports only).
+pub fn to_human(x: U256, decimals: u8) -> f64 {
+    u256_to_f64(x) / 10f64.powi(decimals as i32)
+}
+
+/// A signed raw amount in human units (reports only).
+pub fn signed_to_human(x: I256, decimals: u8) -> f64 {
+    let m = to_human(x.unsigned_abs(), decimals);
+    if x.is_negative() { -m } else { m }
+}
+
+/// A human amount as a raw integer, rounded down; `None` when negative or not finite. For turning
+/// configured limits (e.g. "max notional 10,000 USDC") into integers once, at the boundary.
+pub fn from_human(x: f64, decimals: u8) -> Option<U256> {
+    if !x.is_finite() || x < 0.0 {
+        return None;
+    }
+    // Through the shortest decimal form of `x`, so `1.1` USDC is exactly 1_100_000 units.
+    let text = format!("{x}");
+    let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
+    let mut digits = String::with_capacity(int.len() + decimals as usize);
+    digits.push_str(int);
+    let d = decimals as usize;
+    digits.push_str(&frac[..frac.len().min(d)]);
+    digits.extend(std::iter::repeat_n('0', d.saturating_sub(frac.len())));
+    digits.parse().ok()
+}
+
+/// One block's header, as far as strategies and execution need it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockInfo {
+    pub number: u64,
+    pub timestamp: u64,
+    /// Wei; `None` when the data does not have it (execution then uses its configured default).
+    pub base_fee: Option<u128>,
+}
+
+/// Every pool's metadata and current state, indexed by pool id (its position in `pools`).
+#[derive(Debug, Clone)]
+pub struct Market {
+    pub pools: Vec<PoolMeta>,
+    pub states: Vec<PoolState>,
+    pub block: BlockInfo,
+}
+
+impl Market {
+    pub fn new(pools: Vec<PoolMeta>) -> Self {
+        let states = vec![PoolState::Unknown; pools.len()];
+        Self {
+            pools,
+            states,
+            block: BlockInfo {
+                number: 0,
+                timestamp: 0,
+                base_fee: None,
+            },
+        }
+    }
+
+    pub fn mid_price(&self, pool: usize) -> Option<f64> {
+        self.states[pool].mid_price(&self.pools[pool])
+    }
+
+    /// Price of `base` in `quote` (human units) from `pool`, whichever way round the pool holds them.
+    pub fn price_of(&self, pool: usize, base: Address) -> Option<f64> {
+        let m = &self.pools[pool];
+        let p = self.mid_price(pool)?;
+        if m.token0 == base { Some(p) } else { Some(1.0 / p) }
+    }
+
+    pub fn decimals(&self, token: Address) -> Option<u8> {
+        self.pools.iter().find_map(|p| {
+            if p.token0 == token {
+                Some(p.decimals0)
+            } else if p.token1 == token {
+                Some(p.decimals1)
+            } else {
+                None
+            }
+        })
+    }
+
+    pub fn symbol(&self, token: Address) -> Option<&str> {
+        self.pools.iter().find_map(|p| {
+            if p.token0 == token {
+                Some(p.symbol0.as_str())
+            } else if p.token1 == token {
+                Some(p.symbol1.as_str())
+            } else {
+                None
+            }
+        })
+    }
+
+    /// Sells `amount_in` of `token_in` through `pool` on a copy-free quote.
+    pub fn quote(&self, pool: usize, token_in: Address, amount_in: U256) -> Option<Quote> {
+        let m = &self.pools[pool];
+        let zfo = m.token0 == token_in;
+        self.states[pool].quote_exact_in(m, zfo, amount_in).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_round_trip() {
+        assert_eq!(from_human(1.5, 6), Some(U256::from(1_500_000u64)));
+        assert_eq!(from_human(1.1, 6), Some(U256::from(1_100_000u64)));
+        assert_eq!(from_human(0.0000001, 6), Some(U256::ZERO));
+        assert_eq!(from_human(-1.0, 6), None);
+        let big = from_human(1e9, 18).unwrap();
+        assert_eq!(big, U256::from(10u64).pow(U256::from(27u64)));
+        assert!((to_human(big, 18) - 1e9).abs() < 1e-3);
+        assert_eq!(u256_to_f64(U256::MAX), 2f64.powi(256));
+    }
+}

@@ -1,0 +1,290 @@
+//! Typed, bounded strategy parameters: what a strategy declares, what the optimiser searches and
+//! what an operator promotes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The type of a parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamKind {
+    Int,
+    Float,
+    Bool,
+}
+
+/// One parameter a strategy declares.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParamSpec {
+    pub name: &'static str,
+    pub kind: ParamKind,
+    /// Inclusive bounds (0 and 1 for booleans).
+    pub lo: f64,
+    pub hi: f64,
+    pub default: f64,
+    /// Searched on a log scale (both bounds must be positive).
+    pub log_scale: bool,
+    pub unit: &'static str,
+    pub help: &'static str,
+}
+
+impl ParamSpec {
+    /// Maps a gene in [0, 1] to a value of this parameter within its bounds.
+    pub fn from_unit(&self, u: f64) -> f64 {
+        let u = if u.is_finite() { u.clamp(0.0, 1.0) } else { 0.0 };
+        let v = if self.log_scale {
+            (self.lo.ln() + u * (self.hi.ln() - self.lo.ln())).exp()
+        } else {
+            self.lo + u * (self.hi - self.lo)
+        };
+        self.snap(v)
+    }
+
+    /// Maps a value to its gene in [0, 1].
+    pub fn to_unit(&self, v: f64) -> f64 {
+        if self.hi <= self.lo {
+            return 0.0;
+        }
+        let u = if self.log_scale {
+            (v.ln() - self.lo.ln()) / (self.hi.ln() - self.lo.ln())
+        } else {
+            (v - self.lo) / (self.hi - self.lo)
+        };
+        u.clamp(0.0, 1.0)
+    }
+
+    /// Rounds to the parameter's type and clamps to its bounds.
+    fn snap(&self, v: f64) -> f64 {
+        let v = v.clamp(self.lo, self.hi);
+        match self.kind {
+            // 12 significant digits: a genome round trip of 0.5 gives 0.5, not 0.49999999999999994.
+            ParamKind::Float => format!("{v:.11e}").parse().unwrap_or(v),
+            ParamKind::Int => v.round().clamp(self.lo, self.hi),
+            ParamKind::Bool => {
+                if v >= 0.5 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+}
+
+/// A strategy's parameter space.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ParamSpace {
+    pub specs: Vec<ParamSpec>,
+}
+
+/// Why a parameter set was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ParamError {
+    #[error("unknown parameter `{name}` (this strategy has: {known})")]
+    Unknown { name: String, known: String },
+    #[error("parameter `{name}` = {value} is outside [{lo}, {hi}]")]
+    OutOfBounds { name: String, value: f64, lo: f64, hi: f64 },
+    #[error("parameter `{name}` must be {kind:?}, got {value}")]
+    WrongType {
+        name: String,
+        kind: ParamKind,
+        value: String,
+    },
+}
+
+impl ParamSpace {
+    pub fn new(specs: Vec<ParamSpec>) -> Self {
+        Self { specs }
+    }
+
+    pub fn len(&self) -> usize {
+        self.specs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.specs.is_empty()
+    }
+
+    pub fn defaults(&self) -> Params {
+        Params {
+            values: self.specs.iter().map(|s| (s.name, s.default)).collect(),
+        }
+    }
+
+    /// Decodes a genome (one gene in [0, 1] per parameter, in declaration order).
+    pub fn decode(&self, genes: &[f64]) -> Params {
+        Params {
+            values: self
+                .specs
+                .iter()
+                .zip(genes)
+                .map(|(s, &g)| (s.name, s.from_unit(g)))
+                .collect(),
+        }
+    }
+
+    pub fn encode(&self, p: &Params) -> Vec<f64> {
+        self.specs.iter().map(|s| s.to_unit(p.get(s.name))).collect()
+    }
+
+    /// Validates a JSON object of overrides on top of the defaults: unknown names, wrong types
+    /// and values out of bounds are errors that name the parameter.
+    pub fn parse(&self, overrides: &serde_json::Value) -> Result<Params, ParamError> {
+        let mut p = self.defaults();
+        let Some(obj) = overrides.as_object() else {
+            return Ok(p);
+        };
+        for (name, v) in obj {
+            let Some(spec) = self.specs.iter().find(|s| s.name == name) else {
+                return Err(ParamError::Unknown {
+                    name: name.clone(),
+                    known: self.specs.iter().map(|s| s.name).collect::<Vec<_>>().join(", "),
+                });
+            };
+            let wrong = || ParamError::WrongType {
+                name: name.clone(),
+                kind: spec.kind,
+                value: v.to_string(),
+            };
+            let x = match (spec.kind, v) {
+                (ParamKind::Bool, serde_json::Value::Bool(b)) => f64::from(u8::from(*b)),
+                (ParamKind::Bool, _) => return Err(wrong()),
+                (ParamKind::Int, serde_json::Value::Number(n)) => {
+                    let x = n.as_f64().ok_or_else(wrong)?;
+                    if x.fract() != 0.0 {
+                        return Err(wrong());
+                    }
+                    x
+                }
+                (ParamKind::Float, serde_json::Value::Number(n)) => n.as_f64().ok_or_else(wrong)?,
+                _ => return Err(wrong()),
+            };
+            if !(spec.lo..=spec.hi).contains(&x) {
+                return Err(ParamError::OutOfBounds {
+                    name: name.clone(),
+                    value: x,
+                    lo: spec.lo,
+                    hi: spec.hi,
+                });
+            }
+            p.set(spec.name, x);
+        }
+        Ok(p)
+    }
+}
+
+/// Values of a strategy's parameters, by name. Integers and booleans are held as exact f64s.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Params {
+    pub values: BTreeMap<&'static str, f64>,
+}
+
+impl Params {
+    /// The value of `name`; 0 when absent (a strategy only asks for what it declared).
+    pub fn get(&self, name: &str) -> f64 {
+        self.values.get(name).copied().unwrap_or(0.0)
+    }
+
+    pub fn get_int(&self, name: &str) -> i64 {
+        self.get(name) as i64
+    }
+
+    pub fn get_bool(&self, name: &str) -> bool {
+        self.get(name) >= 0.5
+    }
+
+    pub fn set(&mut self, name: &'static str, v: f64) {
+        self.values.insert(name, v);
+    }
+
+    /// As a JSON object, with integers and booleans typed.
+    pub fn to_json(&self, space: &ParamSpace) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        for s in &space.specs {
+            let v = self.get(s.name);
+            let j = match s.kind {
+                ParamKind::Int => serde_json::json!(v as i64),
+                ParamKind::Bool => serde_json::json!(v >= 0.5),
+                ParamKind::Float => serde_json::json!(v),
+            };
+            m.insert(s.name.to_owned(), j);
+        }
+        serde_json::Value::Object(m)
+    }
+}
+
+impl fmt::Display for Params {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for (k, v) in &self.values {
+            if !first {
+                f.write_str(" ")?;
+            }
+            first = false;
+            write!(f, "{k}={v}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn space() -> ParamSpace {
+        ParamSpace::new(vec![
+            ParamSpec {
+                name: "n",
+                kind: ParamKind::Int,
+                lo: 1.0,
+                hi: 10.0,
+                default: 3.0,
+                log_scale: false,
+                unit: "blocks",
+                help: "",
+            },
+            ParamSpec {
+                name: "x",
+                kind: ParamKind::Float,
+                lo: 0.01,
+                hi: 100.0,
+                default: 1.0,
+                log_scale: true,
+                unit: "",
+                help: "",
+            },
+        ])
+    }
+
+    #[test]
+    fn genes_map_into_bounds_with_types() {
+        let s = space();
+        for g in [0.0, 0.1, 0.5, 0.99, 1.0, -3.0, 7.0, f64::NAN] {
+            let p = s.decode(&[g, g]);
+            let n = p.get("n");
+            assert!((1.0..=10.0).contains(&n) && n.fract() == 0.0, "{g} -> {n}");
+            let x = p.get("x");
+            assert!((0.01..=100.0).contains(&x), "{g} -> {x}");
+        }
+        let d = s.defaults();
+        let back = s.decode(&s.encode(&d));
+        assert_eq!(back.get("n"), 3.0);
+        assert!((back.get("x") - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn parse_names_the_bad_parameter() {
+        let s = space();
+        let e = s.parse(&serde_json::json!({"n": 11})).unwrap_err();
+        assert!(e.to_string().contains("`n` = 11"), "{e}");
+        let e = s.parse(&serde_json::json!({"m": 1})).unwrap_err();
+        assert!(e.to_string().contains("unknown parameter `m`"), "{e}");
+        let e = s.parse(&serde_json::json!({"n": 1.5})).unwrap_err();
+        assert!(e.to_string().contains("must be Int"), "{e}");
+        let p = s.parse(&serde_json::json!({"x": 2.5})).unwrap();
+        assert_eq!(p.get("x"), 2.5);
+        assert_eq!(p.get("n"), 3.0);
+    }
+}

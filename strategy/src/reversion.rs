@@ -1,0 +1,230 @@
+//! `price-reversion`: a long/flat mean-reversion strategy on one pool's price, so the optimiser has
+//! something other than arbitrage to tune.
+//!
+//! It tracks an exponential moving average and deviation of the log mid price of the cheapest-fee
+//! pool that pairs the quote token with another token. When the price falls `entry_z` deviations
+//! below its average it buys the base token with a fraction of its quote balance; when the price
+//! recovers above `exit_z` deviations it sells the whole position. It holds inventory between trades,
+//! so its equity moves with the price: exposure, turnover and drawdown matter here.
+
+use alloy_primitives::{Address, U256};
+
+use crate::arb::scale;
+use crate::gas::{bundle_gas, convert, cost_wei};
+use crate::market::Market;
+use crate::params::{ParamKind, ParamSpace, ParamSpec, Params};
+use crate::{Action, Bundle, Context, Fill, Leg, Strategy, TradingEnv};
+
+pub const NAME: &str = "price-reversion";
+
+pub fn space() -> ParamSpace {
+    ParamSpace::new(vec![
+        ParamSpec {
+            name: "window_blocks",
+            kind: ParamKind::Int,
+            lo: 10.0,
+            hi: 5000.0,
+            default: 300.0,
+            log_scale: true,
+            unit: "blocks",
+            help: "EMA window of the log price and of its deviation",
+        },
+        ParamSpec {
+            name: "entry_z",
+            kind: ParamKind::Float,
+            lo: 0.5,
+            hi: 5.0,
+            default: 2.0,
+            log_scale: false,
+            unit: "deviations",
+            help: "buy when the price is this many deviations below its average",
+        },
+        ParamSpec {
+            name: "exit_z",
+            kind: ParamKind::Float,
+            lo: -1.0,
+            hi: 3.0,
+            default: 0.0,
+            log_scale: false,
+            unit: "deviations",
+            help: "sell the position when the price is above average + exit_z deviations",
+        },
+        ParamSpec {
+            name: "trade_fraction",
+            kind: ParamKind::Float,
+            lo: 0.01,
+            hi: 1.0,
+            default: 0.25,
+            log_scale: true,
+            unit: "fraction of quote balance",
+            help: "size of an entry",
+        },
+        ParamSpec {
+            name: "max_slippage_bps",
+            kind: ParamKind::Float,
+            lo: 1.0,
+            hi: 200.0,
+            default: 30.0,
+            log_scale: true,
+            unit: "bps",
+            help: "the bundle reverts if it gets less than expected minus this",
+        },
+        ParamSpec {
+            name: "gas_price_multiplier",
+            kind: ParamKind::Float,
+            lo: 1.0,
+            hi: 10.0,
+            default: 1.1,
+            log_scale: true,
+            unit: "x base fee",
+            help: "total gas price bid",
+        },
+        ParamSpec {
+            name: "latency_blocks",
+            kind: ParamKind::Int,
+            lo: 1.0,
+            hi: 5.0,
+            default: 1.0,
+            log_scale: false,
+            unit: "blocks",
+            help: "blocks from decision to inclusion",
+        },
+    ])
+}
+
+#[derive(Debug)]
+pub struct PriceReversion {
+    alpha: f64,
+    warmup: u64,
+    entry_z: f64,
+    exit_z: f64,
+    trade_fraction: f64,
+    slippage_bps: f64,
+    gas_multiplier: f64,
+    latency: u64,
+    pool: Option<usize>,
+    base: Address,
+    quote: Address,
+    ema: f64,
+    var: f64,
+    seen: u64,
+    /// A bundle is in flight: no new decision until its fill arrives.
+    pending: bool,
+    updated: bool,
+}
+
+impl PriceReversion {
+    pub fn new(market: &Market, env: &TradingEnv, p: &Params) -> Self {
+        // The cheapest-fee pool on the quote token (first on ties): deterministic and liquid enough.
+        let pool = market
+            .pools
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.token0 == env.quote || m.token1 == env.quote)
+            .min_by_key(|(i, m)| (m.fee, *i))
+            .map(|(i, _)| i);
+        let base = pool.map_or(Address::ZERO, |i| {
+            let m = &market.pools[i];
+            if m.token0 == env.quote { m.token1 } else { m.token0 }
+        });
+        let window = p.get("window_blocks").max(2.0);
+        Self {
+            alpha: 2.0 / (window + 1.0),
+            warmup: window as u64,
+            entry_z: p.get("entry_z"),
+            exit_z: p.get("exit_z"),
+            trade_fraction: p.get("trade_fraction"),
+            slippage_bps: p.get("max_slippage_bps"),
+            gas_multiplier: p.get("gas_price_multiplier"),
+            latency: p.get_int("latency_blocks").max(1) as u64,
+            pool,
+            base,
+            quote: env.quote,
+            ema: 0.0,
+            var: 0.0,
+            seen: 0,
+            pending: false,
+            updated: false,
+        }
+    }
+
+    fn bundle(&self, market: &Market, ctx: &Context<'_>, pool: usize, token_in: Address, amount_in: U256) -> Option<Bundle> {
+        let leg = Leg { pool, token_in };
+        let q = market.quote(pool, token_in, amount_in)?;
+        let base_fee = market.block.base_fee.unwrap_or(ctx.env.gas.default_base_fee_wei);
+        let priority_fee = (base_fee as f64 * (self.gas_multiplier - 1.0)) as u128;
+        let gas = bundle_gas(&ctx.env.gas, market, &[pool], q.ticks_crossed);
+        let (l2, l1) = cost_wei(&ctx.env.gas, market.block.base_fee, gas, priority_fee, 1);
+        // Skip trades whose gas would eat more than 1 % of their notional.
+        let gas_quote = convert(market, U256::from(l2 + l1), ctx.env.native, self.quote)?;
+        let notional = convert(market, amount_in, token_in, self.quote)?;
+        if gas_quote * U256::from(100) > notional {
+            return None;
+        }
+        let min_out = q.amount_out - scale(q.amount_out, self.slippage_bps / 1e4);
+        Some(Bundle {
+            legs: vec![leg],
+            amount_in,
+            min_amount_out: min_out,
+            priority_fee,
+            latency: self.latency,
+            expected_out: q.amount_out,
+            tag: if token_in == self.quote { "buy" } else { "sell" },
+        })
+    }
+}
+
+impl Strategy for PriceReversion {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn on_pool_update(&mut self, _market: &Market, pool: usize) {
+        if Some(pool) == self.pool {
+            self.updated = true;
+        }
+    }
+
+    fn on_block(&mut self, market: &Market, ctx: &Context<'_>, out: &mut Vec<Action>) {
+        let Some(pool) = self.pool else { return };
+        // One observation per block in which the pool moved.
+        if !std::mem::take(&mut self.updated) {
+            return;
+        }
+        let Some(price) = market.price_of(pool, self.base) else {
+            return;
+        };
+        let x = price.ln();
+        if self.seen == 0 {
+            self.ema = x;
+            self.var = 0.0;
+        }
+        let dev = x - self.ema;
+        let z = if self.var > 0.0 { dev / self.var.sqrt() } else { 0.0 };
+        // Update after computing the signal, so the signal uses only the past.
+        self.ema += self.alpha * dev;
+        self.var = (1.0 - self.alpha) * (self.var + self.alpha * dev * dev);
+        self.seen += 1;
+        if self.seen <= self.warmup || self.pending {
+            return;
+        }
+        let base_held = ctx.balance(self.base);
+        let bundle = if z < -self.entry_z && base_held.is_zero() {
+            let amount = scale(ctx.balance(self.quote), self.trade_fraction);
+            (!amount.is_zero()).then(|| self.bundle(market, ctx, pool, self.quote, amount)).flatten()
+        } else if z > self.exit_z && !base_held.is_zero() {
+            self.bundle(market, ctx, pool, self.base, base_held)
+        } else {
+            None
+        };
+        if let Some(b) = bundle {
+            self.pending = true;
+            out.push(Action::Submit(b));
+        }
+    }
+
+    fn on_fill(&mut self, _fill: &Fill) {
+        // Filled, reverted or rejected: the balances say where we stand; decide afresh.
+        self.pending = false;
+    }
+}
