@@ -28,7 +28,9 @@ fn psql(sql: &str) {
 
 fn evolve(data: &Path, out: &Path, db: &str, extra: &[&str]) -> Command {
     let mut c = dexlab();
-    c.args(["evolve", "--strategy", "cross-venue-arb", "--seed", "3", "--population", "6", "--generations", "2", "--folds", "2", "--quiet"])
+    let generations = if extra.contains(&"--population") { &[][..] } else { &["--population", "6"][..] };
+    c.args(["evolve", "--strategy", "cross-venue-arb", "--seed", "3", "--folds", "2", "--quiet"])
+        .args(generations)
         .arg("--data")
         .arg(data)
         .arg("--out")
@@ -93,8 +95,8 @@ async fn evolve_on_a_simulated_chain_into_sqlite_and_postgres_then_report() {
     let pg = pg_url(&db);
     let out_s = work.path().join("exp-sqlite");
     let out_p = work.path().join("exp-pg");
-    ok(&mut evolve(&data, &out_s, &sqlite, &["--threads", "1"]));
-    ok(&mut evolve(&data, &out_p, &pg, &["--threads", "2"]));
+    ok(&mut evolve(&data, &out_s, &sqlite, &["--threads", "1", "--generations", "2"]));
+    ok(&mut evolve(&data, &out_p, &pg, &["--threads", "2", "--generations", "2"]));
     assert_eq!(folds(&out_s), folds(&out_p), "same seed, other store and thread count: same result");
 
     for url in [&sqlite, &pg] {
@@ -131,12 +133,12 @@ async fn a_killed_evolve_resumes_to_the_same_result() {
     let work = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", work.path().join("s.sqlite").display());
     let fresh = work.path().join("fresh");
-    ok(&mut evolve(&data, &fresh, &db, &["--generations", "4"]));
+    ok(&mut evolve(&data, &fresh, &db, &["--generations", "6", "--population", "10"]));
 
     let out = work.path().join("killed");
     let mut kills = 0;
     for _ in 0..3 {
-        let mut child = evolve(&data, &out, &db, &["--generations", "4"])
+        let mut child = evolve(&data, &out, &db, &["--generations", "6", "--population", "10"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -161,7 +163,7 @@ async fn a_killed_evolve_resumes_to_the_same_result() {
         child.wait().unwrap();
     }
     assert!(kills > 0, "the run finished before it could be killed");
-    let stdout = ok(&mut evolve(&data, &out, &db, &["--generations", "4"]));
+    let stdout = ok(&mut evolve(&data, &out, &db, &["--generations", "6", "--population", "10"]));
     assert!(!stdout.is_empty());
     assert_eq!(folds(&fresh), folds(&out));
 }

@@ -1,10 +1,12 @@
-//! Throughput of the research core on the real USDC/WETH sample, tiled end to end to ~0.5M
-//! events so each measurement runs long enough:
-//! - state replay alone (events/s, one thread);
-//! - the cross-venue arbitrage strategy with exact sizing (events/s, one thread);
+//! Throughput of the research core:
+//! - state replay alone (events/s, one thread), on the real USDC/WETH sample tiled to ~0.3M events;
+//! - the cross-venue arbitrage strategy with exact sizing (events/s, one thread), on the dataset
+//!   in `DEXLAB_BENCH_DATA` (`bench/evolve.sh` ingests a simulated chain with frequent
+//!   opportunities), else on the real sample, where the two fee tiers never drift apart by more
+//!   than their fees (no sizing happens there);
 //! - GA fitness evaluations/s on one and on two rayon threads, side by side.
 //!
-//! `cargo bench -p dexlab-evolve --bench backtest`
+//! `bench/evolve.sh` (or `cargo bench --profile dev -p dexlab-evolve --bench backtest`)
 
 use std::path::Path;
 use std::time::Duration;
@@ -84,12 +86,36 @@ fn benches(c: &mut Criterion) {
             std::hint::black_box(m.states.len())
         })
     });
-    let market = tape.market();
+    g.finish();
+
+    let (arb_tape, arb_exec) = match std::env::var_os("DEXLAB_BENCH_DATA") {
+        Some(dir) => {
+            let t = Tape::load(Path::new(&dir)).expect("DEXLAB_BENCH_DATA is a dataset");
+            let e = ExperimentConfig::default().backtest.resolve(&t, 1).expect("resolve");
+            (t, e)
+        }
+        None => (base.clone(), exec.clone()),
+    };
+    let market = arb_tape.market();
     let params = registry::info("cross-venue-arb").expect("arb").params.defaults();
+    let probe = {
+        let mut s = registry::build("cross-venue-arb", &market, &arb_exec.env, &params).expect("build");
+        dexlab_evolve::backtest::run(&arb_tape, &market, 0..arb_tape.blocks.len(), s.as_mut(), &arb_exec, false)
+    };
+    eprintln!(
+        "arb tape: {} events in {} blocks, {} bundles ({} filled)",
+        arb_tape.events.len(),
+        arb_tape.blocks.len(),
+        probe.metrics.trades,
+        probe.metrics.filled
+    );
+    let mut g = c.benchmark_group("strategy");
+    g.throughput(Throughput::Elements(arb_tape.events.len() as u64));
+    g.sample_size(10).measurement_time(Duration::from_secs(8));
     g.bench_function("cross_venue_arb_exact_sizing", |b| {
         b.iter(|| {
-            let mut s = registry::build("cross-venue-arb", &market, &exec.env, &params).expect("build");
-            let r = dexlab_evolve::backtest::run(&tape, &market, 0..tape.blocks.len(), s.as_mut(), &exec, false);
+            let mut s = registry::build("cross-venue-arb", &market, &arb_exec.env, &params).expect("build");
+            let r = dexlab_evolve::backtest::run(&arb_tape, &market, 0..arb_tape.blocks.len(), s.as_mut(), &arb_exec, false);
             std::hint::black_box(r.metrics.trades)
         })
     });

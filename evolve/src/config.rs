@@ -129,18 +129,13 @@ impl Default for Selection {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Crossover {
+    #[default]
     Uniform,
     SinglePoint,
     MultiPoint { points: usize },
-}
-
-impl Default for Crossover {
-    fn default() -> Self {
-        Crossover::Uniform
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -224,10 +219,8 @@ impl ExperimentConfig {
                 return Err(msg);
             }
         }
-        if let Crossover::MultiPoint { points } = g.crossover {
-            if points == 0 {
-                return Err("ga.crossover.points must be at least 1".into());
-            }
+        if let Crossover::MultiPoint { points: 0 } = g.crossover {
+            return Err("ga.crossover.points must be at least 1".into());
         }
         Ok(())
     }
@@ -267,10 +260,10 @@ fn resolve_token(tape: &Tape, name: &str, key: &str) -> Result<Address> {
             }
         }
     }
-    if let Ok(a) = name.parse::<Address>() {
-        if tokens.iter().any(|t| t.0 == a) {
-            return Ok(a);
-        }
+    if let Ok(a) = name.parse::<Address>()
+        && tokens.iter().any(|t| t.0 == a)
+    {
+        return Ok(a);
     }
     let want = if name.eq_ignore_ascii_case("ETH") { "WETH" } else { name };
     tokens

@@ -240,14 +240,16 @@ impl MutationOp<Genome> for AnyMutation {
     }
 }
 
+/// Where the reinserter leaves the next population and how many offspring were bred for it.
+type NextSlot = Arc<Mutex<Option<(Vec<Genome>, usize)>>>;
+
 /// Keeps the `elitism` best of the old population and fills the rest with the best offspring,
 /// evaluating the offspring in parallel. Ties keep the earlier individual.
 #[derive(Clone)]
 struct ParElitist<'a> {
     elitism: usize,
     evaluator: Evaluator<'a>,
-    /// The next population and how many offspring were bred for it.
-    next: Arc<Mutex<Option<(Vec<Genome>, usize)>>>,
+    next: NextSlot,
 }
 
 impl GeneticOperator for ParElitist<'_> {

@@ -11,7 +11,7 @@
 use alloy_primitives::{Address, U256, U512};
 
 use crate::gas::{bundle_gas, convert, cost_wei};
-use crate::market::{Family, Market, PoolState};
+use crate::market::{Market, PoolState};
 use crate::params::{ParamKind, ParamSpace, ParamSpec, Params};
 use crate::{Action, Bundle, Context, Leg, Strategy, TradingEnv};
 
@@ -119,39 +119,43 @@ impl CrossVenueArb {
         }
     }
 
-    /// The best bundle between `pair` right now, if any passes the thresholds.
-    fn opportunity(&self, market: &Market, ctx: &Context<'_>, pair: Pair) -> Option<Bundle> {
+    /// The route between `pair` that a float look at mid prices says could profit: buy the base
+    /// where it is cheaper, sell it where it is dearer. `None` when the gap does not beat both
+    /// fees, since then no size can profit.
+    fn candidate(&self, market: &Market, pair: Pair) -> Option<[Leg; 2]> {
         let (pa, pb) = (market.price_of(pair.a, pair.base)?, market.price_of(pair.b, pair.base)?);
-        let (fa, fb) = (market.pools[pair.a].fee, market.pools[pair.b].fee);
-        let fees = (fa + fb) as f64 / 1e6;
-        // Buy base where it is cheaper, sell it where it is dearer.
+        let fees = (market.pools[pair.a].fee + market.pools[pair.b].fee) as f64 / 1e6;
         let (buy, sell, gap) = if pa < pb {
             (pair.a, pair.b, pb / pa - 1.0)
         } else {
             (pair.b, pair.a, pa / pb - 1.0)
         };
-        // Cheap float prefilter: no size can profit if the gap does not beat both fees.
-        if gap <= fees {
-            return None;
-        }
-        let balance = ctx.balance(self.quote);
-        let cap = scale(balance, self.max_notional_frac);
+        (gap > fees).then_some([
+            Leg { pool: buy, token_in: self.quote },
+            Leg { pool: sell, token_in: pair.base },
+        ])
+    }
+
+    /// The bundle for `route`, sized and checked with exact quotes, if it passes the thresholds.
+    fn bundle(&self, market: &Market, ctx: &Context<'_>, route: [Leg; 2]) -> Option<Bundle> {
+        let cap = scale(ctx.balance(self.quote), self.max_notional_frac);
         if cap.is_zero() {
             return None;
         }
-        let route = [
-            Leg { pool: buy, token_in: self.quote },
-            Leg { pool: sell, token_in: pair.base },
-        ];
-        let optimum = optimal_input(market, &route, cap)?;
-        let amount_in = scale(optimum, self.size_fraction).max(U256::from(1)).min(cap);
-        let (out, ticks) = route_quote(market, &route, amount_in)?;
+        let sized = optimal_input(market, &route, cap)?;
+        let amount_in = scale(sized.amount_in, self.size_fraction).max(U256::from(1)).min(cap);
+        let (out, ticks) = if amount_in == sized.amount_in {
+            (sized.amount_out, sized.ticks_crossed)
+        } else {
+            route_quote(market, &route, amount_in)?
+        };
         if out <= amount_in {
             return None;
         }
         let base_fee = market.block.base_fee.unwrap_or(ctx.env.gas.default_base_fee_wei);
         let priority_fee = (base_fee as f64 * (self.gas_multiplier - 1.0)) as u128;
-        let gas = bundle_gas(&ctx.env.gas, market, &[buy, sell], ticks);
+        let pools = [route[0].pool, route[1].pool];
+        let gas = bundle_gas(&ctx.env.gas, market, &pools, ticks);
         let (l2, l1) = cost_wei(&ctx.env.gas, market.block.base_fee, gas, priority_fee, 2);
         let gas_quote = convert(market, U256::from(l2 + l1), ctx.env.native, self.quote)?;
         let profit = out - amount_in;
@@ -186,21 +190,25 @@ impl Strategy for CrossVenueArb {
         if !self.dirty.iter().any(|&d| d) {
             return;
         }
-        let mut best: Option<(U256, Bundle)> = None;
-        for &pair in &self.pairs {
+        // Rank the candidate routes by the closed-form profit on (virtual) reserves, which costs
+        // no swap simulation; routes without a closed form (stable pools) rank first so they are
+        // always sized exactly. Then size exactly, best first, and send the first that passes.
+        let mut ranked: Vec<(U512, usize, [Leg; 2])> = Vec::new();
+        for (i, &pair) in self.pairs.iter().enumerate() {
             if !(self.dirty[pair.a] || self.dirty[pair.b]) {
                 continue;
             }
-            if let Some(b) = self.opportunity(market, ctx, pair) {
-                let edge = b.expected_out - b.amount_in;
-                if best.as_ref().is_none_or(|(e, _)| edge > *e) {
-                    best = Some((edge, b));
-                }
+            let Some(route) = self.candidate(market, pair) else { continue };
+            match estimate(market, route) {
+                Some(e) if e.is_zero() => {}
+                Some(e) => ranked.push((e, i, route)),
+                None => ranked.push((U512::MAX, i, route)),
             }
         }
         self.dirty.iter_mut().for_each(|d| *d = false);
+        ranked.sort_by(|x, y| y.0.cmp(&x.0).then(x.1.cmp(&y.1)));
         // One bundle per block: they would all spend the same balance.
-        if let Some((_, b)) = best {
+        if let Some(b) = ranked.into_iter().find_map(|(_, _, r)| self.bundle(market, ctx, r)) {
             out.push(Action::Submit(b));
         }
     }
@@ -208,7 +216,7 @@ impl Strategy for CrossVenueArb {
 
 /// `x * f` for a fraction `f` in [0, 1], in integers (f is quantised to 1e-9).
 pub fn scale(x: U256, f: f64) -> U256 {
-    if !(f > 0.0) {
+    if f.is_nan() || f <= 0.0 {
         return U256::ZERO;
     }
     let ppb = U256::from((f.min(1e9) * 1e9).round() as u64);
@@ -236,40 +244,90 @@ fn profit(market: &Market, route: &[Leg], x: U256) -> Option<U256> {
 
 /// The input in `[1, cap]` that maximises `out - in` over a two-leg route, `None` when nothing
 /// profits.
-pub fn optimal_input(market: &Market, route: &[Leg], cap: U256) -> Option<U256> {
-    let closed = match route {
-        [l1, l2] => closed_form_v2(market, *l1, *l2),
+///
+/// Inside one liquidity range a V3 pool trades like a constant-product pool on its virtual
+/// reserves (`L / sqrt P`, `L sqrt P`), and V2 and volatile Solidly pools are constant-product on
+/// their real ones, so the closed form gives the optimum whenever neither leg crosses a tick. That
+/// is checked with an exact quote; when a leg does cross, a golden-section search on exact quotes
+/// refines around the closed-form guess.
+pub fn optimal_input(market: &Market, route: &[Leg], cap: U256) -> Option<Sized> {
+    let guess = match route {
+        [l1, l2] => closed_form(market, *l1, *l2),
         _ => None,
     };
-    if let Some(x) = closed {
-        if x.is_zero() {
-            return None;
+    let x = match guess {
+        Some(x) if x.is_zero() => return None,
+        Some(x) => {
+            let x = x.min(cap);
+            let (out, ticks) = route_quote(market, route, x)?;
+            if ticks == 0 || x == cap {
+                return (out > x).then_some(Sized {
+                    amount_in: x,
+                    amount_out: out,
+                    ticks_crossed: ticks,
+                });
+            }
+            // A tick was crossed: liquidity changes past it, so search around the guess.
+            numeric_optimum(market, route, (x >> 4usize).max(U256::from(1)), x.saturating_mul(U256::from(16)).min(cap))?
         }
-        let x = x.min(cap);
-        return (profit(market, route, x)? > U256::ZERO).then_some(x);
-    }
-    numeric_optimum(market, route, cap)
+        None => numeric_optimum(market, route, U256::from(1), cap)?,
+    };
+    let (out, ticks) = route_quote(market, route, x)?;
+    (out > x).then_some(Sized {
+        amount_in: x,
+        amount_out: out,
+        ticks_crossed: ticks,
+    })
 }
 
-/// Two constant-product legs compose into `a x / (b + c x)`, maximal at `(sqrt(ab) - b) / c`.
-fn closed_form_v2(market: &Market, l1: Leg, l2: Leg) -> Option<U256> {
-    let reserves = |leg: Leg| {
-        let m = &market.pools[leg.pool];
-        if m.family != Family::V2 {
-            return None;
+/// A sized route: its input and the exact output it was quoted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sized {
+    pub amount_in: U256,
+    pub amount_out: U256,
+    pub ticks_crossed: u32,
+}
+
+/// Closed-form profit of a two-leg route on its (virtual) reserves: zero when nothing profits,
+/// `None` when a leg has no constant-product form.
+fn estimate(market: &Market, route: [Leg; 2]) -> Option<U512> {
+    let (rin1, rout1, g1) = cp_reserves(market, route[0])?;
+    let (rin2, rout2, g2) = cp_reserves(market, route[1])?;
+    let x = U512::from(closed_form(market, route[0], route[1])?);
+    let million = U512::from(1_000_000u64);
+    let a = g1 * g2 * rout1 * rout2;
+    let b = rin1 * rin2 * million * million;
+    let c = g1 * (rin2 * million + g2 * rout1);
+    let out = a.checked_mul(x)? / (b + c.checked_mul(x)?);
+    Some(out.saturating_sub(x))
+}
+
+/// `(reserve in, reserve out, 1e6 - fee)` of a leg: real reserves for constant-product pools,
+/// virtual reserves of the active range for V3 pools, `None` for stable Solidly pools.
+fn cp_reserves(market: &Market, leg: Leg) -> Option<(U512, U512, U512)> {
+    let m = &market.pools[leg.pool];
+    let zfo = m.token0 == leg.token_in;
+    let (r0, r1) = match &market.states[leg.pool] {
+        PoolState::V2 { reserve0, reserve1 } => (*reserve0, *reserve1),
+        PoolState::Solidly(p) if !p.stable => (p.reserve0, p.reserve1),
+        PoolState::V3(p) if p.liquidity > 0 && !p.sqrt_price_x96.is_zero() => {
+            let l = U256::from(p.liquidity);
+            let q96 = U256::from(1) << 96usize;
+            let x = dexlab_amm::full_math::mul_div(l, q96, p.sqrt_price_x96).ok()?;
+            let y = dexlab_amm::full_math::mul_div(l, p.sqrt_price_x96, q96).ok()?;
+            (x, y)
         }
-        let PoolState::V2 { reserve0, reserve1 } = market.states[leg.pool] else {
-            return None;
-        };
-        let (rin, rout) = if m.token0 == leg.token_in {
-            (reserve0, reserve1)
-        } else {
-            (reserve1, reserve0)
-        };
-        Some((U512::from(rin), U512::from(rout), U512::from(1_000_000 - m.fee)))
+        _ => return None,
     };
-    let (rin1, rout1, g1) = reserves(l1)?;
-    let (rin2, rout2, g2) = reserves(l2)?;
+    let (rin, rout) = if zfo { (r0, r1) } else { (r1, r0) };
+    Some((U512::from(rin), U512::from(rout), U512::from(1_000_000 - m.fee)))
+}
+
+/// Two constant-product legs compose into `a x / (b + c x)`, maximal at `(sqrt(ab) - b) / c`;
+/// zero when even the first unit loses.
+fn closed_form(market: &Market, l1: Leg, l2: Leg) -> Option<U256> {
+    let (rin1, rout1, g1) = cp_reserves(market, l1)?;
+    let (rin2, rout2, g2) = cp_reserves(market, l2)?;
     let million = U512::from(1_000_000u64);
     let a = g1 * g2 * rout1 * rout2;
     let b = rin1 * rin2 * million * million;
@@ -277,61 +335,62 @@ fn closed_form_v2(market: &Market, l1: Leg, l2: Leg) -> Option<U256> {
     if a <= b || c.is_zero() {
         return Some(U256::ZERO);
     }
-    // Reserves near uint112's limit overflow even 512 bits: the numeric search handles those.
+    // Reserves near 2^128 overflow even 512 bits: the numeric search handles those.
     let root = a.checked_mul(b)?.root(2);
     let x = (root - b) / c;
     let limbs = x.as_limbs();
-    limbs[4..].iter().all(|&l| l == 0).then(|| U256::from_limbs([limbs[0], limbs[1], limbs[2], limbs[3]]))
+    limbs[4..]
+        .iter()
+        .all(|&l| l == 0)
+        .then(|| U256::from_limbs([limbs[0], limbs[1], limbs[2], limbs[3]]))
 }
 
-/// Log-scan for the bracket, then golden section on integers.
-fn numeric_optimum(market: &Market, route: &[Leg], cap: U256) -> Option<U256> {
-    let eval = |x: U256| -> Option<U256> { profit(market, route, x) };
-    // Halve from the cap down until a profitable point is seen and profits start to fall.
-    let mut best: Option<(U256, U256)> = None;
-    let mut x = cap;
-    let mut steps = 0;
-    while !x.is_zero() && steps < 80 {
-        let p = eval(x).unwrap_or(U256::ZERO);
-        match best {
-            Some((_, bp)) if p < bp && bp > U256::ZERO => break,
-            Some((_, bp)) if p <= bp => {}
-            _ => best = Some((x, p)),
-        }
-        x >>= 1;
-        steps += 1;
+/// Golden-section search for the most profitable input in `[lo, hi]` on exact quotes (profit is
+/// concave in the input), to a relative width of about 1e-4; the best point seen wins.
+fn numeric_optimum(market: &Market, route: &[Leg], lo: U256, hi: U256) -> Option<U256> {
+    let eval = |x: U256| profit(market, route, x).unwrap_or(U256::ZERO);
+    let (mut lo, mut hi) = (lo, hi.max(lo));
+    let mut best = (hi, eval(hi));
+    let lo_p = eval(lo);
+    if lo_p > best.1 {
+        best = (lo, lo_p);
     }
-    let (xb, pb) = best?;
-    if pb.is_zero() {
-        return None;
-    }
-    // The optimum lies within [xb / 2, min(2 xb, cap)].
-    let mut lo: U256 = xb >> 1usize;
-    let mut hi: U256 = (xb << 1usize).min(cap);
-    let (mut best_x, mut best_p) = (xb, pb);
-    while hi - lo > U256::from(2) && hi - lo > hi >> 20 {
-        let third = (hi - lo) / U256::from(3);
-        let (m1, m2) = (lo + third, hi - third);
-        let (p1, p2) = (eval(m1).unwrap_or(U256::ZERO), eval(m2).unwrap_or(U256::ZERO));
+    // 0.382 and 0.618 of the bracket, in integers (per mille).
+    let at = |lo: U256, hi: U256, permille: u64| lo + (hi - lo) * U256::from(permille) / U256::from(1000);
+    let (mut m1, mut m2) = (at(lo, hi, 382), at(lo, hi, 618));
+    let (mut p1, mut p2) = (eval(m1), eval(m2));
+    while hi - lo > U256::from(8) && hi - lo > hi >> 13usize {
         for (x, p) in [(m1, p1), (m2, p2)] {
-            if p > best_p {
-                best_x = x;
-                best_p = p;
+            if p > best.1 {
+                best = (x, p);
             }
         }
         if p1 < p2 {
             lo = m1;
+            m1 = m2;
+            p1 = p2;
+            m2 = at(lo, hi, 618);
+            p2 = eval(m2);
         } else {
             hi = m2;
+            m2 = m1;
+            p2 = p1;
+            m1 = at(lo, hi, 382);
+            p1 = eval(m1);
         }
     }
-    Some(best_x)
+    for (x, p) in [(m1, p1), (m2, p2)] {
+        if p > best.1 {
+            best = (x, p);
+        }
+    }
+    (!best.1.is_zero()).then_some(best.0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::market::PoolMeta;
+    use crate::market::{Family, PoolMeta};
 
     fn meta(fee: u32, family: Family) -> PoolMeta {
         PoolMeta {
@@ -368,7 +427,7 @@ mod tests {
         let usdc = Address::with_last_byte(2);
         let weth = Address::with_last_byte(1);
         let route = [Leg { pool: 0, token_in: usdc }, Leg { pool: 1, token_in: weth }];
-        let x = optimal_input(&m, &route, U256::MAX >> 1).unwrap();
+        let x = optimal_input(&m, &route, U256::MAX >> 1).unwrap().amount_in;
         let px = profit(&m, &route, x).unwrap();
         assert!(px > U256::ZERO);
         // No nearby integer (within 0.1 %) does better by more than rounding.
@@ -378,7 +437,7 @@ mod tests {
             assert!(py <= px + U256::from(2), "x={x} p={px}, y={y} p={py}");
         }
         // The numeric search on the same route lands within 0.1 % of the closed form.
-        let n = numeric_optimum(&m, &route, U256::from(10u128.pow(13))).unwrap();
+        let n = numeric_optimum(&m, &route, U256::from(1), U256::from(10u128.pow(13))).unwrap();
         let pn = profit(&m, &route, n).unwrap();
         assert!(pn * U256::from(1000) >= px * U256::from(999), "numeric {pn} vs closed {px}");
     }
@@ -390,5 +449,58 @@ mod tests {
         let weth = Address::with_last_byte(1);
         let route = [Leg { pool: 0, token_in: usdc }, Leg { pool: 1, token_in: weth }];
         assert_eq!(optimal_input(&m, &route, U256::MAX >> 1), None);
+    }
+
+    fn v3(tick: i32, fee: u32, spacing: i32, ranges: &[(i32, i32, u128)]) -> PoolState {
+        let sqrt = dexlab_amm::tick_math::get_sqrt_ratio_at_tick(tick).unwrap();
+        let mut p = dexlab_amm::v3::V3Pool::new(sqrt, fee, spacing).unwrap();
+        for &(lo, hi, l) in ranges {
+            p.modify_position(lo, hi, l as i128).unwrap();
+        }
+        PoolState::V3(p)
+    }
+
+    #[test]
+    fn v3_sizing_matches_a_dense_scan_in_range_and_across_ticks() {
+        // USDC (token0, 6 dp) / WETH (token1, 18 dp): tick ~ 198000 is ~2500 USDC per WETH.
+        let usdc = Address::with_last_byte(1);
+        let weth = Address::with_last_byte(2);
+        let mk = |fee| PoolMeta {
+            token0: usdc,
+            token1: weth,
+            symbol0: "USDC".into(),
+            symbol1: "WETH".into(),
+            decimals0: 6,
+            decimals1: 18,
+            tick_spacing: 10,
+            ..meta(fee, Family::V3)
+        };
+        for (narrow, gap_ticks) in [(false, 60), (true, 60), (true, 200)] {
+            let mut m = Market::new(vec![mk(500), mk(3000)]);
+            // Pool 0: deep and wide. Pool 1: its price is `gap_ticks` higher (WETH cheaper in
+            // USDC there); narrow ranges make the arbitrage cross ticks.
+            m.states[0] = v3(198_000, 500, 10, &[(190_000, 206_000, 10u128.pow(19))]);
+            let t = 198_000 + gap_ticks;
+            let ranges: Vec<(i32, i32, u128)> = if narrow {
+                // Thin just below the price, thicker past the tick 20 below it.
+                vec![(t - 20, t + 40, 10u128.pow(17)), (t - 3000, t - 20, 3 * 10u128.pow(17)), (190_000, 206_000, 10u128.pow(16))]
+            } else {
+                vec![(190_000, 206_000, 10u128.pow(18))]
+            };
+            m.states[1] = v3(t, 3000, 10, &ranges);
+            // Sell USDC in pool 1 (more WETH per USDC there), sell the WETH back in pool 0.
+            let route = [Leg { pool: 1, token_in: usdc }, Leg { pool: 0, token_in: weth }];
+            let cap = U256::from(10u128.pow(13));
+            let x = optimal_input(&m, &route, cap).expect("an opportunity").amount_in;
+            let px = profit(&m, &route, x).unwrap();
+            let mut best = U256::ZERO;
+            for i in 0..3000 {
+                let y = U256::from((1e6 * 10f64.powf(i as f64 * 7.0 / 3000.0)) as u128);
+                best = best.max(profit(&m, &route, y).unwrap_or_default());
+            }
+            assert!(px * U256::from(1000) >= best * U256::from(999), "narrow={narrow}: sized {px} at {x}, scan found {best}");
+            let crossed = route_quote(&m, &route, x).unwrap().1;
+            assert_eq!(crossed > 0, narrow, "narrow ranges are crossed, the wide one is not");
+        }
     }
 }
