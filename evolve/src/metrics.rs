@@ -28,8 +28,10 @@ pub struct Metrics {
     pub lost_to_competition: u64,
     /// Profitable realisations over all realisations (reverts count as losses).
     pub hit_rate: f64,
-    /// Annualised, from per-period equity returns.
+    /// Annualised, from per-period equity returns; 0 when returns do not vary.
     pub sharpe: f64,
+    /// Annualised; 0 when no period lost (the ratio is then unbounded, not zero: read it with
+    /// `max_drawdown`).
     pub sortino: f64,
     /// Largest peak-to-trough fall of equity, as a fraction of the peak.
     pub max_drawdown: f64,
