@@ -27,22 +27,15 @@ fn main() {
     let population = args.get(1).copied().unwrap_or(32);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let data = root.join("../shared/data/univ3-usdc-weth-2024-01-05");
-    let manifest = dexlab_data::manifest::ChainManifest::load(
-        &root.join("examples/univ3-usdc-weth-mainnet.manifest.json"),
-    )
-    .expect("manifest");
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("ds");
-    dexlab_data::import::import(&dexlab_data::import::ImportOptions {
-        input: data.join("logs.jsonl"),
-        out: out.clone(),
-        timestamps: Some(data.join("block_timestamps.csv")),
-        pools: manifest.pools,
-        chain_id: 1,
-        chunk_blocks: 10_000,
-    })
-    .expect("import");
-    let tape = Tape::load(&out).expect("tape");
+    let tape = Tape::import_jsonl(
+        &data.join("logs.jsonl"),
+        &data.join("block_timestamps.csv"),
+        &root.join("examples/univ3-usdc-weth-mainnet.manifest.json"),
+        1,
+        &dir.path().join("ds"),
+    )
+    .expect("import the sample");
     let mut cfg = ExperimentConfig::default();
     cfg.ga.population = population;
     cfg.ga.generations = generations;

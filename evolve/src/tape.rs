@@ -94,6 +94,22 @@ impl Tape {
         Ok(tape)
     }
 
+    /// Imports `eth_getLogs` JSON lines (with a `block,timestamp` CSV and a chain manifest for the
+    /// pools) into a dataset at `out`, then loads it: how tests, benchmarks and examples read the
+    /// real sample.
+    pub fn import_jsonl(logs: &Path, timestamps: &Path, manifest: &Path, chain_id: u64, out: &Path) -> Result<Tape> {
+        let manifest = dexlab_data::manifest::ChainManifest::load(manifest)?;
+        dexlab_data::import::import(&dexlab_data::import::ImportOptions {
+            input: logs.to_path_buf(),
+            out: out.to_path_buf(),
+            timestamps: Some(timestamps.to_path_buf()),
+            pools: manifest.pools,
+            chain_id,
+            chunk_blocks: 10_000,
+        })?;
+        Tape::load(out)
+    }
+
     /// Builds a tape from decoded parts. Logs of unknown pools and events that do not change pool
     /// state are skipped; a log that does not decode is an error naming where it is.
     pub fn build(

@@ -108,21 +108,14 @@ pub fn sample_tape() -> &'static Tape {
         .get_or_init(|| {
             let dir = tempfile::tempdir().expect("tempdir");
             let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-            let manifest = dexlab_data::manifest::ChainManifest::load(
+            let tape = Tape::import_jsonl(
+                &sample_dir().join("logs.jsonl"),
+                &sample_dir().join("block_timestamps.csv"),
                 &root.join("examples/univ3-usdc-weth-mainnet.manifest.json"),
+                1,
+                &dir.path().join("ds"),
             )
-            .expect("manifest");
-            let out = dir.path().join("ds");
-            dexlab_data::import::import(&dexlab_data::import::ImportOptions {
-                input: sample_dir().join("logs.jsonl"),
-                out: out.clone(),
-                timestamps: Some(sample_dir().join("block_timestamps.csv")),
-                pools: manifest.pools.clone(),
-                chain_id: 1,
-                chunk_blocks: 10_000,
-            })
             .expect("import the sample");
-            let tape = Tape::load(&out).expect("load the tape");
             (dir, tape)
         })
         .1

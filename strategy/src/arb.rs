@@ -12,7 +12,7 @@ use alloy_primitives::{Address, U256, U512};
 
 use crate::gas::{bundle_gas, convert, cost_wei};
 use crate::market::{Market, PoolState};
-use crate::params::{ParamKind, ParamSpace, ParamSpec, Params};
+use crate::params::{self, ParamKind, ParamSpace, ParamSpec, Params};
 use crate::{Action, Bundle, Context, Leg, Strategy, TradingEnv};
 
 pub const NAME: &str = "cross-venue-arb";
@@ -49,26 +49,8 @@ pub fn space() -> ParamSpace {
             unit: "",
             help: "fraction of the profit-maximising size to trade",
         },
-        ParamSpec {
-            name: "gas_price_multiplier",
-            kind: ParamKind::Float,
-            lo: 1.0,
-            hi: 10.0,
-            default: 1.5,
-            log_scale: true,
-            unit: "x base fee",
-            help: "total gas price bid; the priority fee is base fee x (multiplier - 1)",
-        },
-        ParamSpec {
-            name: "latency_blocks",
-            kind: ParamKind::Int,
-            lo: 1.0,
-            hi: 5.0,
-            default: 1.0,
-            log_scale: false,
-            unit: "blocks",
-            help: "blocks from decision to inclusion",
-        },
+        params::gas_price_multiplier(1.5),
+        params::latency_blocks(),
     ])
 }
 

@@ -100,20 +100,7 @@ impl PoolState {
                 amount_out: p.get_amount_out(amount_in, zero_for_one)?,
                 ticks_crossed: 0,
             }),
-            PoolState::V3(p) => {
-                let r = p.swap(zero_for_one, to_i256(amount_in)?, None)?;
-                // A V3 pool can stop early at the price limit: the unspent input stays with the
-                // trader, so an exact-input quote is only valid when all of it was used.
-                let used = if zero_for_one { r.amount0 } else { r.amount1 };
-                if used != to_i256(amount_in)? {
-                    return Err(MathError::InsufficientLiquidity);
-                }
-                let out = if zero_for_one { r.amount1 } else { r.amount0 };
-                Ok(Quote {
-                    amount_out: (-out).into_raw(),
-                    ticks_crossed: r.ticks_crossed,
-                })
-            }
+            PoolState::V3(p) => v3_exact_in(p, zero_for_one, amount_in).map(|(q, _)| q),
         }
     }
 
@@ -155,17 +142,9 @@ impl PoolState {
                 })
             }
             PoolState::V3(p) => {
-                let r = p.swap(zero_for_one, to_i256(amount_in)?, None)?;
-                let used = if zero_for_one { r.amount0 } else { r.amount1 };
-                if used != to_i256(amount_in)? {
-                    return Err(MathError::InsufficientLiquidity);
-                }
+                let (q, r) = v3_exact_in(p, zero_for_one, amount_in)?;
                 p.apply(&r);
-                let out = if zero_for_one { r.amount1 } else { r.amount0 };
-                Ok(Quote {
-                    amount_out: (-out).into_raw(),
-                    ticks_crossed: r.ticks_crossed,
-                })
+                Ok(q)
             }
         }
     }
@@ -192,6 +171,26 @@ impl PoolState {
         let p = raw * scale;
         (p.is_finite() && p > 0.0).then_some(p)
     }
+}
+
+/// An exact-input V3 swap and its quote. A V3 pool can stop early at the price limit, leaving input
+/// unspent with the trader, so an exact-input quote is valid only when all of it was used.
+fn v3_exact_in(
+    p: &V3Pool,
+    zero_for_one: bool,
+    amount_in: U256,
+) -> Result<(Quote, dexlab_amm::v3::SwapResult), MathError> {
+    let specified = to_i256(amount_in)?;
+    let r = p.swap(zero_for_one, specified, None)?;
+    let (used, out) = if zero_for_one { (r.amount0, r.amount1) } else { (r.amount1, r.amount0) };
+    if used != specified {
+        return Err(MathError::InsufficientLiquidity);
+    }
+    let q = Quote {
+        amount_out: (-out).into_raw(),
+        ticks_crossed: r.ticks_crossed,
+    };
+    Ok((q, r))
 }
 
 fn to_i256(x: U256) -> Result<I256, MathError> {

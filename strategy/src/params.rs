@@ -73,6 +73,34 @@ impl ParamSpec {
     }
 }
 
+/// `gas_price_multiplier`: the total gas price bid, as a multiple of the base fee.
+pub fn gas_price_multiplier(default: f64) -> ParamSpec {
+    ParamSpec {
+        name: "gas_price_multiplier",
+        kind: ParamKind::Float,
+        lo: 1.0,
+        hi: 10.0,
+        default,
+        log_scale: true,
+        unit: "x base fee",
+        help: "total gas price bid; the priority fee is base fee x (multiplier - 1)",
+    }
+}
+
+/// `latency_blocks`: blocks from decision to inclusion.
+pub fn latency_blocks() -> ParamSpec {
+    ParamSpec {
+        name: "latency_blocks",
+        kind: ParamKind::Int,
+        lo: 1.0,
+        hi: 5.0,
+        default: 1.0,
+        log_scale: false,
+        unit: "blocks",
+        help: "blocks from decision to inclusion",
+    }
+}
+
 /// A strategy's parameter space.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ParamSpace {

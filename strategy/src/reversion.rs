@@ -12,7 +12,7 @@ use alloy_primitives::{Address, U256};
 use crate::arb::scale;
 use crate::gas::{bundle_gas, convert, cost_wei};
 use crate::market::Market;
-use crate::params::{ParamKind, ParamSpace, ParamSpec, Params};
+use crate::params::{self, ParamKind, ParamSpace, ParamSpec, Params};
 use crate::{Action, Bundle, Context, Fill, Leg, Strategy, TradingEnv};
 
 pub const NAME: &str = "price-reversion";
@@ -69,26 +69,8 @@ pub fn space() -> ParamSpace {
             unit: "bps",
             help: "the bundle reverts if it gets less than expected minus this",
         },
-        ParamSpec {
-            name: "gas_price_multiplier",
-            kind: ParamKind::Float,
-            lo: 1.0,
-            hi: 10.0,
-            default: 1.1,
-            log_scale: true,
-            unit: "x base fee",
-            help: "total gas price bid",
-        },
-        ParamSpec {
-            name: "latency_blocks",
-            kind: ParamKind::Int,
-            lo: 1.0,
-            hi: 5.0,
-            default: 1.0,
-            log_scale: false,
-            unit: "blocks",
-            help: "blocks from decision to inclusion",
-        },
+        params::gas_price_multiplier(1.1),
+        params::latency_blocks(),
     ])
 }
 
