@@ -49,6 +49,8 @@ enum Command {
     Experiments(crate::research::ExperimentsCmd),
     /// Plots (PNG, SVG) and an HTML page for an experiment.
     Report(crate::research::ReportArgs),
+    /// Train a predictive model (burn) on a features folder, evaluated next to naive baselines.
+    Train(crate::ml::TrainArgs),
 }
 
 #[derive(Subcommand)]
@@ -213,6 +215,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Evolve(a) => crate::research::evolve_cmd(a, &rt),
         Command::Experiments(c) => crate::research::experiments_cmd(c, &rt),
         Command::Report(a) => crate::research::report_cmd(a, &rt),
+        Command::Train(a) => crate::ml::train_cmd(a),
     }
 }
 

@@ -1,0 +1,261 @@
+//! The model directory:
+//!
+//! | file | content |
+//! | --- | --- |
+//! | `model.bpk` | weights, burnpack (burn's `ModuleRecord`), f32, the best validation epoch's |
+//! | `config.json` | model config, training config, hyperparameters, seed, backend, git commit |
+//! | `schema.json` | feature columns in order, target, window, task |
+//! | `normalizer.json` | per-feature mean and std of the train split (and the target's) |
+//! | `metrics.json` | learning curve, best epoch, test metrics of the model and its baselines |
+//! | `dataset.json` | the features folder, its input dataset hash, rows per split and their blocks |
+//!
+//! The directory is written under a temporary sibling name and renamed when complete.
+//! Parameter ids, which burn draws at random and stores with the weights, are renumbered in
+//! module order before saving, so that the same training writes the same bytes.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use burn::module::{ModuleMapper, Param, ParamId};
+use burn::prelude::*;
+use burn::store::ModuleRecord;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::data::{Normalizer, RowCounts};
+use crate::eval::TestReport;
+use crate::model::{Model, ModelConfig};
+use crate::training::{EpochRecord, Hyper, TrainingConfig};
+use crate::{Backend, ModelError, ModelKind, Result, Task};
+
+pub const WEIGHTS: &str = "model.bpk";
+pub const CONFIG: &str = "config.json";
+pub const SCHEMA: &str = "schema.json";
+pub const NORMALIZER: &str = "normalizer.json";
+pub const METRICS: &str = "metrics.json";
+pub const DATASET: &str = "dataset.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConfigFile {
+    pub dexlab_version: String,
+    pub model_kind: ModelKind,
+    pub task: Task,
+    pub seed: u64,
+    pub backend: Backend,
+    pub model: ModelConfig,
+    pub training: TrainingConfig,
+    pub hyper: Hyper,
+    /// `git rev-parse HEAD` where training ran, or "unknown".
+    pub git_commit: String,
+}
+
+/// What a row handed to the model must look like.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schema {
+    /// Feature columns, in the order the model reads them.
+    pub features: Vec<String>,
+    pub target: String,
+    /// Rows per sample (1 for the flat models unless configured).
+    pub window: usize,
+    pub task: Task,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricsFile {
+    pub curve: Vec<EpochRecord>,
+    pub best_epoch: usize,
+    pub best_valid_loss: f64,
+    pub epochs_run: usize,
+    pub stopped_early: bool,
+    pub test: TestReport,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetInfo {
+    pub features_dir: PathBuf,
+    /// The features manifest's hash of the chain dataset the features were computed from.
+    pub dataset_hash: Option<String>,
+    /// Default feature columns left out because they had no finite value.
+    pub excluded_features: Vec<String>,
+    pub rows: RowCounts,
+    pub embargo: usize,
+    /// First and last block of each split.
+    pub train_blocks: (i64, i64),
+    pub valid_blocks: (i64, i64),
+    pub test_blocks: (i64, i64),
+}
+
+/// Everything in a model directory but the weights.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    pub config: ConfigFile,
+    pub schema: Schema,
+    pub normalizer: Normalizer,
+    pub metrics: MetricsFile,
+    pub dataset: DatasetInfo,
+}
+
+impl Artifact {
+    pub fn write_json(&self, dir: &Path) -> Result<()> {
+        write_json(&dir.join(CONFIG), &self.config)?;
+        write_json(&dir.join(SCHEMA), &self.schema)?;
+        write_json(&dir.join(NORMALIZER), &self.normalizer)?;
+        write_json(&dir.join(METRICS), &self.metrics)?;
+        write_json(&dir.join(DATASET), &self.dataset)
+    }
+
+    pub fn read(dir: &Path) -> Result<Self> {
+        Ok(Self {
+            config: read_json(&dir.join(CONFIG))?,
+            schema: read_json(&dir.join(SCHEMA))?,
+            normalizer: read_json(&dir.join(NORMALIZER))?,
+            metrics: read_json(&dir.join(METRICS))?,
+            dataset: read_json(&dir.join(DATASET))?,
+        })
+    }
+}
+
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(value).map_err(|e| ModelError::json(path, e))?;
+    text.push('\n');
+    fs::write(path, text).map_err(|e| ModelError::io(path, e))
+}
+
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| ModelError::json(path, e))
+}
+
+/// Renumbers parameter ids 1, 2, … in module order.
+struct CanonicalIds(u64);
+
+impl ModuleMapper for CanonicalIds {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (_, value, mapper) = param.consume();
+        self.0 += 1;
+        Param::from_mapped_value(ParamId::from(self.0), value, mapper)
+    }
+}
+
+pub fn save_weights(model: Model, path: &Path) -> Result<()> {
+    model
+        .map(&mut CanonicalIds(0))
+        .into_record()
+        .save(path)
+        .map_err(|source| ModelError::Weights {
+            path: path.into(),
+            source,
+        })
+}
+
+/// The model of `config` with the weights of `path`, on `device`, in validation mode.
+pub fn load_weights(config: &ModelConfig, path: &Path, device: &Device) -> Result<Model> {
+    let err = |source| ModelError::Weights {
+        path: path.into(),
+        source,
+    };
+    let record = ModuleRecord::load(path).map_err(err)?;
+    let model = config.init(device).try_load_record(record).map_err(err)?;
+    Ok(model.valid())
+}
+
+/// The input dataset hash from a features folder's `manifest.json` (`input_hash`, or
+/// `dataset_hash`); `None` without a manifest.
+pub fn read_dataset_hash(features_dir: &Path) -> Result<Option<String>> {
+    let path = features_dir.join("manifest.json");
+    if !path.exists() {
+        tracing::warn!(path = %path.display(), "no features manifest: dataset hash unknown");
+        return Ok(None);
+    }
+    let v: serde_json::Value = read_json(&path)?;
+    Ok(["input_hash", "dataset_hash"]
+        .iter()
+        .find_map(|k| v.get(k).and_then(|h| h.as_str()).map(str::to_string)))
+}
+
+/// `git rev-parse HEAD` in the current directory, or "unknown".
+pub fn git_commit() -> String {
+    Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// A model directory being written: a hidden sibling renamed over `out` on [`commit`].
+///
+/// [`commit`]: Staging::commit
+#[derive(Debug)]
+pub struct Staging {
+    tmp: PathBuf,
+    out: PathBuf,
+    committed: bool,
+}
+
+impl Staging {
+    pub fn new(out: &Path) -> Result<Self> {
+        let name = out.file_name().ok_or_else(|| ModelError::Data {
+            path: out.into(),
+            message: "the output must name a directory".into(),
+        })?;
+        if out.exists() && !is_model_dir(out) && !is_empty_dir(out) {
+            return Err(ModelError::Data {
+                path: out.into(),
+                message: "exists and is not a model directory (no schema.json): not replacing it"
+                    .into(),
+            });
+        }
+        let parent = out
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let tmp = parent.join(format!(
+            ".{}.partial-{}",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
+        }
+        fs::create_dir_all(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
+        Ok(Self {
+            tmp,
+            out: out.into(),
+            committed: false,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.tmp
+    }
+
+    pub fn commit(mut self) -> Result<PathBuf> {
+        if self.out.exists() {
+            fs::remove_dir_all(&self.out).map_err(|e| ModelError::io(&self.out, e))?;
+        }
+        fs::rename(&self.tmp, &self.out).map_err(|e| ModelError::io(&self.out, e))?;
+        self.committed = true;
+        Ok(self.out.clone())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_dir_all(&self.tmp);
+        }
+    }
+}
+
+fn is_model_dir(dir: &Path) -> bool {
+    dir.join(SCHEMA).is_file()
+}
+
+fn is_empty_dir(dir: &Path) -> bool {
+    fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none())
+}
