@@ -51,6 +51,13 @@ enum Command {
     Report(crate::research::ReportArgs),
     /// Train a predictive model (burn) on a features folder, evaluated next to naive baselines.
     Train(crate::ml::TrainArgs),
+    /// Trained models in the registry (DATABASE_URL, default ./dexlab.sqlite): list, show, compare.
+    #[command(subcommand)]
+    Models(crate::ml::ModelsCmd),
+    /// Reinforcement-learning agents (DQN, PPO) trained in the backtester, evaluated out of
+    /// sample next to a random policy, no trading and the tuned heuristic.
+    #[command(subcommand)]
+    Rl(crate::rl::RlCmd),
 }
 
 #[derive(Subcommand)]
@@ -215,7 +222,9 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Evolve(a) => crate::research::evolve_cmd(a, &rt),
         Command::Experiments(c) => crate::research::experiments_cmd(c, &rt),
         Command::Report(a) => crate::research::report_cmd(a, &rt),
-        Command::Train(a) => crate::ml::train_cmd(a),
+        Command::Train(a) => crate::ml::train_cmd(a, &rt),
+        Command::Models(c) => crate::ml::models_cmd(c, &rt),
+        Command::Rl(c) => crate::rl::rl_cmd(c, &rt),
     }
 }
 

@@ -4,6 +4,7 @@ mod cli;
 mod ml;
 mod report_input;
 mod research;
+mod rl;
 
 use std::process::ExitCode;
 

@@ -9,8 +9,11 @@ use dexlab_evolve::backtest;
 use dexlab_evolve::config::ExperimentConfig;
 use dexlab_evolve::tape::Tape;
 use dexlab_evolve::walkforward::{Checkpoint, FoldResult, Progress, RunSpec, run_experiment};
-use dexlab_store::{EquityPoint, FoldRow, GenerationRow, IndividualRow, NewExperiment, NewRun, Store};
-use dexlab_strategy::registry;
+use dexlab_models::scorer::ModelScorer;
+use dexlab_store::{
+    EquityPoint, FoldRow, GenerationRow, IndividualRow, NewExperiment, NewRun, Store,
+};
+use dexlab_strategy::{ModelHandle, registry};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Subcommand)]
@@ -54,6 +57,9 @@ pub struct BacktestArgs {
     /// Seed of the competition draws.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Model directory (from `dexlab train`) for a model-driven strategy such as `model-gated`.
+    #[arg(long)]
+    model: Option<PathBuf>,
     /// Print metrics, trades and the equity curve as JSON.
     #[arg(long)]
     json: bool,
@@ -70,6 +76,9 @@ pub struct EvolveArgs {
     config: Option<PathBuf>,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Model directory (from `dexlab train`) for a model-driven strategy such as `model-gated`.
+    #[arg(long)]
+    model: Option<PathBuf>,
     /// Fitness threads (rayon pool size); the result does not depend on it.
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -99,11 +108,7 @@ pub struct ReportArgs {
     out: PathBuf,
 }
 
-fn store(rt: &tokio::runtime::Runtime) -> anyhow::Result<Store> {
-    let cwd = std::env::current_dir()?;
-    let url = Store::url_from_env(&cwd);
-    Ok(rt.block_on(Store::connect(&url))?)
-}
+use crate::ml::store;
 
 pub fn strategies_list(json: bool) -> anyhow::Result<ExitCode> {
     let list = registry::list();
@@ -121,12 +126,31 @@ pub fn strategies_list(json: bool) -> anyhow::Result<ExitCode> {
                 p.lo,
                 p.hi,
                 p.default,
-                if p.unit.is_empty() { String::new() } else { format!(" ({})", p.unit) },
+                if p.unit.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", p.unit)
+                },
                 p.help
             );
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The model of a model-driven strategy; refuses a model the strategy would not read.
+fn load_model(dir: Option<&Path>, strategy: &str) -> anyhow::Result<Option<ModelHandle>> {
+    match dir {
+        None => Ok(None),
+        Some(_) if !registry::needs_model(strategy) => {
+            bail!("strategy `{strategy}` does not use a model; drop --model")
+        }
+        Some(d) => Ok(Some(
+            ModelScorer::load(d)
+                .with_context(|| format!("loading model {}", d.display()))?
+                .into_handle(),
+        )),
+    }
 }
 
 fn load_config(path: Option<&Path>) -> anyhow::Result<ExperimentConfig> {
@@ -147,11 +171,19 @@ pub fn backtest_cmd(a: BacktestArgs) -> anyhow::Result<ExitCode> {
     };
     let params = registry::parse_params(&a.strategy, &overrides)?;
     let tape = Tape::load(&a.data)?;
-    let exec = cfg.backtest.resolve(&tape, a.seed)?;
+    let mut exec = cfg.backtest.resolve(&tape, a.seed)?;
+    exec.env.model = load_model(a.model.as_deref(), &a.strategy)?;
     let market = tape.market();
     let mut s = registry::build(&a.strategy, &market, &exec.env, &params)?;
     let started = std::time::Instant::now();
-    let r = backtest::run(&tape, &market, 0..tape.blocks.len(), s.as_mut(), &exec, true);
+    let r = backtest::run(
+        &tape,
+        &market,
+        0..tape.blocks.len(),
+        s.as_mut(),
+        &exec,
+        true,
+    );
     let space = registry::info(&a.strategy)?.params;
     if a.json {
         let out = serde_json::json!({
@@ -175,7 +207,8 @@ pub fn backtest_cmd(a: BacktestArgs) -> anyhow::Result<ExitCode> {
         println!(
             "net PnL {:.6} quote ({}), return {:.4} %, gas {:.6}",
             m.net_pnl_quote,
-            m.net_pnl_usd.map_or("no USD price".into(), |u| format!("{u:.2} USD")),
+            m.net_pnl_usd
+                .map_or("no USD price".into(), |u| format!("{u:.2} USD")),
             m.return_pct,
             m.gas_spent_quote
         );
@@ -202,41 +235,65 @@ pub fn evolve_cmd(a: EvolveArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result
     if let Some(f) = a.folds {
         cfg.walk_forward.folds = f;
     }
-    cfg.validate().map_err(|m| anyhow::anyhow!("{m} (after command-line overrides)"))?;
+    cfg.validate()
+        .map_err(|m| anyhow::anyhow!("{m} (after command-line overrides)"))?;
     let info = registry::info(&a.strategy)?;
     if info.params.is_empty() {
         bail!("strategy `{}` has no parameters to optimise", a.strategy);
     }
-    let name = a.name.clone().unwrap_or_else(|| format!("{}-seed{}", a.strategy, a.seed));
-    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("experiments").join(&name));
+    let name = a
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{}-seed{}", a.strategy, a.seed));
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("experiments").join(&name));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let tape = Tape::load(&a.data)?;
-    let exec = cfg.backtest.resolve(&tape, a.seed)?;
+    let mut exec = cfg.backtest.resolve(&tape, a.seed)?;
+    // Every parameter set the optimiser tries asks the model about the same blocks: memoise.
+    exec.env.model = load_model(a.model.as_deref(), &a.strategy)?.map(ModelHandle::memoised);
     let spec = RunSpec {
         strategy: a.strategy.clone(),
         config: cfg.clone(),
         seed: a.seed,
         dataset_hash: tape.dataset_hash.clone(),
+        model: exec.env.model.as_ref().map(|m| m.id().to_owned()),
     };
     let store = store(rt)?;
     let ck_path = out.join("checkpoint.json");
     let resumed = Checkpoint::load(&ck_path)?.filter(|c| c.fingerprint == spec.fingerprint());
-    let experiment_id = match resumed.as_ref().and_then(|c| c.tag.get("experiment_id")?.as_i64()) {
+    let experiment_id = match resumed
+        .as_ref()
+        .and_then(|c| c.tag.get("experiment_id")?.as_i64())
+    {
         Some(id) => id,
-        None => rt.block_on(store.create_experiment(&NewExperiment {
-            name: name.clone(),
-            strategy: a.strategy.clone(),
-            dataset: a.data.display().to_string(),
-            dataset_hash: tape.dataset_hash.clone(),
-            config: serde_json::to_value(&cfg)?,
-            seed: a.seed,
-            created_at: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64),
-        }))?,
+        None => rt.block_on(
+            store.create_experiment(&NewExperiment {
+                name: name.clone(),
+                strategy: a.strategy.clone(),
+                dataset: a.data.display().to_string(),
+                dataset_hash: tape.dataset_hash.clone(),
+                config: {
+                    let mut c = serde_json::to_value(&cfg)?;
+                    if let Some(m) = &spec.model {
+                        c["model"] = m.clone().into();
+                    }
+                    c
+                },
+                seed: a.seed,
+                created_at: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64),
+            }),
+        )?,
     };
     if resumed.is_some() {
-        eprintln!("resuming experiment {experiment_id} from {}", ck_path.display());
+        eprintln!(
+            "resuming experiment {experiment_id} from {}",
+            ck_path.display()
+        );
     }
     let total = (cfg.walk_forward.folds * (cfg.ga.generations + 1)) as u64;
     let bar = if a.quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
@@ -253,7 +310,9 @@ pub fn evolve_cmd(a: EvolveArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result
     } else {
         a.threads
     };
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()?;
     let started = std::time::Instant::now();
     let mut store_err: Option<anyhow::Error> = None;
     let objective = cfg.ga.objective;
@@ -272,13 +331,24 @@ pub fn evolve_cmd(a: EvolveArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result
                         population,
                         space,
                     } => {
-                        bar.set_position((fold * (cfg.ga.generations + 1) + stats.generation + 1) as u64);
+                        bar.set_position(
+                            (fold * (cfg.ga.generations + 1) + stats.generation + 1) as u64,
+                        );
                         bar.set_message(format!(
                             "fold {} best {}",
                             fold + 1,
-                            stats.best.map_or("(none feasible)".into(), |b| format!("{b:.6}"))
+                            stats
+                                .best
+                                .map_or("(none feasible)".into(), |b| format!("{b:.6}"))
                         ));
-                        rt.block_on(store_generation(&store, experiment_id, fold, stats, population, space))
+                        rt.block_on(store_generation(
+                            &store,
+                            experiment_id,
+                            fold,
+                            stats,
+                            population,
+                            space,
+                        ))
                     }
                     Progress::FoldDone(f) => rt.block_on(store_fold(&store, experiment_id, f)),
                 };
@@ -295,11 +365,14 @@ pub fn evolve_cmd(a: EvolveArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result
     let summary = summarise(&folds, &spec, threads, started.elapsed().as_secs_f64());
     rt.block_on(store.set_experiment_status(experiment_id, "done", Some(&summary)))?;
     let result_path = out.join("result.json");
-    std::fs::write(&result_path, serde_json::to_vec_pretty(&serde_json::json!({
-        "experiment_id": experiment_id,
-        "summary": summary,
-        "folds": folds,
-    }))?)
+    std::fs::write(
+        &result_path,
+        serde_json::to_vec_pretty(&serde_json::json!({
+            "experiment_id": experiment_id,
+            "summary": summary,
+            "folds": folds,
+        }))?,
+    )
     .with_context(|| format!("writing {}", result_path.display()))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -311,7 +384,10 @@ pub fn evolve_cmd(a: EvolveArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result
             objective.label(&quote),
             started.elapsed().as_secs_f64()
         );
-        println!("{:<5} {:>14} {:>14} {:>14} {:>14} {:>14}", "fold", "GA in-sample", "GA out", "random out", "default out", "no-trade out");
+        println!(
+            "{:<5} {:>14} {:>14} {:>14} {:>14} {:>14}",
+            "fold", "GA in-sample", "GA out", "random out", "default out", "no-trade out"
+        );
         for f in &folds {
             let o = |k: &str| f.run(k).map_or(f64::NAN, |r| r.test_objective);
             let ga_is = f.run("ga").map_or(f64::NAN, |r| r.train_objective);
@@ -325,7 +401,11 @@ pub fn evolve_cmd(a: EvolveArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result
                 o("no_trade")
             );
         }
-        println!("results: {}; store: {}; report: dexlab report {experiment_id} --out DIR", result_path.display(), store.backend());
+        println!(
+            "results: {}; store: {}; report: dexlab report {experiment_id} --out DIR",
+            result_path.display(),
+            store.backend()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -351,6 +431,7 @@ fn summarise(folds: &[FoldResult], spec: &RunSpec, threads: usize, secs: f64) ->
     }
     serde_json::json!({
         "strategy": spec.strategy,
+        "model": spec.model,
         "seed": spec.seed,
         "objective": spec.config.ga.objective,
         "folds": folds.len(),
@@ -403,21 +484,23 @@ async fn store_generation(
 }
 
 async fn ga_run(store: &Store, experiment_id: i64, fold: usize) -> anyhow::Result<i64> {
-    Ok(match store.find_run(experiment_id, fold as i32, "ga").await? {
-        Some(r) => r.id,
-        None => {
-            store
-                .add_run(&NewRun {
-                    experiment_id,
-                    fold: fold as i32,
-                    kind: "ga".into(),
-                    params: serde_json::json!({}),
-                    train_objective: None,
-                    test_objective: None,
-                })
-                .await?
-        }
-    })
+    Ok(
+        match store.find_run(experiment_id, fold as i32, "ga").await? {
+            Some(r) => r.id,
+            None => {
+                store
+                    .add_run(&NewRun {
+                        experiment_id,
+                        fold: fold as i32,
+                        kind: "ga".into(),
+                        params: serde_json::json!({}),
+                        train_objective: None,
+                        test_objective: None,
+                    })
+                    .await?
+            }
+        },
+    )
 }
 
 async fn store_fold(store: &Store, experiment_id: i64, f: &FoldResult) -> anyhow::Result<()> {
@@ -432,7 +515,10 @@ async fn store_fold(store: &Store, experiment_id: i64, f: &FoldResult) -> anyhow
         })
         .await?;
     for r in &f.runs {
-        let id = match store.find_run(experiment_id, f.fold as i32, &r.kind).await? {
+        let id = match store
+            .find_run(experiment_id, f.fold as i32, &r.kind)
+            .await?
+        {
             Some(row) => row.id,
             None => {
                 store
@@ -448,10 +534,19 @@ async fn store_fold(store: &Store, experiment_id: i64, f: &FoldResult) -> anyhow
             }
         };
         store
-            .update_run(id, &r.params, Some(r.train_objective), Some(r.test_objective))
+            .update_run(
+                id,
+                &r.params,
+                Some(r.train_objective),
+                Some(r.test_objective),
+            )
             .await?;
-        store.add_metrics(id, "train", &serde_json::to_value(&r.train_metrics)?).await?;
-        store.add_metrics(id, "test", &serde_json::to_value(&r.test_metrics)?).await?;
+        store
+            .add_metrics(id, "train", &serde_json::to_value(&r.train_metrics)?)
+            .await?;
+        store
+            .add_metrics(id, "test", &serde_json::to_value(&r.test_metrics)?)
+            .await?;
         let pts: Vec<EquityPoint> = r
             .test_equity
             .iter()
@@ -465,7 +560,10 @@ async fn store_fold(store: &Store, experiment_id: i64, f: &FoldResult) -> anyhow
     Ok(())
 }
 
-pub fn experiments_cmd(c: ExperimentsCmd, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
+pub fn experiments_cmd(
+    c: ExperimentsCmd,
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<ExitCode> {
     let store = store(rt)?;
     match c {
         ExperimentsCmd::List { json } => {
@@ -473,7 +571,10 @@ pub fn experiments_cmd(c: ExperimentsCmd, rt: &tokio::runtime::Runtime) -> anyho
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
-                println!("{:>4}  {:<32} {:<18} {:<8} {:>6}  dataset", "id", "name", "strategy", "status", "seed");
+                println!(
+                    "{:>4}  {:<32} {:<18} {:<8} {:>6}  dataset",
+                    "id", "name", "strategy", "status", "seed"
+                );
                 for e in list {
                     println!(
                         "{:>4}  {:<32} {:<18} {:<8} {:>6}  {} ({})",
@@ -496,7 +597,10 @@ pub fn experiments_cmd(c: ExperimentsCmd, rt: &tokio::runtime::Runtime) -> anyho
             if json {
                 println!("{}", serde_json::to_string_pretty(&d)?);
             } else {
-                println!("experiment {} `{}`: {} on {} (seed {}), {}", e.id, e.name, e.strategy, e.dataset, e.seed, e.status);
+                println!(
+                    "experiment {} `{}`: {} on {} (seed {}), {}",
+                    e.id, e.name, e.strategy, e.dataset, e.seed, e.status
+                );
                 for f in &d.folds {
                     println!(
                         "fold {}: train blocks {}..{}, test {}..{}",

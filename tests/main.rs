@@ -8,3 +8,7 @@ mod evolve;
 mod exactness;
 mod import;
 mod ingest;
+mod model_gated;
+mod models_registry;
+mod online_features;
+mod rl;

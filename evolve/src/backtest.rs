@@ -395,18 +395,23 @@ fn execute(
     let (l2, l1) = cost_wei(&cfg.env.gas, block.base_fee, gas, b.priority_fee, b.legs.len());
     let gas_q = convert(market, U256::from(l2 + l1), cfg.env.native, quote).unwrap_or(U256::ZERO);
     tally.gas_quote += gas_q;
-    // Gas comes out of the quote balance; whatever it cannot cover is carried as a debt.
-    let qb = balances.entry(quote).or_default();
-    if *qb >= gas_q {
-        *qb -= gas_q;
-    } else {
-        *unpaid_gas += gas_q - *qb;
-        *qb = U256::ZERO;
-    }
+    // Gas comes out of the quote balance; whatever it cannot cover is carried as a debt. It is
+    // charged after the swap's own transfers: the swap spends tokens the executor holds, gas is
+    // paid by the sender, so a swap of the whole quote balance still fills.
+    let pay_gas = |balances: &mut BTreeMap<Address, U256>, unpaid_gas: &mut U256| {
+        let qb = balances.entry(quote).or_default();
+        if *qb >= gas_q {
+            *qb -= gas_q;
+        } else {
+            *unpaid_gas += gas_q - *qb;
+            *qb = U256::ZERO;
+        }
+    };
     if lost {
         tally.lost += 1;
     }
     if !ok {
+        pay_gas(balances, unpaid_gas);
         tally.reverted += 1;
         tally.realizations += 1;
         record(FillStatus::Reverted, lost, U256::ZERO, gas, l2, l1, gas_q, Some(-to_human(gas_q, quote_dec)));
@@ -417,6 +422,7 @@ fn execute(
     let held_before = balances.get(&token_in).copied().unwrap_or(U256::ZERO);
     *balances.entry(token_in).or_default() -= b.amount_in;
     *balances.entry(token_out).or_default() += out;
+    pay_gas(balances, unpaid_gas);
     tally.traded_quote += if token_in == quote {
         b.amount_in
     } else if token_out == quote {

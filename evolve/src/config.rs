@@ -241,6 +241,7 @@ impl BacktestConfig {
                 quote,
                 native,
                 gas: self.gas.clone(),
+                model: None,
             },
             capital,
             competition: self.competition.clone(),

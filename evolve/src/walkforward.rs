@@ -58,6 +58,9 @@ pub struct RunSpec {
     pub config: ExperimentConfig,
     pub seed: u64,
     pub dataset_hash: String,
+    /// The model a model-driven strategy consults (its id: name and content hash).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 impl RunSpec {
@@ -152,6 +155,9 @@ pub fn run_experiment(
 ) -> Result<(Vec<FoldResult>, serde_json::Value)> {
     let info = registry::info(&spec.strategy)?;
     let space = &info.params;
+    // A strategy that cannot be built on this data (e.g. a model that does not fit it) fails
+    // here, once, rather than inside the optimiser's threads.
+    registry::build(&spec.strategy, &tape.market(), &exec.env, &space.defaults())?;
     let cfg = &spec.config;
     let windows = fold_windows(tape.blocks.len(), cfg.walk_forward.folds, cfg.walk_forward.anchored)?;
     let fp = spec.fingerprint();

@@ -114,8 +114,8 @@ fn competition_takes_the_opportunity_and_a_higher_bid_wins_more_often() {
     assert!(none.net_pnl_quote > low.net_pnl_quote);
 }
 
-/// Submits one bundle for twice its balance.
-struct Greedy(bool);
+/// Submits one bundle for `.1` times its USDC balance.
+struct Greedy(bool, u64);
 
 impl Strategy for Greedy {
     fn name(&self) -> &'static str {
@@ -127,7 +127,7 @@ impl Strategy for Greedy {
         }
         out.push(Action::Submit(Bundle {
             legs: vec![Leg { pool: 0, token_in: usdc() }],
-            amount_in: ctx.balance(usdc()) * U256::from(2),
+            amount_in: ctx.balance(usdc()) * U256::from(self.1),
             min_amount_out: U256::ZERO,
             priority_fee: 0,
             latency: 1,
@@ -142,12 +142,43 @@ fn a_bundle_over_the_balance_is_rejected_without_gas() {
     let tape = two_pool_tape(&[gap(), vec![], vec![]]);
     let cfg = exec(e6(1000), 0.0);
     let market = tape.market();
-    let r = run(&tape, &market, 0..tape.blocks.len(), &mut Greedy(false), &cfg, true);
+    let r = run(&tape, &market, 0..tape.blocks.len(), &mut Greedy(false, 2), &cfg, true);
     assert_eq!(r.trades.len(), 1);
     assert_eq!(r.trades[0].status, FillStatus::Rejected);
     assert_eq!((r.metrics.rejected, r.metrics.filled, r.metrics.reverts), (1, 0, 0));
     assert_eq!(r.metrics.gas_spent_quote, 0.0);
     assert_eq!(r.metrics.net_pnl_quote, 0.0);
+}
+
+#[test]
+fn spending_the_whole_balance_fills_and_carries_the_gas_as_a_debt() {
+    // Gas is paid by the sender, the swap spends the executor's tokens: a bundle of the whole
+    // quote balance fills, and the gas it cannot cover is owed (once this underflowed).
+    let tape = two_pool_tape(&[gap(), vec![], vec![]]);
+    let cfg = exec(e6(1000), 0.0);
+    let market = tape.market();
+    let r = run(&tape, &market, 0..tape.blocks.len(), &mut Greedy(false, 1), &cfg, true);
+    let t = &r.trades[0];
+    assert_eq!(t.status, FillStatus::Filled);
+    let out: U256 = t.amount_out.parse().unwrap();
+    assert_eq!(out, get_amount_out(e6(1000), e6(2_000_000), e18(1000), 3000).unwrap());
+    assert!(t.gas_quote > 0.0);
+    // Equity: the WETH at pool 0's post-trade mid, less the unpaid gas.
+    let after = dexlab_strategy::PoolState::V2 {
+        reserve0: e6(2_000_000) + e6(1000),
+        reserve1: e18(1000) - out,
+    };
+    let mut m = tape.market_at(tape.blocks.len() - 1);
+    m.states[0] = after;
+    let weth_value = dexlab_strategy::market::to_human(convert(&m, out, weth(), usdc()).unwrap(), 6);
+    assert!(
+        (r.metrics.final_equity - (weth_value - t.gas_quote)).abs() < 1e-6,
+        "{} vs {} - {}",
+        r.metrics.final_equity,
+        weth_value,
+        t.gas_quote
+    );
+    assert!(r.metrics.final_equity < 1000.0, "no money from nothing");
 }
 
 #[test]

@@ -23,6 +23,7 @@ fn spec(strategy: &str, seed: u64) -> RunSpec {
         config,
         seed,
         dataset_hash: sample_tape().dataset_hash.clone(),
+        model: None,
     }
 }
 

@@ -85,6 +85,7 @@ pub fn exec(capital: U256, p_lose: f64) -> ExecConfig {
             quote: usdc(),
             native: weth(),
             gas: GasConfig::default(),
+            model: None,
         },
         capital,
         competition: Competition {

@@ -124,40 +124,36 @@ fn run(dir: &str, out: &str) -> PolarsResult<()> {
         last_block: n_blocks - 1,
     };
     if std::env::var_os("FEATURES_BENCH_STAGES").is_some() {
-        let t = Instant::now();
-        let n = inputs
-            .swaps
-            .clone()
-            .select([col("liquidity").cast(DataType::Float64).sum()])
+        stages(&inputs)?;
+    }
+    if std::env::var_os("FEATURES_BENCH_EXPLAIN").is_some() {
+        println!("{}", build_lazy(&inputs, &cfg(), None)?.explain(true)?);
+    }
+    if std::env::var_os("FEATURES_BENCH_PROFILE").is_some() {
+        // Per-node timings of one run, longest first (microseconds).
+        let (_, timings) = build_lazy(&inputs, &cfg(), None)?.profile()?;
+        let timings = timings
+            .lazy()
+            .with_column((col("end") - col("start")).alias("us"))
+            .sort(
+                ["us"],
+                SortMultipleOptions::default().with_order_descending(true),
+            )
             .collect()?;
-        println!(
-            "stage scan+cast liquidity: {:.3} s {n:?}",
-            t.elapsed().as_secs_f64()
+        let (node, start, end) = (
+            timings.column("node")?.str()?,
+            timings.column("start")?.u64()?,
+            timings.column("end")?.u64()?,
         );
-        let t = Instant::now();
-        let n = inputs
-            .swaps
-            .clone()
-            .select([col("price_float").sum()])
-            .collect()?;
-        println!(
-            "stage scan price only: {:.3} s {}",
-            t.elapsed().as_secs_f64(),
-            n.height()
-        );
-        let t = Instant::now();
-        let n = inputs
-            .swaps
-            .clone()
-            .filter(col("pool").eq(lit(format!("{:#x}", pools()[0].address))))
-            .group_by([col("block_number")])
-            .agg([col("price_float").last()])
-            .collect()?;
-        println!(
-            "stage one pool filter+group_by: {:.3} s {}",
-            t.elapsed().as_secs_f64(),
-            n.height()
-        );
+        for i in 0..timings.height().min(40) {
+            println!(
+                "profile {:>9} us ({:>9}..{:>9}) {}",
+                end.get(i).unwrap_or(0) - start.get(i).unwrap_or(0),
+                start.get(i).unwrap_or(0),
+                end.get(i).unwrap_or(0),
+                node.get(i).unwrap_or("")
+            );
+        }
     }
     let t = Instant::now();
     let mut df = build_lazy(&inputs, &cfg(), None)?.collect()?;
@@ -168,6 +164,210 @@ fn run(dir: &str, out: &str) -> PolarsResult<()> {
         df.width()
     );
     ParquetWriter::new(std::fs::File::create(out)?).finish(&mut df)?;
+    Ok(())
+}
+
+fn timed<T>(what: &str, f: impl FnOnce() -> PolarsResult<T>) -> PolarsResult<T> {
+    let t = Instant::now();
+    let r = f()?;
+    println!("stage {what}: {:.3} s", t.elapsed().as_secs_f64());
+    Ok(r)
+}
+
+fn sorted_flag(c: Column) -> PolarsResult<Column> {
+    let mut s = c.take_materialized_series();
+    s.set_sorted_flag(polars::series::IsSorted::Ascending);
+    Ok(s.into_column())
+}
+
+fn stages(inputs: &Inputs) -> PolarsResult<()> {
+    let swaps = timed("scan", || {
+        inputs
+            .swaps
+            .clone()
+            .with_columns([
+                col("block_number").cast(DataType::Int64),
+                col("log_index").cast(DataType::Int64),
+            ])
+            .collect()
+    })?;
+    println!(
+        "block_number sorted flag after scan: {:?}",
+        swaps
+            .column("block_number")?
+            .as_materialized_series()
+            .is_sorted_flag()
+    );
+    let addrs: Vec<String> = pools()
+        .iter()
+        .map(|p| format!("{:#x}", p.address))
+        .collect();
+    let aggs_now = || {
+        vec![
+            col("price_float")
+                .get(col("log_index").arg_max(), false)
+                .alias("px"),
+            col("liquidity_f")
+                .get(col("log_index").arg_max(), false)
+                .alias("liq"),
+            len().cast(DataType::Float64).alias("n"),
+            col("amount0_float").abs().sum().alias("vol0"),
+            col("amount1_float").abs().sum().alias("vol1"),
+            (lit(0.0) - col("amount0_float")).sum().alias("net0"),
+        ]
+    };
+    let aggs_str = |last: bool| {
+        let pick = |c: &str| {
+            if last {
+                col(c).last()
+            } else {
+                col(c).get(col("log_index").arg_max(), false)
+            }
+        };
+        vec![
+            pick("price_float").alias("px"),
+            pick("liquidity").alias("liq_s"),
+            len().cast(DataType::Float64).alias("n"),
+            col("amount0_float").abs().sum().alias("vol0"),
+            col("amount1_float").abs().sum().alias("vol1"),
+            (lit(0.0) - col("amount0_float")).sum().alias("net0"),
+        ]
+    };
+    let lf = || swaps.clone().lazy();
+    timed("3x filter only", || {
+        for a in &addrs {
+            lf().filter(col("pool").eq(lit(a.clone()))).collect()?;
+        }
+        Ok(())
+    })?;
+    timed("cast liquidity all rows", || {
+        lf().select([col("liquidity").cast(DataType::Float64)])
+            .collect()
+    })?;
+    timed("3x filter+cast+group_by (now)", || {
+        for a in &addrs {
+            lf().filter(col("pool").eq(lit(a.clone())))
+                .with_column(
+                    col("liquidity")
+                        .cast(DataType::Float64)
+                        .alias("liquidity_f"),
+                )
+                .group_by([col("block_number")])
+                .agg(aggs_now())
+                .collect()?;
+        }
+        Ok(())
+    })?;
+    let mut aggs = vec![];
+    timed("3x filter+group_by, cast after", || {
+        for a in &addrs {
+            aggs.push(
+                lf().filter(col("pool").eq(lit(a.clone())))
+                    .group_by([col("block_number")])
+                    .agg(aggs_str(false))
+                    .with_column(col("liq_s").cast(DataType::Float64).alias("liq"))
+                    .collect()?,
+            );
+        }
+        Ok(())
+    })?;
+    let sorted = || lf().with_column(col("block_number").map(sorted_flag, |_, f| Ok(f.clone())));
+    timed("3x filter+group_by sorted flag, cast after", || {
+        for a in &addrs {
+            sorted()
+                .filter(col("pool").eq(lit(a.clone())))
+                .group_by([col("block_number")])
+                .agg(aggs_str(false))
+                .with_column(col("liq_s").cast(DataType::Float64).alias("liq"))
+                .collect()?;
+        }
+        Ok(())
+    })?;
+    timed("cast all, 3x filter+group_by sorted flag, last()", || {
+        let pre = sorted()
+            .with_column(col("liquidity").cast(DataType::Float64))
+            .collect()?;
+        for a in &addrs {
+            pre.clone()
+                .lazy()
+                .filter(col("pool").eq(lit(a.clone())))
+                .group_by([col("block_number")])
+                .agg(aggs_str(true))
+                .collect()?;
+        }
+        Ok(())
+    })?;
+    timed(
+        "3x filter (no liquidity)+group_by sorted flag, last()",
+        || {
+            for a in &addrs {
+                sorted()
+                    .drop(by_name(["liquidity"], true, false))
+                    .filter(col("pool").eq(lit(a.clone())))
+                    .group_by([col("block_number")])
+                    .agg(
+                        aggs_str(true)
+                            .into_iter()
+                            .filter(|e| !format!("{e:?}").contains("liq"))
+                            .collect::<Vec<_>>(),
+                    )
+                    .collect()?;
+            }
+            Ok(())
+        },
+    )?;
+    timed("3x filter+group_by (hash), last(), cast after", || {
+        for a in &addrs {
+            lf().filter(col("pool").eq(lit(a.clone())))
+                .group_by([col("block_number")])
+                .agg(aggs_str(true))
+                .with_column(col("liq_s").cast(DataType::Float64).alias("liq"))
+                .collect()?;
+        }
+        Ok(())
+    })?;
+    timed("3x filter+group_by sorted flag, last()", || {
+        for a in &addrs {
+            sorted()
+                .filter(col("pool").eq(lit(a.clone())))
+                .group_by([col("block_number")])
+                .agg(aggs_str(true))
+                .collect()?;
+        }
+        Ok(())
+    })?;
+    timed("group_by(pool, block) all", || {
+        lf().group_by([col("pool"), col("block_number")])
+            .agg(aggs_str(false))
+            .collect()
+    })?;
+    timed("pool categorical + group_by(pool_cat, block) all", || {
+        lf().with_column(col("pool").cast(DataType::from_categories(Categories::global())))
+            .group_by([col("pool"), col("block_number")])
+            .agg(aggs_str(false))
+            .collect()
+    })?;
+    timed("pool categorical cast only", || {
+        lf().select([col("pool").cast(DataType::from_categories(Categories::global()))])
+            .collect()
+    })?;
+    let grid = df!("block_number" => (0..1_000_000i64).collect::<Vec<i64>>())?;
+    timed("3x join grid (hash)", || {
+        for a in &aggs {
+            let mut args = JoinArgs::new(JoinType::Left);
+            args.maintain_order = MaintainOrderJoin::Left;
+            grid.clone()
+                .lazy()
+                .join(
+                    a.clone().lazy(),
+                    [col("block_number")],
+                    [col("block_number")],
+                    args,
+                )
+                .collect()?;
+        }
+        Ok(())
+    })?;
     Ok(())
 }
 

@@ -7,9 +7,11 @@
 //! trailing windows); labels, all named `label_…`, use events after t only (forward shifts).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use alloy_primitives::Address;
 use dexlab_data::types::PoolInfo;
+use polars::polars_utils::kahan_sum::KahanSum;
 use polars::prelude::*;
 
 use crate::config::FeatureConfig;
@@ -28,34 +30,19 @@ pub struct Inputs {
     pub last_block: i64,
 }
 
-/// A short, stable, column-safe name for each pool: `<dex>_<token0>_<token1>_<fee>`.
+/// A short, stable, column-safe name for each pool: `<dex>_<token0>_<token1>_<fee>`. The one
+/// naming rule shared with the online features that serve models to strategies.
 pub fn pool_labels(pools: &[PoolInfo]) -> HashMap<Address, String> {
-    let mut out = HashMap::new();
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for p in pools {
-        let base: String = format!(
-            "{}_{}_{}_{}",
-            p.dex, p.token0.symbol, p.token1.symbol, p.fee
+    let labels = dexlab_strategy::online::pool_labels(pools.iter().map(|p| {
+        (
+            p.dex.as_str(),
+            p.token0.symbol.as_str(),
+            p.token1.symbol.as_str(),
+            p.fee,
+            p.address,
         )
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-        let n = seen.entry(base.clone()).or_default();
-        *n += 1;
-        let label = if *n == 1 {
-            base
-        } else {
-            format!("{base}_{}", &format!("{:x}", p.address)[..6])
-        };
-        out.insert(p.address, label);
-    }
-    out
+    }));
+    pools.iter().map(|p| p.address).zip(labels).collect()
 }
 
 /// Pairs of pools quoting the same two tokens, in a stable order.
@@ -71,30 +58,203 @@ pub fn venue_pairs(pools: &[PoolInfo]) -> Vec<(&PoolInfo, &PoolInfo)> {
     v
 }
 
-/// Per-block aggregates of one pool's swaps.
-fn per_block_aggs() -> Vec<Expr> {
-    vec![
-        // The block's last swap: the one with the highest log index (no per-group sort).
-        col("price_float")
-            .get(col("log_index").arg_max(), false)
-            .alias("px"),
-        col("liquidity_f")
-            .get(col("log_index").arg_max(), false)
-            .alias("liq"),
-        len().cast(DataType::Float64).alias("n"),
-        col("amount0_float").abs().sum().alias("vol0"),
-        col("amount1_float").abs().sum().alias("vol1"),
-        // Token0 taken out of the pool (bought) is positive flow.
-        (lit(0.0) - col("amount0_float")).sum().alias("net0"),
-    ]
+/// Names of the per-block aggregates of one pool, as [`per_block`] makes them.
+const AGGS: [&str; 6] = ["px", "liq", "n", "vol0", "vol1", "net0"];
+
+fn agg_name(label: &str, what: &str) -> String {
+    format!("{label}__agg_{what}")
 }
 
-/// Left join on `block_number` that keeps the left side's (sorted) row order, so no re-sort of the
-/// wide frame is needed afterwards.
-fn join_blocks(left: LazyFrame, right: LazyFrame) -> LazyFrame {
-    let mut args = JoinArgs::new(JoinType::Left);
-    args.maintain_order = MaintainOrderJoin::Left;
-    left.join(right, [col("block_number")], [col("block_number")], args)
+/// Per-block aggregates of every pool's swaps, on the block grid `first..=last`: the price and
+/// liquidity after the block's last swap (the highest log index; null where the pool has no swap
+/// in the block), the swap count, the volumes of both tokens and the token0 flow (zero where none).
+///
+/// One pass over all swaps, instead of a filter, a group-by and a join per pool, and the exact
+/// decimal liquidity parsed for one swap per block and pool only. It computes what those did: sums
+/// in row order with Kahan compensation, as Polars' hash group-by sums, and the last swap as
+/// `get(arg_max(log_index))` picks it. `pool_id` indexes `labels`.
+fn per_block(df: DataFrame, labels: &[String], first: i64, last: i64) -> PolarsResult<DataFrame> {
+    let blocks = (last - first + 1).max(0) as usize;
+    let cells = labels.len() * blocks;
+    let (block, log, pool) = (
+        df.column("block_number")?.i64()?.rechunk(),
+        df.column("log_index")?.i64()?.rechunk(),
+        df.column("pool_id")?.u32()?.rechunk(),
+    );
+    let (a0, a1) = (
+        df.column("amount0_float")?.f64()?.rechunk(),
+        df.column("amount1_float")?.f64()?.rechunk(),
+    );
+    let (block, log, pool, a0, a1) = (
+        block.downcast_as_array(),
+        log.downcast_as_array(),
+        pool.downcast_as_array(),
+        a0.downcast_as_array(),
+        a1.downcast_as_array(),
+    );
+    // Plain slices and validity masks: the one loop over every swap.
+    let (block_v, log_v, pool_v, a0_v, a1_v) = (
+        block.values().as_slice(),
+        log.values().as_slice(),
+        pool.values().as_slice(),
+        a0.values().as_slice(),
+        a1.values().as_slice(),
+    );
+    let (block_ok, log_ok, pool_ok, a0_ok, a1_ok) = (
+        block.validity(),
+        log.validity(),
+        pool.validity(),
+        a0.validity(),
+        a1.validity(),
+    );
+    // Cell `pool * blocks + block - first`. `IdxSize::MAX`: no swap with a log index (yet).
+    let mut count = vec![0.0; cells];
+    let mut last_row = vec![IdxSize::MAX; cells];
+    let mut vol0 = vec![KahanSum::<f64>::default(); cells];
+    let mut vol1 = vol0.clone();
+    let mut net0 = vol0.clone();
+    for i in 0..df.height() {
+        if pool_ok.is_some_and(|v| !v.get_bit(i)) || block_ok.is_some_and(|v| !v.get_bit(i)) {
+            continue;
+        }
+        let Some(b) = usize::try_from(block_v[i] - first)
+            .ok()
+            .filter(|&b| b < blocks)
+        else {
+            continue;
+        };
+        let c = pool_v[i] as usize * blocks + b;
+        count[c] += 1.0;
+        // The first of equal highest log indices, as `arg_max` picks it.
+        if log_ok.is_none_or(|v| v.get_bit(i)) {
+            let r = last_row[c];
+            if r == IdxSize::MAX || log_v[i] > log_v[r as usize] {
+                last_row[c] = i as IdxSize;
+            }
+        }
+        if a0_ok.is_none_or(|v| v.get_bit(i)) {
+            vol0[c] += a0_v[i].abs();
+            net0[c] += 0.0 - a0_v[i];
+        }
+        if a1_ok.is_none_or(|v| v.get_bit(i)) {
+            vol1[c] += a1_v[i].abs();
+        }
+    }
+    let mut columns = vec![grid(first, last)];
+    for (p, label) in labels.iter().enumerate() {
+        let cells = p * blocks..(p + 1) * blocks;
+        let rows = nullable_rows(last_row[cells.clone()].to_vec())?;
+        let sums = |s: &[KahanSum<f64>]| {
+            Float64Chunked::from_vec("sum".into(), s.iter().map(KahanSum::sum).collect())
+        };
+        let made = [
+            df.column("price_float")?.take(&rows)?,
+            // Only each block's last swap needs its exact decimal liquidity parsed.
+            df.column("liquidity")?
+                .take(&rows)?
+                .cast(&DataType::Float64)?,
+            Float64Chunked::from_vec("n".into(), count[cells.clone()].to_vec()).into_column(),
+            sums(&vol0[cells.clone()]).into_column(),
+            sums(&vol1[cells.clone()]).into_column(),
+            sums(&net0[cells]).into_column(),
+        ];
+        for (c, what) in made.into_iter().zip(AGGS) {
+            columns.push(c.with_name(agg_name(label, what).into()));
+        }
+    }
+    DataFrame::new(blocks, columns)
+}
+
+/// [`per_block`] as a step of the lazy plan, on swaps as [`Inputs::swaps`] has them.
+fn lazy_per_block(
+    swaps: LazyFrame,
+    pools: &[PoolInfo],
+    labels: &HashMap<Address, String>,
+    first: i64,
+    last: i64,
+) -> LazyFrame {
+    let ordered: Vec<String> = pools.iter().map(|p| labels[&p.address].clone()).collect();
+    // Which pool a swap belongs to, as an index into `ordered`; null for other pools.
+    let mut pool_id = lit(NULL).cast(DataType::UInt32);
+    for (i, p) in pools.iter().enumerate().rev() {
+        pool_id = when(col("pool").eq(lit(format!("{:#x}", p.address))))
+            .then(lit(i as u32))
+            .otherwise(pool_id);
+    }
+    let schema_labels = ordered.clone();
+    let schema = move |input: &Schema| -> PolarsResult<SchemaRef> {
+        let px = input.try_get("price_float")?.clone();
+        let mut fields = vec![Field::new("block_number".into(), DataType::Int64)];
+        for label in &schema_labels {
+            for (what, dtype) in AGGS.iter().zip(
+                [px.clone()]
+                    .into_iter()
+                    .chain(std::iter::repeat_n(DataType::Float64, AGGS.len() - 1)),
+            ) {
+                fields.push(Field::new(agg_name(label, what).into(), dtype));
+            }
+        }
+        Ok(Arc::new(Schema::from_iter(fields)))
+    };
+    let swaps = swaps.select([
+        col("block_number").cast(DataType::Int64),
+        col("log_index").cast(DataType::Int64),
+        pool_id.alias("pool_id"),
+        col("price_float"),
+        col("amount0_float").cast(DataType::Float64),
+        col("amount1_float").cast(DataType::Float64),
+        col("liquidity"),
+    ]);
+    udf(
+        swaps,
+        "per_block",
+        move |df| per_block(df, &ordered, first, last),
+        Some(Arc::new(schema)),
+    )
+}
+
+/// Places the rows of `df` (unique `block_number`s, in any order) on the block grid
+/// `first..=last`: one row per block, in order, nulls where `df` has no row. What a left join of
+/// the grid gives, by indexing instead of hashing.
+fn onto_grid(df: DataFrame, first: i64, last: i64) -> PolarsResult<DataFrame> {
+    let mut at = vec![IdxSize::MAX; (last - first + 1).max(0) as usize];
+    let block = df.column("block_number")?.i64()?.rechunk();
+    let block = block.downcast_as_array();
+    for (row, &b) in block.values().iter().enumerate() {
+        if block.validity().is_some_and(|v| !v.get_bit(row)) {
+            continue;
+        }
+        let Some(slot) = usize::try_from(b - first).ok().and_then(|i| at.get_mut(i)) else {
+            continue;
+        };
+        polars_ensure!(*slot == IdxSize::MAX, Duplicate: "block {b} has more than one row");
+        *slot = row as IdxSize;
+    }
+    let mut out = df.take(&nullable_rows(at)?)?;
+    out.replace("block_number", grid(first, last))?;
+    Ok(out)
+}
+
+/// Row numbers for `take`, `IdxSize::MAX` standing for none (a null row).
+fn nullable_rows(rows: Vec<IdxSize>) -> PolarsResult<IdxCa> {
+    let rows = IdxCa::from_vec("rows".into(), rows);
+    rows.set(&rows.equal(IdxSize::MAX), None)
+}
+
+fn grid(first: i64, last: i64) -> Column {
+    Column::new("block_number".into(), (first..=last).collect::<Vec<i64>>())
+}
+
+/// `f` as a step of the lazy plan, with the schema `schema` makes from its input's (the same
+/// schema if `None`). No optimisation may cross it: the rows it makes depend on all the rows it
+/// gets.
+fn udf(
+    lf: LazyFrame,
+    name: &'static str,
+    f: impl Fn(DataFrame) -> PolarsResult<DataFrame> + Send + Sync + 'static,
+    schema: Option<Arc<dyn UdfSchema>>,
+) -> LazyFrame {
+    lf.map(f, AllowedOptimizations::empty(), schema, Some(name))
 }
 
 fn ffill(name: &str) -> Expr {
@@ -112,48 +272,41 @@ fn window(w: u32) -> RollingOptionsFixedWindow {
 /// Builds the per-pool frame of one pool: features and labels, columns prefixed by its label.
 fn pool_frame(
     inp: &Inputs,
-    grid: &LazyFrame,
-    pool: &PoolInfo,
+    aggs: &LazyFrame,
     label: &str,
     cfg: &FeatureConfig,
-) -> LazyFrame {
-    let addr = format!("{:#x}", pool.address);
-    // Filter first, then group by the integer block alone: cheaper than grouping every swap by
-    // (pool string, block).
-    let agg = inp
-        .swaps
-        .clone()
-        .filter(col("pool").eq(lit(addr)))
-        // Parse the exact decimal liquidity only for this pool's rows.
-        .with_column(
-            col("liquidity")
-                .cast(DataType::Float64)
-                .alias("liquidity_f"),
-        )
-        .group_by([col("block_number")])
-        .agg(per_block_aggs());
+) -> PolarsResult<LazyFrame> {
+    let (first, last) = (inp.first_block, inp.last_block);
+    let mut sel = vec![col("block_number")];
+    sel.extend(AGGS.map(|what| col(agg_name(label, what)).alias(what)));
+    let mut f = aggs.clone().select(sel);
     let depth_cols: Vec<String> = cfg
         .depth_bps
         .iter()
         .flat_map(|b| [format!("depth_up_{b}bps"), format!("depth_down_{b}bps")])
         .collect();
-    let depth = inp
-        .depth
-        .clone()
-        .filter(col("pool_label").eq(lit(label.to_string())))
-        .drop(by_name(["pool_label"], true, false));
-    let mut f = join_blocks(grid.clone(), agg);
     if !depth_cols.is_empty() {
-        f = join_blocks(f, depth);
+        let depth = inp
+            .depth
+            .clone()
+            .filter(col("pool_label").eq(lit(label.to_string())))
+            .drop(by_name(["pool_label"], true, false));
+        f = concat_lf_horizontal(
+            [
+                f,
+                udf(
+                    depth,
+                    "onto_grid",
+                    move |df| onto_grid(df, first, last),
+                    None,
+                )
+                .drop(by_name(["block_number"], true, false)),
+            ],
+            HConcatOptions::default(),
+        )?;
     }
-    let mut fill = vec![
-        ffill("px"),
-        ffill("liq"),
-        col("n").fill_null(lit(0.0)),
-        col("vol0").fill_null(lit(0.0)),
-        col("vol1").fill_null(lit(0.0)),
-        col("net0").fill_null(lit(0.0)),
-    ];
+    // Counts and sums are zero where a block has no swap; the state carries forward.
+    let mut fill = vec![ffill("px"), ffill("liq")];
     fill.extend(depth_cols.iter().map(|c| ffill(c)));
     f = f
         .with_columns(fill)
@@ -172,29 +325,33 @@ fn pool_frame(
                 .alias(format!("vol_{w}")),
         );
     }
+    // Each window's sums once, as columns: the plan does not share repeated rolling sums.
+    let sum = |c: &str, w: u32| format!("{c}_sum_{w}");
+    let mut sums: Vec<Expr> = vec![];
+    for &w in &cfg.flow_windows {
+        for c in ["n", "vol0", "vol1", "net0"] {
+            sums.push(col(c).rolling_sum(window(w)).alias(sum(c, w)));
+        }
+    }
     for &w in &cfg.flow_windows {
         // Rolling sums drift by float error when values leave the window: where the window saw
         // no swap the sums are exactly zero, not a residue of 1e-9.
-        let active = col("n").rolling_sum(window(w)).gt(lit(0.5));
-        feats.push(col("n").rolling_sum(window(w)).alias(format!("swaps_{w}")));
+        let n = col(sum("n", w));
+        let active = n.clone().gt(lit(0.5));
+        let quiet = when(n.clone().is_null())
+            .then(lit(NULL))
+            .otherwise(lit(0.0));
+        feats.push(n.alias(format!("swaps_{w}")));
         feats.push(
             when(active.clone())
-                .then(col("vol1").rolling_sum(window(w)))
-                .otherwise(
-                    when(col("n").rolling_sum(window(w)).is_null())
-                        .then(lit(NULL))
-                        .otherwise(lit(0.0)),
-                )
+                .then(col(sum("vol1", w)))
+                .otherwise(quiet.clone())
                 .alias(format!("volume1_{w}")),
         );
         feats.push(
             when(active)
-                .then(col("net0").rolling_sum(window(w)) / col("vol0").rolling_sum(window(w)))
-                .otherwise(
-                    when(col("n").rolling_sum(window(w)).is_null())
-                        .then(lit(NULL))
-                        .otherwise(lit(0.0)),
-                )
+                .then(col(sum("net0", w)) / col(sum("vol0", w)))
+                .otherwise(quiet)
                 .alias(format!("ofi_{w}")),
         );
     }
@@ -204,7 +361,10 @@ fn pool_frame(
             (col("lp").shift(lit(-(h as i64))) - col("lp")).alias(format!("label_fwd_ret_{h}")),
         );
     }
-    f = f.with_columns(feats).with_columns(labels);
+    f = f
+        .with_columns(sums)
+        .with_columns(feats)
+        .with_columns(labels);
     let keep: Vec<String> = {
         let mut k = vec![
             "px".to_string(),
@@ -246,7 +406,7 @@ fn pool_frame(
             col(format!("label_fwd_ret_{h}").as_str()).alias(format!("label_fwd_ret_{h}__{label}")),
         );
     }
-    f.select(sel)
+    Ok(f.select(sel))
 }
 
 /// The whole pipeline; `extra` may add columns at the end (tests use it to inject leaks).
@@ -255,8 +415,7 @@ pub fn build_lazy(
     cfg: &FeatureConfig,
     extra: Option<&dyn Fn(LazyFrame) -> LazyFrame>,
 ) -> PolarsResult<LazyFrame> {
-    let grid =
-        df!("block_number" => (inp.first_block..=inp.last_block).collect::<Vec<i64>>())?.lazy();
+    let (first, last) = (inp.first_block, inp.last_block);
     let blocks = inp.blocks.clone().select([
         col("block_number").cast(DataType::Int64),
         col("timestamp").cast(DataType::Int64),
@@ -264,29 +423,28 @@ pub fn build_lazy(
             .cast(DataType::Float64)
             .alias("base_fee_wei"),
     ]);
+    let labels = pool_labels(&inp.pools);
+    let aggs = lazy_per_block(inp.swaps.clone(), &inp.pools, &labels, first, last)
+        // Shared by every pool's frame.
+        .cache();
     let inp = Inputs {
-        // Read once, shared by every pool's filter (the plan would otherwise scan once per pool).
-        swaps: inp
-            .swaps
-            .clone()
-            .with_columns([
-                col("block_number").cast(DataType::Int64),
-                col("log_index").cast(DataType::Int64),
-            ])
-            .cache(),
         depth: inp
             .depth
             .clone()
             .with_column(col("block_number").cast(DataType::Int64)),
         ..inp.clone()
     };
-    let labels = pool_labels(&inp.pools);
-    // Every pool frame has exactly the grid's rows in the grid's order: put them side by side
+    // Every part has exactly the block grid's rows in the grid's order: put them side by side
     // instead of joining.
-    let mut parts = vec![join_blocks(grid.clone(), blocks)];
+    let mut parts = vec![udf(
+        blocks,
+        "onto_grid",
+        move |df| onto_grid(df, first, last),
+        None,
+    )];
     for p in &inp.pools {
         parts.push(
-            pool_frame(&inp, &grid, p, &labels[&p.address], cfg).drop(by_name(
+            pool_frame(&inp, &aggs, &labels[&p.address], cfg)?.drop(by_name(
                 ["block_number"],
                 true,
                 false,

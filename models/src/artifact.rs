@@ -8,6 +8,7 @@
 //! | `normalizer.json` | per-feature mean and std of the train split (and the target's) |
 //! | `metrics.json` | learning curve, best epoch, test metrics of the model and its baselines |
 //! | `dataset.json` | the features folder, its input dataset hash, rows per split and their blocks |
+//! | `predictions.csv` | each test sample: `block,realised,predicted` (target units, or 0/1 and P(1)) |
 //!
 //! The directory is written under a temporary sibling name and renamed when complete.
 //! Parameter ids, which burn draws at random and stores with the weights, are renumbered in
@@ -35,6 +36,7 @@ pub const SCHEMA: &str = "schema.json";
 pub const NORMALIZER: &str = "normalizer.json";
 pub const METRICS: &str = "metrics.json";
 pub const DATASET: &str = "dataset.json";
+pub const PREDICTIONS: &str = "predictions.csv";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConfigFile {
@@ -86,6 +88,31 @@ pub struct DatasetInfo {
     pub test_blocks: (i64, i64),
 }
 
+/// The model's test-split predictions, in time order, behind the test metrics: the same numbers
+/// the metrics were computed from, so `predictions.csv` reproduces `metrics.json` exactly.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Predictions {
+    /// Block of each sample's (last) row.
+    pub blocks: Vec<i64>,
+    /// The target: raw units (regression) or 0/1 (classification).
+    pub realised: Vec<f64>,
+    /// Raw units (regression) or the probability of 1 (classification).
+    pub predicted: Vec<f64>,
+}
+
+impl Predictions {
+    /// `block,realised,predicted`, one line per sample. Floats are printed with Rust's shortest
+    /// round-trip form, so reading them back gives the same `f64`s and the file the same bytes.
+    pub fn write_csv(&self, path: &Path) -> Result<()> {
+        let mut text = String::with_capacity(32 * self.blocks.len() + 32);
+        text.push_str("block,realised,predicted\n");
+        for ((b, y), p) in self.blocks.iter().zip(&self.realised).zip(&self.predicted) {
+            text.push_str(&format!("{b},{y:?},{p:?}\n"));
+        }
+        fs::write(path, text).map_err(|e| ModelError::io(path, e))
+    }
+}
+
 /// Everything in a model directory but the weights.
 #[derive(Debug, Clone)]
 pub struct Artifact {
@@ -128,7 +155,7 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
 }
 
 /// Renumbers parameter ids 1, 2, … in module order.
-struct CanonicalIds(u64);
+pub(crate) struct CanonicalIds(pub(crate) u64);
 
 impl ModuleMapper for CanonicalIds {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {

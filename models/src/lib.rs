@@ -13,6 +13,8 @@
 //! split next to naive baselines, [`artifact`] writes the model directory and [`inference`] loads
 //! it back, refusing a feature list that differs from the one it was trained on, and predicts one
 //! row at a time for the live engine.
+//! [`rl`] holds environment-agnostic DQN and PPO agents over discrete actions, driven push-style
+//! (act, then feedback) so that a backtest strategy can host one.
 //!
 //! Training takes a process-wide lock: burn's CPU backends keep one global random generator,
 //! so two trainings interleaving their draws would not be reproducible.
@@ -28,6 +30,8 @@ pub mod data;
 pub mod eval;
 pub mod inference;
 pub mod model;
+pub mod rl;
+pub mod scorer;
 pub mod training;
 
 use std::fmt;
@@ -343,6 +347,13 @@ pub enum ModelError {
         value: String,
         expected: &'static str,
     },
+    /// An RL agent driven out of protocol (feedback without act, a bad observation or reward)
+    /// or diverged; `step` counts the transitions it had completed.
+    #[error("agent at step {step}: {message}")]
+    Agent { step: u64, message: String },
+    /// The trading environment of an RL agent does not fit the data or config.
+    #[error("RL environment: {0}")]
+    Env(String),
 }
 
 impl ModelError {

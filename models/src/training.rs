@@ -22,7 +22,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::artifact::{self, Artifact, DatasetInfo, MetricsFile, Schema, Staging};
+use crate::artifact::{self, Artifact, DatasetInfo, MetricsFile, Predictions, Schema, Staging};
 use crate::data::{
     FeatureTable, Normalizer, PrepareOptions, Prepared, Split, SplitFractions, WindowBatcher,
     WindowItem, label_horizon, prepare,
@@ -716,7 +716,8 @@ pub(crate) fn output_to_task(task: Task, norm: &Normalizer, out: f32) -> f64 {
     }
 }
 
-/// Score the test split: the model, then the baselines.
+/// Score the test split: the model, then the baselines. Also returns the model's test
+/// predictions, on the task's scale, for `predictions.csv`.
 fn evaluate(
     trained: &Fit,
     kind: ModelKind,
@@ -724,7 +725,7 @@ fn evaluate(
     hyper: &Hyper,
     cfg: &TrainingConfig,
     device: &Device,
-) -> Result<TestReport> {
+) -> Result<(TestReport, Predictions)> {
     let rows = &data.test;
     let y: Vec<f64> = rows.iter().map(|&r| data.raw_target[r]).collect();
     let out = predict_split(&trained.model, data, Split::Test, device, cfg.batch_size);
@@ -794,13 +795,19 @@ fn evaluate(
             model
         }
     };
-    Ok(TestReport {
+    let report = TestReport {
         rows: n,
         first_block: data.block(rows[0]),
         last_block: data.block(rows[n - 1]),
         model,
         baselines,
-    })
+    };
+    let predictions = Predictions {
+        blocks: rows.iter().map(|&r| data.block(r)).collect(),
+        realised: y,
+        predicted: pred,
+    };
+    Ok((report, predictions))
 }
 
 /// The whole pipeline behind [`crate::train`].
@@ -890,7 +897,7 @@ pub(crate) fn run(opts: &TrainOptions) -> Result<TrainReport> {
         Some(&staging.path().join(artifact::WEIGHTS)),
     )?;
     let train_seconds = started.elapsed().as_secs_f64();
-    let test = evaluate(&fit, opts.model, &data, &hyper, &cfg, &device)?;
+    let (test, predictions) = evaluate(&fit, opts.model, &data, &hyper, &cfg, &device)?;
     let split_blocks = |rows: &[usize]| (data.block(rows[0]), data.block(rows[rows.len() - 1]));
     let artifact = Artifact {
         config: artifact::ConfigFile {
@@ -931,6 +938,7 @@ pub(crate) fn run(opts: &TrainOptions) -> Result<TrainReport> {
         },
     };
     artifact.write_json(staging.path())?;
+    predictions.write_csv(&staging.path().join(artifact::PREDICTIONS))?;
     let model_dir = staging.commit()?;
     Ok(TrainReport {
         model_dir,

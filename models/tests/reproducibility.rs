@@ -7,7 +7,7 @@ use dexlab_models::{ModelKind, Task, train};
 
 use crate::support::{fast_options, synthetic_dir};
 
-fn train_into(dir: &Path, seed: u64) -> (Vec<u8>, String, String) {
+fn train_into(dir: &Path, seed: u64) -> (Vec<u8>, String, String, String) {
     let mut opts = fast_options(synthetic_dir(), dir, ModelKind::Mlp, Task::Regression);
     opts.seed = seed;
     opts.epochs = 4;
@@ -16,6 +16,7 @@ fn train_into(dir: &Path, seed: u64) -> (Vec<u8>, String, String) {
         fs::read(r.model_dir.join("model.bpk")).unwrap(),
         fs::read_to_string(r.model_dir.join("metrics.json")).unwrap(),
         fs::read_to_string(r.model_dir.join("normalizer.json")).unwrap(),
+        fs::read_to_string(r.model_dir.join("predictions.csv")).unwrap(),
     )
 }
 
@@ -34,6 +35,11 @@ fn same_seed_same_bytes_other_seed_differs() {
         "metrics differ between two runs with the same seed"
     );
     assert_eq!(a.2, b.2);
+    assert!(
+        a.3 == b.3,
+        "predictions differ between two runs with the same seed"
+    );
+    assert!(a.3 != c.3, "another seed gave the same predictions");
     assert!(a.0 != c.0, "another seed gave the same weights");
     assert_ne!(a.1, c.1);
     // The normaliser depends on the data only.

@@ -51,6 +51,7 @@ fn assert_beats_zero(kind: ModelKind) {
         "normalizer.json",
         "metrics.json",
         "dataset.json",
+        "predictions.csv",
     ] {
         assert!(r.model_dir.join(f).is_file(), "{f}");
     }

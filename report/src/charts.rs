@@ -1,4 +1,5 @@
-//! The four charts, drawn on any plotters backend so PNG and SVG come from the same code.
+//! The charts, drawn on any plotters backend so PNG and SVG come from the same code: four for an
+//! experiment report, two for a trained model.
 //!
 //! Every chart follows one layout: a title across the top, the plot on the left and a legend in
 //! its own column on the right (never over the data). Input is sanitised here rather than
@@ -14,6 +15,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::font::FAMILY;
+use crate::model::{CalibrationBin, ModelPlots, TestPredictions};
 use crate::{FitnessSeries, FoldBars, ParamDistribution, Series};
 
 type Area<DB> = DrawingArea<DB, Shift>;
@@ -27,6 +29,12 @@ const MAX_ABS: f64 = 1e300;
 /// Lines longer than this are thinned (keeping each bucket's extremes) so an equity curve with one
 /// point per block does not become a multi-megabyte SVG.
 const MAX_POINTS_PER_LINE: usize = 4000;
+/// Scatter plots draw at most this many points (an even stride through the rest), which keeps
+/// the SVG under a megabyte and the cloud's shape intact.
+const MAX_SCATTER_POINTS: usize = 5000;
+/// Below this many points a scatter's axes cover every point; above, the 0.5–99.5 % quantiles,
+/// so that a few fat-tailed returns do not squash the rest into a dot.
+const SCATTER_CLIP_MIN_POINTS: usize = 200;
 
 const TITLE_SIZE: f64 = 24.0;
 const PANEL_TITLE_SIZE: f64 = 16.0;
@@ -68,6 +76,12 @@ fn colour(i: usize) -> RGBColor {
     PALETTE[i % PALETTE.len()]
 }
 
+/// `c` blended with white by `t` (0 = `c`, 1 = white): an opaque pastel, the same in PNG and SVG.
+fn lighten(c: RGBColor, t: f64) -> RGBColor {
+    let mix = |v: u8| (v as f64 + (255.0 - v as f64) * t).round() as u8;
+    RGBColor(mix(c.0), mix(c.1), mix(c.2))
+}
+
 fn font(size: f64) -> TextStyle<'static> {
     (FAMILY, size).into_font().color(&BLACK)
 }
@@ -88,6 +102,12 @@ pub(crate) enum Chart<'a> {
         folds: &'a [FoldBars],
         objective: &'a str,
     },
+    LearningCurve {
+        plots: &'a ModelPlots,
+    },
+    PredictedVsRealised {
+        plots: &'a ModelPlots,
+    },
 }
 
 impl Chart<'_> {
@@ -98,6 +118,29 @@ impl Chart<'_> {
             Chart::Equity { series } => draw_equity(root, series),
             Chart::Params { params } => draw_params(root, params),
             Chart::WalkForward { folds, objective } => draw_walk_forward(root, folds, objective),
+            Chart::LearningCurve { plots } => draw_learning_curve(root, plots),
+            Chart::PredictedVsRealised { plots } => match &plots.test {
+                TestPredictions::Regression {
+                    target,
+                    points,
+                    mse,
+                    zero_mse,
+                } => draw_scatter(root, &plots.title, target, points, *mse, *zero_mse),
+                TestPredictions::Classification {
+                    target,
+                    bins,
+                    positive_rate,
+                    log_loss,
+                    auc,
+                } => draw_calibration(
+                    root,
+                    &plots.title,
+                    target,
+                    bins,
+                    *positive_rate,
+                    (*log_loss, *auc),
+                ),
+            },
         }
     }
 }
@@ -394,8 +437,324 @@ fn draw_walk_forward<DB: DrawingBackend>(
     draw_legend(&legend_area, &legend)
 }
 
+fn draw_learning_curve<DB: DrawingBackend>(root: &Area<DB>, plots: &ModelPlots) -> DrawResult<DB> {
+    let body = root.titled(&headline("Learning curve", &plots.title), font(TITLE_SIZE))?;
+    let train = finite_runs(plots.curve.iter().map(|e| (e.epoch as f64, e.train)));
+    let valid = finite_runs(plots.curve.iter().map(|e| (e.epoch as f64, e.valid)));
+    let mut xs = Bounds::default();
+    let mut ys = Bounds::default();
+    for &(x, y) in train.iter().chain(&valid).flatten() {
+        xs.add(x);
+        ys.add(y);
+    }
+    let (Some((x_lo, x_hi)), Some((y_lo, y_hi))) = (xs.get(), ys.get()) else {
+        return no_data(&body);
+    };
+    let train_swatch = Swatch::Line(colour(0), 2);
+    let valid_swatch = Swatch::Line(colour(1), 2);
+    let mut legend = vec![
+        LegendEntry {
+            label: "train loss (dropout on)".into(),
+            swatch: train_swatch,
+        },
+        LegendEntry {
+            label: "validation loss".into(),
+            swatch: valid_swatch,
+        },
+    ];
+    let best = plots
+        .curve
+        .iter()
+        .find(|e| e.epoch == plots.best_epoch && plottable(e.valid));
+    if let Some(b) = best {
+        legend.push(LegendEntry {
+            label: format!("kept: epoch {} ({})", b.epoch, format_value(b.valid)),
+            swatch: Swatch::Dot(colour(1)),
+        });
+    }
+    // Half an epoch of margin, so the first and last points are not drawn on the frame.
+    let x = axis_range(x_lo - 0.5, x_hi + 0.5, 0.0);
+    let y = axis_range(y_lo, y_hi, 0.08);
+    let (plot, legend_area) = split_legend(&body, &legend)?;
+    let mut chart = cartesian(&plot, x.clone(), y.clone())?;
+    let xf = |v: &f64| integer_tick(*v);
+    let yf = tick_formatter(&y, Y_LABELS);
+    mesh(&mut chart, "epoch", &plots.loss, &xf, &yf)?;
+    if let Some(b) = best {
+        let bx = b.epoch as f64;
+        chart.draw_series(DashedLineSeries::new(
+            [(bx, y.start), (bx, y.end)],
+            5,
+            5,
+            NOTE_GREY.stroke_width(1),
+        ))?;
+    }
+    draw_runs(&mut chart, &train, train_swatch)?;
+    draw_runs(&mut chart, &valid, valid_swatch)?;
+    if let Some(b) = best {
+        let p = (b.epoch as f64, b.valid);
+        chart.draw_series([Circle::new(p, 6, colour(1).filled())])?;
+        chart.draw_series([Circle::new(p, 6, BLACK.stroke_width(1))])?;
+    }
+    draw_legend(&legend_area, &legend)
+}
+
+fn draw_scatter<DB: DrawingBackend>(
+    root: &Area<DB>,
+    title: &str,
+    target: &str,
+    points: &[(f64, f64)],
+    mse: Option<f64>,
+    zero_mse: Option<f64>,
+) -> DrawResult<DB> {
+    let body = root.titled(
+        &headline("Predicted vs realised (test split)", title),
+        font(TITLE_SIZE),
+    )?;
+    let points: Vec<(f64, f64)> = points
+        .iter()
+        .copied()
+        .filter(|&(x, y)| plottable(x) && plottable(y))
+        .collect();
+    if points.is_empty() {
+        return no_data(&body);
+    }
+    // One range for both axes: y = x is then the diagonal, and a model that shrinks its
+    // predictions towards zero shows as a flat cloud rather than being stretched to look bold.
+    let mut values: Vec<f64> = points.iter().flat_map(|&(x, y)| [x, y]).collect();
+    values.sort_by(f64::total_cmp);
+    let (lo, hi) = if points.len() >= SCATTER_CLIP_MIN_POINTS {
+        (quantile(&values, 0.005), quantile(&values, 0.995))
+    } else {
+        (values[0], values[values.len() - 1])
+    };
+    let r = axis_range(lo.min(0.0), hi.max(0.0), 0.05);
+    let inside: Vec<(f64, f64)> = points
+        .iter()
+        .copied()
+        .filter(|(x, y)| r.contains(x) && r.contains(y))
+        .collect();
+    let outside = points.len() - inside.len();
+    let stride = inside.len().div_ceil(MAX_SCATTER_POINTS).max(1);
+    let shown: Vec<(f64, f64)> = inside.iter().copied().step_by(stride).collect();
+
+    let mut label = format!("test samples: {}", points.len());
+    if let Some(m) = mse {
+        label.push_str(&format!(", MSE {}", format_value(m)));
+    }
+    let mut notes = Vec::new();
+    if outside > 0 {
+        notes.push(format!("{outside} beyond the axes"));
+    }
+    if stride > 1 {
+        notes.push(format!("1 in {stride} drawn"));
+    }
+    let dots = Swatch::Dot(colour(0));
+    let diagonal = Swatch::Dashed(ZERO_LINE);
+    let zero = Swatch::Line(colour(2), 2);
+    let mut legend = vec![LegendEntry {
+        label,
+        swatch: dots,
+    }];
+    if !notes.is_empty() {
+        legend.push(LegendEntry {
+            label: format!("({})", notes.join(", ")),
+            swatch: Swatch::None,
+        });
+    }
+    legend.push(LegendEntry {
+        label: "y = x (perfect)".into(),
+        swatch: diagonal,
+    });
+    legend.push(LegendEntry {
+        label: match zero_mse {
+            Some(z) => format!("zero predictor, MSE {}", format_value(z)),
+            None => "zero predictor".into(),
+        },
+        swatch: zero,
+    });
+    let (plot, legend_area) = split_legend(&body, &legend)?;
+    let mut chart = cartesian(&plot, r.clone(), r.clone())?;
+    let xf = tick_formatter(&r, X_LABELS);
+    let yf = tick_formatter(&r, Y_LABELS);
+    mesh(
+        &mut chart,
+        &format!("realised {target}"),
+        &format!("predicted {target}"),
+        &xf,
+        &yf,
+    )?;
+    let fill = colour(0).mix(0.45).filled();
+    chart.draw_series(shown.iter().map(|&p| Circle::new(p, 2, fill)))?;
+    chart.draw_series(DashedLineSeries::new(
+        [(r.start, r.start), (r.end, r.end)],
+        7,
+        5,
+        ZERO_LINE.stroke_width(2),
+    ))?;
+    chart.draw_series(LineSeries::new(
+        [(r.start, 0.0), (r.end, 0.0)],
+        colour(2).stroke_width(2),
+    ))?;
+    draw_legend(&legend_area, &legend)
+}
+
+fn draw_calibration<DB: DrawingBackend>(
+    root: &Area<DB>,
+    title: &str,
+    target: &str,
+    bins: &[CalibrationBin],
+    positive_rate: Option<f64>,
+    (log_loss, auc): (Option<f64>, Option<f64>),
+) -> DrawResult<DB> {
+    let body = root.titled(
+        &headline("Predicted vs realised (test split)", title),
+        font(TITLE_SIZE),
+    )?;
+    let filled: Vec<(f64, f64)> = bins
+        .iter()
+        .filter(|b| b.count > 0)
+        .filter_map(|b| Some((b.mean_predicted?, b.observed_rate?)))
+        .filter(|&(p, o)| plottable(p) && plottable(o))
+        .collect();
+    let bars: Vec<&CalibrationBin> = bins
+        .iter()
+        .filter(|b| b.count > 0 && plottable(b.lo) && plottable(b.hi) && b.hi > b.lo)
+        .collect();
+    if filled.is_empty() {
+        return no_data(&body);
+    }
+    let model = Swatch::Line(colour(0), 2);
+    let diagonal = Swatch::Dashed(ZERO_LINE);
+    let base = Swatch::Line(colour(2), 2);
+    let mut scores = Vec::new();
+    if let Some(l) = log_loss.filter(|v| plottable(*v)) {
+        scores.push(format!("log loss {l:.4}"));
+    }
+    if let Some(a) = auc.filter(|v| plottable(*v)) {
+        scores.push(format!("AUC {a:.3}"));
+    }
+    let mut legend = vec![LegendEntry {
+        label: "observed rate per bin".into(),
+        swatch: model,
+    }];
+    if !scores.is_empty() {
+        legend.push(LegendEntry {
+            label: format!("({})", scores.join(", ")),
+            swatch: Swatch::None,
+        });
+    }
+    legend.push(LegendEntry {
+        label: "perfect calibration".into(),
+        swatch: diagonal,
+    });
+    let rate = positive_rate.filter(|r| plottable(*r));
+    if let Some(r) = rate {
+        legend.push(LegendEntry {
+            label: format!("test positive rate {r:.3}"),
+            swatch: base,
+        });
+    }
+    legend.push(LegendEntry {
+        label: "samples per bin".into(),
+        swatch: Swatch::Bar(lighten(colour(0), 0.5)),
+    });
+    let (plot, legend_area) = split_legend(&body, &legend)?;
+    let (_, h) = plot.dim_in_pixel();
+    let (top, bottom) = plot.split_vertically(h as i32 * 68 / 100);
+    let unit = 0.0..1.0;
+    let top_max = bars.iter().map(|b| b.count).max().unwrap_or(0);
+    let count_range = 0.0..(top_max as f64 * 1.1).max(1.0);
+    let pf = tick_formatter(&unit, Y_LABELS);
+    let cf = |v: &f64| integer_tick(*v);
+    // One label column width for both panels, so their x axes line up.
+    let widest_count = top_max.to_string();
+    let y_area = label_width(&plot, &["0.0", widest_count.as_str()])? + 40;
+    let mut upper = ChartBuilder::on(&top)
+        .margin(12)
+        .x_label_area_size(30)
+        .y_label_area_size(y_area)
+        .build_cartesian_2d(unit.clone(), unit.clone())?;
+    mesh(&mut upper, "", &format!("observed {target}"), &pf, &pf)?;
+    upper.draw_series(DashedLineSeries::new(
+        [(0.0, 0.0), (1.0, 1.0)],
+        7,
+        5,
+        ZERO_LINE.stroke_width(2),
+    ))?;
+    if let Some(r) = rate {
+        upper.draw_series(LineSeries::new(
+            [(0.0, r), (1.0, r)],
+            colour(2).stroke_width(2),
+        ))?;
+    }
+    upper.draw_series(LineSeries::new(
+        filled.iter().copied(),
+        colour(0).stroke_width(2),
+    ))?;
+    upper.draw_series(
+        filled
+            .iter()
+            .map(|&p| Circle::new(p, 4, colour(0).filled())),
+    )?;
+    let mut lower = ChartBuilder::on(&bottom)
+        .margin(12)
+        .margin_top(0)
+        .x_label_area_size(50)
+        .y_label_area_size(y_area)
+        .build_cartesian_2d(unit.clone(), count_range)?;
+    lower
+        .configure_mesh()
+        .x_labels(X_LABELS)
+        .y_labels(4)
+        .max_light_lines(1)
+        .x_label_formatter(&pf)
+        .y_label_formatter(&cf)
+        .x_desc("predicted probability")
+        .y_desc("samples")
+        .label_style(font(LABEL_SIZE))
+        .axis_desc_style(font(DESC_SIZE))
+        .bold_line_style(GRID_BOLD.stroke_width(1))
+        .light_line_style(GRID_LIGHT.stroke_width(1))
+        .draw()?;
+    let fill = lighten(colour(0), 0.5).filled();
+    lower.draw_series(
+        bars.iter()
+            .map(|b| Rectangle::new([(b.lo, 0.0), (b.hi, b.count as f64)], fill)),
+    )?;
+    lower
+        .draw_series(bars.iter().map(|b| {
+            Rectangle::new([(b.lo, 0.0), (b.hi, b.count as f64)], WHITE.stroke_width(1))
+        }))?;
+    draw_legend(&legend_area, &legend)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Shared drawing helpers
+
+/// `"head: detail"`, or `head` alone when there is no detail.
+fn headline(head: &str, detail: &str) -> String {
+    if detail.trim().is_empty() {
+        head.to_string()
+    } else {
+        format!("{head}: {detail}")
+    }
+}
+
+/// A loss or error for a legend: four significant digits, scientific when small or large.
+fn format_value(v: f64) -> String {
+    if v != 0.0 && (v.abs() < 1e-3 || v.abs() >= 1e5) {
+        format!("{v:.3e}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+/// The `q` quantile of sorted, non-empty `values` (nearest rank).
+pub(crate) fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let i = (q * (sorted.len() - 1) as f64).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
 
 fn cartesian<'a, DB: DrawingBackend>(
     area: &'a Area<DB>,
@@ -459,7 +818,7 @@ fn draw_runs<DB: DrawingBackend>(
     for run in runs {
         match (swatch, run.len()) {
             // A lone point has no line to draw; a dot keeps it visible.
-            (Swatch::Line(c, _) | Swatch::Dashed(c) | Swatch::Bar(c), 1) => {
+            (Swatch::Line(c, _) | Swatch::Dashed(c) | Swatch::Bar(c) | Swatch::Dot(c), 1) => {
                 chart.draw_series(run.iter().map(|&p| Circle::new(p, 3, c.filled())))?;
             }
             (Swatch::Line(c, w), _) => {
@@ -473,9 +832,10 @@ fn draw_runs<DB: DrawingBackend>(
                     c.stroke_width(2),
                 ))?;
             }
-            (Swatch::Bar(c), _) => {
+            (Swatch::Bar(c) | Swatch::Dot(c), _) => {
                 chart.draw_series(run.iter().map(|&p| Circle::new(p, 2, c.filled())))?;
             }
+            (Swatch::None, _) => {}
         }
     }
     Ok(())
@@ -506,6 +866,10 @@ enum Swatch {
     Line(RGBColor, u32),
     Dashed(RGBColor),
     Bar(RGBColor),
+    /// A marker: scatter points, or one highlighted point.
+    Dot(RGBColor),
+    /// No swatch: a note under the entry above.
+    None,
 }
 
 struct LegendEntry {
@@ -567,6 +931,10 @@ fn draw_legend<DB: DrawingBackend>(area: &Area<DB>, entries: &[LegendEntry]) -> 
                     c.filled(),
                 ))?;
             }
+            Swatch::Dot(c) => {
+                area.draw(&Circle::new((x + LEGEND_SWATCH / 2, y), 5, c.filled()))?;
+            }
+            Swatch::None => {}
         }
         let label = fit_text(area, &entry.label, text_room as u32)?;
         area.draw_text(&label, &style, (text_x, y))?;
@@ -703,7 +1071,8 @@ pub(crate) fn tick_formatter(range: &Range<f64>, count: usize) -> impl Fn(&f64) 
 
 pub(crate) fn format_tick(v: f64, step: f64, scale: f64) -> String {
     if scale >= 1e9 || (scale > 0.0 && scale < 1e-3) {
-        return if v == 0.0 {
+        // Round-off leaves a tick like -1.08e-19 where zero belongs.
+        return if v == 0.0 || v.abs() < step.abs() * 1e-6 {
             "0".to_string()
         } else {
             format!("{v:.2e}")
@@ -805,6 +1174,8 @@ mod tests {
         assert_eq!(format_tick(0.5, 0.1, 1.0), "0.5");
         assert_eq!(format_tick(-1e-12, 0.2, 1.0), "0.0");
         assert_eq!(format_tick(2.5e12, 1e12, 3e12), "2.50e12");
+        assert_eq!(format_tick(-1.08e-19, 2e-4, 6e-4), "0");
+        assert_eq!(format_tick(-2e-4, 2e-4, 6e-4), "-2.00e-4");
         let f = tick_formatter(&(0.0..48.0), 5);
         assert_eq!(f(&10.0), "10");
         let f = tick_formatter(&(0.01..0.2), 5);

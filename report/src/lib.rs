@@ -1,4 +1,5 @@
-//! Plots (PNG and SVG) and an HTML page summarising a genetic-optimiser experiment.
+//! Plots (PNG and SVG) and an HTML page summarising a genetic-optimiser experiment, and the charts
+//! of a trained model.
 //!
 //! The caller hands over one plain-data [`ReportInput`] (serde-friendly, though JSON cannot carry
 //! the NaN/inf it tolerates); [`write_report`] turns it into four charts, each drawn
@@ -10,11 +11,18 @@
 //! which keeps the build free of fontconfig/freetype. Every file is written under a temporary name
 //! and renamed into place, so a reader never sees half a chart.
 //!
+//! [`write_model_plots`] reads a `dexlab train` model directory and adds two charts to it: the
+//! learning curve (train and validation loss per epoch, the kept epoch marked) and the test
+//! predictions against the realised target (a scatter for regression, a reliability diagram for
+//! classification). It reads the directory's JSON and CSV files itself, so this crate stays free
+//! of burn.
+//!
 //! No cargo features.
 
 mod charts;
 mod font;
 mod html;
+mod model;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,6 +34,10 @@ use crate::charts::Chart;
 use crate::html::Figure;
 
 pub use crate::font::{FONT_ENV, ensure_font};
+pub use crate::model::{
+    CalibrationBin, EpochLoss, LEARNING_CURVE, ModelPlots, PREDICTED_VS_REALISED, TestPredictions,
+    write_model_plots, write_model_plots_with,
+};
 
 /// Everything one report shows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,7 +101,7 @@ pub struct FoldBars {
     pub baselines: Vec<(String, f64)>,
 }
 
-/// Chart size in pixels, shared by all four charts (the SVGs use the same user units).
+/// Chart size in pixels, shared by all charts (the SVGs use the same user units).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReportOptions {
     pub width: u32,
@@ -154,6 +166,14 @@ pub enum ReportError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
 }
 
 /// Writes the four charts (PNG and SVG each) and `index.html` into `out_dir`, creating it, at the

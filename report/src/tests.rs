@@ -507,3 +507,366 @@ fn temp_names_keep_directory_and_extension() {
             .starts_with(".fitness.tmp-")
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Model charts
+
+const MODEL_FILES: [&str; 4] = [
+    "learning_curve.png",
+    "learning_curve.svg",
+    "predicted_vs_realised.png",
+    "predicted_vs_realised.svg",
+];
+
+fn curve(epochs: usize) -> Vec<EpochLoss> {
+    (1..=epochs)
+        .map(|e| {
+            let e_f = e as f64;
+            EpochLoss {
+                epoch: e,
+                train: 0.4 + 0.6 / e_f,
+                // Falls, then creeps up after epoch 8: the kept epoch is 8.
+                valid: 0.5 + 0.5 / e_f + 0.002 * (e_f - 8.0).max(0.0).powi(2),
+            }
+        })
+        .collect()
+}
+
+fn regression_plots(points: Vec<(f64, f64)>) -> ModelPlots {
+    ModelPlots {
+        title: "mlp on label_fwd_ret_1__pool".into(),
+        loss: "MSE (standardised target)".into(),
+        curve: curve(14),
+        best_epoch: 8,
+        test: TestPredictions::Regression {
+            target: "label_fwd_ret_1__pool".into(),
+            points,
+            mse: Some(2.5e-6),
+            zero_mse: Some(3.1e-6),
+        },
+    }
+}
+
+/// `(realised, predicted)` with a predictable part the model catches, shrunk towards zero.
+fn return_like(n: usize, seed: u64) -> Vec<(f64, f64)> {
+    let mut rng = Lcg(seed);
+    (0..n)
+        .map(|_| {
+            let signal = rng.noise() * 1e-3;
+            let realised = signal + rng.noise() * 1.5e-3;
+            (realised, 0.6 * signal + rng.noise() * 2e-4)
+        })
+        .collect()
+}
+
+fn assert_model_files(dir: &Path, written: &[PathBuf], size: (u32, u32)) {
+    let expected: Vec<PathBuf> = MODEL_FILES.iter().map(|f| dir.join(f)).collect();
+    assert_eq!(written, expected);
+    for path in written {
+        let bytes = std::fs::read(path).unwrap();
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("png") => {
+                assert_eq!(png_size(&bytes), size, "{}", path.display());
+                // A blank canvas compresses to a few hundred bytes; a drawn chart does not.
+                assert!(
+                    bytes.len() > 10_000,
+                    "{}: {} bytes",
+                    path.display(),
+                    bytes.len()
+                );
+            }
+            _ => assert_xmlish(std::str::from_utf8(&bytes).unwrap()),
+        }
+    }
+}
+
+fn count(haystack: &str, needle: &str) -> usize {
+    haystack.matches(needle).count()
+}
+
+#[test]
+fn model_charts_regression() {
+    let dir = tempfile::tempdir().unwrap();
+    // Fewer points than the clipping threshold: every point is on the axes.
+    let plots = regression_plots(return_like(150, 3));
+    let opts = ReportOptions {
+        width: 900,
+        height: 500,
+    };
+    let written = write_model_plots_with(&plots, dir.path(), &opts).unwrap();
+    assert_model_files(dir.path(), &written, (900, 500));
+
+    let lc = read(dir.path(), "learning_curve.svg");
+    for label in [
+        "Learning curve: mlp on label_fwd_ret_1__pool",
+        "train loss",
+        "validation loss",
+        "kept: epoch 8",
+        "MSE (standardised target)",
+        "epoch",
+    ] {
+        assert!(lc.contains(label), "learning_curve.svg lacks {label}");
+    }
+    // Two loss lines and the best-epoch rule, over the mesh's own lines; one marker (filled and
+    // ringed) on the plot and one in the legend.
+    assert_eq!(count(&lc, "<circle"), 3, "{lc}");
+    assert!(!lc.contains("no data"));
+
+    let pv = read(dir.path(), "predicted_vs_realised.svg");
+    for label in [
+        "test samples: 150, MSE 2.500e-6",
+        "y = x (perfect)",
+        "zero predictor, MSE 3.100e-6",
+        "realised label_fwd_ret_1__pool",
+        "predicted label_fwd_ret_1__pool",
+    ] {
+        assert!(
+            pv.contains(label),
+            "predicted_vs_realised.svg lacks {label}"
+        );
+    }
+    // Every test sample is drawn, plus the legend's marker.
+    assert_eq!(count(&pv, "<circle"), 150 + 1);
+    assert!(!pv.contains("beyond the axes"));
+
+    if let Some(keep) = std::env::var_os("DEXLAB_REPORT_KEEP") {
+        write_model_plots_with(&plots, &Path::new(&keep).join("model-regression"), &opts).unwrap();
+    }
+}
+
+#[test]
+fn model_scatter_clips_outliers_and_thins_large_splits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut points = return_like(20_000, 5);
+    points[10] = (0.5, 0.0); // a fat-tail return 300 times the others
+    points[11] = (f64::NAN, 0.0);
+    write_model_plots_with(
+        &regression_plots(points),
+        dir.path(),
+        &ReportOptions::default(),
+    )
+    .unwrap();
+    let pv = read(dir.path(), "predicted_vs_realised.svg");
+    // The NaN is not a sample to plot; the outlier is counted but not drawn.
+    assert!(pv.contains("test samples: 19999"), "{pv}");
+    assert!(pv.contains("beyond the axes"));
+    assert!(pv.contains("1 in 4 drawn"));
+    let circles = count(&pv, "<circle");
+    assert!((4000..=5001).contains(&circles), "{circles} circles");
+}
+
+#[test]
+fn model_charts_classification() {
+    let dir = tempfile::tempdir().unwrap();
+    let bins: Vec<CalibrationBin> = (0..10)
+        .map(|b| {
+            let lo = b as f64 / 10.0;
+            let count = [0, 3, 40, 120, 260, 240, 110, 30, 0, 0][b];
+            CalibrationBin {
+                lo,
+                hi: lo + 0.1,
+                count,
+                mean_predicted: (count > 0).then_some(lo + 0.05),
+                observed_rate: (count > 0).then_some((lo + 0.05) * 0.9 + 0.04),
+            }
+        })
+        .collect();
+    let plots = ModelPlots {
+        title: "gru on label_up_5__pool".into(),
+        loss: "log loss (binary cross-entropy)".into(),
+        curve: curve(10),
+        best_epoch: 8,
+        test: TestPredictions::Classification {
+            target: "label_up_5__pool".into(),
+            bins,
+            positive_rate: Some(0.47),
+            log_loss: Some(0.6812),
+            auc: Some(0.574),
+        },
+    };
+    let written = write_model_plots_with(&plots, dir.path(), &ReportOptions::default()).unwrap();
+    let d = ReportOptions::default();
+    assert_model_files(dir.path(), &written, (d.width, d.height));
+    let pv = read(dir.path(), "predicted_vs_realised.svg");
+    for label in [
+        "Predicted vs realised (test split): gru on label_up_5__pool",
+        "observed rate per bin",
+        "log loss 0.6812, AUC 0.574",
+        "perfect calibration",
+        "test positive rate 0.470",
+        "samples per bin",
+        "predicted probability",
+    ] {
+        assert!(
+            pv.contains(label),
+            "predicted_vs_realised.svg lacks {label}"
+        );
+    }
+    // One marker per non-empty bin.
+    assert_eq!(count(&pv, "<circle"), 7);
+    if let Some(keep) = std::env::var_os("DEXLAB_REPORT_KEEP") {
+        write_model_plots_with(&plots, &Path::new(&keep).join("model-classification"), &d).unwrap();
+    }
+}
+
+#[test]
+fn model_charts_without_data_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plots = regression_plots(vec![(f64::NAN, 1.0)]);
+    plots.curve.clear();
+    write_model_plots_with(&plots, dir.path(), &ReportOptions::default()).unwrap();
+    assert!(read(dir.path(), "learning_curve.svg").contains("no data"));
+    assert!(read(dir.path(), "predicted_vs_realised.svg").contains("no data"));
+    // One epoch, and a best epoch that is not in the curve.
+    let mut plots = regression_plots(vec![(1.0, 1.0)]);
+    plots.curve.truncate(1);
+    plots.best_epoch = 99;
+    write_model_plots_with(&plots, dir.path(), &ReportOptions::default()).unwrap();
+    let lc = read(dir.path(), "learning_curve.svg");
+    assert!(!lc.contains("no data") && !lc.contains("kept"));
+}
+
+/// A model directory as `dexlab train` writes it (files trimmed to the fields and rows drawn,
+/// plus a few the reader must ignore).
+fn write_model_dir(dir: &Path, task: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let model = if task == "regression" {
+        r#"{"n": 3, "mse": 0.0125, "mae": 0.1, "directional_accuracy": 0.66}"#
+    } else {
+        r#"{"n": 3, "positive_rate": 0.5, "accuracy": 0.66, "auc": 0.75, "log_loss": 0.6,
+            "calibration": [{"lo": 0.0, "hi": 0.5, "count": 2, "mean_predicted": 0.3,
+            "observed_rate": 0.5}, {"lo": 0.5, "hi": 1.0, "count": 1, "mean_predicted": 0.7,
+            "observed_rate": 1.0}]}"#
+    };
+    let metrics = format!(
+        r#"{{"curve": [{{"epoch": 1, "lr": 0.001, "train_loss": 1.0, "valid_loss": 0.9}},
+        {{"epoch": 2, "lr": 0.0005, "train_loss": 0.8, "valid_loss": 0.85}}],
+        "best_epoch": 2, "best_valid_loss": 0.85, "epochs_run": 2, "stopped_early": false,
+        "test": {{"rows": 3, "first_block": 10, "last_block": 12, "model": {model},
+        "baselines": [{{"name": "zero", "description": "predicts 0",
+        "metrics": {{"n": 3, "mse": 0.02, "mae": 0.1, "directional_accuracy": 0.5}}}}]}}}}"#
+    );
+    std::fs::write(dir.join("metrics.json"), metrics).unwrap();
+    std::fs::write(
+        dir.join("schema.json"),
+        format!(r#"{{"features": ["a"], "target": "label_x", "window": 1, "task": "{task}"}}"#),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        r#"{"model_kind": "mlp", "seed": 1, "model": {"kind": "mlp"}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("predictions.csv"),
+        "block,realised,predicted\n10,0.1,0.05\n11,-0.2,-0.1\n12,0.0,1e-3\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn model_plots_are_read_from_a_model_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = dir.path().join("reg");
+    write_model_dir(&reg, "regression");
+    let plots = ModelPlots::read(&reg).unwrap();
+    assert_eq!(plots.title, "mlp on label_x");
+    assert_eq!(plots.best_epoch, 2);
+    assert_eq!(plots.curve[1].valid, 0.85);
+    assert_eq!(
+        plots.test,
+        TestPredictions::Regression {
+            target: "label_x".into(),
+            points: vec![(0.1, 0.05), (-0.2, -0.1), (0.0, 1e-3)],
+            mse: Some(0.0125),
+            zero_mse: Some(0.02),
+        }
+    );
+    let written = write_model_plots(&reg).unwrap();
+    let d = ReportOptions::default();
+    assert_model_files(&reg, &written, (d.width, d.height));
+
+    let clf = dir.path().join("clf");
+    write_model_dir(&clf, "classification");
+    let plots = ModelPlots::read(&clf).unwrap();
+    let TestPredictions::Classification { bins, auc, .. } = &plots.test else {
+        panic!("{:?}", plots.test);
+    };
+    assert_eq!((bins.len(), *auc), (2, Some(0.75)));
+    assert!(plots.loss.contains("log loss"));
+    write_model_plots(&clf).unwrap();
+    assert_eq!(
+        count(&read(&clf, "predicted_vs_realised.svg"), "<circle"),
+        2
+    );
+
+    // A regression directory from before predictions.csv: the scatter says no data.
+    std::fs::remove_file(reg.join("predictions.csv")).unwrap();
+    write_model_plots(&reg).unwrap();
+    assert!(read(&reg, "predicted_vs_realised.svg").contains("no data"));
+
+    // Broken files name themselves.
+    std::fs::write(reg.join("metrics.json"), "{").unwrap();
+    let e = write_model_plots(&reg).unwrap_err().to_string();
+    assert!(e.contains("metrics.json"), "{e}");
+    let e = write_model_plots(&dir.path().join("missing"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("cannot read") && e.contains("missing"), "{e}");
+}
+
+/// A model directory as `dexlab train` wrote it (weights, normaliser and dataset files left out):
+/// an MLP on the real USDC/WETH sample's next-block return, 20 epochs at most, seed 1.
+#[test]
+fn plots_a_model_directory_written_by_dexlab_train() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mlp-regression");
+    let dir = tempfile::tempdir().unwrap();
+    for f in [
+        "config.json",
+        "metrics.json",
+        "schema.json",
+        "predictions.csv",
+    ] {
+        std::fs::copy(fixture.join(f), dir.path().join(f)).unwrap();
+    }
+    let plots = ModelPlots::read(dir.path()).unwrap();
+    assert_eq!(
+        plots.title,
+        "mlp on label_fwd_ret_1__uniswap_v3_usdc_weth_500"
+    );
+    assert!(plots.curve.iter().any(|e| e.epoch == plots.best_epoch));
+    let TestPredictions::Regression {
+        points,
+        mse,
+        zero_mse,
+        ..
+    } = &plots.test
+    else {
+        panic!("{:?}", plots.test);
+    };
+    // predictions.csv is the test split behind metrics.json.
+    let n = points.len() as f64;
+    let from_csv = points.iter().map(|(y, p)| (p - y).powi(2)).sum::<f64>() / n;
+    let mse = mse.unwrap();
+    assert!((from_csv - mse).abs() <= 1e-12 * mse, "{from_csv} vs {mse}");
+    let zero = points.iter().map(|(y, _)| y * y).sum::<f64>() / n;
+    assert!((zero - zero_mse.unwrap()).abs() <= 1e-12 * zero);
+
+    let written = write_model_plots(dir.path()).unwrap();
+    let d = ReportOptions::default();
+    assert_model_files(dir.path(), &written, (d.width, d.height));
+    let lc = read(dir.path(), "learning_curve.svg");
+    assert!(lc.contains(&format!("kept: epoch {}", plots.best_epoch)));
+    let pv = read(dir.path(), "predicted_vs_realised.svg");
+    assert!(
+        pv.contains(&format!("test samples: {}", points.len())),
+        "{pv}"
+    );
+    if let Some(keep) = std::env::var_os("DEXLAB_REPORT_KEEP") {
+        let keep = Path::new(&keep).join("model-sample");
+        std::fs::create_dir_all(&keep).unwrap();
+        for path in &written {
+            std::fs::copy(path, keep.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+}

@@ -58,7 +58,7 @@ pub enum StoreError {
         source: sqlx::Error,
     },
 
-    /// The experiment or run named does not exist.
+    /// The experiment, run or model named does not exist.
     #[error("{op}: {target} not found")]
     NotFound { op: &'static str, target: String },
 
@@ -91,6 +91,48 @@ pub enum StoreError {
         field: &'static str,
         #[source]
         source: serde_json::Error,
+    },
+
+    /// A model name that other content or another directory is registered under.
+    #[error(
+        "{op}: model name `{name}` is already taken by model {id} (directory {dir}) and {reason}; \
+         names are unique: register this model under another name"
+    )]
+    ModelNameTaken {
+        op: &'static str,
+        name: String,
+        id: i64,
+        dir: String,
+        /// Why this is not the same model again, e.g. its content hash differs.
+        reason: String,
+    },
+
+    /// A model directory that another registered model points at.
+    #[error(
+        "{op}: directory {dir} already holds model {id} `{name}`; \
+         write this model to another directory"
+    )]
+    ModelDirTaken {
+        op: &'static str,
+        dir: String,
+        id: i64,
+        name: String,
+    },
+
+    /// A model name the registry does not accept.
+    #[error("{op}: model name {name:?} is not valid: {reason}")]
+    InvalidName {
+        op: &'static str,
+        name: String,
+        reason: &'static str,
+    },
+
+    /// A model directory or one of its files (see [`crate::content_hash`]) could not be read.
+    #[error("hashing {}", path.display())]
+    Hash {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
     },
 
     /// A stored value could not be read back (hand-edited or foreign rows).

@@ -1,4 +1,5 @@
-//! dexlab's experiment store: experiments, folds, runs, GA generations and results, in SQL.
+//! dexlab's experiment store: experiments, folds, runs, GA generations and results, and the
+//! registry of trained models, in SQL.
 //!
 //! One code path serves both databases through sqlx's `Any` driver: every statement is written
 //! once, in the SQL both dialects share (`$n` placeholders, `ON CONFLICT … DO UPDATE`,
@@ -12,9 +13,14 @@
 //! experiment or run involved, and URLs are scrubbed of passwords before they are printed
 //! anywhere (errors and `Debug`).
 //!
+//! The model registry ([`Store::register_model`], in `models.rs`) keeps one row per model
+//! directory with its provenance and test metrics; a name and a directory each belong to one
+//! model, and [`content_hash`] tells whether a directory still holds what was registered.
+//!
 //! No cargo features.
 
 mod error;
+mod models;
 mod url;
 
 use std::fmt;
@@ -29,6 +35,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Connection, Row};
 
 pub use crate::error::StoreError;
+pub use crate::models::{ModelRow, NewModel, content_hash, validate_model_name};
 pub use crate::url::scrub_url;
 use crate::url::{Backend, resolve};
 

@@ -26,5 +26,6 @@ mod find_experiment;
 mod float_exactness;
 mod generations;
 mod migrations;
+mod models;
 mod round_trip;
 mod url_scrubbing;

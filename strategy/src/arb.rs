@@ -84,7 +84,11 @@ impl CrossVenueArb {
                 if ma.has_tokens(mb.token0, mb.token1)
                     && (ma.token0 == env.quote || ma.token1 == env.quote)
                 {
-                    let base = if ma.token0 == env.quote { ma.token1 } else { ma.token0 };
+                    let base = if ma.token0 == env.quote {
+                        ma.token1
+                    } else {
+                        ma.token0
+                    };
                     pairs.push(Pair { a, b, base });
                 }
             }
@@ -105,7 +109,10 @@ impl CrossVenueArb {
     /// where it is cheaper, sell it where it is dearer. `None` when the gap does not beat both
     /// fees, since then no size can profit.
     fn candidate(&self, market: &Market, pair: Pair) -> Option<[Leg; 2]> {
-        let (pa, pb) = (market.price_of(pair.a, pair.base)?, market.price_of(pair.b, pair.base)?);
+        let (pa, pb) = (
+            market.price_of(pair.a, pair.base)?,
+            market.price_of(pair.b, pair.base)?,
+        );
         let fees = (market.pools[pair.a].fee + market.pools[pair.b].fee) as f64 / 1e6;
         let (buy, sell, gap) = if pa < pb {
             (pair.a, pair.b, pb / pa - 1.0)
@@ -113,8 +120,14 @@ impl CrossVenueArb {
             (pair.b, pair.a, pa / pb - 1.0)
         };
         (gap > fees).then_some([
-            Leg { pool: buy, token_in: self.quote },
-            Leg { pool: sell, token_in: pair.base },
+            Leg {
+                pool: buy,
+                token_in: self.quote,
+            },
+            Leg {
+                pool: sell,
+                token_in: pair.base,
+            },
         ])
     }
 
@@ -125,7 +138,9 @@ impl CrossVenueArb {
             return None;
         }
         let sized = optimal_input(market, &route, cap)?;
-        let amount_in = scale(sized.amount_in, self.size_fraction).max(U256::from(1)).min(cap);
+        let amount_in = scale(sized.amount_in, self.size_fraction)
+            .max(U256::from(1))
+            .min(cap);
         let (out, ticks) = if amount_in == sized.amount_in {
             (sized.amount_out, sized.ticks_crossed)
         } else {
@@ -134,7 +149,10 @@ impl CrossVenueArb {
         if out <= amount_in {
             return None;
         }
-        let base_fee = market.block.base_fee.unwrap_or(ctx.env.gas.default_base_fee_wei);
+        let base_fee = market
+            .block
+            .base_fee
+            .unwrap_or(ctx.env.gas.default_base_fee_wei);
         let priority_fee = (base_fee as f64 * (self.gas_multiplier - 1.0)) as u128;
         let pools = [route[0].pool, route[1].pool];
         let gas = bundle_gas(&ctx.env.gas, market, &pools, ticks);
@@ -180,7 +198,9 @@ impl Strategy for CrossVenueArb {
             if !(self.dirty[pair.a] || self.dirty[pair.b]) {
                 continue;
             }
-            let Some(route) = self.candidate(market, pair) else { continue };
+            let Some(route) = self.candidate(market, pair) else {
+                continue;
+            };
             match estimate(market, route) {
                 Some(e) if e.is_zero() => {}
                 Some(e) => ranked.push((e, i, route)),
@@ -190,7 +210,10 @@ impl Strategy for CrossVenueArb {
         self.dirty.iter_mut().for_each(|d| *d = false);
         ranked.sort_by(|x, y| y.0.cmp(&x.0).then(x.1.cmp(&y.1)));
         // One bundle per block: they would all spend the same balance.
-        if let Some(b) = ranked.into_iter().find_map(|(_, _, r)| self.bundle(market, ctx, r)) {
+        if let Some(b) = ranked
+            .into_iter()
+            .find_map(|(_, _, r)| self.bundle(market, ctx, r))
+        {
             out.push(Action::Submit(b));
         }
     }
@@ -250,7 +273,12 @@ pub fn optimal_input(market: &Market, route: &[Leg], cap: U256) -> Option<Sized>
                 });
             }
             // A tick was crossed: liquidity changes past it, so search around the guess.
-            numeric_optimum(market, route, (x >> 4usize).max(U256::from(1)), x.saturating_mul(U256::from(16)).min(cap))?
+            numeric_optimum(
+                market,
+                route,
+                (x >> 4usize).max(U256::from(1)),
+                x.saturating_mul(U256::from(16)).min(cap),
+            )?
         }
         None => numeric_optimum(market, route, U256::from(1), cap)?,
     };
@@ -302,7 +330,11 @@ fn cp_reserves(market: &Market, leg: Leg) -> Option<(U512, U512, U512)> {
         _ => return None,
     };
     let (rin, rout) = if zfo { (r0, r1) } else { (r1, r0) };
-    Some((U512::from(rin), U512::from(rout), U512::from(1_000_000 - m.fee)))
+    Some((
+        U512::from(rin),
+        U512::from(rout),
+        U512::from(1_000_000 - m.fee),
+    ))
 }
 
 /// Two constant-product legs compose into `a x / (b + c x)`, maximal at `(sqrt(ab) - b) / c`;
@@ -338,7 +370,9 @@ fn numeric_optimum(market: &Market, route: &[Leg], lo: U256, hi: U256) -> Option
         best = (lo, lo_p);
     }
     // 0.382 and 0.618 of the bracket, in integers (per mille).
-    let at = |lo: U256, hi: U256, permille: u64| lo + (hi - lo) * U256::from(permille) / U256::from(1000);
+    let at = |lo: U256, hi: U256, permille: u64| {
+        lo + (hi - lo) * U256::from(permille) / U256::from(1000)
+    };
     let (mut m1, mut m2) = (at(lo, hi, 382), at(lo, hi, 618));
     let (mut p1, mut p2) = (eval(m1), eval(m2));
     while hi - lo > U256::from(8) && hi - lo > hi >> 13usize {
@@ -405,31 +439,63 @@ mod tests {
     #[test]
     fn closed_form_is_the_integer_optimum() {
         // 1000 WETH / 2.0M USDC vs 1000 WETH / 2.1M USDC: buy WETH in pool 0 with USDC.
-        let m = two_v2([(1000e18 as u128, 2_000_000e6 as u128), (1000e18 as u128, 2_100_000e6 as u128)]);
+        let m = two_v2([
+            (1000e18 as u128, 2_000_000e6 as u128),
+            (1000e18 as u128, 2_100_000e6 as u128),
+        ]);
         let usdc = Address::with_last_byte(2);
         let weth = Address::with_last_byte(1);
-        let route = [Leg { pool: 0, token_in: usdc }, Leg { pool: 1, token_in: weth }];
+        let route = [
+            Leg {
+                pool: 0,
+                token_in: usdc,
+            },
+            Leg {
+                pool: 1,
+                token_in: weth,
+            },
+        ];
         let x = optimal_input(&m, &route, U256::MAX >> 1).unwrap().amount_in;
         let px = profit(&m, &route, x).unwrap();
         assert!(px > U256::ZERO);
         // No nearby integer (within 0.1 %) does better by more than rounding.
         let step = (x / U256::from(1000)).max(U256::from(1));
-        for y in [x - step, x + step, x - step * U256::from(10), x + step * U256::from(10)] {
+        for y in [
+            x - step,
+            x + step,
+            x - step * U256::from(10),
+            x + step * U256::from(10),
+        ] {
             let py = profit(&m, &route, y).unwrap();
             assert!(py <= px + U256::from(2), "x={x} p={px}, y={y} p={py}");
         }
         // The numeric search on the same route lands within 0.1 % of the closed form.
         let n = numeric_optimum(&m, &route, U256::from(1), U256::from(10u128.pow(13))).unwrap();
         let pn = profit(&m, &route, n).unwrap();
-        assert!(pn * U256::from(1000) >= px * U256::from(999), "numeric {pn} vs closed {px}");
+        assert!(
+            pn * U256::from(1000) >= px * U256::from(999),
+            "numeric {pn} vs closed {px}"
+        );
     }
 
     #[test]
     fn no_gap_no_trade() {
-        let m = two_v2([(1000e18 as u128, 2_000_000e6 as u128), (1000e18 as u128, 2_001_000e6 as u128)]);
+        let m = two_v2([
+            (1000e18 as u128, 2_000_000e6 as u128),
+            (1000e18 as u128, 2_001_000e6 as u128),
+        ]);
         let usdc = Address::with_last_byte(2);
         let weth = Address::with_last_byte(1);
-        let route = [Leg { pool: 0, token_in: usdc }, Leg { pool: 1, token_in: weth }];
+        let route = [
+            Leg {
+                pool: 0,
+                token_in: usdc,
+            },
+            Leg {
+                pool: 1,
+                token_in: weth,
+            },
+        ];
         assert_eq!(optimal_input(&m, &route, U256::MAX >> 1), None);
     }
 
@@ -465,24 +531,46 @@ mod tests {
             let t = 198_000 + gap_ticks;
             let ranges: Vec<(i32, i32, u128)> = if narrow {
                 // Thin just below the price, thicker past the tick 20 below it.
-                vec![(t - 20, t + 40, 10u128.pow(17)), (t - 3000, t - 20, 3 * 10u128.pow(17)), (190_000, 206_000, 10u128.pow(16))]
+                vec![
+                    (t - 20, t + 40, 10u128.pow(17)),
+                    (t - 3000, t - 20, 3 * 10u128.pow(17)),
+                    (190_000, 206_000, 10u128.pow(16)),
+                ]
             } else {
                 vec![(190_000, 206_000, 10u128.pow(18))]
             };
             m.states[1] = v3(t, 3000, 10, &ranges);
             // Sell USDC in pool 1 (more WETH per USDC there), sell the WETH back in pool 0.
-            let route = [Leg { pool: 1, token_in: usdc }, Leg { pool: 0, token_in: weth }];
+            let route = [
+                Leg {
+                    pool: 1,
+                    token_in: usdc,
+                },
+                Leg {
+                    pool: 0,
+                    token_in: weth,
+                },
+            ];
             let cap = U256::from(10u128.pow(13));
-            let x = optimal_input(&m, &route, cap).expect("an opportunity").amount_in;
+            let x = optimal_input(&m, &route, cap)
+                .expect("an opportunity")
+                .amount_in;
             let px = profit(&m, &route, x).unwrap();
             let mut best = U256::ZERO;
             for i in 0..3000 {
                 let y = U256::from((1e6 * 10f64.powf(i as f64 * 7.0 / 3000.0)) as u128);
                 best = best.max(profit(&m, &route, y).unwrap_or_default());
             }
-            assert!(px * U256::from(1000) >= best * U256::from(999), "narrow={narrow}: sized {px} at {x}, scan found {best}");
+            assert!(
+                px * U256::from(1000) >= best * U256::from(999),
+                "narrow={narrow}: sized {px} at {x}, scan found {best}"
+            );
             let crossed = route_quote(&m, &route, x).unwrap().1;
-            assert_eq!(crossed > 0, narrow, "narrow ranges are crossed, the wide one is not");
+            assert_eq!(
+                crossed > 0,
+                narrow,
+                "narrow ranges are crossed, the wide one is not"
+            );
         }
     }
 }

@@ -97,10 +97,20 @@ pub fn bundle_gas(cfg: &GasConfig, market: &Market, pools: &[usize], ticks_cross
 }
 
 /// Cost in wei of `gas` units at the block's base fee plus `priority_fee`, and the L1 fee.
-pub fn cost_wei(cfg: &GasConfig, base_fee: Option<u128>, gas: u64, priority_fee: u128, legs: usize) -> (u128, u128) {
+pub fn cost_wei(
+    cfg: &GasConfig,
+    base_fee: Option<u128>,
+    gas: u64,
+    priority_fee: u128,
+    legs: usize,
+) -> (u128, u128) {
     let base = base_fee.unwrap_or(cfg.default_base_fee_wei);
     let l2 = gas as u128 * (base + priority_fee);
-    let l1 = if cfg.op_stack { cfg.l1.fee_wei(legs) } else { 0 };
+    let l1 = if cfg.op_stack {
+        cfg.l1.fee_wei(legs)
+    } else {
+        0
+    };
     (l2, l1)
 }
 
@@ -118,20 +128,36 @@ pub fn convert(market: &Market, amount: U256, from: Address, to: Address) -> Opt
         match s {
             PoolState::Unknown => None,
             PoolState::V2 { reserve0, reserve1 } => {
-                let (rf, rt) = if from_is_0 { (*reserve0, *reserve1) } else { (*reserve1, *reserve0) };
+                let (rf, rt) = if from_is_0 {
+                    (*reserve0, *reserve1)
+                } else {
+                    (*reserve1, *reserve0)
+                };
                 mul_div(amount, rt, rf)
             }
             PoolState::Solidly(p) => {
-                let (rf, rt) = if from_is_0 { (p.reserve0, p.reserve1) } else { (p.reserve1, p.reserve0) };
+                let (rf, rt) = if from_is_0 {
+                    (p.reserve0, p.reserve1)
+                } else {
+                    (p.reserve1, p.reserve0)
+                };
                 mul_div(amount, rt, rf)
             }
             PoolState::V3(p) => {
                 // price of token0 in token1 = sqrtP^2 / 2^192
                 let q96 = U256::from(1) << 96;
                 if from_is_0 {
-                    mul_div(mul_div(amount, p.sqrt_price_x96, q96)?, p.sqrt_price_x96, q96)
+                    mul_div(
+                        mul_div(amount, p.sqrt_price_x96, q96)?,
+                        p.sqrt_price_x96,
+                        q96,
+                    )
                 } else {
-                    mul_div(mul_div(amount, q96, p.sqrt_price_x96)?, q96, p.sqrt_price_x96)
+                    mul_div(
+                        mul_div(amount, q96, p.sqrt_price_x96)?,
+                        q96,
+                        p.sqrt_price_x96,
+                    )
                 }
             }
         }

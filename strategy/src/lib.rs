@@ -8,6 +8,9 @@
 //! deterministic, so rayon can run thousands of backtests and the live engine can call the same
 //! code inside tokio. Each strategy declares its typed, bounded [`ParamSpace`]; see [`registry`].
 //!
+//! Models enter through the [`Scorer`] trait and [`online`] features, which compute the feature
+//! columns of a dataset from the market block by block; the crate knows nothing of burn.
+//!
 //! The crate depends on `dexlab-amm` and `alloy-primitives` only: no tokio, no provider stack, no
 //! Polars. Amounts are integers in the token's smallest unit; floats appear only in signals
 //! (mid prices, z-scores) and in reports.
@@ -16,15 +19,20 @@
 
 pub mod arb;
 pub mod gas;
+pub mod gated;
 pub mod market;
+pub mod online;
 pub mod params;
 pub mod registry;
 pub mod reversion;
+pub mod single;
 
 use alloy_primitives::{Address, U256};
 use serde::{Deserialize, Serialize};
 
+pub use gated::{ModelHandle, Scorer};
 pub use market::{BlockInfo, Family, Market, PoolMeta, PoolState};
+pub use online::OnlineFeatures;
 pub use params::{ParamKind, ParamSpace, ParamSpec, Params};
 
 /// Time as a strategy sees it. The backtester drives a [`ReplayClock`] from block timestamps; the
@@ -52,7 +60,7 @@ impl Clock for ReplayClock {
 }
 
 /// The environment a strategy trades in, fixed for a run: which token it accounts in, the chain's
-/// native token (gas), and how gas is charged.
+/// native token (gas), how gas is charged, and the trained model a model-driven strategy consults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TradingEnv {
     /// The token profits are measured in (and arbitrage starts and ends in).
@@ -60,6 +68,8 @@ pub struct TradingEnv {
     /// Wrapped native token, to value gas in the quote token.
     pub native: Address,
     pub gas: gas::GasConfig,
+    /// The model of [`gated`] strategies; `None` for the others.
+    pub model: Option<ModelHandle>,
 }
 
 /// What a strategy may read besides the market: time, its balances, the trading environment.

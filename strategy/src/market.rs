@@ -182,7 +182,11 @@ fn v3_exact_in(
 ) -> Result<(Quote, dexlab_amm::v3::SwapResult), MathError> {
     let specified = to_i256(amount_in)?;
     let r = p.swap(zero_for_one, specified, None)?;
-    let (used, out) = if zero_for_one { (r.amount0, r.amount1) } else { (r.amount1, r.amount0) };
+    let (used, out) = if zero_for_one {
+        (r.amount0, r.amount1)
+    } else {
+        (r.amount1, r.amount0)
+    };
     if used != specified {
         return Err(MathError::InsufficientLiquidity);
     }
@@ -277,7 +281,11 @@ impl Market {
     pub fn price_of(&self, pool: usize, base: Address) -> Option<f64> {
         let m = &self.pools[pool];
         let p = self.mid_price(pool)?;
-        if m.token0 == base { Some(p) } else { Some(1.0 / p) }
+        if m.token0 == base {
+            Some(p)
+        } else {
+            Some(1.0 / p)
+        }
     }
 
     pub fn decimals(&self, token: Address) -> Option<u8> {

@@ -33,7 +33,11 @@ pub struct ParamSpec {
 impl ParamSpec {
     /// Maps a gene in [0, 1] to a value of this parameter within its bounds.
     pub fn from_unit(&self, u: f64) -> f64 {
-        let u = if u.is_finite() { u.clamp(0.0, 1.0) } else { 0.0 };
+        let u = if u.is_finite() {
+            u.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         let v = if self.log_scale {
             (self.lo.ln() + u * (self.hi.ln() - self.lo.ln())).exp()
         } else {
@@ -113,7 +117,12 @@ pub enum ParamError {
     #[error("unknown parameter `{name}` (this strategy has: {known})")]
     Unknown { name: String, known: String },
     #[error("parameter `{name}` = {value} is outside [{lo}, {hi}]")]
-    OutOfBounds { name: String, value: f64, lo: f64, hi: f64 },
+    OutOfBounds {
+        name: String,
+        value: f64,
+        lo: f64,
+        hi: f64,
+    },
     #[error("parameter `{name}` must be {kind:?}, got {value}")]
     WrongType {
         name: String,
@@ -154,7 +163,10 @@ impl ParamSpace {
     }
 
     pub fn encode(&self, p: &Params) -> Vec<f64> {
-        self.specs.iter().map(|s| s.to_unit(p.get(s.name))).collect()
+        self.specs
+            .iter()
+            .map(|s| s.to_unit(p.get(s.name)))
+            .collect()
     }
 
     /// Validates a JSON object of overrides on top of the defaults: unknown names, wrong types
@@ -168,7 +180,12 @@ impl ParamSpace {
             let Some(spec) = self.specs.iter().find(|s| s.name == name) else {
                 return Err(ParamError::Unknown {
                     name: name.clone(),
-                    known: self.specs.iter().map(|s| s.name).collect::<Vec<_>>().join(", "),
+                    known: self
+                        .specs
+                        .iter()
+                        .map(|s| s.name)
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 });
             };
             let wrong = || ParamError::WrongType {

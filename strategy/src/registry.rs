@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::market::Market;
 use crate::params::{ParamError, ParamSpace, Params};
-use crate::{Strategy, TradingEnv, arb, reversion};
+use crate::{Strategy, TradingEnv, arb, gated, reversion};
 
 /// A strategy's name, summary and parameter space.
 #[derive(Debug, Clone, Serialize)]
@@ -26,6 +26,11 @@ pub fn list() -> Vec<StrategyInfo> {
             name: reversion::NAME,
             summary: "long/flat mean reversion of one pool's price around its moving average",
             params: reversion::space(),
+        },
+        StrategyInfo {
+            name: gated::NAME,
+            summary: "long/flat on one pool when a trained model's predicted forward return passes a threshold (needs --model)",
+            params: gated::space(),
         },
         StrategyInfo {
             name: NO_TRADE,
@@ -51,8 +56,12 @@ impl Strategy for NoTrade {
 /// Why a strategy could not be built.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RegistryError {
-    #[error("unknown strategy `{0}` (known: cross-venue-arb, price-reversion, no-trade)")]
+    #[error(
+        "unknown strategy `{0}` (known: cross-venue-arb, price-reversion, model-gated, no-trade)"
+    )]
     Unknown(String),
+    #[error(transparent)]
+    Model(#[from] gated::GateError),
     #[error("strategy `{strategy}`: {source}")]
     Params {
         strategy: String,
@@ -79,7 +88,13 @@ pub fn parse_params(name: &str, overrides: &serde_json::Value) -> Result<Params,
         })
 }
 
-/// Builds a strategy over `market`'s pools. `params` must come from this strategy's space.
+/// Whether the strategy reads `env.model`.
+pub fn needs_model(name: &str) -> bool {
+    name == gated::NAME
+}
+
+/// Builds a strategy over `market`'s pools. `params` must come from this strategy's space; a
+/// model-driven strategy fails here, once, when its model does not fit the market.
 pub fn build(
     name: &str,
     market: &Market,
@@ -88,7 +103,10 @@ pub fn build(
 ) -> Result<Box<dyn Strategy>, RegistryError> {
     match name {
         arb::NAME => Ok(Box::new(arb::CrossVenueArb::new(market, env, params))),
-        reversion::NAME => Ok(Box::new(reversion::PriceReversion::new(market, env, params))),
+        reversion::NAME => Ok(Box::new(reversion::PriceReversion::new(
+            market, env, params,
+        ))),
+        gated::NAME => Ok(Box::new(gated::ModelGated::new(market, env, params)?)),
         NO_TRADE => Ok(Box::new(NoTrade)),
         other => Err(RegistryError::Unknown(other.to_owned())),
     }

@@ -10,10 +10,10 @@
 use alloy_primitives::{Address, U256};
 
 use crate::arb::scale;
-use crate::gas::{bundle_gas, convert, cost_wei};
 use crate::market::Market;
 use crate::params::{self, ParamKind, ParamSpace, ParamSpec, Params};
-use crate::{Action, Bundle, Context, Fill, Leg, Strategy, TradingEnv};
+use crate::single::SwapPlan;
+use crate::{Action, Bundle, Context, Fill, Strategy, TradingEnv};
 
 pub const NAME: &str = "price-reversion";
 
@@ -107,7 +107,11 @@ impl PriceReversion {
             .map(|(i, _)| i);
         let base = pool.map_or(Address::ZERO, |i| {
             let m = &market.pools[i];
-            if m.token0 == env.quote { m.token1 } else { m.token0 }
+            if m.token0 == env.quote {
+                m.token1
+            } else {
+                m.token0
+            }
         });
         let window = p.get("window_blocks").max(2.0);
         Self {
@@ -130,29 +134,22 @@ impl PriceReversion {
         }
     }
 
-    fn bundle(&self, market: &Market, ctx: &Context<'_>, pool: usize, token_in: Address, amount_in: U256) -> Option<Bundle> {
-        let leg = Leg { pool, token_in };
-        let q = market.quote(pool, token_in, amount_in)?;
-        let base_fee = market.block.base_fee.unwrap_or(ctx.env.gas.default_base_fee_wei);
-        let priority_fee = (base_fee as f64 * (self.gas_multiplier - 1.0)) as u128;
-        let gas = bundle_gas(&ctx.env.gas, market, &[pool], q.ticks_crossed);
-        let (l2, l1) = cost_wei(&ctx.env.gas, market.block.base_fee, gas, priority_fee, 1);
+    fn bundle(
+        &self,
+        market: &Market,
+        ctx: &Context<'_>,
+        pool: usize,
+        token_in: Address,
+        amount_in: U256,
+    ) -> Option<Bundle> {
         // Skip trades whose gas would eat more than 1 % of their notional.
-        let gas_quote = convert(market, U256::from(l2 + l1), ctx.env.native, self.quote)?;
-        let notional = convert(market, amount_in, token_in, self.quote)?;
-        if gas_quote * U256::from(100) > notional {
-            return None;
-        }
-        let min_out = q.amount_out - scale(q.amount_out, self.slippage_bps / 1e4);
-        Some(Bundle {
-            legs: vec![leg],
-            amount_in,
-            min_amount_out: min_out,
-            priority_fee,
+        let plan = SwapPlan {
+            slippage_bps: self.slippage_bps,
+            gas_multiplier: self.gas_multiplier,
             latency: self.latency,
-            expected_out: q.amount_out,
-            tag: if token_in == self.quote { "buy" } else { "sell" },
-        })
+            max_gas_bps: Some(100),
+        };
+        plan.bundle(market, ctx, pool, token_in, amount_in, self.quote)
     }
 }
 
@@ -182,7 +179,11 @@ impl Strategy for PriceReversion {
             self.var = 0.0;
         }
         let dev = x - self.ema;
-        let z = if self.var > 0.0 { dev / self.var.sqrt() } else { 0.0 };
+        let z = if self.var > 0.0 {
+            dev / self.var.sqrt()
+        } else {
+            0.0
+        };
         // Update after computing the signal, so the signal uses only the past.
         self.ema += self.alpha * dev;
         self.var = (1.0 - self.alpha) * (self.var + self.alpha * dev * dev);
@@ -193,7 +194,9 @@ impl Strategy for PriceReversion {
         let base_held = ctx.balance(self.base);
         let bundle = if z < -self.entry_z && base_held.is_zero() {
             let amount = scale(ctx.balance(self.quote), self.trade_fraction);
-            (!amount.is_zero()).then(|| self.bundle(market, ctx, pool, self.quote, amount)).flatten()
+            (!amount.is_zero())
+                .then(|| self.bundle(market, ctx, pool, self.quote, amount))
+                .flatten()
         } else if z > self.exit_z && !base_held.is_zero() {
             self.bundle(market, ctx, pool, self.base, base_held)
         } else {
