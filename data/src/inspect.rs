@@ -124,8 +124,12 @@ pub fn inspect(root: &Path) -> Result<InspectReport> {
 }
 
 fn fmt_ts(ts: u64) -> String {
-    let days = (ts / 86_400) as i64;
-    let secs = ts % 86_400;
+    utc_datetime(ts as i64, true)
+}
+
+/// `YYYY-MM-DD HH:MM[:SS] UTC` of unix seconds (civil_from_days, Howard Hinnant).
+pub fn utc_datetime(ts: i64, seconds: bool) -> String {
+    let (days, secs) = (ts.div_euclid(86_400), ts.rem_euclid(86_400));
     // civil_from_days (Howard Hinnant).
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -136,12 +140,16 @@ fn fmt_ts(ts: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+    let hm = format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
         secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+        secs % 3600 / 60
+    );
+    if seconds {
+        format!("{hm}:{:02} UTC", secs % 60)
+    } else {
+        format!("{hm} UTC")
+    }
 }
 
 impl std::fmt::Display for InspectReport {

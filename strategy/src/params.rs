@@ -91,6 +91,34 @@ pub fn gas_price_multiplier(default: f64) -> ParamSpec {
     }
 }
 
+/// `trade_fraction`: the share of the quote balance a long/flat strategy spends on an entry.
+pub fn trade_fraction() -> ParamSpec {
+    ParamSpec {
+        name: "trade_fraction",
+        kind: ParamKind::Float,
+        lo: 0.01,
+        hi: 1.0,
+        default: 0.25,
+        log_scale: true,
+        unit: "fraction of quote balance",
+        help: "size of an entry",
+    }
+}
+
+/// `max_slippage_bps`: how far below its quote a single swap may fill before it reverts.
+pub fn max_slippage_bps() -> ParamSpec {
+    ParamSpec {
+        name: "max_slippage_bps",
+        kind: ParamKind::Float,
+        lo: 1.0,
+        hi: 200.0,
+        default: 30.0,
+        log_scale: true,
+        unit: "bps",
+        help: "the bundle reverts if it gets less than expected minus this",
+    }
+}
+
 /// `latency_blocks`: blocks from decision to inclusion.
 pub fn latency_blocks() -> ParamSpec {
     ParamSpec {
