@@ -98,10 +98,10 @@ def bench_train(kind, a):
     loss_fn = nn.MSELoss()
     gen = torch.Generator().manual_seed(a.seed)
     first = last = None
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for epoch in range(a.warmup_epochs + epochs):
         if epoch == a.warmup_epochs:
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
         order = torch.randperm(rows, generator=gen)
         total = 0.0
         for i in range(0, rows, a.batch):
@@ -116,12 +116,14 @@ def bench_train(kind, a):
         last = total / rows
         first = last if first is None else first
     seconds = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
     return {
         "bench": "train", "impl": "torch", "torch": torch.__version__, "model": kind,
         "threads": torch.get_num_threads(), "params": sum(p.numel() for p in model.parameters()),
         "rows": rows, "window": w, "features": a.features, "hidden": a.hidden, "batch": a.batch,
         "epochs": epochs, "warmup_epochs": a.warmup_epochs, "seconds": seconds,
-        "samples_per_sec": rows * epochs / seconds, "first_epoch_loss": first,
+        "samples_per_sec": rows * epochs / seconds, "cpu_seconds": cpu,
+        "samples_per_cpu_sec": rows * epochs / cpu, "first_epoch_loss": first,
         "last_epoch_loss": last, "data_checksum": [checksum(x_np), checksum(y_np)],
     }
 

@@ -57,9 +57,11 @@ if shape is None:
 print(f"\nfeatures {shape['features']}, hidden {shape['hidden']}, batch {shape['batch']}, "
       f"GRU window {next((l['window'] for l in burn if l.get('model') == 'gru'), '-')}; "
       f"{torch[0]['torch']}; best of {os.environ['BENCH_REPEAT']} run(s) per figure")
-print("\nTraining samples/s (forward + backward + Adam, shuffled batches, loss read every step)\n")
-print("| model | threads | params | burn flex | torch | burn / torch | dexlab fit() loop |")
-print("|---|---:|---:|---:|---:|---:|---:|")
+print("\nTraining samples/s (forward + backward + Adam, shuffled batches, loss read every step); "
+      "wall clock, and per CPU-second of the process (steadier on a shared machine; with 2 threads "
+      "it counts OpenMP's spinning)\n")
+print("| model | threads | params | burn flex | torch | burn / torch | per CPU-second: burn / torch | dexlab fit() loop |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
 for m in models:
     for t in threads:
         b, p = best(burn, "train", m, t, "samples_per_sec"), best(torch, "train", m, t, "samples_per_sec")
@@ -74,8 +76,13 @@ for m in models:
                 print(f"!! {m}: data differ: checksum burn {b['data_checksum']}, torch {p['data_checksum']}", file=sys.stderr)
                 failed = True
         fit = f"{f['samples_per_sec']:,.0f}" if f else "-"
+        bc = best(burn, "train", m, t, "samples_per_cpu_sec")
+        pc = best(torch, "train", m, t, "samples_per_cpu_sec")
+        cpu = (f"{bc['samples_per_cpu_sec']:,.0f} / {pc['samples_per_cpu_sec']:,.0f} = "
+               f"{bc['samples_per_cpu_sec'] / pc['samples_per_cpu_sec']:.2f}×"
+               if bc and pc and bc.get("samples_per_cpu_sec") else "-")
         print(f"| {m} | {t} | {b['params']:,} | {b['samples_per_sec']:,.0f} | {p['samples_per_sec']:,.0f} | "
-              f"**{b['samples_per_sec'] / p['samples_per_sec']:.2f}×** | {fit} |")
+              f"**{b['samples_per_sec'] / p['samples_per_sec']:.2f}×** | {cpu} | {fit} |")
 print("\nOne decision, µs (burn: dexlab_models::Predictor; torch: tensor from Python floats, "
       "standardise, forward, .item(); torch forward alone in brackets)\n")
 print("| model | threads | burn p50 | burn p99 | burn max | torch p50 | torch p99 | torch max |")

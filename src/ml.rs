@@ -220,6 +220,10 @@ pub fn train_cmd(a: TrainArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<E
         )
     })?;
     let fresh = held.is_none();
+    // Views of the metrics and predictions; the registry's content hash leaves them out.
+    if let Err(e) = dexlab_report::write_model_plots(&dir) {
+        tracing::warn!("model plots not written: {e}");
+    }
 
     if a.json {
         let mut v = serde_json::to_value(&r)?;

@@ -197,6 +197,19 @@ fn synthetic(seed: u64, rows: usize, window: usize, features: usize) -> (Vec<f32
     (x, y)
 }
 
+/// CPU seconds (user + system) this process has used, from `/proc/self/stat` (clock ticks of
+/// 1/100 s, the Linux default); `None` elsewhere. On a machine shared with other work the CPU
+/// time of a one-thread run is the steadier figure: waiting for a core does not count.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name, which may itself contain spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
 fn checksum(v: &[f32]) -> f64 {
     v.iter().map(|&a| a as f64 * a as f64).sum()
 }
@@ -225,12 +238,14 @@ fn bench_train(args: &Args, kind: ModelKind) -> BoxResult<serde_json::Value> {
     let mut order: Vec<usize> = (0..rows).collect();
     let per = window * f;
     let mut started = Instant::now();
+    let mut cpu_started = cpu_seconds();
     let mut last_loss = f64::NAN;
     let mut first_loss = None;
     let epochs = args.epochs(kind);
     for epoch in 0..args.warmup_epochs + epochs {
         if epoch == args.warmup_epochs {
             started = Instant::now();
+            cpu_started = cpu_seconds();
         }
         order.shuffle(&mut rng);
         let mut sum = 0.0;
@@ -254,12 +269,16 @@ fn bench_train(args: &Args, kind: ModelKind) -> BoxResult<serde_json::Value> {
         first_loss.get_or_insert(last_loss);
     }
     let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds()
+        .zip(cpu_started)
+        .map(|(end, start)| end - start);
     Ok(json!({
         "bench": "train", "impl": "burn", "backend": "flex", "model": kind.as_str(),
         "threads": threads(), "params": params, "rows": rows, "window": window,
         "features": f, "hidden": args.hidden, "batch": args.batch, "epochs": epochs,
         "warmup_epochs": args.warmup_epochs, "seconds": seconds,
-        "samples_per_sec": (rows * epochs) as f64 / seconds,
+        "samples_per_sec": (rows * epochs) as f64 / seconds, "cpu_seconds": cpu,
+        "samples_per_cpu_sec": cpu.map(|c| (rows * epochs) as f64 / c),
         "first_epoch_loss": first_loss, "last_epoch_loss": last_loss,
         "data_checksum": [checksum(&x), checksum(&y)],
     }))
