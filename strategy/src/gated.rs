@@ -12,14 +12,13 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use alloy_primitives::{Address, U256};
+use alloy_primitives::Address;
 
-use crate::arb::scale;
 use crate::market::Market;
 use crate::online::{OnlineFeatures, UnsupportedColumns, market_labels};
 use crate::params::{self, ParamKind, ParamSpace, ParamSpec, Params};
 use crate::single::SwapPlan;
-use crate::{Action, Bundle, Context, Fill, Strategy, TradingEnv};
+use crate::{Action, Context, Fill, Strategy, TradingEnv};
 
 pub const NAME: &str = "model-gated";
 
@@ -256,21 +255,14 @@ impl ModelGated {
         })
     }
 
-    fn bundle(
-        &self,
-        market: &Market,
-        ctx: &Context<'_>,
-        token_in: Address,
-        amount_in: U256,
-    ) -> Option<Bundle> {
+    fn plan(&self) -> SwapPlan {
         // Like price-reversion: skip trades whose gas would eat more than 1 % of their notional.
-        let plan = SwapPlan {
+        SwapPlan {
             slippage_bps: self.slippage_bps,
             gas_multiplier: self.gas_multiplier,
             latency: self.latency,
             max_gas_bps: Some(100),
-        };
-        plan.bundle(market, ctx, self.pool, token_in, amount_in, self.quote)
+        }
     }
 }
 
@@ -297,17 +289,15 @@ impl Strategy for ModelGated {
         };
         let base_ret = self.sign * score;
         let (buy, sell) = (base_ret > self.entry, base_ret < self.exit);
-        let held = ctx.balance(self.base);
-        let bundle = if buy && held.is_zero() {
-            let amount = scale(ctx.balance(self.quote), self.trade_fraction);
-            (!amount.is_zero())
-                .then(|| self.bundle(market, ctx, self.quote, amount))
-                .flatten()
-        } else if sell && !held.is_zero() {
-            self.bundle(market, ctx, self.base, held)
-        } else {
-            None
-        };
+        let bundle = self.plan().long_flat(
+            market,
+            ctx,
+            self.pool,
+            self.base,
+            self.quote,
+            buy.then_some(self.trade_fraction),
+            sell,
+        );
         if let Some(b) = bundle {
             self.pending = true;
             out.push(Action::Submit(b));
@@ -321,6 +311,8 @@ impl Strategy for ModelGated {
 
 #[cfg(test)]
 mod tests {
+    use alloy_primitives::U256;
+
     use super::*;
     use crate::gas::GasConfig;
     use crate::market::{BlockInfo, Family, PoolMeta, PoolState};

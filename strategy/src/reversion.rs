@@ -7,13 +7,12 @@
 //! recovers above `exit_z` deviations it sells the whole position. It holds inventory between trades,
 //! so its equity moves with the price: exposure, turnover and drawdown matter here.
 
-use alloy_primitives::{Address, U256};
+use alloy_primitives::Address;
 
-use crate::arb::scale;
 use crate::market::Market;
 use crate::params::{self, ParamKind, ParamSpace, ParamSpec, Params};
 use crate::single::SwapPlan;
-use crate::{Action, Bundle, Context, Fill, Strategy, TradingEnv};
+use crate::{Action, Context, Fill, Strategy, TradingEnv};
 
 pub const NAME: &str = "price-reversion";
 
@@ -116,22 +115,14 @@ impl PriceReversion {
         }
     }
 
-    fn bundle(
-        &self,
-        market: &Market,
-        ctx: &Context<'_>,
-        pool: usize,
-        token_in: Address,
-        amount_in: U256,
-    ) -> Option<Bundle> {
+    fn plan(&self) -> SwapPlan {
         // Skip trades whose gas would eat more than 1 % of their notional.
-        let plan = SwapPlan {
+        SwapPlan {
             slippage_bps: self.slippage_bps,
             gas_multiplier: self.gas_multiplier,
             latency: self.latency,
             max_gas_bps: Some(100),
-        };
-        plan.bundle(market, ctx, pool, token_in, amount_in, self.quote)
+        }
     }
 }
 
@@ -173,17 +164,16 @@ impl Strategy for PriceReversion {
         if self.seen <= self.warmup || self.pending {
             return;
         }
-        let base_held = ctx.balance(self.base);
-        let bundle = if z < -self.entry_z && base_held.is_zero() {
-            let amount = scale(ctx.balance(self.quote), self.trade_fraction);
-            (!amount.is_zero())
-                .then(|| self.bundle(market, ctx, pool, self.quote, amount))
-                .flatten()
-        } else if z > self.exit_z && !base_held.is_zero() {
-            self.bundle(market, ctx, pool, self.base, base_held)
-        } else {
-            None
-        };
+        let enter = (z < -self.entry_z).then_some(self.trade_fraction);
+        let bundle = self.plan().long_flat(
+            market,
+            ctx,
+            pool,
+            self.base,
+            self.quote,
+            enter,
+            z > self.exit_z,
+        );
         if let Some(b) = bundle {
             self.pending = true;
             out.push(Action::Submit(b));

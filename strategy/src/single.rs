@@ -58,4 +58,31 @@ impl SwapPlan {
             tag: if token_in == quote { "buy" } else { "sell" },
         })
     }
+
+    /// The long/flat decision the single-pool strategies share: when flat and `enter` says
+    /// how much, buy `base` with that fraction of the quote balance; when holding and `exit`,
+    /// sell the whole position; otherwise nothing.
+    #[allow(clippy::too_many_arguments)]
+    pub fn long_flat(
+        &self,
+        market: &Market,
+        ctx: &Context<'_>,
+        pool: usize,
+        base: Address,
+        quote: Address,
+        enter: Option<f64>,
+        exit: bool,
+    ) -> Option<Bundle> {
+        let held = ctx.balance(base);
+        match enter {
+            Some(fraction) if held.is_zero() => {
+                let amount = scale(ctx.balance(quote), fraction);
+                (!amount.is_zero())
+                    .then(|| self.bundle(market, ctx, pool, quote, amount, quote))
+                    .flatten()
+            }
+            _ if exit && !held.is_zero() => self.bundle(market, ctx, pool, base, held, quote),
+            _ => None,
+        }
+    }
 }

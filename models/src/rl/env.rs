@@ -489,24 +489,18 @@ impl Strategy for AgentStrategy<'_> {
         self.episode.actions[action] += 1;
         self.open = Some(equity);
         let k = self.cfg.buy_fractions.len();
-        let held = ctx.balance(self.base);
-        let bundle = if (1..=k).contains(&action) && held.is_zero() {
-            let amount = dexlab_strategy::arb::scale(
-                ctx.balance(self.quote),
-                self.cfg.buy_fractions[action - 1],
-            );
-            (!amount.is_zero())
-                .then(|| {
-                    self.plan
-                        .bundle(market, ctx, self.pool, self.quote, amount, self.quote)
-                })
-                .flatten()
-        } else if action == k + 1 && !held.is_zero() {
-            self.plan
-                .bundle(market, ctx, self.pool, self.base, held, self.quote)
-        } else {
-            None
-        };
+        let enter = (1..=k)
+            .contains(&action)
+            .then(|| self.cfg.buy_fractions[action - 1]);
+        let bundle = self.plan.long_flat(
+            market,
+            ctx,
+            self.pool,
+            self.base,
+            self.quote,
+            enter,
+            action == k + 1,
+        );
         if let Some(b) = bundle {
             self.pending = true;
             self.episode.bundles += 1;
