@@ -18,10 +18,27 @@ cargo build --quiet --profile "$PROFILE" -p dexlab-features --example features_b
 DIR=debug; [[ $PROFILE == release || $PROFILE == bench ]] && DIR=release
 BIN="$CARGO_TARGET_DIR/$DIR/examples/features_bench"
 "$BIN" generate "$WORK/data" "$N"
+# Each side prints its pipeline time (reading the swaps and blocks through computing every column;
+# process start-up and writing the result excluded); /usr/bin/time adds the whole process's wall
+# time and peak RSS.
 echo "== polars (dexlab-features, profile $PROFILE)"
-/usr/bin/time -f "peak RSS %M KB, wall %e s" "$BIN" run "$WORK/data" "$WORK/polars.parquet"
+/usr/bin/time -o "$WORK/polars.time" -f "peak RSS %M KB, wall %e s" \
+  "$BIN" run "$WORK/data" "$WORK/polars.parquet" | tee "$WORK/polars.out"
+cat "$WORK/polars.time"
 echo "== pandas $("$VENV/bin/python" -c 'import pandas; print(pandas.__version__)')"
-/usr/bin/time -f "peak RSS %M KB, wall %e s" "$VENV/bin/python" bench/features_pandas.py "$WORK/data" "$WORK/pandas.parquet"
+/usr/bin/time -o "$WORK/pandas.time" -f "peak RSS %M KB, wall %e s" \
+  "$VENV/bin/python" bench/features_pandas.py "$WORK/data" "$WORK/pandas.parquet" | tee "$WORK/pandas.out"
+cat "$WORK/pandas.time"
+secs() { sed -n 's/.* in \([0-9.]*\) s$/\1/p' "$1"; }
+wall() { sed -n 's/.*wall \([0-9.]*\) s$/\1/p' "$1"; }
+rss() { sed -n 's/^peak RSS \([0-9]*\) KB.*/\1/p' "$1"; }
+awk -v a="$(secs "$WORK/polars.out")" -v b="$(secs "$WORK/pandas.out")" \
+    -v c="$(wall "$WORK/polars.time")" -v d="$(wall "$WORK/pandas.time")" \
+    -v e="$(rss "$WORK/polars.time")" -v f="$(rss "$WORK/pandas.time")" 'BEGIN {
+  printf "pipeline (read to last column): polars %.3f s, pandas %.3f s: %.1fx\n", a, b, b / a
+  printf "whole process (start-up, read, compute, write): polars %.2f s, pandas %.2f s: %.1fx\n", c, d, d / c
+  printf "peak RSS: polars %.2f GB, pandas %.2f GB\n", e / 1e6, f / 1e6
+}'
 "$VENV/bin/python" - "$WORK/polars.parquet" "$WORK/pandas.parquet" <<'PY'
 import sys, numpy as np, pandas as pd
 a, b = pd.read_parquet(sys.argv[1]), pd.read_parquet(sys.argv[2])

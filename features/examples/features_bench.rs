@@ -156,14 +156,28 @@ fn run(dir: &str, out: &str) -> PolarsResult<()> {
         }
     }
     let t = Instant::now();
-    let mut df = build_lazy(&inputs, &cfg(), None)?.collect()?;
+    let mut df = if std::env::var_os("TMP_OLD").is_some() {
+        let old_inp = old_pipeline::Inputs {
+            swaps: inputs.swaps.clone(),
+            blocks: inputs.blocks.clone(),
+            depth: inputs.depth.clone(),
+            pools: inputs.pools.clone(),
+            first_block: inputs.first_block,
+            last_block: inputs.last_block,
+        };
+        old_pipeline::build_lazy(&old_inp, &cfg(), None)?.collect()?
+    } else {
+        build_lazy(&inputs, &cfg(), None)?.collect()?
+    };
     let secs = t.elapsed().as_secs_f64();
     println!(
         "polars: {} rows x {} columns in {secs:.3} s",
         df.height(),
         df.width()
     );
-    ParquetWriter::new(std::fs::File::create(out)?).finish(&mut df)?;
+    if out != "-" {
+        ParquetWriter::new(std::fs::File::create(out)?).finish(&mut df)?;
+    }
     Ok(())
 }
 
@@ -174,204 +188,167 @@ fn timed<T>(what: &str, f: impl FnOnce() -> PolarsResult<T>) -> PolarsResult<T> 
     Ok(r)
 }
 
-fn sorted_flag(c: Column) -> PolarsResult<Column> {
-    let mut s = c.take_materialized_series();
-    s.set_sorted_flag(polars::series::IsSorted::Ascending);
-    Ok(s.into_column())
-}
-
 fn stages(inputs: &Inputs) -> PolarsResult<()> {
-    let swaps = timed("scan", || {
-        inputs
-            .swaps
-            .clone()
-            .with_columns([
-                col("block_number").cast(DataType::Int64),
-                col("log_index").cast(DataType::Int64),
+    let swaps = timed("scan", || inputs.swaps.clone().collect())?;
+    for c in ["block_number", "log_index", "pool", "price_float", "amount0_float", "liquidity"] {
+        timed(&format!("scan {c}"), || inputs.swaps.clone().select([col(c)]).collect())?;
+    }
+    println!("chunks: {:?}", swaps.columns().iter().map(|c| c.as_materialized_series().n_chunks()).collect::<Vec<_>>());
+    timed("pool id (when chain)", || {
+        let mut id = lit(NULL).cast(DataType::UInt32);
+        for (i, p) in pools().iter().enumerate() {
+            id = when(col("pool").eq(lit(format!("{:#x}", p.address))))
+                .then(lit(i as u32))
+                .otherwise(id);
+        }
+        swaps.clone().lazy().select([id]).collect()
+    })?;
+    let out = build_lazy(inputs, &cfg(), None)?.collect()?;
+    let l = "uniswap_v3_weth_usdc_500";
+    let f = out
+        .lazy()
+        .select([
+            when(col(format!("{l}__swaps_1")).gt(lit(0.0)))
+                .then(col(format!("{l}__mid_price")))
+                .otherwise(lit(NULL))
+                .alias("px"),
+            col(format!("{l}__swaps_1")).alias("n"),
+            col(format!("{l}__volume1_1")).alias("v"),
+            col(format!("{l}__ret_1")).alias("r"),
+        ])
+        .collect()?;
+    let w = |n: usize| RollingOptionsFixedWindow {
+        window_size: n,
+        min_periods: n,
+        ..Default::default()
+    };
+    for _ in 0..2 {
+        let lf = || f.clone().lazy();
+        timed("ffill px", || {
+            lf().select([col("px").fill_null_with_strategy(FillNullStrategy::Forward(None))])
+                .collect()
+        })?;
+        timed("8 rolling sums", || {
+            let mut e = vec![];
+            for n in [10, 50] {
+                for c in ["n", "v", "n", "v"] {
+                    e.push(col(c).rolling_sum(w(n)).alias(format!("s{n}_{}", e.len())));
+                }
+            }
+            lf().select(e).collect()
+        })?;
+        timed("rolling_std 20, 100 (leading nulls)", || {
+            lf().select([
+                col("r").rolling_std(w(20)).alias("a"),
+                col("r").rolling_std(w(100)).alias("b"),
             ])
             .collect()
-    })?;
-    println!(
-        "block_number sorted flag after scan: {:?}",
-        swaps
-            .column("block_number")?
-            .as_materialized_series()
-            .is_sorted_flag()
-    );
-    let addrs: Vec<String> = pools()
-        .iter()
-        .map(|p| format!("{:#x}", p.address))
-        .collect();
-    let aggs_now = || {
-        vec![
-            col("price_float")
-                .get(col("log_index").arg_max(), false)
-                .alias("px"),
-            col("liquidity_f")
-                .get(col("log_index").arg_max(), false)
-                .alias("liq"),
-            len().cast(DataType::Float64).alias("n"),
-            col("amount0_float").abs().sum().alias("vol0"),
-            col("amount1_float").abs().sum().alias("vol1"),
-            (lit(0.0) - col("amount0_float")).sum().alias("net0"),
-        ]
-    };
-    let aggs_str = |last: bool| {
-        let pick = |c: &str| {
-            if last {
-                col(c).last()
-            } else {
-                col(c).get(col("log_index").arg_max(), false)
-            }
-        };
-        vec![
-            pick("price_float").alias("px"),
-            pick("liquidity").alias("liq_s"),
-            len().cast(DataType::Float64).alias("n"),
-            col("amount0_float").abs().sum().alias("vol0"),
-            col("amount1_float").abs().sum().alias("vol1"),
-            (lit(0.0) - col("amount0_float")).sum().alias("net0"),
-        ]
-    };
-    let lf = || swaps.clone().lazy();
-    timed("3x filter only", || {
-        for a in &addrs {
-            lf().filter(col("pool").eq(lit(a.clone()))).collect()?;
-        }
-        Ok(())
-    })?;
-    timed("cast liquidity all rows", || {
-        lf().select([col("liquidity").cast(DataType::Float64)])
+        })?;
+        timed("rolling_std 20, 100 (no nulls)", || {
+            lf().select([
+                col("r").fill_null(lit(0.0)).rolling_std(w(20)).alias("a"),
+                col("r").fill_null(lit(0.0)).rolling_std(w(100)).alias("b"),
+            ])
             .collect()
-    })?;
-    timed("3x filter+cast+group_by (now)", || {
-        for a in &addrs {
-            lf().filter(col("pool").eq(lit(a.clone())))
-                .with_column(
-                    col("liquidity")
-                        .cast(DataType::Float64)
-                        .alias("liquidity_f"),
-                )
-                .group_by([col("block_number")])
-                .agg(aggs_now())
-                .collect()?;
+        })?;
+        timed("log", || {
+            lf().select([col("v").log(lit(std::f64::consts::E))])
+                .collect()
+        })?;
+    }
+    Ok(())
+}
+
+#[path = "/tmp/fb/old_pipeline.rs"]
+#[allow(dead_code)]
+mod old_pipeline;
+
+fn tmp_compare() -> PolarsResult<()> {
+    use dexlab_data::import::{ImportOptions, import};
+    use dexlab_data::manifest::ChainManifest;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let s = root.join("../shared/data/univ3-usdc-weth-2024-01-05");
+    let m =
+        ChainManifest::load(&root.join("examples/univ3-usdc-weth-mainnet.manifest.json")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("data");
+    import(&ImportOptions {
+        input: s.join("logs.jsonl"),
+        out: out.clone(),
+        timestamps: Some(s.join("block_timestamps.csv")),
+        pools: m.pools,
+        chain_id: 1,
+        chunk_blocks: 10_000,
+    })
+    .unwrap();
+    for cfg in [FeatureConfig::default(), cfg()] {
+        let inputs = dexlab_features::load_inputs(&out, &cfg).unwrap();
+        let cuts = dexlab_features::leakage::cut_points(&inputs).unwrap();
+        let mut variants = vec![inputs.clone()];
+        for &t in &cuts {
+            variants.push(dexlab_features::leakage::perturbed(&inputs, t, &cfg));
         }
-        Ok(())
-    })?;
-    let mut aggs = vec![];
-    timed("3x filter+group_by, cast after", || {
-        for a in &addrs {
-            aggs.push(
-                lf().filter(col("pool").eq(lit(a.clone())))
-                    .group_by([col("block_number")])
-                    .agg(aggs_str(false))
-                    .with_column(col("liq_s").cast(DataType::Float64).alias("liq"))
-                    .collect()?,
+        // Out of chain order, with null amounts and prices.
+        let li = || col("log_index").cast(DataType::Int64);
+        variants.push(Inputs {
+            swaps: inputs
+                .swaps
+                .clone()
+                .sort(["amount1_float"], SortMultipleOptions::default())
+                .with_columns([
+                    when((li() % lit(7i64)).eq(lit(0i64)))
+                        .then(lit(NULL).cast(DataType::Float64))
+                        .otherwise(col("amount0_float"))
+                        .alias("amount0_float"),
+                    when((li() % lit(11i64)).eq(lit(0i64)))
+                        .then(lit(NULL).cast(DataType::Float64))
+                        .otherwise(col("price_float"))
+                        .alias("price_float"),
+                    when((li() % lit(5i64)).eq(lit(0i64)))
+                        .then(lit(NULL).cast(DataType::Float64))
+                        .otherwise(col("amount1_float"))
+                        .alias("amount1_float"),
+                ]),
+            ..inputs.clone()
+        });
+        for inp in variants {
+            let new = build_lazy(&inp, &cfg, None)?.collect()?;
+            let old_inp = old_pipeline::Inputs {
+                swaps: inp.swaps.clone(),
+                blocks: inp.blocks.clone(),
+                depth: inp.depth.clone(),
+                pools: inp.pools.clone(),
+                first_block: inp.first_block,
+                last_block: inp.last_block,
+            };
+            let old = old_pipeline::build_lazy(&old_inp, &cfg, None)?.collect()?;
+            assert_eq!(old.get_column_names(), new.get_column_names());
+            assert_eq!(old.schema(), new.schema());
+            let mut same = 0;
+            for c in old.columns() {
+                let n = new.column(c.name().as_str())?;
+                if c.as_materialized_series()
+                    .equals_missing(n.as_materialized_series())
+                {
+                    same += 1;
+                } else {
+                    println!("DIFFERS {}", c.name());
+                }
+            }
+            println!(
+                "{} rows: {same} of {} columns identical",
+                old.height(),
+                old.width()
             );
         }
-        Ok(())
-    })?;
-    let sorted = || lf().with_column(col("block_number").map(sorted_flag, |_, f| Ok(f.clone())));
-    timed("3x filter+group_by sorted flag, cast after", || {
-        for a in &addrs {
-            sorted()
-                .filter(col("pool").eq(lit(a.clone())))
-                .group_by([col("block_number")])
-                .agg(aggs_str(false))
-                .with_column(col("liq_s").cast(DataType::Float64).alias("liq"))
-                .collect()?;
-        }
-        Ok(())
-    })?;
-    timed("cast all, 3x filter+group_by sorted flag, last()", || {
-        let pre = sorted()
-            .with_column(col("liquidity").cast(DataType::Float64))
-            .collect()?;
-        for a in &addrs {
-            pre.clone()
-                .lazy()
-                .filter(col("pool").eq(lit(a.clone())))
-                .group_by([col("block_number")])
-                .agg(aggs_str(true))
-                .collect()?;
-        }
-        Ok(())
-    })?;
-    timed(
-        "3x filter (no liquidity)+group_by sorted flag, last()",
-        || {
-            for a in &addrs {
-                sorted()
-                    .drop(by_name(["liquidity"], true, false))
-                    .filter(col("pool").eq(lit(a.clone())))
-                    .group_by([col("block_number")])
-                    .agg(
-                        aggs_str(true)
-                            .into_iter()
-                            .filter(|e| !format!("{e:?}").contains("liq"))
-                            .collect::<Vec<_>>(),
-                    )
-                    .collect()?;
-            }
-            Ok(())
-        },
-    )?;
-    timed("3x filter+group_by (hash), last(), cast after", || {
-        for a in &addrs {
-            lf().filter(col("pool").eq(lit(a.clone())))
-                .group_by([col("block_number")])
-                .agg(aggs_str(true))
-                .with_column(col("liq_s").cast(DataType::Float64).alias("liq"))
-                .collect()?;
-        }
-        Ok(())
-    })?;
-    timed("3x filter+group_by sorted flag, last()", || {
-        for a in &addrs {
-            sorted()
-                .filter(col("pool").eq(lit(a.clone())))
-                .group_by([col("block_number")])
-                .agg(aggs_str(true))
-                .collect()?;
-        }
-        Ok(())
-    })?;
-    timed("group_by(pool, block) all", || {
-        lf().group_by([col("pool"), col("block_number")])
-            .agg(aggs_str(false))
-            .collect()
-    })?;
-    timed("pool categorical + group_by(pool_cat, block) all", || {
-        lf().with_column(col("pool").cast(DataType::from_categories(Categories::global())))
-            .group_by([col("pool"), col("block_number")])
-            .agg(aggs_str(false))
-            .collect()
-    })?;
-    timed("pool categorical cast only", || {
-        lf().select([col("pool").cast(DataType::from_categories(Categories::global()))])
-            .collect()
-    })?;
-    let grid = df!("block_number" => (0..1_000_000i64).collect::<Vec<i64>>())?;
-    timed("3x join grid (hash)", || {
-        for a in &aggs {
-            let mut args = JoinArgs::new(JoinType::Left);
-            args.maintain_order = MaintainOrderJoin::Left;
-            grid.clone()
-                .lazy()
-                .join(
-                    a.clone().lazy(),
-                    [col("block_number")],
-                    [col("block_number")],
-                    args,
-                )
-                .collect()?;
-        }
-        Ok(())
-    })?;
+    }
     Ok(())
 }
 
 fn main() -> PolarsResult<()> {
+    if std::env::var_os("TMP_COMPARE").is_some() {
+        return tmp_compare();
+    }
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("generate") => generate(&args[2], args[3].parse().expect("N_SWAPS")),
