@@ -156,27 +156,19 @@ fn run(dir: &str, out: &str) -> PolarsResult<()> {
         }
     }
     let t = Instant::now();
-    let mut df = if std::env::var_os("TMP_OLD").is_some() {
-        let old_inp = old_pipeline::Inputs {
-            swaps: inputs.swaps.clone(),
-            blocks: inputs.blocks.clone(),
-            depth: inputs.depth.clone(),
-            pools: inputs.pools.clone(),
-            first_block: inputs.first_block,
-            last_block: inputs.last_block,
-        };
-        old_pipeline::build_lazy(&old_inp, &cfg(), None)?.collect()?
-    } else {
-        build_lazy(&inputs, &cfg(), None)?.collect()?
-    };
+    let mut df = build_lazy(&inputs, &cfg(), None)?.collect()?;
     let secs = t.elapsed().as_secs_f64();
     println!(
         "polars: {} rows x {} columns in {secs:.3} s",
         df.height(),
         df.width()
     );
+    // `-`: time the pipeline only. Snappy, as pandas writes by default, so that the two
+    // processes' wall times compare the same work.
     if out != "-" {
-        ParquetWriter::new(std::fs::File::create(out)?).finish(&mut df)?;
+        ParquetWriter::new(std::fs::File::create(out)?)
+            .with_compression(ParquetCompression::Snappy)
+            .finish(&mut df)?;
     }
     Ok(())
 }
@@ -188,167 +180,26 @@ fn timed<T>(what: &str, f: impl FnOnce() -> PolarsResult<T>) -> PolarsResult<T> 
     Ok(r)
 }
 
+/// The floor under the pipeline: reading the swaps, all columns and each alone.
 fn stages(inputs: &Inputs) -> PolarsResult<()> {
-    let swaps = timed("scan", || inputs.swaps.clone().collect())?;
-    for c in ["block_number", "log_index", "pool", "price_float", "amount0_float", "liquidity"] {
-        timed(&format!("scan {c}"), || inputs.swaps.clone().select([col(c)]).collect())?;
-    }
-    println!("chunks: {:?}", swaps.columns().iter().map(|c| c.as_materialized_series().n_chunks()).collect::<Vec<_>>());
-    timed("pool id (when chain)", || {
-        let mut id = lit(NULL).cast(DataType::UInt32);
-        for (i, p) in pools().iter().enumerate() {
-            id = when(col("pool").eq(lit(format!("{:#x}", p.address))))
-                .then(lit(i as u32))
-                .otherwise(id);
-        }
-        swaps.clone().lazy().select([id]).collect()
-    })?;
-    let out = build_lazy(inputs, &cfg(), None)?.collect()?;
-    let l = "uniswap_v3_weth_usdc_500";
-    let f = out
-        .lazy()
-        .select([
-            when(col(format!("{l}__swaps_1")).gt(lit(0.0)))
-                .then(col(format!("{l}__mid_price")))
-                .otherwise(lit(NULL))
-                .alias("px"),
-            col(format!("{l}__swaps_1")).alias("n"),
-            col(format!("{l}__volume1_1")).alias("v"),
-            col(format!("{l}__ret_1")).alias("r"),
-        ])
-        .collect()?;
-    let w = |n: usize| RollingOptionsFixedWindow {
-        window_size: n,
-        min_periods: n,
-        ..Default::default()
-    };
-    for _ in 0..2 {
-        let lf = || f.clone().lazy();
-        timed("ffill px", || {
-            lf().select([col("px").fill_null_with_strategy(FillNullStrategy::Forward(None))])
-                .collect()
+    timed("scan swaps", || inputs.swaps.clone().collect())?;
+    for c in [
+        "block_number",
+        "log_index",
+        "pool",
+        "price_float",
+        "amount0_float",
+        "amount1_float",
+        "liquidity",
+    ] {
+        timed(&format!("scan {c}"), || {
+            inputs.swaps.clone().select([col(c)]).collect()
         })?;
-        timed("8 rolling sums", || {
-            let mut e = vec![];
-            for n in [10, 50] {
-                for c in ["n", "v", "n", "v"] {
-                    e.push(col(c).rolling_sum(w(n)).alias(format!("s{n}_{}", e.len())));
-                }
-            }
-            lf().select(e).collect()
-        })?;
-        timed("rolling_std 20, 100 (leading nulls)", || {
-            lf().select([
-                col("r").rolling_std(w(20)).alias("a"),
-                col("r").rolling_std(w(100)).alias("b"),
-            ])
-            .collect()
-        })?;
-        timed("rolling_std 20, 100 (no nulls)", || {
-            lf().select([
-                col("r").fill_null(lit(0.0)).rolling_std(w(20)).alias("a"),
-                col("r").fill_null(lit(0.0)).rolling_std(w(100)).alias("b"),
-            ])
-            .collect()
-        })?;
-        timed("log", || {
-            lf().select([col("v").log(lit(std::f64::consts::E))])
-                .collect()
-        })?;
-    }
-    Ok(())
-}
-
-#[path = "/tmp/fb/old_pipeline.rs"]
-#[allow(dead_code)]
-mod old_pipeline;
-
-fn tmp_compare() -> PolarsResult<()> {
-    use dexlab_data::import::{ImportOptions, import};
-    use dexlab_data::manifest::ChainManifest;
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let s = root.join("../shared/data/univ3-usdc-weth-2024-01-05");
-    let m =
-        ChainManifest::load(&root.join("examples/univ3-usdc-weth-mainnet.manifest.json")).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("data");
-    import(&ImportOptions {
-        input: s.join("logs.jsonl"),
-        out: out.clone(),
-        timestamps: Some(s.join("block_timestamps.csv")),
-        pools: m.pools,
-        chain_id: 1,
-        chunk_blocks: 10_000,
-    })
-    .unwrap();
-    for cfg in [FeatureConfig::default(), cfg()] {
-        let inputs = dexlab_features::load_inputs(&out, &cfg).unwrap();
-        let cuts = dexlab_features::leakage::cut_points(&inputs).unwrap();
-        let mut variants = vec![inputs.clone()];
-        for &t in &cuts {
-            variants.push(dexlab_features::leakage::perturbed(&inputs, t, &cfg));
-        }
-        // Out of chain order, with null amounts and prices.
-        let li = || col("log_index").cast(DataType::Int64);
-        variants.push(Inputs {
-            swaps: inputs
-                .swaps
-                .clone()
-                .sort(["amount1_float"], SortMultipleOptions::default())
-                .with_columns([
-                    when((li() % lit(7i64)).eq(lit(0i64)))
-                        .then(lit(NULL).cast(DataType::Float64))
-                        .otherwise(col("amount0_float"))
-                        .alias("amount0_float"),
-                    when((li() % lit(11i64)).eq(lit(0i64)))
-                        .then(lit(NULL).cast(DataType::Float64))
-                        .otherwise(col("price_float"))
-                        .alias("price_float"),
-                    when((li() % lit(5i64)).eq(lit(0i64)))
-                        .then(lit(NULL).cast(DataType::Float64))
-                        .otherwise(col("amount1_float"))
-                        .alias("amount1_float"),
-                ]),
-            ..inputs.clone()
-        });
-        for inp in variants {
-            let new = build_lazy(&inp, &cfg, None)?.collect()?;
-            let old_inp = old_pipeline::Inputs {
-                swaps: inp.swaps.clone(),
-                blocks: inp.blocks.clone(),
-                depth: inp.depth.clone(),
-                pools: inp.pools.clone(),
-                first_block: inp.first_block,
-                last_block: inp.last_block,
-            };
-            let old = old_pipeline::build_lazy(&old_inp, &cfg, None)?.collect()?;
-            assert_eq!(old.get_column_names(), new.get_column_names());
-            assert_eq!(old.schema(), new.schema());
-            let mut same = 0;
-            for c in old.columns() {
-                let n = new.column(c.name().as_str())?;
-                if c.as_materialized_series()
-                    .equals_missing(n.as_materialized_series())
-                {
-                    same += 1;
-                } else {
-                    println!("DIFFERS {}", c.name());
-                }
-            }
-            println!(
-                "{} rows: {same} of {} columns identical",
-                old.height(),
-                old.width()
-            );
-        }
     }
     Ok(())
 }
 
 fn main() -> PolarsResult<()> {
-    if std::env::var_os("TMP_COMPARE").is_some() {
-        return tmp_compare();
-    }
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("generate") => generate(&args[2], args[3].parse().expect("N_SWAPS")),
