@@ -3,7 +3,9 @@
 //! `generate DIR N_SWAPS` writes a seeded synthetic `swaps` table (the dataset schema's columns the
 //! pipeline reads) and a `blocks` table for three pools of one pair, quickly and without anvil.
 //! `run DIR OUT` times the Polars pipeline on it (depth excluded: it comes from the exact replay of
-//! logs, which the generator does not write) and writes the features to OUT for comparison.
+//! logs, which the generator does not write) and writes the features to OUT for comparison (`-`:
+//! no output). `FEATURES_BENCH_PROFILE`, `FEATURES_BENCH_EXPLAIN` and `FEATURES_BENCH_STAGES`
+//! add per-node times, the optimised plan and the time to read the swaps.
 
 use std::time::Instant;
 
@@ -205,7 +207,7 @@ fn main() -> PolarsResult<()> {
         Some("generate") => generate(&args[2], args[3].parse().expect("N_SWAPS")),
         Some("run") => run(&args[2], &args[3]),
         _ => {
-            eprintln!("usage: features_bench generate DIR N_SWAPS | run DIR OUT");
+            eprintln!("usage: features_bench generate DIR N_SWAPS | run DIR OUT|-");
             std::process::exit(2)
         }
     }

@@ -121,16 +121,24 @@ fn per_block(mut df: DataFrame, address: &str, first: i64, last: i64) -> PolarsR
         ours.downcast_iter()
             .zip(a0.downcast_iter().zip(a1.downcast_iter())),
     ) {
-        let (block_v, log_v, a0_v, a1_v) = (
+        let (ours_v, block_v, log_v, a0_v, a1_v) = (
+            ours.values(),
             block.values().as_slice(),
             log.values().as_slice(),
             a0.values().as_slice(),
             a1.values().as_slice(),
         );
+        let (ours_ok, block_ok, log_ok, a0_ok, a1_ok) = (
+            ours.validity(),
+            block.validity(),
+            log.validity(),
+            a0.validity(),
+            a1.validity(),
+        );
         for i in 0..block_v.len() {
-            if !ours.values().get_bit(i)
-                || ours.validity().is_some_and(|v| !v.get_bit(i))
-                || block.validity().is_some_and(|v| !v.get_bit(i))
+            if !ours_v.get_bit(i)
+                || ours_ok.is_some_and(|v| !v.get_bit(i))
+                || block_ok.is_some_and(|v| !v.get_bit(i))
             {
                 continue;
             }
@@ -142,17 +150,17 @@ fn per_block(mut df: DataFrame, address: &str, first: i64, last: i64) -> PolarsR
             };
             n[b] += 1.0;
             // The first of equal highest log indices, as `arg_max` picks it.
-            if log.validity().is_none_or(|v| v.get_bit(i))
+            if log_ok.is_none_or(|v| v.get_bit(i))
                 && (last_row[b] == IdxSize::MAX || log_v[i] > last_log[b])
             {
                 last_row[b] = (row0 + i) as IdxSize;
                 last_log[b] = log_v[i];
             }
-            if a0.validity().is_none_or(|v| v.get_bit(i)) {
+            if a0_ok.is_none_or(|v| v.get_bit(i)) {
                 vol0.add(b, a0_v[i].abs());
                 net0.add(b, 0.0 - a0_v[i]);
             }
-            if a1.validity().is_none_or(|v| v.get_bit(i)) {
+            if a1_ok.is_none_or(|v| v.get_bit(i)) {
                 vol1.add(b, a1_v[i].abs());
             }
         }
