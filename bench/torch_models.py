@@ -195,10 +195,13 @@ def bench_ops(a):
         return torch.from_numpy(uniform(seed, rows * cols).reshape(rows, cols))
 
     x, hid, gate = tensor(b, f, 1), tensor(b, h, 2), tensor(b, h, 3)
+    gates = tensor(b, 2 * h, 6)
     w_in, w_hid = tensor(f, h, 4), tensor(h, h, 5)
     ops = [
         (f"tanh [{b}x{h}]", lambda: torch.tanh(gate)),
         (f"sigmoid [{b}x{h}]", lambda: torch.sigmoid(gate)),
+        (f"GRU step tanh [{b}x{h}] (dexlab kernel)", lambda: torch.tanh(gate)),
+        (f"GRU step sigmoid [{b}x{2 * h}] (dexlab kernel)", lambda: torch.sigmoid(gates)),
         (f"mul [{b}x{h}]", lambda: gate * hid),
         (f"matmul [{b}x{f}]x[{f}x{h}]", lambda: x @ w_in),
         (f"matmul [{b}x{h}]x[{h}x{h}]", lambda: hid @ w_hid),
@@ -245,8 +248,9 @@ def main():
                 print(json.dumps(bench_train(kind, a)), flush=True)
             elif what == "latency":
                 print(json.dumps(bench_latency(kind, a)), flush=True)
-            elif what not in ("fit", "ops"):  # dexlab's own fit() has no PyTorch counterpart
-                raise SystemExit(f"--what {what}: expected train, fit, latency or ops")
+            # dexlab's own fit() and burn's nn::Gru have no PyTorch counterpart of their own
+            elif what not in ("fit", "ops", "train-burn-gru"):
+                raise SystemExit(f"--what {what}: expected train, train-burn-gru, fit, latency or ops")
 
 
 if __name__ == "__main__":

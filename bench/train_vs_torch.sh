@@ -50,7 +50,7 @@ def best(lines, bench, model, threads, key, higher=True):
 
 failed = False
 threads = sorted({l["threads"] for l in burn if isinstance(l["threads"], int)})
-models = [m for m in ("mlp", "gru") if any(l.get("model") == m for l in burn)]
+models = [m for m in ("mlp", "gru", "gru-burn") if any(l.get("model") == m for l in burn)]
 shape = next((l for l in burn if l["bench"] == "train"), None)
 if shape is None:
     shape = {"features": "-", "hidden": "-", "batch": "-"}
@@ -64,7 +64,9 @@ print("| model | threads | params | burn flex | torch | burn / torch | per CPU-s
 print("|---|---:|---:|---:|---:|---:|---:|---:|")
 for m in models:
     for t in threads:
-        b, p = best(burn, "train", m, t, "samples_per_sec"), best(torch, "train", m, t, "samples_per_sec")
+        # burn's own nn::Gru (--what train-burn-gru) is compared with the same PyTorch GRU.
+        pm = "gru" if m == "gru-burn" else m
+        b, p = best(burn, "train", m, t, "samples_per_sec"), best(torch, "train", pm, t, "samples_per_sec")
         f = best(burn, "fit", m, t, "samples_per_sec")
         if not b or not p:
             continue
@@ -77,7 +79,7 @@ for m in models:
                 failed = True
         fit = f"{f['samples_per_sec']:,.0f}" if f else "-"
         bc = best(burn, "train", m, t, "samples_per_cpu_sec")
-        pc = best(torch, "train", m, t, "samples_per_cpu_sec")
+        pc = best(torch, "train", pm, t, "samples_per_cpu_sec")
         cpu = (f"{bc['samples_per_cpu_sec']:,.0f} / {pc['samples_per_cpu_sec']:,.0f} = "
                f"{bc['samples_per_cpu_sec'] / pc['samples_per_cpu_sec']:.2f}×"
                if bc and pc and bc.get("samples_per_cpu_sec") else "-")

@@ -16,6 +16,10 @@ use dexlab_features::pipeline::{Inputs, build_lazy};
 use polars::prelude::*;
 use rand::{Rng, SeedableRng};
 
+/// The `dexlab` binary's allocator, so the benchmark measures what the command runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn pools() -> Vec<PoolInfo> {
     let t0 = TokenInfo {
         address: Address::repeat_byte(1),

@@ -25,6 +25,7 @@
 //! - `wgpu`: burn's wgpu backend ([`Backend::Wgpu`]); GPU results are not bit-reproducible.
 //! - `cuda`: burn's CUDA backend ([`Backend::Cuda`]); likewise.
 
+pub mod activation;
 pub mod artifact;
 pub mod data;
 pub mod eval;

@@ -10,6 +10,8 @@
 //! - `latency`: one decision through [`dexlab_models::Predictor`] (schema-ordered raw row in,
 //!   normalised, forward, prediction out), on a model trained into a temporary directory with
 //!   [`dexlab_models::train`] and loaded back with [`dexlab_models::Predictor::load`];
+//! - `train-burn-gru` (not in the default set): the `train` bench on burn's own
+//!   `nn::gru::Gru` with the same head, for comparison with dexlab's GRU cell;
 //! - `op` (`--what ops`, not in the default set): single tensor operations at the GRU step's
 //!   shapes, for a per-op comparison.
 //!
@@ -29,13 +31,16 @@ use std::time::Instant;
 use arrow::array::{ArrayRef, Float64Array, Int64Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
+use burn::nn::gru::{Gru, GruConfig};
 use burn::nn::loss::{MseLoss, Reduction};
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
+use dexlab_models::activation;
 use dexlab_models::data::{
     ColumnType, FeatureTable, PrepareOptions, Split, SplitFractions, prepare,
 };
-use dexlab_models::model::{GruModelConfig, MlpConfig, ModelConfig};
+use dexlab_models::model::{GruModelConfig, MlpConfig, Model, ModelConfig};
 use dexlab_models::training::{Schedule, TrainingConfig, fit};
 use dexlab_models::{Backend, ModelKind, Predictor, Task, TrainOptions};
 use parquet::arrow::ArrowWriter;
@@ -43,6 +48,12 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
+
+/// The `dexlab` binary's allocator, so the benchmark measures what `dexlab train` runs: with
+/// glibc's, every tensor of 128 KiB or more is a fresh mapping whose pages fault in again
+/// (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 type BoxResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
@@ -225,13 +236,56 @@ fn threads() -> serde_json::Value {
 }
 
 /// The bare training step, `epochs` timed epochs after `warmup_epochs` untimed ones.
-fn bench_train(args: &Args, kind: ModelKind) -> BoxResult<serde_json::Value> {
+/// burn's own GRU (`reset_after`, PyTorch's layout) with dexlab's dropout and head: what
+/// dexlab's `GruModel` replaced.
+#[derive(Module, Debug)]
+struct BurnGru {
+    gru: Gru,
+    dropout: Dropout,
+    head: Linear,
+}
+
+impl BurnGru {
+    fn forward(&self, x: Tensor<3>) -> Tensor<2> {
+        let [b, w, _] = x.dims();
+        let h = self.gru.forward(x, None); // [batch, window, hidden]
+        let [_, _, d] = h.dims();
+        let last = h.narrow(1, w - 1, 1).reshape([b, d]); // [batch, hidden]
+        self.head.forward(self.dropout.forward(last))
+    }
+}
+
+#[derive(Module, Debug)]
+enum Trained {
+    Dexlab(Model),
+    BurnGru(BurnGru),
+}
+
+impl Trained {
+    fn forward(&self, x: Tensor<3>) -> Tensor<2> {
+        match self {
+            Trained::Dexlab(m) => m.forward(x),
+            Trained::BurnGru(m) => m.forward(x),
+        }
+    }
+}
+
+fn bench_train(args: &Args, kind: ModelKind, burn_gru: bool) -> BoxResult<serde_json::Value> {
     let (rows, window, f) = (args.rows(kind), args.window(kind), args.features);
     let (x, y) = synthetic(args.seed, rows, window, f);
     let device = Backend::Flex.device()?;
     device.seed(args.seed);
     let ad = device.autodiff();
-    let mut model = args.model_config(kind).init(&ad);
+    let mut model = if burn_gru {
+        Trained::BurnGru(BurnGru {
+            gru: GruConfig::new(f, args.hidden, true).init(&ad),
+            dropout: DropoutConfig::new(0.1).init(),
+            head: LinearConfig::new(args.hidden, 1).init(&ad),
+        })
+    } else {
+        Trained::Dexlab(args.model_config(kind).init(&ad))
+    };
+    let label = if burn_gru { "gru-burn" } else { kind.as_str() };
     let params = model.num_params();
     let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
@@ -273,7 +327,7 @@ fn bench_train(args: &Args, kind: ModelKind) -> BoxResult<serde_json::Value> {
         .zip(cpu_started)
         .map(|(end, start)| end - start);
     Ok(json!({
-        "bench": "train", "impl": "burn", "backend": "flex", "model": kind.as_str(),
+        "bench": "train", "impl": "burn", "backend": "flex", "model": label,
         "threads": threads(), "params": params, "rows": rows, "window": window,
         "features": f, "hidden": args.hidden, "batch": args.batch, "epochs": epochs,
         "warmup_epochs": args.warmup_epochs, "seconds": seconds,
@@ -294,6 +348,7 @@ fn bench_ops(args: &Args) -> BoxResult<Vec<serde_json::Value>> {
         Tensor::<2>::from_data(TensorData::new(v, [rows, cols]), &device)
     };
     let (x, hid, gate) = (tensor(b, f, 1), tensor(b, h, 2), tensor(b, h, 3));
+    let gates = tensor(b, 2 * h, 6);
     let (w_in, w_hid) = (tensor(f, h, 4), tensor(h, h, 5));
     type Op<'a> = Box<dyn Fn() -> Tensor<2> + 'a>;
     let ops: Vec<(String, Op)> = vec![
@@ -301,6 +356,15 @@ fn bench_ops(args: &Args) -> BoxResult<Vec<serde_json::Value>> {
         (
             format!("sigmoid [{b}x{h}]"),
             Box::new(|| burn::tensor::activation::sigmoid(gate.clone())),
+        ),
+        // What dexlab's GRU runs per step: value and slope in one host pass.
+        (
+            format!("GRU step tanh [{b}x{h}] (dexlab kernel)"),
+            Box::new(|| activation::tanh(gate.clone())),
+        ),
+        (
+            format!("GRU step sigmoid [{b}x{}] (dexlab kernel)", 2 * h),
+            Box::new(|| activation::sigmoid(gates.clone())),
         ),
         (
             format!("mul [{b}x{h}]"),
@@ -530,13 +594,16 @@ fn run() -> BoxResult<ExitCode> {
     for kind in args.models.clone() {
         for what in args.what.iter().filter(|w| *w != "ops") {
             let line = match what.as_str() {
-                "train" => bench_train(&args, kind)?,
+                "train" => bench_train(&args, kind, false)?,
+                "train-burn-gru" if kind == ModelKind::Gru => bench_train(&args, kind, true)?,
+                "train-burn-gru" => continue,
                 "fit" => bench_fit(&args, kind)?,
                 "latency" => bench_latency(&args, kind, &scratch.0)?,
                 other => {
-                    return Err(
-                        format!("--what {other}: expected train, fit, latency or ops").into(),
-                    );
+                    return Err(format!(
+                        "--what {other}: expected train, train-burn-gru, fit, latency or ops"
+                    )
+                    .into());
                 }
             };
             println!("{line}");

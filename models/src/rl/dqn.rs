@@ -15,7 +15,7 @@ use super::net::{
     seeded_init, to_vec,
 };
 use super::{
-    Agent, AgentConfig, AgentFile, AgentKind, AgentStats, DQN_WEIGHTS, DqnConfig, DqnLoss,
+    Agent, AgentConfig, AgentFile, AgentKind, AgentStats, DQN_WEIGHTS, DqnConfig, DqnLoss, StepEnd,
     check_shape,
 };
 use crate::{Backend, ModelError, Result};
@@ -97,7 +97,7 @@ impl DqnAgent {
         Ok(self.q_row(obs))
     }
 
-    fn q_row(&self, obs: &[f32]) -> Vec<f32> {
+    pub(super) fn q_row(&self, obs: &[f32]) -> Vec<f32> {
         let x = matrix(obs.to_vec(), 1, self.obs_dim, &self.device);
         to_vec(self.q.valid().forward(x)) // [1, n_actions]
     }
@@ -124,7 +124,11 @@ impl DqnAgent {
                     Some(online) => argmax(&online[i * n..(i + 1) * n]),
                     None => argmax(row),
                 };
-                let bootstrap = if batch.dones[i] { 0.0 } else { gamma * row[a] };
+                let bootstrap = if batch.terminal[i] {
+                    0.0
+                } else {
+                    gamma * row[a]
+                };
                 batch.rewards[i] + bootstrap
             })
             .collect();
@@ -191,7 +195,7 @@ impl Agent for DqnAgent {
         Ok(action)
     }
 
-    fn feedback(&mut self, reward: f32, next_obs: &[f32], done: bool) -> Result<()> {
+    fn feedback(&mut self, reward: f32, next_obs: &[f32], end: StepEnd) -> Result<()> {
         let step = self.progress.steps;
         if self.pending.is_none() {
             return Err(ModelError::Agent {
@@ -207,8 +211,9 @@ impl Agent for DqnAgent {
         }
         check_obs(next_obs, self.obs_dim, step, "next_obs")?;
         let (obs, action) = self.pending.take().expect("checked above");
-        self.replay.push(&obs, action, reward, next_obs, done);
-        self.progress.record(reward, done);
+        self.replay
+            .push(&obs, action, reward, next_obs, end == StepEnd::Terminal);
+        self.progress.record(reward, end.ends_episode());
         let steps = self.progress.steps;
         let cfg = &self.config;
         if steps >= cfg.learning_starts as u64
@@ -265,7 +270,8 @@ struct Replay {
     next_obs: Vec<f32>,
     actions: Vec<usize>,
     rewards: Vec<f32>,
-    dones: Vec<bool>,
+    /// Ended in a terminal state: no bootstrap (a truncated step is not terminal).
+    terminal: Vec<bool>,
     /// Slot of the next push once full.
     next: usize,
 }
@@ -276,7 +282,7 @@ struct Batch {
     next_obs: Vec<f32>,
     actions: Vec<usize>,
     rewards: Vec<f32>,
-    dones: Vec<bool>,
+    terminal: Vec<bool>,
 }
 
 impl Replay {
@@ -288,7 +294,7 @@ impl Replay {
             next_obs: Vec::new(),
             actions: Vec::new(),
             rewards: Vec::new(),
-            dones: Vec::new(),
+            terminal: Vec::new(),
             next: 0,
         }
     }
@@ -297,20 +303,20 @@ impl Replay {
         self.actions.len()
     }
 
-    fn push(&mut self, obs: &[f32], action: usize, reward: f32, next_obs: &[f32], done: bool) {
+    fn push(&mut self, obs: &[f32], action: usize, reward: f32, next_obs: &[f32], terminal: bool) {
         if self.len() < self.capacity {
             self.obs.extend_from_slice(obs);
             self.next_obs.extend_from_slice(next_obs);
             self.actions.push(action);
             self.rewards.push(reward);
-            self.dones.push(done);
+            self.terminal.push(terminal);
         } else {
             let (i, d) = (self.next, self.dim);
             self.obs[i * d..(i + 1) * d].copy_from_slice(obs);
             self.next_obs[i * d..(i + 1) * d].copy_from_slice(next_obs);
             self.actions[i] = action;
             self.rewards[i] = reward;
-            self.dones[i] = done;
+            self.terminal[i] = terminal;
         }
         self.next = (self.next + 1) % self.capacity;
     }
@@ -327,7 +333,7 @@ impl Replay {
             next_obs: rows(&self.next_obs),
             actions: idx.iter().map(|&i| self.actions[i]).collect(),
             rewards: idx.iter().map(|&i| self.rewards[i]).collect(),
-            dones: idx.iter().map(|&i| self.dones[i]).collect(),
+            terminal: idx.iter().map(|&i| self.terminal[i]).collect(),
         }
     }
 }
@@ -348,7 +354,7 @@ mod tests {
         let b = r.batch(&[2, 1]);
         assert_eq!(b.obs, vec![2.0, 4.0]);
         assert_eq!(b.next_obs, vec![2.5, 4.5]);
-        assert_eq!(b.dones, vec![false, true]);
+        assert_eq!(b.terminal, vec![false, true]);
     }
 
     #[test]
@@ -372,13 +378,16 @@ mod tests {
             ..DqnConfig::default()
         };
         let mut a = DqnAgent::new(cfg, 2, 3, 0).unwrap();
-        assert!(a.feedback(0.0, &[0.0, 0.0], false).is_err());
+        assert!(a.feedback(0.0, &[0.0, 0.0], StepEnd::Continues).is_err());
         assert!(a.act(&[0.0]).is_err());
         let action = a.act(&[0.0, 1.0]).unwrap();
         assert!(action < 3);
         assert!(a.act(&[0.0, 1.0]).is_err());
-        assert!(a.feedback(f32::INFINITY, &[0.0, 0.0], false).is_err());
-        a.feedback(1.0, &[0.0, 0.0], true).unwrap();
+        assert!(
+            a.feedback(f32::INFINITY, &[0.0, 0.0], StepEnd::Continues)
+                .is_err()
+        );
+        a.feedback(1.0, &[0.0, 0.0], StepEnd::Terminal).unwrap();
         assert_eq!(a.stats().steps, 1);
         assert_eq!(a.stats().mean_episode_reward, Some(1.0));
     }

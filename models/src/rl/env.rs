@@ -24,7 +24,7 @@ use dexlab_strategy::single::SwapPlan;
 use dexlab_strategy::{Action, Context, Fill, Strategy, TradingEnv};
 use serde::{Deserialize, Serialize};
 
-use super::{Agent, AgentConfig, AgentKind, DqnConfig, PpoConfig};
+use super::{Agent, AgentConfig, AgentKind, DqnConfig, PpoConfig, StepEnd};
 use crate::{ModelError, Result};
 
 /// The RL TOML of `dexlab rl train --rl-config`. Every key is optional:
@@ -458,16 +458,22 @@ impl Strategy for AgentStrategy<'_> {
         };
         let obs = self.observation(market, ctx, equity);
         if let Some(before) = self.open {
-            // The last transition closes here, at a decision point or at the end.
-            let next = match (&obs, terminal) {
-                (Some(o), _) => o.clone(),
-                (None, true) => vec![0.0; Self::obs_dim(self.stats.columns.len(), self.cfg.window)],
+            // The last transition closes here, at a decision point or at the end. The end of
+            // the data is a time limit, not a terminal state (see `StepEnd`); only when no
+            // observation can be formed there is nothing to bootstrap from.
+            let (next, end) = match (&obs, terminal) {
+                (Some(o), false) => (o.clone(), StepEnd::Continues),
+                (Some(o), true) => (o.clone(), StepEnd::Truncated),
+                (None, true) => (
+                    vec![0.0; Self::obs_dim(self.stats.columns.len(), self.cfg.window)],
+                    StepEnd::Terminal,
+                ),
                 (None, false) => return,
             };
             let reward = ((equity - before) / self.capital * 1e4 * self.cfg.reward_scale) as f32;
             self.episode.reward += f64::from(reward);
             if self.mode == Mode::Train
-                && let Err(e) = self.agent.feedback(reward, &next, terminal)
+                && let Err(e) = self.agent.feedback(reward, &next, end)
             {
                 self.error = Some(e);
                 return;

@@ -2,8 +2,8 @@
 //!
 //! The agents know nothing about markets: the backtester (or a test) owns the environment and
 //! pushes into the agent, one decision at a time: [`Agent::act`] with an observation, then
-//! [`Agent::feedback`] with that action's reward, the next observation and whether the
-//! episode ended. Learning happens inside `feedback` (a replay-buffer update for DQN, a PPO
+//! [`Agent::feedback`] with that action's reward, the next observation and how the step ended
+//! ([`StepEnd`]: the episode continues, reached a terminal state, or was cut by a time limit). Learning happens inside `feedback` (a replay-buffer update for DQN, a PPO
 //! update once a rollout is full), so a strategy callback can host an agent without an
 //! `env.step()` loop. [`Agent::greedy`] is the deterministic policy for evaluation, also
 //! available on an agent reloaded with [`load_agent`].
@@ -69,10 +69,9 @@ pub trait Agent: Send {
     /// `0..n_actions`. Remembers `obs` and the action until [`feedback`](Agent::feedback).
     fn act(&mut self, obs: &[f32]) -> Result<usize>;
 
-    /// Completes the transition started by the last `act`: its reward, the observation the
-    /// next `act` will see (or the terminal one), and whether the episode ended. `done` means
-    /// terminal: nothing is bootstrapped past it. May run gradient steps.
-    fn feedback(&mut self, reward: f32, next_obs: &[f32], done: bool) -> Result<()>;
+    /// Completes the transition started by the last `act`: its reward, the observation that
+    /// followed, and how the step ended. May run gradient steps.
+    fn feedback(&mut self, reward: f32, next_obs: &[f32], end: StepEnd) -> Result<()>;
 
     /// Deterministic action for evaluation (argmax Q, or the most probable action); records
     /// nothing and draws nothing.
@@ -82,6 +81,31 @@ pub trait Agent: Send {
 
     /// Writes the networks and `config.json` into `dir` (created if missing, files replaced).
     fn save(&self, dir: &Path) -> Result<()>;
+}
+
+/// How a transition ended, for what the learner may bootstrap past it.
+///
+/// A time limit is not a terminal state (Pardo et al., "Time Limits in Reinforcement Learning",
+/// 2018): when the data run out the position is still marked to market and the market goes on,
+/// so the value of `next_obs` is bootstrapped as for any other step; only the episode's
+/// bookkeeping ends. Treating the cut as terminal would teach the agent that the last decision
+/// before the end of the data is worth its immediate reward only, a state it cannot observe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepEnd {
+    /// The episode goes on from `next_obs`.
+    Continues,
+    /// The episode reached a terminal state: nothing follows, nothing is bootstrapped.
+    Terminal,
+    /// The episode was cut (end of the data, a step limit): `next_obs` is a real state and its
+    /// value is bootstrapped, but the next `act` starts a new episode.
+    Truncated,
+}
+
+impl StepEnd {
+    /// Whether the next `act` starts a new episode.
+    pub fn ends_episode(self) -> bool {
+        self != StepEnd::Continues
+    }
 }
 
 /// Which algorithm.

@@ -16,40 +16,50 @@ use super::net::{
     seeded_init, to_vec, vector,
 };
 use super::{
-    Agent, AgentConfig, AgentFile, AgentKind, AgentStats, PPO_WEIGHTS, PpoConfig, check_shape,
+    Agent, AgentConfig, AgentFile, AgentKind, AgentStats, PPO_WEIGHTS, PpoConfig, StepEnd,
+    check_shape,
 };
 use crate::{Backend, ModelError, Result};
 
 /// Generalised advantage estimates and returns (advantage + value) of one rollout.
 ///
-/// `dones[t]` says that the episode ended with transition `t`: nothing after it is
-/// bootstrapped into `t`. `last_value` is the critic's value of the observation that follows
-/// the last transition, used when the rollout cuts an episode short.
+/// `ends[t]` says how transition `t` ended. After a terminal step nothing is bootstrapped;
+/// after a truncated one the critic's value of the observation that followed it,
+/// `cut_values[t]`, is (the next transition in the rollout belongs to another episode, so in
+/// both cases no advantage flows back across the boundary). `last_value` is the critic's value
+/// of the observation that follows the last transition, used when the rollout itself cuts an
+/// episode short.
 ///
 /// ```text
-/// δ_t = r_t + γ (1 − done_t) V_{t+1} − V_t,    A_t = δ_t + γ λ (1 − done_t) A_{t+1}
+/// V'_t = V_{t+1} (continues), 0 (terminal), cut_values[t] (truncated)
+/// δ_t = r_t + γ V'_t − V_t,    A_t = δ_t + γ λ (1 − ended_t) A_{t+1}
 /// ```
 pub fn gae(
     rewards: &[f32],
     values: &[f32],
-    dones: &[bool],
+    ends: &[StepEnd],
+    cut_values: &[f32],
     last_value: f32,
     gamma: f32,
     lambda: f32,
 ) -> (Vec<f32>, Vec<f32>) {
     let n = rewards.len();
     assert!(
-        values.len() == n && dones.len() == n,
-        "one value and one done per reward"
+        values.len() == n && ends.len() == n && cut_values.len() == n,
+        "one value, one end and one cut value per reward"
     );
     let (gamma, lambda) = (f64::from(gamma), f64::from(lambda));
     let mut advantages = vec![0.0f32; n];
     let mut next_value = f64::from(last_value);
     let mut next_advantage = 0.0f64;
     for t in (0..n).rev() {
-        let live = if dones[t] { 0.0 } else { 1.0 };
+        let (bootstrap, live) = match ends[t] {
+            StepEnd::Continues => (next_value, 1.0),
+            StepEnd::Terminal => (0.0, 0.0),
+            StepEnd::Truncated => (f64::from(cut_values[t]), 0.0),
+        };
         let v = f64::from(values[t]);
-        let delta = f64::from(rewards[t]) + gamma * live * next_value - v;
+        let delta = f64::from(rewards[t]) + gamma * bootstrap - v;
         next_advantage = delta + gamma * lambda * live * next_advantage;
         advantages[t] = next_advantage as f32;
         next_value = v;
@@ -96,7 +106,9 @@ struct Step {
     log_prob: f32,
     value: f32,
     reward: f32,
-    done: bool,
+    end: StepEnd,
+    /// The critic's value of the observation after a truncated step (else unused).
+    cut_value: f32,
 }
 
 impl PpoAgent {
@@ -167,11 +179,13 @@ impl PpoAgent {
         let (n, dim, k) = (self.rollout.len(), self.obs_dim, self.n_actions);
         let rewards: Vec<f32> = self.rollout.iter().map(|s| s.reward).collect();
         let values: Vec<f32> = self.rollout.iter().map(|s| s.value).collect();
-        let dones: Vec<bool> = self.rollout.iter().map(|s| s.done).collect();
+        let ends: Vec<StepEnd> = self.rollout.iter().map(|s| s.end).collect();
+        let cut_values: Vec<f32> = self.rollout.iter().map(|s| s.cut_value).collect();
         let (mut adv, returns) = gae(
             &rewards,
             &values,
-            &dones,
+            &ends,
+            &cut_values,
             last_value,
             cfg.gamma as f32,
             cfg.gae_lambda as f32,
@@ -292,12 +306,13 @@ impl Agent for PpoAgent {
             log_prob: log_probs[action],
             value,
             reward: 0.0,
-            done: false,
+            end: StepEnd::Continues,
+            cut_value: 0.0,
         });
         Ok(action)
     }
 
-    fn feedback(&mut self, reward: f32, next_obs: &[f32], done: bool) -> Result<()> {
+    fn feedback(&mut self, reward: f32, next_obs: &[f32], end: StepEnd) -> Result<()> {
         let step = self.progress.steps;
         if self.pending.is_none() {
             return Err(ModelError::Agent {
@@ -314,12 +329,19 @@ impl Agent for PpoAgent {
         check_obs(next_obs, self.obs_dim, step, "next_obs")?;
         let mut s = self.pending.take().expect("checked above");
         s.reward = reward;
-        s.done = done;
+        s.end = end;
+        if end == StepEnd::Truncated {
+            // The networks change only in `update`, so this is the value the update would see.
+            s.cut_value = self.evaluate(next_obs).1;
+        }
         self.rollout.push(s);
-        self.progress.record(reward, done);
+        self.progress.record(reward, end.ends_episode());
         if self.rollout.len() == self.config.n_steps {
             // The rollout cuts the episode: bootstrap from the critic unless it just ended.
-            let last_value = if done { 0.0 } else { self.evaluate(next_obs).1 };
+            let last_value = match end {
+                StepEnd::Continues => self.evaluate(next_obs).1,
+                StepEnd::Terminal | StepEnd::Truncated => 0.0,
+            };
             let result = self.update(last_value);
             self.rollout.clear();
             result?;
@@ -374,10 +396,12 @@ mod tests {
     /// t=0: δ = 1 + 0.9·1 − 0.5 = 1.4;              A = 1.4 + 0.72·1 = 2.12
     #[test]
     fn gae_matches_a_hand_computed_rollout() {
+        use StepEnd::*;
         let (adv, ret) = gae(
             &[1.0, 2.0, 0.0, 1.0],
             &[0.5, 1.0, 0.25, 0.5],
-            &[false, true, false, false],
+            &[Continues, Terminal, Continues, Continues],
+            &[9.0; 4],
             2.0,
             0.9,
             0.8,
@@ -389,7 +413,43 @@ mod tests {
             assert!((ret[t] - want_ret[t]).abs() < 1e-6, "R[{t}] = {}", ret[t]);
         }
         // λ = 0 is the one-step TD error; a terminal last step ignores `last_value`.
-        let (adv, _) = gae(&[1.0, 1.0], &[0.0, 0.0], &[false, true], 100.0, 0.5, 0.0);
+        let (adv, _) = gae(
+            &[1.0, 1.0],
+            &[0.0, 0.0],
+            &[Continues, Terminal],
+            &[7.0; 2],
+            100.0,
+            0.5,
+            0.0,
+        );
         assert_eq!(adv, vec![1.0, 1.0]);
+    }
+
+    /// The same rollout with the episode truncated at t = 1 (critic says 3 after it): t = 1
+    /// bootstraps 3, and still nothing flows back from t = 2 into t = 1.
+    ///
+    /// t=1: δ = 2 + 0.9·3 − 1 = 3.7;                 A = 3.7
+    /// t=0: δ = 1 + 0.9·1 − 0.5 = 1.4;              A = 1.4 + 0.72·3.7 = 4.064
+    #[test]
+    fn gae_bootstraps_a_truncated_step_from_its_own_next_state() {
+        use StepEnd::*;
+        let (adv, _) = gae(
+            &[1.0, 2.0, 0.0, 1.0],
+            &[0.5, 1.0, 0.25, 0.5],
+            &[Continues, Truncated, Continues, Continues],
+            &[0.0, 3.0, 0.0, 0.0],
+            2.0,
+            0.9,
+            0.8,
+        );
+        let want = [4.064, 3.7, 1.856, 2.3];
+        for t in 0..4 {
+            assert!(
+                (adv[t] - want[t]).abs() < 1e-5,
+                "A[{t}] = {}, want {}",
+                adv[t],
+                want[t]
+            );
+        }
     }
 }

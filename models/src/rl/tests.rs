@@ -12,8 +12,8 @@ use super::*;
 /// An environment the test loop steps; the agent never sees this trait.
 trait Env {
     fn reset(&mut self) -> Vec<f32>;
-    /// Reward, next observation, done.
-    fn step(&mut self, action: usize) -> (f32, Vec<f32>, bool);
+    /// Reward, next observation, how the step ended.
+    fn step(&mut self, action: usize) -> (f32, Vec<f32>, StepEnd);
 }
 
 /// obs = [x], x = ±1 at random; action 0 is right for x < 0, action 1 for x > 0.
@@ -41,20 +41,20 @@ impl Env for Bandit {
         vec![self.x]
     }
 
-    fn step(&mut self, action: usize) -> (f32, Vec<f32>, bool) {
+    fn step(&mut self, action: usize) -> (f32, Vec<f32>, StepEnd) {
         let r = if action == Self::best(self.x) {
             1.0
         } else {
             -1.0
         };
-        (r, vec![self.x], true)
+        (r, vec![self.x], StepEnd::Terminal)
     }
 }
 
 /// Positions 0..=4, one-hot observed, start at 0. The action that moves right alternates with
 /// the position (1 at even positions, 0 at odd ones; the other moves left, floored at 0), so no
 /// constant policy gets anywhere. Reaching 4 pays 1 and ends; every other step costs 0.01;
-/// episodes stop after 20 steps. The best return is 0.97 (four steps right).
+/// episodes are cut (truncated) after 20 steps. The best return is 0.97 (four steps right).
 struct Chain {
     pos: usize,
     t: usize,
@@ -83,7 +83,7 @@ impl Env for Chain {
         self.obs()
     }
 
-    fn step(&mut self, action: usize) -> (f32, Vec<f32>, bool) {
+    fn step(&mut self, action: usize) -> (f32, Vec<f32>, StepEnd) {
         let right = usize::from(self.pos.is_multiple_of(2));
         self.pos = if action == right {
             self.pos + 1
@@ -92,9 +92,11 @@ impl Env for Chain {
         };
         self.t += 1;
         if self.pos == CHAIN_GOAL {
-            (1.0, self.obs(), true)
+            (1.0, self.obs(), StepEnd::Terminal)
+        } else if self.t >= CHAIN_LIMIT {
+            (-0.01, self.obs(), StepEnd::Truncated)
         } else {
-            (-0.01, self.obs(), self.t >= CHAIN_LIMIT)
+            (-0.01, self.obs(), StepEnd::Continues)
         }
     }
 }
@@ -104,9 +106,13 @@ fn train(agent: &mut dyn Agent, env: &mut dyn Env, steps: usize) {
     let mut obs = env.reset();
     for _ in 0..steps {
         let a = agent.act(&obs).unwrap();
-        let (r, next, done) = env.step(a);
-        agent.feedback(r, &next, done).unwrap();
-        obs = if done { env.reset() } else { next };
+        let (r, next, end) = env.step(a);
+        agent.feedback(r, &next, end).unwrap();
+        obs = if end.ends_episode() {
+            env.reset()
+        } else {
+            next
+        };
     }
 }
 
@@ -116,9 +122,9 @@ fn score(env: &mut dyn Env, episodes: usize, mut policy: impl FnMut(&[f32]) -> u
     for _ in 0..episodes {
         let mut obs = env.reset();
         loop {
-            let (r, next, done) = env.step(policy(&obs));
+            let (r, next, end) = env.step(policy(&obs));
             total += r;
-            if done {
+            if end.ends_episode() {
                 break;
             }
             obs = next;
@@ -229,6 +235,51 @@ fn dqn_solves_the_chain() {
     assert!(chain_return(&agent) < 0.0, "solved before training");
     train(&mut agent, &mut Chain::new(), 3_000);
     assert_solves_chain(&agent);
+}
+
+/// One state, reward 1 on every step, episodes cut after 5 steps. Bootstrapping through the
+/// cut, Q converges to 1 / (1 − γ) = 10; treating the cut as terminal, the squared loss would
+/// settle it at 1 / (1 − 0.8·γ) ≈ 3.6 (a cut after one step in five, in a state that looks like
+/// all the others).
+#[test]
+fn dqn_values_a_truncated_episode_as_going_on() {
+    struct Steady(usize);
+    impl Env for Steady {
+        fn reset(&mut self) -> Vec<f32> {
+            self.0 = 0;
+            vec![1.0]
+        }
+        fn step(&mut self, _: usize) -> (f32, Vec<f32>, StepEnd) {
+            self.0 += 1;
+            let end = if self.0 == 5 {
+                StepEnd::Truncated
+            } else {
+                StepEnd::Continues
+            };
+            (1.0, vec![1.0], end)
+        }
+    }
+    let cfg = DqnConfig {
+        hidden: vec![8],
+        gamma: 0.9,
+        lr: 3e-3,
+        batch_size: 32,
+        buffer_size: 1_000,
+        learning_starts: 100,
+        target_update_every: 50,
+        epsilon_decay_steps: 100,
+        loss: DqnLoss::Mse,
+        ..DqnConfig::default()
+    };
+    let mut agent = DqnAgent::new(cfg, 1, 2, 5).unwrap();
+    train(&mut agent, &mut Steady(0), 3_000);
+    let q = agent.q_row(&[1.0]);
+    for (a, v) in q.iter().enumerate() {
+        assert!(
+            (9.0..=11.0).contains(v),
+            "Q(s, {a}) = {v}, want about 10 (terminal treatment gives about 3.6)"
+        );
+    }
 }
 
 #[test]
