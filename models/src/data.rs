@@ -389,17 +389,16 @@ pub fn prepare(table: &FeatureTable, opts: &PrepareOptions) -> Result<Prepared> 
         .map(|&i| table.columns[i].as_slice())
         .collect();
     let target = table.columns[target_idx].as_slice();
-    if opts.task == Task::Classification {
-        if let Some(v) = target
+    if opts.task == Task::Classification
+        && let Some(v) = target
             .iter()
             .find(|v| v.is_finite() && **v != 0.0 && **v != 1.0)
-        {
-            return Err(ModelError::Column {
-                path: path.clone(),
-                column: opts.target.clone(),
-                message: format!("classification needs a 0/1 target, found {v}"),
-            });
-        }
+    {
+        return Err(ModelError::Column {
+            path: path.clone(),
+            column: opts.target.clone(),
+            message: format!("classification needs a 0/1 target, found {v}"),
+        });
     }
     let n = table.rows;
     let w = opts.window.max(1);
@@ -511,7 +510,7 @@ fn worst_columns(names: &[String], cols: &[&[f64]]) -> String {
         .map(|(c, n)| (c.iter().filter(|v| !v.is_finite()).count(), n.as_str()))
         .filter(|(k, _)| *k > 0)
         .collect();
-    bad.sort_by(|a, b| b.0.cmp(&a.0));
+    bad.sort_by_key(|b| std::cmp::Reverse(b.0));
     if bad.is_empty() {
         return "none".into();
     }

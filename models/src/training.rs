@@ -363,7 +363,7 @@ impl Hyper {
                 return err(key, "must be at least 1");
             }
         }
-        if self.d_model % self.n_heads != 0 {
+        if !self.d_model.is_multiple_of(self.n_heads) {
             return err("n_heads", "must divide d_model");
         }
         Ok(())

@@ -43,8 +43,11 @@ pub trait Scorer: Send + Sync {
 pub struct ModelHandle {
     scorer: Arc<dyn Scorer>,
     id: String,
-    memo: Option<Arc<Mutex<HashMap<Vec<u64>, f64>>>>,
+    memo: Option<Arc<Mutex<Memo>>>,
 }
+
+/// Scores by the bits of their inputs.
+type Memo = HashMap<Vec<u64>, f64>;
 
 impl ModelHandle {
     pub fn new(scorer: Arc<dyn Scorer>) -> Self {
