@@ -41,15 +41,17 @@ enum Kind {
 }
 
 fn apply<const D: usize>(x: Tensor<D>, kind: Kind) -> Tensor<D> {
+    // Without autodiff (inference, validation) the slope is not needed.
+    let tracked = x.is_autodiff();
     let plain = x.clone().without_autodiff();
-    let (value, slope) = match on_host(plain.clone(), kind) {
+    let (value, slope) = match on_host(plain.clone(), kind, tracked) {
         Some(pair) => pair,
-        None => on_device(plain.clone(), kind),
+        None => on_device(plain.clone(), kind, tracked),
     };
-    if !x.is_autodiff() {
-        return value;
+    match slope {
+        Some(slope) => (x - plain) * slope + value,
+        None => value,
     }
-    (x - plain) * slope + value
 }
 
 /// Flex and ndarray keep tensors in host memory, so the kernel reads them in place.
@@ -66,7 +68,10 @@ fn host_backend(device: &Device) -> bool {
     false
 }
 
-fn on_host<const D: usize>(x: Tensor<D>, kind: Kind) -> Option<(Tensor<D>, Tensor<D>)> {
+/// The value, and the slope if `slope` is asked for.
+type Pair<const D: usize> = (Tensor<D>, Option<Tensor<D>>);
+
+fn on_host<const D: usize>(x: Tensor<D>, kind: Kind, slope_too: bool) -> Option<Pair<D>> {
     let device = x.device();
     if x.dtype() != DType::F32 || !host_backend(&device) {
         return None;
@@ -80,22 +85,24 @@ fn on_host<const D: usize>(x: Tensor<D>, kind: Kind) -> Option<(Tensor<D>, Tenso
         Kind::Sigmoid => sigmoid_slice(xs, &mut value, &mut slope),
         Kind::Tanh => tanh_slice(xs, &mut value, &mut slope),
     }
+    let slope =
+        slope_too.then(|| Tensor::from_data(TensorData::new(slope, shape.clone()), &device));
     Some((
-        Tensor::from_data(TensorData::new(value, shape.clone()), &device),
-        Tensor::from_data(TensorData::new(slope, shape), &device),
+        Tensor::from_data(TensorData::new(value, shape), &device),
+        slope,
     ))
 }
 
-fn on_device<const D: usize>(x: Tensor<D>, kind: Kind) -> (Tensor<D>, Tensor<D>) {
+fn on_device<const D: usize>(x: Tensor<D>, kind: Kind, slope_too: bool) -> Pair<D> {
     match kind {
         Kind::Sigmoid => {
             let s = activation::sigmoid(x);
-            let slope = s.clone() * (s.clone().neg() + 1.0);
+            let slope = slope_too.then(|| s.clone() * (s.clone().neg() + 1.0));
             (s, slope)
         }
         Kind::Tanh => {
             let t = activation::tanh(x);
-            let slope = t.clone().powi_scalar(2).neg() + 1.0;
+            let slope = slope_too.then(|| t.clone().powi_scalar(2).neg() + 1.0);
             (t, slope)
         }
     }
