@@ -249,8 +249,8 @@ def main():
             elif what == "latency":
                 print(json.dumps(bench_latency(kind, a)), flush=True)
             # dexlab's own fit() and burn's nn::Gru have no PyTorch counterpart of their own
-            elif what not in ("fit", "ops", "train-burn-gru"):
-                raise SystemExit(f"--what {what}: expected train, train-burn-gru, fit, latency or ops")
+            elif what not in ("fit", "ops", "train-burn-gru", "train-gru-ops"):
+                raise SystemExit(f"--what {what}: expected train, train-burn-gru, train-gru-ops, fit, latency or ops")
 
 
 if __name__ == "__main__":

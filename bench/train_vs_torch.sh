@@ -50,7 +50,7 @@ def best(lines, bench, model, threads, key, higher=True):
 
 failed = False
 threads = sorted({l["threads"] for l in burn if isinstance(l["threads"], int)})
-models = [m for m in ("mlp", "gru", "gru-burn") if any(l.get("model") == m for l in burn)]
+models = [m for m in ("mlp", "gru", "gru-ops", "gru-burn") if any(l.get("model") == m for l in burn)]
 shape = next((l for l in burn if l["bench"] == "train"), None)
 if shape is None:
     shape = {"features": "-", "hidden": "-", "batch": "-"}
@@ -64,8 +64,9 @@ print("| model | threads | params | burn flex | torch | burn / torch | per CPU-s
 print("|---|---:|---:|---:|---:|---:|---:|---:|")
 for m in models:
     for t in threads:
-        # burn's own nn::Gru (--what train-burn-gru) is compared with the same PyTorch GRU.
-        pm = "gru" if m == "gru-burn" else m
+        # burn's own nn::Gru (--what train-burn-gru) and dexlab's cell in burn's operations
+        # (--what train-gru-ops) are compared with the same PyTorch GRU.
+        pm = "gru" if m in ("gru-burn", "gru-ops") else m
         b, p = best(burn, "train", m, t, "samples_per_sec"), best(torch, "train", pm, t, "samples_per_sec")
         f = best(burn, "fit", m, t, "samples_per_sec")
         if not b or not p:

@@ -110,19 +110,57 @@ fn on_device<const D: usize>(x: Tensor<D>, kind: Kind, slope_too: bool) -> Pair<
 
 /// `value[i] = σ(x[i])`, `slope[i] = σ(x[i]) · (1 - σ(x[i]))`.
 pub fn sigmoid_slice(x: &[f32], value: &mut [f32], slope: &mut [f32]) {
-    pulp::Arch::new().dispatch(|| sigmoid_loop(x, value, slope));
+    pulp::Arch::new().dispatch(Loop {
+        kind: Kind::Sigmoid,
+        x,
+        value,
+        slope,
+    });
 }
 
 /// `value[i] = tanh(x[i])`, `slope[i] = 1 - tanh(x[i])²`.
 pub fn tanh_slice(x: &[f32], value: &mut [f32], slope: &mut [f32]) {
-    pulp::Arch::new().dispatch(|| tanh_loop(x, value, slope));
+    pulp::Arch::new().dispatch(Loop {
+        kind: Kind::Tanh,
+        x,
+        value,
+        slope,
+    });
+}
+
+/// One loop as a [`pulp::WithSimd`] operation: pulp instantiates `with_simd` inside a function
+/// compiled for the CPU's vector extensions, and the `#[inline(always)]` loops vectorise there.
+/// (A closure passed to `dispatch` may stay a call of its own, compiled for plain x86-64.)
+struct Loop<'a> {
+    kind: Kind,
+    x: &'a [f32],
+    value: &'a mut [f32],
+    slope: &'a mut [f32],
+}
+
+impl pulp::WithSimd for Loop<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        match self.kind {
+            Kind::Sigmoid => sigmoid_loop(self.x, self.value, self.slope),
+            Kind::Tanh => tanh_loop(self.x, self.value, self.slope),
+        }
+    }
+}
+
+/// `1 / (1 + e^-x)`, the expression [`sigmoid_slice`] evaluates.
+#[inline(always)]
+pub(crate) fn sigmoid_f32(x: f32) -> f32 {
+    1.0 / (1.0 + exp(-x))
 }
 
 #[inline(always)]
 fn sigmoid_loop(x: &[f32], value: &mut [f32], slope: &mut [f32]) {
     assert!(x.len() == value.len() && x.len() == slope.len());
     for ((&x, v), d) in x.iter().zip(value.iter_mut()).zip(slope.iter_mut()) {
-        let s = 1.0 / (1.0 + exp(-x));
+        let s = sigmoid_f32(x);
         *v = s;
         *d = s * (1.0 - s);
     }
@@ -142,7 +180,7 @@ fn tanh_loop(x: &[f32], value: &mut [f32], slope: &mut [f32]) {
 /// polynomial of Cephes' `tanhf`). Both branches are computed and one is selected, so the loop
 /// has no jumps.
 #[inline(always)]
-fn tanh_f32(x: f32) -> f32 {
+pub(crate) fn tanh_f32(x: f32) -> f32 {
     let a = x.abs();
     let z = x * x;
     let p = ((((-5.704_988_7e-3 * z + 2.063_909e-2) * z - 5.373_971_6e-2) * z + 1.333_144_2e-1)
@@ -159,7 +197,7 @@ fn tanh_f32(x: f32) -> f32 {
 /// exponent bits. Inputs are clamped to [-87, 88], where 2^n stays a normal number; sigmoid and
 /// tanh saturate long before either end.
 #[inline(always)]
-fn exp(x: f32) -> f32 {
+pub(crate) fn exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;

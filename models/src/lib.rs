@@ -29,6 +29,7 @@ pub mod activation;
 pub mod artifact;
 pub mod data;
 pub mod eval;
+pub mod gru_layer;
 pub mod inference;
 pub mod model;
 pub mod rl;

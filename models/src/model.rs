@@ -12,7 +12,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::ModelKind;
-use crate::activation;
+use crate::{activation, gru_layer};
 
 /// Linear baseline: one affine map of the flattened window.
 #[derive(Config, Debug)]
@@ -105,9 +105,12 @@ impl Mlp {
 /// h'   = n + z ⊙ (h − n)                      (= (1 − z) ⊙ n + z ⊙ h)
 /// ```
 ///
-/// Written out here rather than through burn's `Gru` for speed: the reset and update gates
-/// share one product on each side, only the last hidden state is kept (burn's writes every step
-/// into an output tensor), and the activations evaluate once per step ([`crate::activation`]).
+/// Written out here rather than through burn's `Gru` for speed. On burn-flex in f32 (the
+/// default CPU backend) the layer is one fused operation with a hand-written backward pass that
+/// splits the batch across rayon's threads ([`crate::gru_layer`]); elsewhere it is the same cell
+/// in burn's operations ([`GruModel::last_hidden_ops`]): the reset and update gates share one
+/// product on each side, only the last hidden state is kept (burn's writes every step into an
+/// output tensor), and the activations evaluate once per step ([`crate::activation`]).
 #[derive(Config, Debug)]
 pub struct GruModelConfig {
     pub d_input: usize,
@@ -160,10 +163,32 @@ impl GruModel {
         self.head.forward(self.dropout.forward(h))
     }
 
-    /// The hidden state after the window's last row, from a zero state.
+    /// [`Self::forward`] through [`Self::last_hidden_ops`] on every backend (for comparison).
+    pub fn forward_ops(&self, x: Tensor<3>) -> Tensor<2> {
+        let h = self.last_hidden_ops(x);
+        self.head.forward(self.dropout.forward(h))
+    }
+
+    /// The hidden state after the window's last row, from a zero state: one fused operation
+    /// on burn-flex in f32 ([`crate::gru_layer`]), burn's operations elsewhere.
     /// - x: `[batch, window, features]`
     /// - out: `[batch, hidden]`
     pub fn last_hidden(&self, x: Tensor<3>) -> Tensor<2> {
+        if gru_layer::supported(&x) {
+            return gru_layer::last_hidden(
+                x,
+                &self.input_rz,
+                &self.input_n,
+                &self.hidden_rz,
+                &self.hidden_n,
+            );
+        }
+        self.last_hidden_ops(x)
+    }
+
+    /// [`Self::last_hidden`] written with burn's tensor operations, step by step: what runs on
+    /// the backends the fused layer does not cover, and its reference in tests.
+    pub fn last_hidden_ops(&self, x: Tensor<3>) -> Tensor<2> {
         let [b, w, f] = x.dims();
         let d = self.d_hidden;
         let x = x.swap_dims(0, 1); // [window, batch, features]
@@ -180,6 +205,17 @@ impl GruModel {
             h = n.clone() + z * (h - n);
         }
         h
+    }
+
+    /// The cell's four linear maps, named as the fields.
+    #[cfg(test)]
+    pub(crate) fn linears(&self) -> [(&'static str, &Linear); 4] {
+        [
+            ("input_rz", &self.input_rz),
+            ("input_n", &self.input_n),
+            ("hidden_rz", &self.hidden_rz),
+            ("hidden_n", &self.hidden_n),
+        ]
     }
 }
 

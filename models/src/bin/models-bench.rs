@@ -12,6 +12,9 @@
 //!   [`dexlab_models::train`] and loaded back with [`dexlab_models::Predictor::load`];
 //! - `train-burn-gru` (not in the default set): the `train` bench on burn's own
 //!   `nn::gru::Gru` with the same head, for comparison with dexlab's GRU cell;
+//! - `train-gru-ops` (not in the default set): the `train` bench on dexlab's GRU with the cell
+//!   written step by step in burn's operations ([`GruModel::forward_ops`]), what the fused
+//!   layer ([`dexlab_models::gru_layer`]) replaced on the CPU;
 //! - `op` (`--what ops`, not in the default set): single tensor operations at the GRU step's
 //!   shapes, for a per-op comparison.
 //!
@@ -40,7 +43,7 @@ use dexlab_models::activation;
 use dexlab_models::data::{
     ColumnType, FeatureTable, PrepareOptions, Split, SplitFractions, prepare,
 };
-use dexlab_models::model::{GruModelConfig, MlpConfig, Model, ModelConfig};
+use dexlab_models::model::{GruModel, GruModelConfig, MlpConfig, Model, ModelConfig};
 use dexlab_models::training::{Schedule, TrainingConfig, fit};
 use dexlab_models::{Backend, ModelKind, Predictor, Task, TrainOptions};
 use parquet::arrow::ArrowWriter;
@@ -259,6 +262,7 @@ impl BurnGru {
 enum Trained {
     Dexlab(Model),
     BurnGru(BurnGru),
+    GruOps(GruModel),
 }
 
 impl Trained {
@@ -266,26 +270,46 @@ impl Trained {
         match self {
             Trained::Dexlab(m) => m.forward(x),
             Trained::BurnGru(m) => m.forward(x),
+            Trained::GruOps(m) => m.forward_ops(x),
         }
     }
 }
 
-fn bench_train(args: &Args, kind: ModelKind, burn_gru: bool) -> BoxResult<serde_json::Value> {
+/// Which implementation of the model the `train` bench runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    /// dexlab's model as `dexlab train` runs it.
+    Dexlab,
+    /// burn's `nn::gru::Gru` (`--what train-burn-gru`).
+    BurnGru,
+    /// dexlab's GRU cell in burn's operations (`--what train-gru-ops`).
+    GruOps,
+}
+
+fn bench_train(args: &Args, kind: ModelKind, variant: Variant) -> BoxResult<serde_json::Value> {
     let (rows, window, f) = (args.rows(kind), args.window(kind), args.features);
     let (x, y) = synthetic(args.seed, rows, window, f);
     let device = Backend::Flex.device()?;
     device.seed(args.seed);
     let ad = device.autodiff();
-    let mut model = if burn_gru {
-        Trained::BurnGru(BurnGru {
+    let mut model = match variant {
+        Variant::BurnGru => Trained::BurnGru(BurnGru {
             gru: GruConfig::new(f, args.hidden, true).init(&ad),
             dropout: DropoutConfig::new(0.1).init(),
             head: LinearConfig::new(args.hidden, 1).init(&ad),
-        })
-    } else {
-        Trained::Dexlab(args.model_config(kind).init(&ad))
+        }),
+        Variant::GruOps => Trained::GruOps(
+            GruModelConfig::new(f, args.hidden)
+                .with_dropout(0.1)
+                .init(&ad),
+        ),
+        Variant::Dexlab => Trained::Dexlab(args.model_config(kind).init(&ad)),
     };
-    let label = if burn_gru { "gru-burn" } else { kind.as_str() };
+    let label = match variant {
+        Variant::BurnGru => "gru-burn",
+        Variant::GruOps => "gru-ops",
+        Variant::Dexlab => kind.as_str(),
+    };
     let params = model.num_params();
     let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
@@ -594,14 +618,19 @@ fn run() -> BoxResult<ExitCode> {
     for kind in args.models.clone() {
         for what in args.what.iter().filter(|w| *w != "ops") {
             let line = match what.as_str() {
-                "train" => bench_train(&args, kind, false)?,
-                "train-burn-gru" if kind == ModelKind::Gru => bench_train(&args, kind, true)?,
-                "train-burn-gru" => continue,
+                "train" => bench_train(&args, kind, Variant::Dexlab)?,
+                "train-burn-gru" if kind == ModelKind::Gru => {
+                    bench_train(&args, kind, Variant::BurnGru)?
+                }
+                "train-gru-ops" if kind == ModelKind::Gru => {
+                    bench_train(&args, kind, Variant::GruOps)?
+                }
+                "train-burn-gru" | "train-gru-ops" => continue,
                 "fit" => bench_fit(&args, kind)?,
                 "latency" => bench_latency(&args, kind, &scratch.0)?,
                 other => {
                     return Err(format!(
-                        "--what {other}: expected train, train-burn-gru, fit, latency or ops"
+                        "--what {other}: expected train, train-burn-gru, train-gru-ops, fit, latency or ops"
                     )
                     .into());
                 }
