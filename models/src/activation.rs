@@ -55,7 +55,7 @@ fn apply<const D: usize>(x: Tensor<D>, kind: Kind) -> Tensor<D> {
 }
 
 /// Flex and ndarray keep tensors in host memory, so the kernel reads them in place.
-fn host_backend(device: &Device) -> bool {
+pub(crate) fn host_backend(device: &Device) -> bool {
     let device = device.clone().without_autodiff();
     if device == Device::flex() {
         return true;

@@ -28,6 +28,7 @@
 pub mod activation;
 pub mod artifact;
 pub mod data;
+pub mod dropout;
 pub mod eval;
 pub mod gru_layer;
 pub mod inference;

@@ -12,7 +12,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::ModelKind;
-use crate::{activation, gru_layer};
+use crate::{activation, dropout, gru_layer};
 
 /// Linear baseline: one affine map of the flattened window.
 #[derive(Config, Debug)]
@@ -85,9 +85,7 @@ impl Mlp {
         let [b, w, f] = x.dims();
         let mut h = x.reshape([b, w * f]); // [batch, window * features]
         for layer in &self.layers {
-            h = self
-                .dropout
-                .forward(self.activation.forward(layer.forward(h))); // [batch, hidden_i]
+            h = dropout::forward(&self.dropout, self.activation.forward(layer.forward(h))); // [batch, hidden_i]
         }
         self.head.forward(h)
     }
@@ -160,13 +158,13 @@ impl GruModel {
     /// - out: `[batch, 1]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<2> {
         let h = self.last_hidden(x); // [batch, hidden]
-        self.head.forward(self.dropout.forward(h))
+        self.head.forward(dropout::forward(&self.dropout, h))
     }
 
     /// [`Self::forward`] through [`Self::last_hidden_ops`] on every backend (for comparison).
     pub fn forward_ops(&self, x: Tensor<3>) -> Tensor<2> {
         let h = self.last_hidden_ops(x);
-        self.head.forward(self.dropout.forward(h))
+        self.head.forward(dropout::forward(&self.dropout, h))
     }
 
     /// The hidden state after the window's last row, from a zero state: one fused operation
