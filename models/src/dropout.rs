@@ -76,12 +76,20 @@ fn fill(seed: u64, threshold: u64, scale: f32, mask: &mut [f32]) {
     let (pairs, tail) = mask.as_chunks_mut::<2>();
     for (i, pair) in pairs.iter_mut().enumerate() {
         let z = splitmix64(seed, i as u64);
-        pair[0] = if (z & 0xFFFF_FFFF) < threshold { scale } else { 0.0 };
+        pair[0] = if (z & 0xFFFF_FFFF) < threshold {
+            scale
+        } else {
+            0.0
+        };
         pair[1] = if (z >> 32) < threshold { scale } else { 0.0 };
     }
     if let [last] = tail {
         let z = splitmix64(seed, pairs.len() as u64);
-        *last = if (z & 0xFFFF_FFFF) < threshold { scale } else { 0.0 };
+        *last = if (z & 0xFFFF_FFFF) < threshold {
+            scale
+        } else {
+            0.0
+        };
     }
 }
 
@@ -113,7 +121,10 @@ mod tests {
         let scale = (1.0 / 0.9f64) as f32;
         assert!(mask.iter().all(|&m| m == 0.0 || m == scale));
         // Neighbours are not correlated: pairs (kept, kept) at 0.81 of the pairs.
-        let both = mask.windows(2).filter(|w| w[0] != 0.0 && w[1] != 0.0).count() as f64;
+        let both = mask
+            .windows(2)
+            .filter(|w| w[0] != 0.0 && w[1] != 0.0)
+            .count() as f64;
         assert!(
             (both / (n - 1) as f64 - 0.81).abs() < 0.002,
             "both kept: {both}"
@@ -151,7 +162,14 @@ mod tests {
         assert!((1350..1720).contains(&kept), "kept {kept} of 2048");
         // The gradient is the mask.
         let grads = y.sum().backward();
-        assert_eq!(x.grad(&grads).unwrap().into_data().try_into_vec::<f32>().unwrap(), values);
+        assert_eq!(
+            x.grad(&grads)
+                .unwrap()
+                .into_data()
+                .try_into_vec::<f32>()
+                .unwrap(),
+            values
+        );
         // The backend's seed fixes the masks; the next call draws another one.
         ad.seed(1);
         let again = forward(&layer, Tensor::<2>::ones([64, 32], &ad).require_grad());

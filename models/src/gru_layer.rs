@@ -114,11 +114,7 @@ impl<C: CheckpointStrategy> GruLayerBackend for Autodiff<Flex, C> {
         ];
         let nodes = p.map(|t| t.node());
         let host = Host::new(p.map(|t| t.primitive()));
-        match GruBackward
-            .prepare::<C>(nodes)
-            .compute_bound()
-            .stateful()
-        {
+        match GruBackward.prepare::<C>(nodes).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
                 let (out, tape) = forward(&host, true);
                 let tape = tape.expect("a tape was asked for");
@@ -280,15 +276,15 @@ impl Host {
 /// What the backward pass keeps of one chunk's forward pass; `[window, rows, ·]`, time-major.
 struct ChunkTape {
     rows: usize,
-    /// `[window, rows, features]`
-    x: Vec<f32>,
+    /// `[window·rows, features]`
+    x: FlexTensor,
     r: Vec<f32>,
     z: Vec<f32>,
     n: Vec<f32>,
     /// `h·W_hn + b_hn`
     hn: Vec<f32>,
-    /// `[window + 1, rows, hidden]`: the states before each step, then the last one.
-    h: Vec<f32>,
+    /// `[(window + 1)·rows, hidden]`: the states before each step, then the last one.
+    h: FlexTensor,
 }
 
 struct Saved {
@@ -338,18 +334,30 @@ fn forward_chunk(host: &Host, lo: usize, rows: usize, keep: bool) -> (Vec<f32>, 
         }
     }
     // The input side of every step: [window·rows, 3·hidden].
-    let xi = Flex::float_matmul(matrix(x.clone(), w * rows, f), host.wi.clone());
+    let x = matrix(x, w * rows, f);
+    let xi = Flex::float_matmul(x.clone(), host.wi.clone());
     let xi = values(&xi);
     let steps = if keep { w } else { 1 };
     let mut r = vec![0f32; steps * rows * h];
     let mut z = vec![0f32; steps * rows * h];
     let mut n = vec![0f32; steps * rows * h];
     let mut hn = vec![0f32; steps * rows * h];
-    let mut states = vec![0f32; if keep { (w + 1) * rows * h } else { 2 * rows * h }];
+    let mut states = vec![
+        0f32;
+        if keep {
+            (w + 1) * rows * h
+        } else {
+            2 * rows * h
+        }
+    ];
     let arch = pulp::Arch::new();
     for t in 0..w {
         // Where step t reads its state and writes the next, and where its tape goes.
-        let (from, to) = if keep { (t, t + 1) } else { (t % 2, (t + 1) % 2) };
+        let (from, to) = if keep {
+            (t, t + 1)
+        } else {
+            (t % 2, (t + 1) % 2)
+        };
         let k = if keep { t } else { 0 };
         let prev = &states[from * rows * h..(from + 1) * rows * h];
         let hh = Flex::float_matmul(matrix(prev.to_vec(), rows, h), host.wh.clone());
@@ -375,15 +383,20 @@ fn forward_chunk(host: &Host, lo: usize, rows: usize, keep: bool) -> (Vec<f32>, 
     }
     let last_at = if keep { w } else { w % 2 };
     let last = states[last_at * rows * h..(last_at + 1) * rows * h].to_vec();
-    let tape = keep.then_some(ChunkTape {
-        rows,
-        x,
-        r,
-        z,
-        n,
-        hn,
-        h: states,
-    });
+    // Not `then_some`: the tape's shapes only hold when it was kept.
+    let tape = if keep {
+        Some(ChunkTape {
+            rows,
+            x,
+            r,
+            z,
+            n,
+            hn,
+            h: matrix(states, (w + 1) * rows, h),
+        })
+    } else {
+        None
+    };
     (last, tape)
 }
 
@@ -595,7 +608,6 @@ fn column_sums(m: &[f32], cols: usize) -> Vec<f32> {
 fn backward_chunk(host: &Host, tape: &ChunkTape, dh_last: &[f32], want_x: bool) -> Grads {
     let Dims {
         window: w,
-        features: f,
         hidden: h,
         ..
     } = host.dims;
@@ -606,6 +618,7 @@ fn backward_chunk(host: &Host, tape: &ChunkTape, dh_last: &[f32], want_x: bool) 
     let mut da = vec![0f32; w * rows * 3 * h];
     let mut dhh = vec![0f32; w * rows * 3 * h];
     let wh_t = host.wh.transpose(0, 1);
+    let states = values(&tape.h);
     let mut dh = dh_last.to_vec();
     let mut carried = vec![0f32; step];
     let arch = pulp::Arch::new();
@@ -617,7 +630,7 @@ fn backward_chunk(host: &Host, tape: &ChunkTape, dh_last: &[f32], want_x: bool) 
             dh: &dh,
             gates: [&tape.r[s.clone()], &tape.z[s.clone()], &tape.n[s.clone()]],
             hn: &tape.hn[s.clone()],
-            prev: &tape.h[s.clone()],
+            prev: &states[s.clone()],
             da: &mut da[g.clone()],
             dhh: &mut dhh[g.clone()],
             carried: &mut carried,
@@ -629,26 +642,20 @@ fn backward_chunk(host: &Host, tape: &ChunkTape, dh_last: &[f32], want_x: bool) 
             add(&mut dh, values(&back));
         }
     }
-    let states = matrix(tape.h[..w * step].to_vec(), w * rows, h);
-    let wh = Flex::float_matmul(
-        states.transpose(0, 1),
-        matrix(dhh.clone(), w * rows, 3 * h),
-    );
-    let xs = matrix(tape.x.clone(), w * rows, f);
-    let wi = Flex::float_matmul(xs.transpose(0, 1), matrix(da.clone(), w * rows, 3 * h));
+    let (bi, bh) = (column_sums(&da, 3 * h), column_sums(&dhh, 3 * h));
+    let (da, dhh) = (matrix(da, w * rows, 3 * h), matrix(dhh, w * rows, 3 * h));
+    let wh = Flex::float_matmul(tape.h.narrow(0, 0, w * rows).transpose(0, 1), dhh);
+    let wi = Flex::float_matmul(tape.x.transpose(0, 1), da.clone());
     let x = want_x.then(|| {
-        let dx = Flex::float_matmul(
-            matrix(da.clone(), w * rows, 3 * h),
-            host.wi.transpose(0, 1),
-        );
+        let dx = Flex::float_matmul(da, host.wi.transpose(0, 1));
         values(&contiguous(&dx)).to_vec()
     });
     Grads {
         x,
         wi: values(&contiguous(&wi)).to_vec(),
-        bi: column_sums(&da, 3 * h),
+        bi,
         wh: values(&contiguous(&wh)).to_vec(),
-        bh: column_sums(&dhh, 3 * h),
+        bh,
     }
 }
 
@@ -835,7 +842,9 @@ mod tests {
     fn vectorised_and_plain_steps_give_the_same_bits() {
         let (rows, h) = (5, 19);
         let v = |n: usize, k: f32| -> Vec<f32> {
-            (0..n).map(|i| ((i as f32 * 0.754_877_7 + k).fract() - 0.5) * 6.0).collect()
+            (0..n)
+                .map(|i| ((i as f32 * 0.754_877_7 + k).fract() - 0.5) * 6.0)
+                .collect()
         };
         let (xi, hh, bi, bh, prev) = (
             v(rows * 3 * h, 0.1),
@@ -865,7 +874,8 @@ mod tests {
             out.to_vec()
         };
         let (a, b) = (forward(true), forward(false));
-        let bits = |v: &[Vec<f32>]| -> Vec<u32> { v.concat().iter().map(|x| x.to_bits()).collect() };
+        let bits =
+            |v: &[Vec<f32>]| -> Vec<u32> { v.concat().iter().map(|x| x.to_bits()).collect() };
         assert_eq!(bits(&a), bits(&b), "forward step");
         let dh = v(rows * h, 0.6);
         let backward = |vectorised: bool| {
@@ -889,7 +899,11 @@ mod tests {
             }
             vec![da, dhh, carried]
         };
-        assert_eq!(bits(&backward(true)), bits(&backward(false)), "backward step");
+        assert_eq!(
+            bits(&backward(true)),
+            bits(&backward(false)),
+            "backward step"
+        );
     }
 
     #[test]
@@ -917,7 +931,9 @@ mod tests {
         };
         let (one, three) = (run(1), run(3));
         assert!(
-            one.iter().zip(&three).all(|(a, b)| a.to_bits() == b.to_bits()),
+            one.iter()
+                .zip(&three)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
             "results depend on the thread count"
         );
     }

@@ -2,7 +2,8 @@
 //!
 //! The loop is written by hand rather than with burn's `Learner`: it is short, and owning it
 //! keeps every source of randomness in view. Weights come from the backend's generator, seeded
-//! with [`Device::seed`]; dropout masks too; the per-epoch shuffle of the train split comes from
+//! with [`Device::seed`]; dropout masks too (one seed per mask drawn from it,
+//! [`crate::dropout`]); the per-epoch shuffle of the train split comes from
 //! a ChaCha8 generator seeded with the same seed. Nothing else is random, batches are processed
 //! in order on one thread, so on CPU the same seed and data give bit-identical weights.
 

@@ -11,7 +11,7 @@
 //!   normalised, forward, prediction out), on a model trained into a temporary directory with
 //!   [`dexlab_models::train`] and loaded back with [`dexlab_models::Predictor::load`];
 //! - `train-burn-gru` (not in the default set): the `train` bench on burn's own
-//!   `nn::gru::Gru` with the same head, for comparison with dexlab's GRU cell;
+//!   `nn::gru::Gru` and `Dropout` with the same head, for comparison with dexlab's GRU;
 //! - `train-gru-ops` (not in the default set): the `train` bench on dexlab's GRU with the cell
 //!   written step by step in burn's operations ([`GruModel::forward_ops`]), what the fused
 //!   layer ([`dexlab_models::gru_layer`]) replaced on the CPU;
