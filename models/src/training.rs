@@ -5,7 +5,8 @@
 //! with [`Device::seed`]; dropout masks too (one seed per mask drawn from it,
 //! [`crate::dropout`]); the per-epoch shuffle of the train split comes from
 //! a ChaCha8 generator seeded with the same seed. Nothing else is random, batches are processed
-//! in order on one thread, so on CPU the same seed and data give bit-identical weights.
+//! in order, and what runs on several threads (the fused GRU's chunks) is summed in a fixed
+//! order, so on CPU the same seed and data give bit-identical weights.
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
