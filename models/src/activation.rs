@@ -128,9 +128,7 @@ pub fn tanh_slice(x: &[f32], value: &mut [f32], slope: &mut [f32]) {
     });
 }
 
-/// One loop as a [`pulp::WithSimd`] operation: pulp instantiates `with_simd` inside a function
-/// compiled for the CPU's vector extensions, and the `#[inline(always)]` loops vectorise there.
-/// (A closure passed to `dispatch` may stay a call of its own, compiled for plain x86-64.)
+/// One loop, dispatched to the CPU's vector extensions (`vectorised!`).
 struct Loop<'a> {
     kind: Kind,
     x: &'a [f32],
@@ -138,15 +136,13 @@ struct Loop<'a> {
     slope: &'a mut [f32],
 }
 
-impl pulp::WithSimd for Loop<'_> {
-    type Output = ();
+vectorised!(Loop => run_loop);
 
-    #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _: S) {
-        match self.kind {
-            Kind::Sigmoid => sigmoid_loop(self.x, self.value, self.slope),
-            Kind::Tanh => tanh_loop(self.x, self.value, self.slope),
-        }
+#[inline(always)]
+fn run_loop(op: Loop<'_>) {
+    match op.kind {
+        Kind::Sigmoid => sigmoid_loop(op.x, op.value, op.slope),
+        Kind::Tanh => tanh_loop(op.x, op.value, op.slope),
     }
 }
 

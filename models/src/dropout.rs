@@ -62,17 +62,16 @@ struct MaskFill<'a> {
     mask: &'a mut [f32],
 }
 
-impl pulp::WithSimd for MaskFill<'_> {
-    type Output = ();
-
-    #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _: S) {
-        fill(self.seed, self.threshold, self.scale, self.mask)
-    }
-}
+vectorised!(MaskFill => fill);
 
 #[inline(always)]
-fn fill(seed: u64, threshold: u64, scale: f32, mask: &mut [f32]) {
+fn fill(op: MaskFill<'_>) {
+    let MaskFill {
+        seed,
+        threshold,
+        scale,
+        mask,
+    } = op;
     let (pairs, tail) = mask.as_chunks_mut::<2>();
     for (i, pair) in pairs.iter_mut().enumerate() {
         let z = splitmix64(seed, i as u64);

@@ -400,10 +400,8 @@ fn forward_chunk(host: &Host, lo: usize, rows: usize, keep: bool) -> (Vec<f32>, 
     (last, tape)
 }
 
-/// One step's gates and new state for every row of a chunk, as a [`pulp::WithSimd`] operation:
-/// pulp instantiates it inside a function compiled for the CPU's vector extensions (AVX2 here),
-/// where the loops below vectorise. (A closure passed to `dispatch` is too large to be inlined
-/// there and would run in SSE2.)
+/// One step's gates and new state for every row of a chunk, dispatched to the CPU's vector
+/// extensions (`vectorised!`; a closure passed to `dispatch` was not inlined and ran in SSE2).
 /// - xi, hh: `[rows, 3·hidden]` input and hidden sides (without biases)
 /// - prev, next: `[rows, hidden]`
 /// - tape: `r`, `z`, `n`, `hn`, each `[rows, hidden]`
@@ -418,14 +416,7 @@ struct StepForward<'a> {
     tape: [&'a mut [f32]; 4],
 }
 
-impl pulp::WithSimd for StepForward<'_> {
-    type Output = ();
-
-    #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _: S) {
-        step_forward(self)
-    }
-}
+vectorised!(StepForward => step_forward);
 
 #[inline(always)]
 fn step_forward(op: StepForward<'_>) {
@@ -675,14 +666,7 @@ struct StepBackward<'a> {
     carried: &'a mut [f32],
 }
 
-impl pulp::WithSimd for StepBackward<'_> {
-    type Output = ();
-
-    #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _: S) {
-        step_backward(self)
-    }
-}
+vectorised!(StepBackward => step_backward);
 
 #[inline(always)]
 fn step_backward(op: StepBackward<'_>) {

@@ -25,6 +25,23 @@
 //! - `wgpu`: burn's wgpu backend ([`Backend::Wgpu`]); GPU results are not bit-reproducible.
 //! - `cuda`: burn's CUDA backend ([`Backend::Cuda`]); likewise.
 
+/// `impl pulp::WithSimd for $op<'_>` that runs `$body(self)`. pulp instantiates `with_simd`
+/// inside a function compiled for the CPU's vector extensions (AVX2 here), where `$body`, marked
+/// `#[inline(always)]`, is inlined and its loops vectorise. A closure passed to `dispatch` may
+/// instead stay a call of its own, compiled for plain x86-64 (`BENCHMARKS.md`).
+macro_rules! vectorised {
+    ($op:ident => $body:path) => {
+        impl pulp::WithSimd for $op<'_> {
+            type Output = ();
+
+            #[inline(always)]
+            fn with_simd<S: pulp::Simd>(self, _: S) {
+                $body(self)
+            }
+        }
+    };
+}
+
 pub mod activation;
 pub mod artifact;
 pub mod data;
