@@ -14,7 +14,11 @@ const KINDS: [(&str, &str); 4] = [
 
 pub fn build(d: &ExperimentDetail) -> anyhow::Result<ReportInput> {
     let e = &d.experiment;
-    let quote = e.config.pointer("/backtest/quote").and_then(|v| v.as_str()).unwrap_or("quote");
+    let quote = e
+        .config
+        .pointer("/backtest/quote")
+        .and_then(|v| v.as_str())
+        .unwrap_or("quote");
     let objective = match e.config.pointer("/ga/objective").and_then(|v| v.as_str()) {
         Some("net_pnl") | None => format!("net PnL ({quote})"),
         Some(o) => o.to_owned(),
@@ -96,13 +100,22 @@ pub fn build(d: &ExperimentDetail) -> anyhow::Result<ReportInput> {
         let mut points = Vec::new();
         let mut carried = 0.0;
         for &fold in &folds {
-            let Some(r) = d.runs.iter().find(|r| r.fold == fold && r.kind == kind) else { continue };
-            let Some((_, _, pts)) = d.equity.iter().find(|(id, w, _)| *id == r.id && w == "test") else {
+            let Some(r) = d.runs.iter().find(|r| r.fold == fold && r.kind == kind) else {
+                continue;
+            };
+            let Some((_, _, pts)) = d
+                .equity
+                .iter()
+                .find(|(id, w, _)| *id == r.id && w == "test")
+            else {
                 continue;
             };
             let Some(first) = pts.first() else { continue };
             for p in pts {
-                points.push((p.block as f64, first.equity + carried + (p.equity - first.equity)));
+                points.push((
+                    p.block as f64,
+                    first.equity + carried + (p.equity - first.equity),
+                ));
             }
             carried += pts.last().map_or(0.0, |l| l.equity - first.equity);
         }
@@ -135,7 +148,8 @@ pub fn build(d: &ExperimentDetail) -> anyhow::Result<ReportInput> {
                 .iter()
                 .filter_map(|i| {
                     let v = i.params.get(s.name)?;
-                    v.as_f64().or_else(|| v.as_bool().map(|b| f64::from(u8::from(b))))
+                    v.as_f64()
+                        .or_else(|| v.as_bool().map(|b| f64::from(u8::from(b))))
                 })
                 .collect(),
         })
@@ -146,8 +160,17 @@ pub fn build(d: &ExperimentDetail) -> anyhow::Result<ReportInput> {
         summary,
         results: Table {
             headers: [
-                "fold", "run", "parameters", "in-sample", "out-of-sample", "OOS net PnL", "OOS gas",
-                "OOS bundles", "OOS reverts", "OOS Sharpe", "OOS max DD",
+                "fold",
+                "run",
+                "parameters",
+                "in-sample",
+                "out-of-sample",
+                "OOS net PnL",
+                "OOS gas",
+                "OOS bundles",
+                "OOS reverts",
+                "OOS Sharpe",
+                "OOS max DD",
             ]
             .map(str::to_owned)
             .to_vec(),

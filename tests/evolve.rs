@@ -20,56 +20,126 @@ fn pg_url(db: &str) -> String {
 fn psql(sql: &str) {
     // The store creates tables; the database itself is made here, with the server's own client.
     let o = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
         .output()
         .expect("psql (run scripts/ensure-postgres.sh)");
-    assert!(o.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 fn evolve(data: &Path, out: &Path, db: &str, extra: &[&str]) -> Command {
     let mut c = dexlab();
-    let generations = if extra.contains(&"--population") { &[][..] } else { &["--population", "6"][..] };
-    c.args(["evolve", "--strategy", "cross-venue-arb", "--seed", "3", "--folds", "2", "--quiet"])
-        .args(generations)
-        .arg("--data")
-        .arg(data)
-        .arg("--out")
-        .arg(out)
-        .args(extra)
-        .env("DATABASE_URL", db);
+    let generations = if extra.contains(&"--population") {
+        &[][..]
+    } else {
+        &["--population", "6"][..]
+    };
+    c.args([
+        "evolve",
+        "--strategy",
+        "cross-venue-arb",
+        "--seed",
+        "3",
+        "--folds",
+        "2",
+        "--quiet",
+    ])
+    .args(generations)
+    .arg("--data")
+    .arg(data)
+    .arg("--out")
+    .arg(out)
+    .args(extra)
+    .env("DATABASE_URL", db);
     c
 }
 
 fn ok(c: &mut Command) -> String {
     let o = c.output().unwrap();
-    assert!(o.status.success(), "{:?} failed: {}", c, String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{:?} failed: {}",
+        c,
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8(o.stdout).unwrap()
 }
 
 /// The fold results of a finished run, without what legitimately differs between runs.
 fn folds(out: &Path) -> serde_json::Value {
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("result.json")).unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("result.json")).unwrap()).unwrap();
     v["folds"].clone()
 }
 
 #[test]
 fn strategies_list_their_parameter_spaces() {
-    let v: serde_json::Value = serde_json::from_str(&ok(dexlab().args(["strategies", "list", "--json"]))).unwrap();
-    let names: Vec<&str> = v.as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
-    assert!(names.contains(&"cross-venue-arb") && names.contains(&"price-reversion"), "{names:?}");
-    let arb = v.as_array().unwrap().iter().find(|s| s["name"] == "cross-venue-arb").unwrap();
-    let params: Vec<&str> = arb["params"]["specs"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
-    for p in ["min_profit_bps", "max_notional_frac", "size_fraction", "gas_price_multiplier", "latency_blocks"] {
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(dexlab().args(["strategies", "list", "--json"]))).unwrap();
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"cross-venue-arb") && names.contains(&"price-reversion"),
+        "{names:?}"
+    );
+    let arb = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "cross-venue-arb")
+        .unwrap();
+    let params: Vec<&str> = arb["params"]["specs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for p in [
+        "min_profit_bps",
+        "max_notional_frac",
+        "size_fraction",
+        "gas_price_multiplier",
+        "latency_blocks",
+    ] {
         assert!(params.contains(&p), "{p} missing from {params:?}");
     }
     // A wrong parameter is refused with its name and bounds.
     let o = dexlab()
-        .args(["backtest", "--data", "/nonexistent", "--strategy", "cross-venue-arb", "--params", r#"{"latency_blocks": 9}"#])
+        .args([
+            "backtest",
+            "--data",
+            "/nonexistent",
+            "--strategy",
+            "cross-venue-arb",
+            "--params",
+            r#"{"latency_blocks": 9}"#,
+        ])
         .output()
         .unwrap();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("latency_blocks") && err.contains("[1, 5]"), "{err}");
+    assert!(
+        err.contains("latency_blocks") && err.contains("[1, 5]"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -83,8 +153,13 @@ async fn evolve_on_a_simulated_chain_into_sqlite_and_postgres_then_report() {
     let bt: serde_json::Value = serde_json::from_str(&ok(dexlab()
         .args(["backtest", "--strategy", "cross-venue-arb", "--json"])
         .arg("--data")
-        .arg(&data))).unwrap();
-    assert!(bt["metrics"]["trades"].as_u64().unwrap() > 0, "the devnet has arbitrage: {}", bt["metrics"]);
+        .arg(&data)))
+    .unwrap();
+    assert!(
+        bt["metrics"]["trades"].as_u64().unwrap() > 0,
+        "the devnet has arbitrage: {}",
+        bt["metrics"]
+    );
     assert!(bt["trades"][0]["gas_used"].as_u64().unwrap() > 0);
 
     // SQLite (a file) and PostgreSQL (a fresh database): same code, same results.
@@ -95,9 +170,23 @@ async fn evolve_on_a_simulated_chain_into_sqlite_and_postgres_then_report() {
     let pg = pg_url(&db);
     let out_s = work.path().join("exp-sqlite");
     let out_p = work.path().join("exp-pg");
-    ok(&mut evolve(&data, &out_s, &sqlite, &["--threads", "1", "--generations", "2"]));
-    ok(&mut evolve(&data, &out_p, &pg, &["--threads", "2", "--generations", "2"]));
-    assert_eq!(folds(&out_s), folds(&out_p), "same seed, other store and thread count: same result");
+    ok(&mut evolve(
+        &data,
+        &out_s,
+        &sqlite,
+        &["--threads", "1", "--generations", "2"],
+    ));
+    ok(&mut evolve(
+        &data,
+        &out_p,
+        &pg,
+        &["--threads", "2", "--generations", "2"],
+    ));
+    assert_eq!(
+        folds(&out_s),
+        folds(&out_p),
+        "same seed, other store and thread count: same result"
+    );
 
     for url in [&sqlite, &pg] {
         let list: serde_json::Value = serde_json::from_str(&ok(dexlab()
@@ -115,11 +204,32 @@ async fn evolve_on_a_simulated_chain_into_sqlite_and_postgres_then_report() {
         let runs = show["runs"].as_array().unwrap();
         assert_eq!(runs.len(), 2 * 4, "GA + 3 baselines per fold");
         assert_eq!(show["generations"].as_array().unwrap().len(), 2 * 3);
-        let report = work.path().join(format!("report-{}", if url == &pg { "pg" } else { "sqlite" }));
-        ok(dexlab().args(["report", &id]).arg("--out").arg(&report).env("DATABASE_URL", url));
-        for f in ["index.html", "fitness.png", "fitness.svg", "equity.png", "equity.svg", "params.png", "params.svg", "walk_forward.png", "walk_forward.svg"] {
+        let report = work.path().join(format!(
+            "report-{}",
+            if url == &pg { "pg" } else { "sqlite" }
+        ));
+        ok(dexlab()
+            .args(["report", &id])
+            .arg("--out")
+            .arg(&report)
+            .env("DATABASE_URL", url));
+        for f in [
+            "index.html",
+            "fitness.png",
+            "fitness.svg",
+            "equity.png",
+            "equity.svg",
+            "params.png",
+            "params.svg",
+            "walk_forward.png",
+            "walk_forward.svg",
+        ] {
             let p = report.join(f);
-            assert!(p.metadata().map(|m| m.len() > 100).unwrap_or(false), "{} missing or empty", p.display());
+            assert!(
+                p.metadata().map(|m| m.len() > 100).unwrap_or(false),
+                "{} missing or empty",
+                p.display()
+            );
         }
     }
     psql(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
@@ -133,16 +243,26 @@ async fn a_killed_evolve_resumes_to_the_same_result() {
     let work = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", work.path().join("s.sqlite").display());
     let fresh = work.path().join("fresh");
-    ok(&mut evolve(&data, &fresh, &db, &["--generations", "6", "--population", "10"]));
+    ok(&mut evolve(
+        &data,
+        &fresh,
+        &db,
+        &["--generations", "6", "--population", "10"],
+    ));
 
     let out = work.path().join("killed");
     let mut kills = 0;
     for _ in 0..3 {
-        let mut child = evolve(&data, &out, &db, &["--generations", "6", "--population", "10"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = evolve(
+            &data,
+            &out,
+            &db,
+            &["--generations", "6", "--population", "10"],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
         // Wait for a new generation to be checkpointed, then SIGKILL.
         let before = std::fs::read_to_string(out.join("checkpoint.json")).unwrap_or_default();
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -163,7 +283,12 @@ async fn a_killed_evolve_resumes_to_the_same_result() {
         child.wait().unwrap();
     }
     assert!(kills > 0, "the run finished before it could be killed");
-    let stdout = ok(&mut evolve(&data, &out, &db, &["--generations", "6", "--population", "10"]));
+    let stdout = ok(&mut evolve(
+        &data,
+        &out,
+        &db,
+        &["--generations", "6", "--population", "10"],
+    ));
     assert!(!stdout.is_empty());
     assert_eq!(folds(&fresh), folds(&out));
 }

@@ -79,8 +79,17 @@ fn a_trained_model_gates_trades_in_backtest_and_evolve() {
     let dir = tempfile::tempdir().unwrap();
     let (data, features, model) = trained(dir.path());
     // Training left its plots next to the weights.
-    for f in ["learning_curve.png", "learning_curve.svg", "predicted_vs_realised.png", "predicted_vs_realised.svg", "predictions.csv"] {
-        assert!(std::fs::metadata(model.join(f)).is_ok_and(|m| m.len() > 100), "{f} missing or empty");
+    for f in [
+        "learning_curve.png",
+        "learning_curve.svg",
+        "predicted_vs_realised.png",
+        "predicted_vs_realised.svg",
+        "predictions.csv",
+    ] {
+        assert!(
+            std::fs::metadata(model.join(f)).is_ok_and(|m| m.len() > 100),
+            "{f} missing or empty"
+        );
     }
 
     // 1. The strategy's online scores equal the predictor on the dataset's rows.

@@ -106,7 +106,11 @@ fn agents_train_in_the_backtester_and_are_evaluated_against_baselines() {
 
     // The agent is in the model registry, and its directory checks out.
     let db = format!("sqlite://{}", a.with_extension("sqlite").display());
-    let shown = json(dexlab().args(["models", "show", "dqn-a", "--json"]).env("DATABASE_URL", &db));
+    let shown = json(
+        dexlab()
+            .args(["models", "show", "dqn-a", "--json"])
+            .env("DATABASE_URL", &db),
+    );
     assert_eq!(shown["model"]["kind"], "dqn");
     assert_eq!(shown["model"]["task"], "rl");
     assert_eq!(shown["directory"]["loads"], true, "{shown}");

@@ -894,4 +894,3 @@ pub fn content_hash(root: &Path) -> Result<String> {
     }
     Ok(hex::encode(h.finalize()))
 }
-

@@ -38,8 +38,14 @@ fn tile(t: &Tape, n: usize) -> Tape {
     out.blocks.clear();
     out.events.clear();
     out.block_starts.clear();
-    let span_b = t.blocks.last().map_or(0, |b| b.number - t.blocks[0].number + 1);
-    let span_t = t.blocks.last().map_or(0, |b| b.timestamp - t.blocks[0].timestamp + 12);
+    let span_b = t
+        .blocks
+        .last()
+        .map_or(0, |b| b.number - t.blocks[0].number + 1);
+    let span_t = t
+        .blocks
+        .last()
+        .map_or(0, |b| b.timestamp - t.blocks[0].timestamp + 12);
     for k in 0..n as u64 {
         for (i, b) in t.blocks.iter().enumerate() {
             let mut b = *b;
@@ -84,16 +90,30 @@ fn benches(c: &mut Criterion) {
     let (arb_tape, arb_exec) = match std::env::var_os("DEXLAB_BENCH_DATA") {
         Some(dir) => {
             let t = Tape::load(Path::new(&dir)).expect("DEXLAB_BENCH_DATA is a dataset");
-            let e = ExperimentConfig::default().backtest.resolve(&t, 1).expect("resolve");
+            let e = ExperimentConfig::default()
+                .backtest
+                .resolve(&t, 1)
+                .expect("resolve");
             (t, e)
         }
         None => (base.clone(), exec.clone()),
     };
     let market = arb_tape.market();
-    let params = registry::info("cross-venue-arb").expect("arb").params.defaults();
+    let params = registry::info("cross-venue-arb")
+        .expect("arb")
+        .params
+        .defaults();
     let probe = {
-        let mut s = registry::build("cross-venue-arb", &market, &arb_exec.env, &params).expect("build");
-        dexlab_evolve::backtest::run(&arb_tape, &market, 0..arb_tape.blocks.len(), s.as_mut(), &arb_exec, false)
+        let mut s =
+            registry::build("cross-venue-arb", &market, &arb_exec.env, &params).expect("build");
+        dexlab_evolve::backtest::run(
+            &arb_tape,
+            &market,
+            0..arb_tape.blocks.len(),
+            s.as_mut(),
+            &arb_exec,
+            false,
+        )
     };
     eprintln!(
         "arb tape: {} events in {} blocks, {} bundles ({} filled)",
@@ -107,8 +127,16 @@ fn benches(c: &mut Criterion) {
     g.sample_size(10).measurement_time(Duration::from_secs(8));
     g.bench_function("cross_venue_arb_exact_sizing", |b| {
         b.iter(|| {
-            let mut s = registry::build("cross-venue-arb", &market, &arb_exec.env, &params).expect("build");
-            let r = dexlab_evolve::backtest::run(&arb_tape, &market, 0..arb_tape.blocks.len(), s.as_mut(), &arb_exec, false);
+            let mut s =
+                registry::build("cross-venue-arb", &market, &arb_exec.env, &params).expect("build");
+            let r = dexlab_evolve::backtest::run(
+                &arb_tape,
+                &market,
+                0..arb_tape.blocks.len(),
+                s.as_mut(),
+                &arb_exec,
+                false,
+            );
             std::hint::black_box(r.metrics.trades)
         })
     });
@@ -133,12 +161,18 @@ fn benches(c: &mut Criterion) {
     g.throughput(Throughput::Elements(genomes.len() as u64));
     g.sample_size(10).measurement_time(Duration::from_secs(10));
     for threads in [1usize, 2] {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("pool");
         g.bench_function(format!("threads_{threads}"), |b| {
             b.iter(|| {
                 pool.install(|| {
                     use rayon::prelude::*;
-                    let f: Vec<i64> = genomes.par_iter().map(|g| ctx.evaluate(g).fitness).collect();
+                    let f: Vec<i64> = genomes
+                        .par_iter()
+                        .map(|g| ctx.evaluate(g).fitness)
+                        .collect();
                     std::hint::black_box(f)
                 })
             })

@@ -22,7 +22,10 @@ fn rss_kib() -> u64 {
 }
 
 fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let generations = args.first().copied().unwrap_or(60);
     let population = args.get(1).copied().unwrap_or(32);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -60,6 +63,12 @@ fn main() {
     println!("generation,rss_kib,evaluations,best");
     optimise(&ev, &cfg.ga, 1, 0, &mut state, &mut |st, _| {
         let s = st.history.last().expect("a generation");
-        println!("{},{},{},{:.6}", s.generation, rss_kib(), s.evaluations, s.best.unwrap_or(f64::NAN));
+        println!(
+            "{},{},{},{:.6}",
+            s.generation,
+            rss_kib(),
+            s.evaluations,
+            s.best.unwrap_or(f64::NAN)
+        );
     });
 }

@@ -23,7 +23,9 @@ use std::ops::Range;
 use alloy_primitives::{Address, U256};
 use dexlab_strategy::gas::{bundle_gas, convert, cost_wei};
 use dexlab_strategy::market::{Market, to_human};
-use dexlab_strategy::{Action, Bundle, Context, Fill, FillStatus, ReplayClock, Strategy, TradingEnv};
+use dexlab_strategy::{
+    Action, Bundle, Context, Fill, FillStatus, ReplayClock, Strategy, TradingEnv,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::{Metrics, compute_metrics};
@@ -151,7 +153,11 @@ pub fn run(
     let has_time = tape.blocks[window.clone()].iter().any(|b| b.timestamp > 0);
     let time_of = |i: usize| -> f64 {
         let b = &tape.blocks[i];
-        if has_time { b.timestamp as f64 } else { b.number as f64 * cfg.block_time_secs }
+        if has_time {
+            b.timestamp as f64
+        } else {
+            b.number as f64 * cfg.block_time_secs
+        }
     };
     let (t0, t1) = if window.is_empty() {
         (0.0, 0.0)
@@ -171,8 +177,9 @@ pub fn run(
         };
         // 1. Our bundles due in this block run first (they bid for the top of the block).
         if pending.iter().any(|p| p.include_at <= block.number) {
-            let (due, rest): (Vec<_>, Vec<_>) =
-                pending.drain(..).partition(|p| p.include_at <= block.number);
+            let (due, rest): (Vec<_>, Vec<_>) = pending
+                .drain(..)
+                .partition(|p| p.include_at <= block.number);
             pending = rest;
             for (k, p) in due.into_iter().enumerate() {
                 let out = execute(
@@ -299,7 +306,8 @@ fn usd_per_quote(market: &Market, quote: Address) -> Option<f64> {
 /// A uniform draw in [0, 1) from (seed, block, k): the same for every parameter set, so two
 /// strategies meeting the same opportunity face the same competitor (common random numbers).
 fn draw(seed: u64, block: u64, k: u64) -> f64 {
-    let mut x = seed ^ block.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ k.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    let mut x =
+        seed ^ block.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ k.wrapping_mul(0xD1B5_4A32_D192_ED03);
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     x ^= x >> 31;
@@ -326,10 +334,20 @@ fn execute(
     let block = market.block;
     let held = balances.get(&token_in).copied().unwrap_or(U256::ZERO);
     let mut trades = trades;
-    let symbols = trades
-        .is_some()
-        .then(|| (market_symbol(market, token_in), market_symbol(market, token_out)));
-    let mut record = |status, lost, out: U256, gas: u64, l2: u128, l1: u128, gas_q: U256, realized: Option<f64>| {
+    let symbols = trades.is_some().then(|| {
+        (
+            market_symbol(market, token_in),
+            market_symbol(market, token_out),
+        )
+    });
+    let mut record = |status,
+                      lost,
+                      out: U256,
+                      gas: u64,
+                      l2: u128,
+                      l1: u128,
+                      gas_q: U256,
+                      realized: Option<f64>| {
         if let (Some(t), Some((sym_in, sym_out))) = (trades.as_mut(), symbols.as_ref()) {
             t.push(TradeRecord {
                 decided_block: p.decided,
@@ -359,13 +377,25 @@ fn execute(
     };
     if b.amount_in.is_zero() || held < b.amount_in {
         tally.rejected += 1;
-        record(FillStatus::Rejected, false, U256::ZERO, 0, 0, 0, U256::ZERO, None);
+        record(
+            FillStatus::Rejected,
+            false,
+            U256::ZERO,
+            0,
+            0,
+            0,
+            U256::ZERO,
+            None,
+        );
         return fill(FillStatus::Rejected, U256::ZERO);
     }
     // The race: a competitor that saw the same arbitrage runs the same route first.
     let mut lost = false;
     if b.tag == "arb" && cfg.competition.p_lose > 0.0 {
-        let base = block.base_fee.unwrap_or(cfg.env.gas.default_base_fee_wei).max(1);
+        let base = block
+            .base_fee
+            .unwrap_or(cfg.env.gas.default_base_fee_wei)
+            .max(1);
         let multiplier = 1.0 + b.priority_fee as f64 / base as f64;
         let p_lose = cfg.competition.p_lose / multiplier.powf(cfg.competition.bid_elasticity);
         if draw(cfg.seed, block.number, k) < p_lose {
@@ -392,7 +422,13 @@ fn execute(
     } else {
         (full_gas as f64 * cfg.env.gas.revert_fraction) as u64
     };
-    let (l2, l1) = cost_wei(&cfg.env.gas, block.base_fee, gas, b.priority_fee, b.legs.len());
+    let (l2, l1) = cost_wei(
+        &cfg.env.gas,
+        block.base_fee,
+        gas,
+        b.priority_fee,
+        b.legs.len(),
+    );
     let gas_q = convert(market, U256::from(l2 + l1), cfg.env.native, quote).unwrap_or(U256::ZERO);
     tally.gas_quote += gas_q;
     // Gas comes out of the quote balance; whatever it cannot cover is carried as a debt. It is
@@ -414,7 +450,16 @@ fn execute(
         pay_gas(balances, unpaid_gas);
         tally.reverted += 1;
         tally.realizations += 1;
-        record(FillStatus::Reverted, lost, U256::ZERO, gas, l2, l1, gas_q, Some(-to_human(gas_q, quote_dec)));
+        record(
+            FillStatus::Reverted,
+            lost,
+            U256::ZERO,
+            gas,
+            l2,
+            l1,
+            gas_q,
+            Some(-to_human(gas_q, quote_dec)),
+        );
         return fill(FillStatus::Reverted, U256::ZERO);
     }
     tally.filled += 1;
@@ -455,17 +500,27 @@ fn execute(
 }
 
 fn signed_human(a: U256, b: U256, dec: u8) -> f64 {
-    if a >= b { to_human(a - b, dec) } else { -to_human(b - a, dec) }
+    if a >= b {
+        to_human(a - b, dec)
+    } else {
+        -to_human(b - a, dec)
+    }
 }
 
 fn market_symbol(market: &Market, a: Address) -> String {
-    market.symbol(a).map_or_else(|| format!("{a:#x}"), str::to_owned)
+    market
+        .symbol(a)
+        .map_or_else(|| format!("{a:#x}"), str::to_owned)
 }
 
 fn last_token_out(market: &Market, b: &Bundle) -> Address {
     let leg = b.legs.last().expect("a bundle has at least one leg");
     let m = &market.pools[leg.pool];
-    if m.token0 == leg.token_in { m.token1 } else { m.token0 }
+    if m.token0 == leg.token_in {
+        m.token1
+    } else {
+        m.token0
+    }
 }
 
 /// Swaps through every leg on the market's state; `None` if a pool cannot fill.
@@ -475,7 +530,9 @@ fn run_legs(market: &mut Market, b: &Bundle) -> Option<(U256, u32)> {
     for leg in &b.legs {
         let meta = &market.pools[leg.pool];
         let zfo = meta.token0 == leg.token_in;
-        let q = market.states[leg.pool].swap_exact_in(meta, zfo, amount).ok()?;
+        let q = market.states[leg.pool]
+            .swap_exact_in(meta, zfo, amount)
+            .ok()?;
         amount = q.amount_out;
         ticks += q.ticks_crossed;
         if amount.is_zero() {

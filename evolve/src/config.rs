@@ -135,7 +135,9 @@ pub enum Crossover {
     #[default]
     Uniform,
     SinglePoint,
-    MultiPoint { points: usize },
+    MultiPoint {
+        points: usize,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -144,7 +146,11 @@ pub enum Mutation {
     /// genevo's `RandomValueMutator`: a mutated gene is redrawn uniformly.
     Random { rate: f64 },
     /// genevo's `BreederValueMutator`: a mutated gene moves by up to `range` (genes live in [0, 1]).
-    Breeder { rate: f64, range: f64, precision: u8 },
+    Breeder {
+        rate: f64,
+        range: f64,
+        precision: u8,
+    },
 }
 
 impl Default for Mutation {
@@ -196,23 +202,61 @@ impl ExperimentConfig {
         let g = &self.ga;
         let b = &self.backtest;
         let checks: [(bool, String); 11] = [
-            (g.population >= 4, format!("ga.population = {} (need at least 4)", g.population)),
-            (g.generations >= 1, "ga.generations must be at least 1".into()),
-            (g.elitism < g.population, format!("ga.elitism = {} must be below ga.population", g.elitism)),
-            ((0.0..=1.0).contains(&g.max_drawdown) && g.max_drawdown > 0.0, format!("ga.max_drawdown = {} must be in (0, 1]", g.max_drawdown)),
-            (self.walk_forward.folds >= 1, "walk_forward.folds must be at least 1".into()),
-            (b.capital.is_finite() && b.capital > 0.0, format!("backtest.capital = {} must be positive", b.capital)),
+            (
+                g.population >= 4,
+                format!("ga.population = {} (need at least 4)", g.population),
+            ),
+            (
+                g.generations >= 1,
+                "ga.generations must be at least 1".into(),
+            ),
+            (
+                g.elitism < g.population,
+                format!("ga.elitism = {} must be below ga.population", g.elitism),
+            ),
+            (
+                (0.0..=1.0).contains(&g.max_drawdown) && g.max_drawdown > 0.0,
+                format!("ga.max_drawdown = {} must be in (0, 1]", g.max_drawdown),
+            ),
+            (
+                self.walk_forward.folds >= 1,
+                "walk_forward.folds must be at least 1".into(),
+            ),
+            (
+                b.capital.is_finite() && b.capital > 0.0,
+                format!("backtest.capital = {} must be positive", b.capital),
+            ),
             (b.periods >= 2, "backtest.periods must be at least 2".into()),
-            ((0.0..=1.0).contains(&b.competition.p_lose), format!("backtest.competition.p_lose = {} must be in [0, 1]", b.competition.p_lose)),
-            ((0.0..=1.0).contains(&b.gas.revert_fraction), format!("backtest.gas.revert_fraction = {} must be in [0, 1]", b.gas.revert_fraction)),
-            (match &g.mutation {
-                Mutation::Random { rate } => (0.0..=1.0).contains(rate),
-                Mutation::Breeder { rate, range, .. } => (0.0..=1.0).contains(rate) && *range > 0.0 && *range <= 1.0,
-            }, "ga.mutation: rate must be in [0, 1] and range in (0, 1]".into()),
-            (match &g.selection {
-                Selection::Tournament { size } => *size >= 2 && *size <= g.population,
-                Selection::Truncation => true,
-            }, "ga.selection: tournament size must be in [2, population]".into()),
+            (
+                (0.0..=1.0).contains(&b.competition.p_lose),
+                format!(
+                    "backtest.competition.p_lose = {} must be in [0, 1]",
+                    b.competition.p_lose
+                ),
+            ),
+            (
+                (0.0..=1.0).contains(&b.gas.revert_fraction),
+                format!(
+                    "backtest.gas.revert_fraction = {} must be in [0, 1]",
+                    b.gas.revert_fraction
+                ),
+            ),
+            (
+                match &g.mutation {
+                    Mutation::Random { rate } => (0.0..=1.0).contains(rate),
+                    Mutation::Breeder { rate, range, .. } => {
+                        (0.0..=1.0).contains(rate) && *range > 0.0 && *range <= 1.0
+                    }
+                },
+                "ga.mutation: rate must be in [0, 1] and range in (0, 1]".into(),
+            ),
+            (
+                match &g.selection {
+                    Selection::Tournament { size } => *size >= 2 && *size <= g.population,
+                    Selection::Truncation => true,
+                },
+                "ga.selection: tournament size must be in [2, population]".into(),
+            ),
         ];
         for (ok, msg) in checks {
             if !ok {
@@ -235,7 +279,12 @@ impl BacktestConfig {
         let dec = market.decimals(quote).unwrap_or(18);
         let capital = from_human(self.capital, dec)
             .filter(|c| !c.is_zero())
-            .ok_or_else(|| EvolveError::Invalid(format!("backtest.capital = {} is not a positive amount", self.capital)))?;
+            .ok_or_else(|| {
+                EvolveError::Invalid(format!(
+                    "backtest.capital = {} is not a positive amount",
+                    self.capital
+                ))
+            })?;
         Ok(ExecConfig {
             env: TradingEnv {
                 quote,
@@ -255,7 +304,10 @@ impl BacktestConfig {
 fn resolve_token(tape: &Tape, name: &str, key: &str) -> Result<Address> {
     let mut tokens: Vec<(Address, &str)> = Vec::new();
     for p in &tape.pools {
-        for t in [(p.token0, p.symbol0.as_str()), (p.token1, p.symbol1.as_str())] {
+        for t in [
+            (p.token0, p.symbol0.as_str()),
+            (p.token1, p.symbol1.as_str()),
+        ] {
             if !tokens.iter().any(|x| x.0 == t.0) {
                 tokens.push(t);
             }
@@ -266,7 +318,11 @@ fn resolve_token(tape: &Tape, name: &str, key: &str) -> Result<Address> {
     {
         return Ok(a);
     }
-    let want = if name.eq_ignore_ascii_case("ETH") { "WETH" } else { name };
+    let want = if name.eq_ignore_ascii_case("ETH") {
+        "WETH"
+    } else {
+        name
+    };
     tokens
         .iter()
         .find(|t| t.1.eq_ignore_ascii_case(want))

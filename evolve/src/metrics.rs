@@ -62,8 +62,16 @@ pub(crate) fn compute_metrics(
         .collect();
     let n = returns.len();
     let period_secs = if n > 0 { span_secs / n as f64 } else { 0.0 };
-    let ann = if period_secs > 0.0 { (YEAR_SECS / period_secs).sqrt() } else { 0.0 };
-    let mean = if n > 0 { returns.iter().sum::<f64>() / n as f64 } else { 0.0 };
+    let ann = if period_secs > 0.0 {
+        (YEAR_SECS / period_secs).sqrt()
+    } else {
+        0.0
+    };
+    let mean = if n > 0 {
+        returns.iter().sum::<f64>() / n as f64
+    } else {
+        0.0
+    };
     let var = if n > 1 {
         returns.iter().map(|r| (r - mean) * (r - mean)).sum::<f64>() / (n - 1) as f64
     } else {
@@ -74,7 +82,11 @@ pub(crate) fn compute_metrics(
     } else {
         0.0
     };
-    let sharpe = if var > 0.0 { mean / var.sqrt() * ann } else { 0.0 };
+    let sharpe = if var > 0.0 {
+        mean / var.sqrt() * ann
+    } else {
+        0.0
+    };
     let sortino = if down > 0.0 { mean / down * ann } else { 0.0 };
     let mut peak = f64::MIN;
     let mut max_dd: f64 = 0.0;
@@ -84,8 +96,16 @@ pub(crate) fn compute_metrics(
             max_dd = max_dd.max((peak - e) / peak);
         }
     }
-    let total_return = if initial > 0.0 { final_equity / initial - 1.0 } else { 0.0 };
-    let annual = if span_secs > 0.0 { total_return * YEAR_SECS / span_secs } else { 0.0 };
+    let total_return = if initial > 0.0 {
+        final_equity / initial - 1.0
+    } else {
+        0.0
+    };
+    let annual = if span_secs > 0.0 {
+        total_return * YEAR_SECS / span_secs
+    } else {
+        0.0
+    };
     let calmar = if max_dd > 0.0 { annual / max_dd } else { 0.0 };
     let mean_equity = if equity.is_empty() {
         initial
@@ -116,8 +136,16 @@ pub(crate) fn compute_metrics(
         sortino: finite(sortino),
         max_drawdown: finite(max_dd),
         calmar: finite(calmar),
-        turnover: if mean_equity > 0.0 { finite(traded / mean_equity) } else { 0.0 },
-        exposure: if equity.is_empty() { 0.0 } else { finite(exposure_sum / equity.len() as f64) },
+        turnover: if mean_equity > 0.0 {
+            finite(traded / mean_equity)
+        } else {
+            0.0
+        },
+        exposure: if equity.is_empty() {
+            0.0
+        } else {
+            finite(exposure_sum / equity.len() as f64)
+        },
         periods: n as u64,
         span_secs,
     }
@@ -130,7 +158,16 @@ mod tests {
     #[test]
     fn drawdown_sharpe_and_calmar_from_a_known_curve() {
         let eq = [100.0, 110.0, 99.0, 121.0];
-        let m = compute_metrics(100.0, 121.0, &eq, 0.0, &Tally::default(), 6, 3.0 * 3600.0, Some(1.0));
+        let m = compute_metrics(
+            100.0,
+            121.0,
+            &eq,
+            0.0,
+            &Tally::default(),
+            6,
+            3.0 * 3600.0,
+            Some(1.0),
+        );
         assert!((m.max_drawdown - 0.1).abs() < 1e-12, "{}", m.max_drawdown);
         let r = [0.1, 99.0 / 110.0 - 1.0, 121.0 / 99.0 - 1.0];
         let mean = r.iter().sum::<f64>() / 3.0;
@@ -140,7 +177,19 @@ mod tests {
         assert!((m.net_pnl_quote - 21.0).abs() < 1e-12);
         assert!(m.calmar > 0.0 && m.sortino > 0.0);
         // A flat curve has no risk figures rather than NaN.
-        let flat = compute_metrics(100.0, 100.0, &[100.0; 5], 0.0, &Tally::default(), 6, 100.0, None);
-        assert_eq!((flat.sharpe, flat.sortino, flat.max_drawdown, flat.calmar), (0.0, 0.0, 0.0, 0.0));
+        let flat = compute_metrics(
+            100.0,
+            100.0,
+            &[100.0; 5],
+            0.0,
+            &Tally::default(),
+            6,
+            100.0,
+            None,
+        );
+        assert_eq!(
+            (flat.sharpe, flat.sortino, flat.max_drawdown, flat.calmar),
+            (0.0, 0.0, 0.0, 0.0)
+        );
     }
 }

@@ -72,7 +72,14 @@ impl EvalCtx<'_> {
         let market = self.start;
         let mut s = registry::build(self.strategy, market, &self.exec.env, params)
             .expect("the strategy name was validated before the run");
-        let r = run(self.tape, market, self.window.clone(), s.as_mut(), self.exec, false);
+        let r = run(
+            self.tape,
+            market,
+            self.window.clone(),
+            s.as_mut(),
+            self.exec,
+            false,
+        );
         self.score(r.metrics)
     }
 
@@ -93,7 +100,11 @@ impl EvalCtx<'_> {
             } else {
                 included.min(self.min_trades) as f64 / self.min_trades as f64
             };
-            let d = if dd_ok { 1.0 } else { self.max_drawdown / metrics.max_drawdown };
+            let d = if dd_ok {
+                1.0
+            } else {
+                self.max_drawdown / metrics.max_drawdown
+            };
             INFEASIBLE + ((t + d) * 1e9) as i64
         };
         Evaluation {
@@ -145,7 +156,10 @@ impl<'a> Evaluator<'a> {
     /// Forgets everything but `keep`, so memory stays flat across generations.
     fn retain(&self, keep: &[Genome]) {
         let keys: std::collections::HashSet<Vec<u64>> = keep.iter().map(|g| key(g)).collect();
-        self.cache.lock().expect("cache lock").retain(|k, _| keys.contains(k));
+        self.cache
+            .lock()
+            .expect("cache lock")
+            .retain(|k, _| keys.contains(k));
     }
 }
 
@@ -272,13 +286,25 @@ impl ReinsertionOp<Genome, i64> for ParElitist<'_> {
         let old_f = population.fitness_values();
         let mut old_idx: Vec<usize> = (0..n).collect();
         old_idx.sort_by(|&a, &b| old_f[b].cmp(&old_f[a]).then(a.cmp(&b)));
-        let mut next: Vec<Genome> = old_idx.iter().take(self.elitism).map(|&i| old[i].clone()).collect();
+        let mut next: Vec<Genome> = old_idx
+            .iter()
+            .take(self.elitism)
+            .map(|&i| old[i].clone())
+            .collect();
         let children: Vec<Genome> = std::mem::take(offspring);
         let bred = children.len();
-        let fit: Vec<i64> = children.par_iter().map(|g| self.evaluator.get(g).fitness).collect();
+        let fit: Vec<i64> = children
+            .par_iter()
+            .map(|g| self.evaluator.get(g).fitness)
+            .collect();
         let mut order: Vec<usize> = (0..children.len()).collect();
         order.sort_by(|&a, &b| fit[b].cmp(&fit[a]).then(a.cmp(&b)));
-        next.extend(order.into_iter().take(n - next.len()).map(|i| children[i].clone()));
+        next.extend(
+            order
+                .into_iter()
+                .take(n - next.len())
+                .map(|i| children[i].clone()),
+        );
         // Too few offspring: top up with the next-best old individuals.
         let mut extra = old_idx.into_iter().skip(self.elitism);
         while next.len() < n {
@@ -330,7 +356,9 @@ pub struct GaState {
 
 fn seed_bytes(seed: u64, fold: usize, salt: u64) -> [u8; 32] {
     let mut out = [0u8; 32];
-    let mut x = seed ^ (fold as u64).wrapping_mul(0xA076_1D64_78BD_642F) ^ salt.wrapping_mul(0xE703_7ED1_A0B4_28DB);
+    let mut x = seed
+        ^ (fold as u64).wrapping_mul(0xA076_1D64_78BD_642F)
+        ^ salt.wrapping_mul(0xE703_7ED1_A0B4_28DB);
     for chunk in out.chunks_mut(8) {
         x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = x;
@@ -387,7 +415,9 @@ pub fn optimise(
     let crossover = match cfg.crossover {
         Crossover::Uniform => AnyCrossover::Uniform(UniformCrossBreeder::new()),
         Crossover::SinglePoint => AnyCrossover::Single(SinglePointCrossBreeder::new()),
-        Crossover::MultiPoint { points } => AnyCrossover::Multi(MultiPointCrossBreeder::new(points)),
+        Crossover::MultiPoint { points } => {
+            AnyCrossover::Multi(MultiPointCrossBreeder::new(points))
+        }
     };
     let mutation = match cfg.mutation {
         Mutation::Random { rate } => AnyMutation::Random(RandomValueMutator::new(rate, 0.0, 1.0)),
@@ -415,7 +445,11 @@ pub fn optimise(
                 state.best = Some((ind.genome.clone(), ind.fitness));
             }
         }
-        let feasible: Vec<f64> = evals.iter().filter(|e| e.feasible).map(|e| e.objective).collect();
+        let feasible: Vec<f64> = evals
+            .iter()
+            .filter(|e| e.feasible)
+            .map(|e| e.objective)
+            .collect();
         let (best_i, best_e) = evals
             .iter()
             .enumerate()
@@ -429,7 +463,8 @@ pub fn optimise(
             generation,
             best_fitness: best_e.fitness,
             best: feasible.iter().copied().reduce(f64::max),
-            mean: (!feasible.is_empty()).then(|| feasible.iter().sum::<f64>() / feasible.len() as f64),
+            mean: (!feasible.is_empty())
+                .then(|| feasible.iter().sum::<f64>() / feasible.len() as f64),
             worst: feasible.iter().copied().reduce(f64::min),
             feasible: feasible.len(),
             evaluations: state.evaluations,
@@ -454,7 +489,11 @@ pub fn optimise(
             let mut rng = genevo::random::get_rng(seed_bytes(seed, fold, 2 + generation as u64));
             ga.next(generation as u64, &mut rng)
                 .expect("population size is validated before the run");
-            let (next, bred) = slot.lock().expect("population slot").take().expect("reinsertion ran");
+            let (next, bred) = slot
+                .lock()
+                .expect("population slot")
+                .take()
+                .expect("reinsertion ran");
             state.population = next;
             state.evaluations += bred as u64;
         }
@@ -470,7 +509,13 @@ pub fn optimise(
 
 /// Random search with a budget of `budget` backtests: the baseline every GA run is compared with.
 /// Returns the best genome and its evaluation (ties keep the earlier draw).
-pub fn random_search(ev: &Evaluator<'_>, space: &ParamSpace, budget: usize, seed: u64, fold: usize) -> (Genome, Arc<Evaluation>) {
+pub fn random_search(
+    ev: &Evaluator<'_>,
+    space: &ParamSpace,
+    budget: usize,
+    seed: u64,
+    fold: usize,
+) -> (Genome, Arc<Evaluation>) {
     let mut rng = ChaCha8Rng::from_seed(seed_bytes(seed, fold, 0xFFFF));
     let mut best: Option<(Genome, Arc<Evaluation>)> = None;
     let mut left = budget.max(1);
@@ -481,7 +526,10 @@ pub fn random_search(ev: &Evaluator<'_>, space: &ParamSpace, budget: usize, seed
         let genomes: Vec<Genome> = (0..n)
             .map(|_| (0..space.len()).map(|_| rng.random::<f64>()).collect())
             .collect();
-        let evals: Vec<Arc<Evaluation>> = genomes.par_iter().map(|g| Arc::new(ev.ctx.evaluate(g))).collect();
+        let evals: Vec<Arc<Evaluation>> = genomes
+            .par_iter()
+            .map(|g| Arc::new(ev.ctx.evaluate(g)))
+            .collect();
         for (g, e) in genomes.into_iter().zip(evals) {
             if best.as_ref().is_none_or(|(_, b)| e.fitness > b.fitness) {
                 best = Some((g, e));

@@ -25,7 +25,10 @@ use crate::error::{EvolveError, Result};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Update {
     /// V2/Solidly reserves after the event.
-    Reserves { reserve0: U256, reserve1: U256 },
+    Reserves {
+        reserve0: U256,
+        reserve1: U256,
+    },
     /// V3 state after a swap.
     V3Swap {
         sqrt_price_x96: U256,
@@ -33,8 +36,15 @@ pub enum Update {
         liquidity: u128,
     },
     /// V3 position change (mint: positive, burn: negative).
-    V3Liquidity { lower: i32, upper: i32, delta: i128 },
-    V3Initialize { sqrt_price_x96: U256, tick: i32 },
+    V3Liquidity {
+        lower: i32,
+        upper: i32,
+        delta: i128,
+    },
+    V3Initialize {
+        sqrt_price_x96: U256,
+        tick: i32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -97,7 +107,13 @@ impl Tape {
     /// Imports `eth_getLogs` JSON lines (with a `block,timestamp` CSV and a chain manifest for the
     /// pools) into a dataset at `out`, then loads it: how tests, benchmarks and examples read the
     /// real sample.
-    pub fn import_jsonl(logs: &Path, timestamps: &Path, manifest: &Path, chain_id: u64, out: &Path) -> Result<Tape> {
+    pub fn import_jsonl(
+        logs: &Path,
+        timestamps: &Path,
+        manifest: &Path,
+        chain_id: u64,
+        out: &Path,
+    ) -> Result<Tape> {
         let manifest = dexlab_data::manifest::ChainManifest::load(manifest)?;
         dexlab_data::import::import(&dexlab_data::import::ImportOptions {
             input: logs.to_path_buf(),
@@ -230,7 +246,8 @@ impl Tape {
     }
 
     pub fn events_of(&self, block_idx: usize) -> &[TapeEvent] {
-        &self.events[self.block_starts[block_idx] as usize..self.block_starts[block_idx + 1] as usize]
+        &self.events
+            [self.block_starts[block_idx] as usize..self.block_starts[block_idx + 1] as usize]
     }
 
     /// A market with the initial states.
@@ -307,7 +324,14 @@ pub fn apply(market: &mut Market, e: &TapeEvent) {
                 })
             }
         },
-        (Update::V3Liquidity { lower, upper, delta }, _) => {
+        (
+            Update::V3Liquidity {
+                lower,
+                upper,
+                delta,
+            },
+            _,
+        ) => {
             if let PoolState::V3(p) = state {
                 // A burn of liquidity minted before the data began can underflow: the next swap
                 // event re-anchors the active liquidity anyway.

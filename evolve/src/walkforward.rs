@@ -83,10 +83,14 @@ pub struct Checkpoint {
 impl Checkpoint {
     pub fn load(path: &Path) -> Result<Option<Checkpoint>> {
         match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| EvolveError::Checkpoint {
-                path: path.into(),
-                message: format!("unreadable ({e}); delete it to start over"),
-            }),
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| EvolveError::Checkpoint {
+                        path: path.into(),
+                        message: format!("unreadable ({e}); delete it to start over"),
+                    })
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(EvolveError::Io {
                 path: path.into(),
@@ -129,7 +133,11 @@ pub enum Progress<'a> {
 
 /// The folds' block-index windows: `folds + 1` equal chunks; fold `i` trains on chunk `i` (or
 /// chunks `0..=i` when anchored) and tests on chunk `i + 1`.
-pub fn fold_windows(blocks: usize, folds: usize, anchored: bool) -> Result<Vec<(Range<usize>, Range<usize>)>> {
+pub fn fold_windows(
+    blocks: usize,
+    folds: usize,
+    anchored: bool,
+) -> Result<Vec<(Range<usize>, Range<usize>)>> {
     let chunks = folds + 1;
     if blocks < chunks * 2 {
         return Err(EvolveError::TooFewBlocks { blocks, folds });
@@ -137,7 +145,11 @@ pub fn fold_windows(blocks: usize, folds: usize, anchored: bool) -> Result<Vec<(
     let edge = |i: usize| i * blocks / chunks;
     Ok((0..folds)
         .map(|i| {
-            let train = if anchored { 0..edge(i + 1) } else { edge(i)..edge(i + 1) };
+            let train = if anchored {
+                0..edge(i + 1)
+            } else {
+                edge(i)..edge(i + 1)
+            };
             (train, edge(i + 1)..edge(i + 2))
         })
         .collect())
@@ -159,7 +171,11 @@ pub fn run_experiment(
     // here, once, rather than inside the optimiser's threads.
     registry::build(&spec.strategy, &tape.market(), &exec.env, &space.defaults())?;
     let cfg = &spec.config;
-    let windows = fold_windows(tape.blocks.len(), cfg.walk_forward.folds, cfg.walk_forward.anchored)?;
+    let windows = fold_windows(
+        tape.blocks.len(),
+        cfg.walk_forward.folds,
+        cfg.walk_forward.anchored,
+    )?;
     let fp = spec.fingerprint();
     let mut ck = match Checkpoint::load(checkpoint)? {
         Some(c) if c.fingerprint == fp => c,
@@ -180,7 +196,10 @@ pub fn run_experiment(
     };
     ck.save(checkpoint)?;
     // Markets at every window edge, in one replay pass.
-    let mut edges: Vec<usize> = windows.iter().flat_map(|(a, b)| [a.start, b.start]).collect();
+    let mut edges: Vec<usize> = windows
+        .iter()
+        .flat_map(|(a, b)| [a.start, b.start])
+        .collect();
     edges.sort_unstable();
     edges.dedup();
     let markets = markets_at(tape, &edges);
@@ -228,23 +247,25 @@ pub fn run_experiment(
 
         let test_start = market_at(test.start);
         let train_start = market_at(train.start);
-        let outcome = |kind: &str, params: &dexlab_strategy::Params, strategy: &str| -> RunOutcome {
-            let eval = |start: &Market, w: &Range<usize>, record: bool| -> BacktestResult {
-                let mut s = registry::build(strategy, start, &exec.env, params).expect("validated strategy");
-                run(tape, start, w.clone(), s.as_mut(), exec, record)
+        let outcome =
+            |kind: &str, params: &dexlab_strategy::Params, strategy: &str| -> RunOutcome {
+                let eval = |start: &Market, w: &Range<usize>, record: bool| -> BacktestResult {
+                    let mut s = registry::build(strategy, start, &exec.env, params)
+                        .expect("validated strategy");
+                    run(tape, start, w.clone(), s.as_mut(), exec, record)
+                };
+                let tr = eval(train_start, train, false);
+                let te = eval(test_start, test, true);
+                RunOutcome {
+                    kind: kind.to_owned(),
+                    params: params.to_json(space),
+                    train_objective: cfg.ga.objective.of(&tr.metrics),
+                    test_objective: cfg.ga.objective.of(&te.metrics),
+                    train_metrics: tr.metrics,
+                    test_metrics: te.metrics,
+                    test_equity: te.equity,
+                }
             };
-            let tr = eval(train_start, train, false);
-            let te = eval(test_start, test, true);
-            RunOutcome {
-                kind: kind.to_owned(),
-                params: params.to_json(space),
-                train_objective: cfg.ga.objective.of(&tr.metrics),
-                test_objective: cfg.ga.objective.of(&te.metrics),
-                train_metrics: tr.metrics,
-                test_metrics: te.metrics,
-                test_equity: te.equity,
-            }
-        };
         let no_trade = {
             let mut o = outcome("no_trade", &space.defaults(), NO_TRADE);
             o.params = serde_json::json!({});
@@ -264,8 +285,14 @@ pub fn run_experiment(
             .collect();
         let result = FoldResult {
             fold,
-            train_blocks: (tape.blocks[train.start].number, tape.blocks[train.end - 1].number),
-            test_blocks: (tape.blocks[test.start].number, tape.blocks[test.end - 1].number),
+            train_blocks: (
+                tape.blocks[train.start].number,
+                tape.blocks[train.end - 1].number,
+            ),
+            test_blocks: (
+                tape.blocks[test.start].number,
+                tape.blocks[test.end - 1].number,
+            ),
             runs: vec![
                 outcome("ga", &space.decode(&best_genome), &spec.strategy),
                 outcome("random_search", &space.decode(&rs_genome), &spec.strategy),
@@ -284,7 +311,6 @@ pub fn run_experiment(
     ck.folds_done.sort_by_key(|f| f.fold);
     Ok((ck.folds_done, ck.tag))
 }
-
 
 fn markets_at(tape: &Tape, edges: &[usize]) -> Vec<(usize, Market)> {
     let mut out = Vec::with_capacity(edges.len());

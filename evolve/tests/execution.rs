@@ -4,8 +4,8 @@ use alloy_primitives::U256;
 use dexlab_amm::v2::get_amount_out;
 use dexlab_evolve::backtest::run;
 use dexlab_strategy::gas::{bundle_gas, convert, cost_wei};
-use dexlab_strategy::registry;
 use dexlab_strategy::market::Market;
+use dexlab_strategy::registry;
 use dexlab_strategy::{Action, Bundle, Context, FillStatus, Leg, Strategy};
 
 use crate::support::*;
@@ -63,9 +63,16 @@ fn an_arbitrage_fills_at_the_exact_pool_math_and_pays_gas() {
     // Final balance: capital - x + out - gas, to the last unit.
     let final_usdc = e6(1_000_000) - x + usdc_out - gas_q;
     let want = dexlab_strategy::market::to_human(final_usdc, 6);
-    assert!((r.metrics.final_equity - want).abs() < 1e-9, "{} vs {want}", r.metrics.final_equity);
+    assert!(
+        (r.metrics.final_equity - want).abs() < 1e-9,
+        "{} vs {want}",
+        r.metrics.final_equity
+    );
     assert!(r.metrics.net_pnl_quote > 0.0);
-    assert_eq!((r.metrics.filled, r.metrics.reverts, r.metrics.hit_rate), (1, 0, 1.0));
+    assert_eq!(
+        (r.metrics.filled, r.metrics.reverts, r.metrics.hit_rate),
+        (1, 0, 1.0)
+    );
 }
 
 #[test]
@@ -89,7 +96,13 @@ fn a_bundle_reverts_when_the_gap_closes_before_inclusion_and_still_pays_gas() {
 #[test]
 fn competition_takes_the_opportunity_and_a_higher_bid_wins_more_often() {
     let blocks: Vec<_> = (0..200)
-        .map(|i| if i % 2 == 0 { gap() } else { vec![(0, e6(2_000_000), e18(1000)), (1, e6(2_000_000), e18(1000))] })
+        .map(|i| {
+            if i % 2 == 0 {
+                gap()
+            } else {
+                vec![(0, e6(2_000_000), e18(1000)), (1, e6(2_000_000), e18(1000))]
+            }
+        })
         .collect();
     let tape = two_pool_tape(&blocks);
     let market = tape.market();
@@ -110,7 +123,12 @@ fn competition_takes_the_opportunity_and_a_higher_bid_wins_more_often() {
     assert_eq!(always.filled, 0, "the competitor closed every gap first");
     let low = outcome(0.5, 1.0);
     let high = outcome(0.5, 5.0);
-    assert!(low.lost_to_competition > high.lost_to_competition, "{} vs {}", low.lost_to_competition, high.lost_to_competition);
+    assert!(
+        low.lost_to_competition > high.lost_to_competition,
+        "{} vs {}",
+        low.lost_to_competition,
+        high.lost_to_competition
+    );
     assert!(none.net_pnl_quote > low.net_pnl_quote);
 }
 
@@ -126,7 +144,10 @@ impl Strategy for Greedy {
             return;
         }
         out.push(Action::Submit(Bundle {
-            legs: vec![Leg { pool: 0, token_in: usdc() }],
+            legs: vec![Leg {
+                pool: 0,
+                token_in: usdc(),
+            }],
             amount_in: ctx.balance(usdc()) * U256::from(self.1),
             min_amount_out: U256::ZERO,
             priority_fee: 0,
@@ -142,10 +163,20 @@ fn a_bundle_over_the_balance_is_rejected_without_gas() {
     let tape = two_pool_tape(&[gap(), vec![], vec![]]);
     let cfg = exec(e6(1000), 0.0);
     let market = tape.market();
-    let r = run(&tape, &market, 0..tape.blocks.len(), &mut Greedy(false, 2), &cfg, true);
+    let r = run(
+        &tape,
+        &market,
+        0..tape.blocks.len(),
+        &mut Greedy(false, 2),
+        &cfg,
+        true,
+    );
     assert_eq!(r.trades.len(), 1);
     assert_eq!(r.trades[0].status, FillStatus::Rejected);
-    assert_eq!((r.metrics.rejected, r.metrics.filled, r.metrics.reverts), (1, 0, 0));
+    assert_eq!(
+        (r.metrics.rejected, r.metrics.filled, r.metrics.reverts),
+        (1, 0, 0)
+    );
     assert_eq!(r.metrics.gas_spent_quote, 0.0);
     assert_eq!(r.metrics.net_pnl_quote, 0.0);
 }
@@ -157,11 +188,21 @@ fn spending_the_whole_balance_fills_and_carries_the_gas_as_a_debt() {
     let tape = two_pool_tape(&[gap(), vec![], vec![]]);
     let cfg = exec(e6(1000), 0.0);
     let market = tape.market();
-    let r = run(&tape, &market, 0..tape.blocks.len(), &mut Greedy(false, 1), &cfg, true);
+    let r = run(
+        &tape,
+        &market,
+        0..tape.blocks.len(),
+        &mut Greedy(false, 1),
+        &cfg,
+        true,
+    );
     let t = &r.trades[0];
     assert_eq!(t.status, FillStatus::Filled);
     let out: U256 = t.amount_out.parse().unwrap();
-    assert_eq!(out, get_amount_out(e6(1000), e6(2_000_000), e18(1000), 3000).unwrap());
+    assert_eq!(
+        out,
+        get_amount_out(e6(1000), e6(2_000_000), e18(1000), 3000).unwrap()
+    );
     assert!(t.gas_quote > 0.0);
     // Equity: the WETH at pool 0's post-trade mid, less the unpaid gas.
     let after = dexlab_strategy::PoolState::V2 {
@@ -170,7 +211,8 @@ fn spending_the_whole_balance_fills_and_carries_the_gas_as_a_debt() {
     };
     let mut m = tape.market_at(tape.blocks.len() - 1);
     m.states[0] = after;
-    let weth_value = dexlab_strategy::market::to_human(convert(&m, out, weth(), usdc()).unwrap(), 6);
+    let weth_value =
+        dexlab_strategy::market::to_human(convert(&m, out, weth(), usdc()).unwrap(), 6);
     assert!(
         (r.metrics.final_equity - (weth_value - t.gas_quote)).abs() < 1e-6,
         "{} vs {} - {}",
@@ -185,8 +227,12 @@ fn spending_the_whole_balance_fills_and_carries_the_gas_as_a_debt() {
 fn same_inputs_give_bit_identical_metrics_on_the_real_sample() {
     let tape = sample_tape();
     let mut cfg = exec(e6(100_000), 0.3);
-    cfg.env.quote = "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48".parse().unwrap();
-    cfg.env.native = "0xc02aaa39b223fe8d0a0e5c4f27ead9083c756cc2".parse().unwrap();
+    cfg.env.quote = "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48"
+        .parse()
+        .unwrap();
+    cfg.env.native = "0xc02aaa39b223fe8d0a0e5c4f27ead9083c756cc2"
+        .parse()
+        .unwrap();
     for name in ["cross-venue-arb", "price-reversion"] {
         let params = registry::info(name).unwrap().params.defaults();
         let once = || {

@@ -29,7 +29,10 @@ fn spec(strategy: &str, seed: u64) -> RunSpec {
 
 /// Equal JSON, or a failure that shows where they first differ (not both documents).
 fn same(a: &impl serde::Serialize, b: &impl serde::Serialize, what: &str) {
-    let (a, b) = (serde_json::to_string(a).unwrap(), serde_json::to_string(b).unwrap());
+    let (a, b) = (
+        serde_json::to_string(a).unwrap(),
+        serde_json::to_string(b).unwrap(),
+    );
     if a != b {
         let i = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
         let ctx = |s: &str| s[i.saturating_sub(120)..(i + 120).min(s.len())].to_owned();
@@ -40,18 +43,32 @@ fn same(a: &impl serde::Serialize, b: &impl serde::Serialize, what: &str) {
 fn run_with(threads: usize, spec: &RunSpec, dir: &std::path::Path) -> Vec<FoldResult> {
     let tape = sample_tape();
     let exec = spec.config.backtest.resolve(tape, spec.seed).unwrap();
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
     pool.install(|| {
-        run_experiment(tape, spec, &exec, &dir.join("checkpoint.json"), serde_json::json!({}), &mut |_| {})
-            .unwrap()
-            .0
+        run_experiment(
+            tape,
+            spec,
+            &exec,
+            &dir.join("checkpoint.json"),
+            serde_json::json!({}),
+            &mut |_| {},
+        )
+        .unwrap()
+        .0
     })
 }
 
 #[test]
 fn the_result_depends_on_the_seed_not_on_the_thread_count() {
     let s = spec("price-reversion", 11);
-    let (a, b, c) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b, c) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
     let one = run_with(1, &s, a.path());
     let two = run_with(2, &s, b.path());
     same(&one, &two, "1 vs 2 threads");
@@ -69,7 +86,12 @@ fn the_result_depends_on_the_seed_not_on_the_thread_count() {
         let ga = f.run("ga").unwrap();
         let default = f.run("default").unwrap();
         // The defaults are in the initial population and the best ever is kept.
-        assert!(ga.train_objective >= default.train_objective - 1e-9, "{} < {}", ga.train_objective, default.train_objective);
+        assert!(
+            ga.train_objective >= default.train_objective - 1e-9,
+            "{} < {}",
+            ga.train_objective,
+            default.train_objective
+        );
         let nt = f.run("no_trade").unwrap();
         assert_eq!((nt.test_metrics.trades, nt.test_objective), (0, 0.0));
         assert!(f.train_blocks.1 < f.test_blocks.0, "test follows train");
@@ -89,26 +111,49 @@ fn an_interrupted_run_resumes_to_the_same_result() {
     // Interrupt in the middle of the second fold's optimisation.
     let mut seen = 0;
     let interrupted = catch_unwind(AssertUnwindSafe(|| {
-        run_experiment(tape, &s, &exec, &ck, serde_json::json!({"id": 1}), &mut |p| {
-            if let Progress::Generation { fold: 1, .. } = p {
-                seen += 1;
-                if seen == 2 {
-                    panic!("simulated kill");
+        run_experiment(
+            tape,
+            &s,
+            &exec,
+            &ck,
+            serde_json::json!({"id": 1}),
+            &mut |p| {
+                if let Progress::Generation { fold: 1, .. } = p {
+                    seen += 1;
+                    if seen == 2 {
+                        panic!("simulated kill");
+                    }
                 }
-            }
-        })
+            },
+        )
     }));
     assert!(interrupted.is_err());
     let text = std::fs::read_to_string(&ck).unwrap();
-    assert!(text.contains("\"folds_done\":[{"), "fold 0 was checkpointed");
-    let (resumed, tag) = run_experiment(tape, &s, &exec, &ck, serde_json::json!({"id": 2}), &mut |_| {}).unwrap();
-    assert_eq!(tag, serde_json::json!({"id": 1}), "the caller's tag survives the resume");
+    assert!(
+        text.contains("\"folds_done\":[{"),
+        "fold 0 was checkpointed"
+    );
+    let (resumed, tag) = run_experiment(
+        tape,
+        &s,
+        &exec,
+        &ck,
+        serde_json::json!({"id": 2}),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(
+        tag,
+        serde_json::json!({"id": 1}),
+        "the caller's tag survives the resume"
+    );
     same(&fresh, &resumed, "fresh vs resumed");
 
     // A different config cannot resume someone else's checkpoint.
     let mut other = s.clone();
     other.config.ga.population = 10;
-    let err = run_experiment(tape, &other, &exec, &ck, serde_json::json!({}), &mut |_| {}).unwrap_err();
+    let err =
+        run_experiment(tape, &other, &exec, &ck, serde_json::json!({}), &mut |_| {}).unwrap_err();
     assert!(err.to_string().contains("different run"), "{err}");
 }
 
@@ -120,7 +165,11 @@ fn fold_windows_tile_the_data_in_order() {
         assert_eq!(train.end, test.start);
         assert!(!train.is_empty() && !test.is_empty());
         if i > 0 {
-            assert_eq!(train.start, w[i - 1].1.start, "rolling: train on the previous test chunk");
+            assert_eq!(
+                train.start,
+                w[i - 1].1.start,
+                "rolling: train on the previous test chunk"
+            );
         }
     }
     assert_eq!(w.last().unwrap().1.end, 100);

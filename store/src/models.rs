@@ -241,7 +241,10 @@ pub fn content_hash(dir: &Path) -> Result<String> {
         let entry = entry.map_err(err(dir))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let plot = name.ends_with(".png") || name.ends_with(".svg");
-        if !name.starts_with('.') && !plot && entry.file_type().map_err(err(&entry.path()))?.is_file() {
+        if !name.starts_with('.')
+            && !plot
+            && entry.file_type().map_err(err(&entry.path()))?.is_file()
+        {
             files.push(name);
         }
     }
