@@ -23,6 +23,16 @@ pub enum StoreError {
         source: std::io::Error,
     },
 
+    /// The lock that serialises migrations of one SQLite file across processes could not be
+    /// taken.
+    #[error("locking {} to migrate the SQLite database {url}", path.display())]
+    MigrationLock {
+        path: std::path::PathBuf,
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// The first connection (made at [`crate::Store::connect`]) failed.
     #[error("connecting to the {backend} database at {url}")]
     Connect {

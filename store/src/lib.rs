@@ -24,7 +24,7 @@ mod models;
 mod url;
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -187,6 +187,30 @@ pub struct ExperimentDetail {
     pub equity: Vec<(i64, String, Vec<EquityPoint>)>,
 }
 
+/// Holds `{db}-migrate-lock` exclusively until dropped; waits for another process's migration.
+async fn migration_lock(
+    db: &Path,
+) -> std::result::Result<std::fs::File, (PathBuf, std::io::Error)> {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-migrate-lock");
+    let path = PathBuf::from(name);
+    let for_task = path.clone();
+    // Blocking while another process migrates: off the async threads, which that wait would
+    // otherwise stall (a migration in this process included).
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&for_task)?;
+        file.lock()?;
+        Ok(file)
+    })
+    .await
+    .map_err(|join| (path.clone(), std::io::Error::other(join)))?
+    .map_err(|source| (path, source))
+}
+
 impl Store {
     /// Opens the store at `url` and brings its schema up to date.
     ///
@@ -265,6 +289,23 @@ impl Store {
         // Through the pool rather than the connection above: `Migrator::run` on a
         // `&mut AnyConnection` makes this future unusable with `tokio::spawn` ("implementation
         // of `Acquire` is not general enough").
+        //
+        // sqlx's migrator locks PostgreSQL (an advisory lock) but not SQLite: two processes
+        // opening a new file at once would both apply the first migration, and one would fail.
+        // An exclusive lock on a sibling file serialises them (not on the database file itself:
+        // closing any handle to it would drop SQLite's own POSIX locks in this process).
+        let _migrating = match target.file.as_deref() {
+            Some(db) if backend == Backend::Sqlite => {
+                Some(migration_lock(db).await.map_err(|(path, source)| {
+                    StoreError::MigrationLock {
+                        path,
+                        url: shown.clone(),
+                        source,
+                    }
+                })?)
+            }
+            _ => None,
+        };
         migrator.run(&pool).await.map_err(migrate_err)?;
         Ok(Store {
             pool,

@@ -50,3 +50,24 @@ fn migration_files(backend: &str) -> usize {
 }
 
 on_both_backends!(scenario);
+
+/// Processes opening a new SQLite file at the same moment (an `evolve` and a dashboard, say) each
+/// run the migrations: none may fail, and each migration is applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn first_connects_at_once_on_sqlite() -> anyhow::Result<()> {
+    for _ in 0..5 {
+        let dir = tempfile::tempdir()?;
+        let url = format!("sqlite:{}", dir.path().join("fresh.sqlite").display());
+        let tasks: Vec<_> = (0..6)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move { Store::connect(&url).await })
+            })
+            .collect();
+        for task in tasks {
+            task.await??.close().await;
+        }
+        assert_eq!(applied_migrations(&url).await?, migration_files("sqlite"));
+    }
+    Ok(())
+}
