@@ -18,7 +18,7 @@ use dexlab_evolve::metrics::Metrics;
 use dexlab_evolve::optimise::{EvalCtx, Evaluator, GaState, optimise};
 use dexlab_evolve::tape::Tape;
 use dexlab_models::rl::env::{
-    AgentStrategy, EpisodeStats, Mode, ObsStats, RlConfig, StatsCollector, plan,
+    AgentStrategy, Episode, EpisodeStats, Mode, ObsStats, RlConfig, StatsCollector, plan,
 };
 use dexlab_models::rl::{AgentKind, AgentStats, load_agent, new_agent};
 use dexlab_store::NewModel;
@@ -186,11 +186,13 @@ fn train(a: RlTrainArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCod
                 agent.as_mut(),
                 Mode::Train,
                 &start,
-                &exec.env,
-                &rl.env,
-                &stats,
-                exec.capital,
-                end_train,
+                Episode {
+                    env: &exec.env,
+                    cfg: &rl.env,
+                    stats: &stats,
+                    capital: exec.capital,
+                    end_block: end_train,
+                },
             )?;
             let r = backtest::run(&tape, &start, train_w.clone(), &mut s, &exec, false);
             if let Some(e) = s.error.take() {
@@ -316,11 +318,13 @@ fn evaluate(
             agent,
             mode,
             &test_start,
-            &exec.env,
-            &f.rl.env,
-            &f.stats,
-            exec.capital,
-            end,
+            Episode {
+                env: &exec.env,
+                cfg: &f.rl.env,
+                stats: &f.stats,
+                capital: exec.capital,
+                end_block: end,
+            },
         )?;
         let r = backtest::run(tape, &test_start, f.test.clone(), &mut s, exec, false);
         if let Some(e) = s.error.take() {

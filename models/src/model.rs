@@ -279,6 +279,11 @@ impl TransformerModel {
 
 /// Any of the four, so that the training loop, the artifact and the predictor have one type.
 #[derive(Module, Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one model per training or predictor, moved once per optimiser step: a few hundred \
+              bytes against a step's milliseconds; burn's Module derive takes the modules as they are"
+)]
 pub enum Model {
     Linear(LinearModel),
     Mlp(Mlp),

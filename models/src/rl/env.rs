@@ -328,19 +328,34 @@ pub struct AgentStrategy<'a> {
     pub error: Option<ModelError>,
 }
 
+/// Where an [`AgentStrategy`] trades: the environment and its settings, the observation
+/// statistics (from the training blocks), the starting capital and the window's last block.
+#[derive(Debug, Clone, Copy)]
+pub struct Episode<'s> {
+    pub env: &'s TradingEnv,
+    pub cfg: &'s EnvConfig,
+    pub stats: &'s ObsStats,
+    /// The starting quote balance (raw units), for the reward's scale.
+    pub capital: U256,
+    /// The last block of the window.
+    pub end_block: u64,
+}
+
 impl<'a> AgentStrategy<'a> {
-    /// `capital`: the starting quote balance (raw units), for the reward's scale. `end_block`:
-    /// the last block of the window.
+    /// `agent` in `mode`, from the market state at the window's start.
     pub fn new(
         agent: &'a mut dyn Agent,
         mode: Mode,
         market: &Market,
-        env: &TradingEnv,
-        cfg: &EnvConfig,
-        stats: &ObsStats,
-        capital: U256,
-        end_block: u64,
+        episode: Episode<'_>,
     ) -> Result<Self> {
+        let Episode {
+            env,
+            cfg,
+            stats,
+            capital,
+            end_block,
+        } = episode;
         let (pool, columns) = plan(market, env, cfg)?;
         if columns != stats.columns {
             return Err(ModelError::Env(format!(
