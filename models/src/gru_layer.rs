@@ -13,10 +13,11 @@
 //! - **backward**: per step one fused pass for the gates' gradients and one product carrying the
 //!   state's gradient back; the weights' gradients from two products over all steps at once.
 //!
-//! The batch is cut into chunks of [`chunk_rows`] rows, which run on rayon's pool: rows of a GRU are
-//! independent, so the chunks only meet when the weights' gradients are summed, in chunk order.
-//! The chunk size is fixed, not derived from the thread count, so one and many threads give the
-//! same bits. Products go through burn-flex's own matrix product (the gemm crate).
+//! The batch is cut into chunks of [`chunk_rows`] rows, which run on rayon's pool: rows of a GRU
+//! are independent, so the chunks only meet when the weights' gradients are summed, in chunk
+//! order. The chunk size depends on the batch size only, never on the thread count, so one and
+//! many threads give the same bits. Products go through burn-flex's own matrix product (the gemm
+//! crate).
 //!
 //! Equations ([`crate::model::GruModel`], PyTorch's `nn.GRU` cell), with `a·` the pre-activations:
 //!
