@@ -84,6 +84,24 @@ pub struct GruInputs<B: burn::backend::Backend> {
     pub b_hn: FloatTensor<B>,
 }
 
+impl<B: burn::backend::Backend> GruInputs<B> {
+    /// The tensors in declaration order: the order of [`Host::new`] and of the backward pass's
+    /// parents.
+    fn parts(&self) -> [&FloatTensor<B>; 9] {
+        [
+            &self.x,
+            &self.w_irz,
+            &self.b_irz,
+            &self.w_in,
+            &self.b_in,
+            &self.w_hrz,
+            &self.b_hrz,
+            &self.w_hn,
+            &self.b_hn,
+        ]
+    }
+}
+
 /// The GRU layer as a backend operation.
 #[backend_extension(Autodiff, Flex)]
 pub trait GruLayerBackend: burn::backend::Backend {
@@ -93,34 +111,13 @@ pub trait GruLayerBackend: burn::backend::Backend {
 
 impl GruLayerBackend for Flex {
     fn gru_last_hidden(inputs: GruInputs<Self>) -> FloatTensor<Self> {
-        let host = Host::new([
-            &inputs.x,
-            &inputs.w_irz,
-            &inputs.b_irz,
-            &inputs.w_in,
-            &inputs.b_in,
-            &inputs.w_hrz,
-            &inputs.b_hrz,
-            &inputs.w_hn,
-            &inputs.b_hn,
-        ]);
-        forward(&host, false).0
+        forward(&Host::new(inputs.parts()), false).0
     }
 }
 
 impl<C: CheckpointStrategy> GruLayerBackend for Autodiff<Flex, C> {
     fn gru_last_hidden(inputs: GruInputs<Self>) -> FloatTensor<Self> {
-        let p = [
-            &inputs.x,
-            &inputs.w_irz,
-            &inputs.b_irz,
-            &inputs.w_in,
-            &inputs.b_in,
-            &inputs.w_hrz,
-            &inputs.b_hrz,
-            &inputs.w_hn,
-            &inputs.b_hn,
-        ];
+        let p = inputs.parts();
         let nodes = p.map(|t| t.node());
         let host = Host::new(p.map(|t| t.primitive()));
         match GruBackward.prepare::<C>(nodes).compute_bound().stateful() {
