@@ -17,30 +17,6 @@ fn pg_url(db: &str) -> String {
     }
 }
 
-fn psql(sql: &str) {
-    // The store creates tables; the database itself is made here, with the server's own client.
-    let o = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-            sql,
-        ])
-        .output()
-        .expect("psql (run scripts/ensure-postgres.sh)");
-    assert!(
-        o.status.success(),
-        "psql {sql}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
 fn evolve(data: &Path, out: &Path, db: &str, extra: &[&str]) -> Command {
     let mut c = dexlab();
     let generations = if extra.contains(&"--population") {

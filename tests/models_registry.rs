@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::support::dexlab;
+use crate::support::{dexlab, psql};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
@@ -398,30 +398,6 @@ fn train_registers_and_models_list_show_compare_on_sqlite() {
     for name in ["lin ", "mlp-small", "lin-h5", "mse ", t.target.as_str()] {
         assert!(text.contains(name), "{name} missing from\n{text}");
     }
-}
-
-fn psql(sql: &str) {
-    // The store creates the tables; the database itself is made with the server's own client.
-    let o = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-            sql,
-        ])
-        .output()
-        .expect("psql (run scripts/ensure-postgres.sh)");
-    assert!(
-        o.status.success(),
-        "psql {sql}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
 }
 
 /// A fresh PostgreSQL database, dropped on drop.

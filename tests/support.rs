@@ -14,6 +14,31 @@ pub fn dexlab() -> Command {
     Command::new(env!("CARGO_BIN_EXE_dexlab"))
 }
 
+/// Runs `sql` on the test PostgreSQL server with its own client: the store creates tables, the
+/// e2e tests create and drop their databases here.
+pub fn psql(sql: &str) {
+    let o = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("psql (run scripts/ensure-postgres.sh)");
+    assert!(
+        o.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
