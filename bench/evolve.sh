@@ -2,6 +2,8 @@
 # Backtester and optimiser benchmarks (evolve/benches/backtest.rs) on a simulated chain with
 # frequent arbitrage: starts `dexlab chain up` (BLOCKS blocks, default 10000), ingests it, runs the
 # criterion benches against it, then the GA memory probe. Dev profile, our crates at opt-level 3.
+# BENCH_BASE=REV also runs the same benches of commit REV (a git worktree in .dexlab/) on the same
+# dataset first, so a change's before and after come from one run on one machine.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/dexlab-target}"
@@ -20,6 +22,17 @@ until [[ -f "$WORK/m.json" ]]; do
 done
 "$DEXLAB" data ingest --rpc "http://127.0.0.1:$PORT" --manifest "$WORK/m.json" --out "$WORK/ds" --quiet
 kill $CHAIN
+if [[ -n "${BENCH_BASE:-}" ]]; then
+  BASE_DIR="$PWD/.dexlab/bench-base"
+  git worktree remove --force "$BASE_DIR" 2>/dev/null || rm -rf "$BASE_DIR"
+  git worktree add --detach "$BASE_DIR" "$BENCH_BASE" >/dev/null
+  # The benchmark reads the real sample from ../shared next to its checkout.
+  [[ -e .dexlab/shared ]] || ln -s "$(cd .. && pwd)/shared" .dexlab/shared
+  echo "== before: $BENCH_BASE =="
+  (cd "$BASE_DIR" && DEXLAB_BENCH_DATA="$WORK/ds" cargo bench --profile dev -p dexlab-evolve --bench backtest -- replay strategy)
+  git worktree remove --force "$BASE_DIR"
+  echo "== after: $(git rev-parse --short HEAD) =="
+fi
 DEXLAB_BENCH_DATA="$WORK/ds" cargo bench --profile dev -p dexlab-evolve --bench backtest
 echo "GA memory (generation,rss_kib,evaluations,best):"
 cargo run --quiet --profile dev -p dexlab-evolve --example ga_memory -- 60 32 | awk -F, 'NR==1 || NR==2 || NR%10==2'

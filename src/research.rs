@@ -220,6 +220,21 @@ pub fn backtest_cmd(a: BacktestArgs) -> anyhow::Result<ExitCode> {
             "Sharpe {:.3} Sortino {:.3} max drawdown {:.4} Calmar {:.3} turnover {:.3} exposure {:.3}",
             m.sharpe, m.sortino, m.max_drawdown, m.calmar, m.turnover, m.exposure
         );
+        println!(
+            "rival fills {}; historical events replayed on pools we moved {} ({} could not \
+             execute); closing open positions cost {:.6} quote",
+            m.rival_fills, m.diverged_events, m.failed_flows, m.close_cost_quote
+        );
+        if let Some(q) = &m.queue_assumption {
+            println!("assumption: {q}");
+        }
+        if m.errors > 0 {
+            eprintln!(
+                "warning: {} error(s) during the run; the figures are not to be trusted. First: {}",
+                m.errors,
+                m.first_error.as_deref().unwrap_or("?")
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -401,6 +416,23 @@ pub fn evolve_cmd(a: EvolveArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result
                 o("no_trade")
             );
         }
+        if let Some(q) = summary["queue_assumption"].as_str() {
+            println!("assumption: {q}");
+        }
+        let errors: u64 = ["ga", "random_search", "default", "no_trade"]
+            .iter()
+            .filter_map(|k| summary["runs"][k]["errors"].as_u64())
+            .sum();
+        if errors > 0 {
+            eprintln!(
+                "warning: {errors} error(s) in the reported runs; their figures are not to be \
+                 trusted. First: {}",
+                ["ga", "random_search", "default", "no_trade"]
+                    .iter()
+                    .find_map(|k| summary["runs"][k]["first_error"].as_str())
+                    .unwrap_or("?")
+            );
+        }
         println!(
             "results: {}; store: {}; report: dexlab report {experiment_id} --out DIR",
             result_path.display(),
@@ -426,6 +458,11 @@ fn summarise(folds: &[FoldResult], spec: &RunSpec, threads: usize, secs: f64) ->
                 "out_of_sample_gas_quote": runs.iter().map(|r| r.test_metrics.gas_spent_quote).sum::<f64>(),
                 "out_of_sample_bundles": runs.iter().map(|r| r.test_metrics.trades).sum::<u64>(),
                 "out_of_sample_reverts": runs.iter().map(|r| r.test_metrics.reverts).sum::<u64>(),
+                "out_of_sample_rival_fills": runs.iter().map(|r| r.test_metrics.rival_fills).sum::<u64>(),
+                "out_of_sample_close_cost_quote": runs.iter().map(|r| r.test_metrics.close_cost_quote).sum::<f64>(),
+                "out_of_sample_diverged_events": runs.iter().map(|r| r.test_metrics.diverged_events).sum::<u64>(),
+                "errors": runs.iter().map(|r| r.train_metrics.errors + r.test_metrics.errors).sum::<u64>(),
+                "first_error": runs.iter().find_map(|r| r.test_metrics.first_error.clone().or_else(|| r.train_metrics.first_error.clone())),
             }),
         );
     }
@@ -438,6 +475,10 @@ fn summarise(folds: &[FoldResult], spec: &RunSpec, threads: usize, secs: f64) ->
         "threads": threads,
         "seconds": secs,
         "evaluations": folds.iter().map(|f| f.evaluations).sum::<u64>(),
+        "queue_assumption": folds
+            .iter()
+            .flat_map(|f| &f.runs)
+            .find_map(|r| r.test_metrics.queue_assumption.clone()),
         "runs": per_kind,
     })
 }

@@ -359,6 +359,7 @@ fn evaluate(
     let ctx = EvalCtx {
         tape,
         start: &train_start,
+        from: f.train.start,
         window: f.train.clone(),
         strategy: heuristic,
         space: &space,

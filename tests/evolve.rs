@@ -92,7 +92,7 @@ fn strategies_list_their_parameter_spaces() {
         "min_profit_bps",
         "max_notional_frac",
         "size_fraction",
-        "gas_price_multiplier",
+        "bid_share",
         "latency_blocks",
     ] {
         assert!(params.contains(&p), "{p} missing from {params:?}");

@@ -85,6 +85,26 @@ fn benches(c: &mut Criterion) {
             std::hint::black_box(m.states.len())
         })
     });
+    // The whole backtester loop (queue, marks, close-out) with a strategy that never trades.
+    g.bench_function("backtest_no_trade", |b| {
+        let market = tape.market();
+        let none = registry::info("no-trade")
+            .expect("no-trade")
+            .params
+            .defaults();
+        b.iter(|| {
+            let mut s = registry::build("no-trade", &market, &exec.env, &none).expect("build");
+            let r = dexlab_evolve::backtest::run(
+                &tape,
+                &market,
+                0..tape.blocks.len(),
+                s.as_mut(),
+                &exec,
+                false,
+            );
+            std::hint::black_box(r.metrics.trades)
+        })
+    });
     g.finish();
 
     let (arb_tape, arb_exec) = match std::env::var_os("DEXLAB_BENCH_DATA") {
@@ -149,6 +169,7 @@ fn benches(c: &mut Criterion) {
     let ctx = EvalCtx {
         tape: &base,
         start: &start,
+        from: 0,
         window: 0..base.blocks.len(),
         strategy: "price-reversion",
         space: &space,

@@ -50,6 +50,7 @@ fn main() {
     let ctx = EvalCtx {
         tape: &tape,
         start: &start,
+        from: 0,
         window: 0..tape.blocks.len(),
         strategy: "price-reversion",
         space: &space,

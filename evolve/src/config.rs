@@ -9,7 +9,7 @@ use dexlab_strategy::gas::GasConfig;
 use dexlab_strategy::market::from_human;
 use serde::{Deserialize, Serialize};
 
-use crate::backtest::{Competition, ExecConfig};
+use crate::backtest::{Competition, ExecConfig, QueueAssumption};
 use crate::error::{EvolveError, Result};
 use crate::tape::Tape;
 
@@ -34,6 +34,10 @@ pub struct BacktestConfig {
     pub block_time_secs: f64,
     pub competition: Competition,
     pub gas: GasConfig,
+    /// Where our bundles land in blocks whose transactions' priority fees the data lacks.
+    pub queue_without_fees: QueueAssumption,
+    /// Most blocks before a window that warm a strategy up.
+    pub max_warmup_blocks: usize,
 }
 
 impl Default for BacktestConfig {
@@ -46,6 +50,8 @@ impl Default for BacktestConfig {
             block_time_secs: 2.0,
             competition: Competition::default(),
             gas: GasConfig::default(),
+            queue_without_fees: QueueAssumption::default(),
+            max_warmup_blocks: 2_000,
         }
     }
 }
@@ -201,7 +207,8 @@ impl ExperimentConfig {
     pub fn validate(&self) -> std::result::Result<(), String> {
         let g = &self.ga;
         let b = &self.backtest;
-        let checks: [(bool, String); 11] = [
+        b.competition.validate("backtest.competition")?;
+        let checks: [(bool, String); 10] = [
             (
                 g.population >= 4,
                 format!("ga.population = {} (need at least 4)", g.population),
@@ -227,13 +234,6 @@ impl ExperimentConfig {
                 format!("backtest.capital = {} must be positive", b.capital),
             ),
             (b.periods >= 2, "backtest.periods must be at least 2".into()),
-            (
-                (0.0..=1.0).contains(&b.competition.p_lose),
-                format!(
-                    "backtest.competition.p_lose = {} must be in [0, 1]",
-                    b.competition.p_lose
-                ),
-            ),
             (
                 (0.0..=1.0).contains(&b.gas.revert_fraction),
                 format!(
@@ -297,6 +297,8 @@ impl BacktestConfig {
             periods: self.periods,
             block_time_secs: self.block_time_secs,
             seed,
+            queue_without_fees: self.queue_without_fees,
+            max_warmup_blocks: self.max_warmup_blocks,
         })
     }
 }

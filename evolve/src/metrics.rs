@@ -43,6 +43,31 @@ pub struct Metrics {
     pub exposure: f64,
     pub periods: u64,
     pub span_secs: f64,
+    /// Final equity marked at reference prices minus what closing every open position really
+    /// returned (LP fees, price impact, gas): already deducted from `final_equity`.
+    #[serde(default)]
+    pub close_cost_quote: f64,
+    /// Historical events re-executed as flows on pools our trades had moved.
+    #[serde(default)]
+    pub diverged_events: u64,
+    /// Of those, swaps that could not execute on our state (their senders would have reverted).
+    #[serde(default)]
+    pub failed_flows: u64,
+    /// Rival bundles that executed.
+    #[serde(default)]
+    pub rival_fills: u64,
+    /// Blocks before the window the strategy watched before trading.
+    #[serde(default)]
+    pub warmup_blocks: u64,
+    /// Errors that did not stop the run (unpriceable gas or holdings, a model that failed to
+    /// score): the run's figures are not to be trusted when this is not zero.
+    #[serde(default)]
+    pub errors: u64,
+    #[serde(default)]
+    pub first_error: Option<String>,
+    /// The queue assumption the run relied on, when the data has no transaction fees.
+    #[serde(default)]
+    pub queue_assumption: Option<String>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -148,6 +173,14 @@ pub(crate) fn compute_metrics(
         },
         periods: n as u64,
         span_secs,
+        close_cost_quote: 0.0,
+        diverged_events: tally.diverged_events,
+        failed_flows: tally.failed_flows,
+        rival_fills: tally.rival_fills,
+        warmup_blocks: tally.warmup_blocks,
+        errors: tally.errors,
+        first_error: tally.first_error.clone(),
+        queue_assumption: None,
     }
 }
 

@@ -35,7 +35,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::backtest::{ExecConfig, run};
+use crate::backtest::{ExecConfig, run_from};
 use crate::config::{Crossover, GaConfig, Mutation, Objective, Selection};
 use crate::metrics::Metrics;
 use crate::tape::Tape;
@@ -57,7 +57,9 @@ pub struct Evaluation {
 /// Everything needed to backtest a genome on one window.
 pub struct EvalCtx<'a> {
     pub tape: &'a Tape,
+    /// The market after blocks `..from`; blocks `from..window.start` warm strategies up.
     pub start: &'a Market,
+    pub from: usize,
     pub window: Range<usize>,
     pub strategy: &'a str,
     pub space: &'a ParamSpace,
@@ -72,9 +74,10 @@ impl EvalCtx<'_> {
         let market = self.start;
         let mut s = registry::build(self.strategy, market, &self.exec.env, params)
             .expect("the strategy name was validated before the run");
-        let r = run(
+        let r = run_from(
             self.tape,
             market,
+            self.from,
             self.window.clone(),
             s.as_mut(),
             self.exec,
@@ -90,7 +93,8 @@ impl EvalCtx<'_> {
     fn score(&self, metrics: Metrics) -> Evaluation {
         let objective = self.objective.of(&metrics);
         let included = metrics.filled + metrics.reverts;
-        let trades_ok = included >= self.min_trades;
+        // A run that hit errors (unpriceable gas, a model that cannot score) is not evidence.
+        let trades_ok = included >= self.min_trades && metrics.errors == 0;
         let dd_ok = metrics.max_drawdown <= self.max_drawdown;
         let fitness = if trades_ok && dd_ok {
             (objective * 1e6).round().clamp(-1e17, 1e17) as i64

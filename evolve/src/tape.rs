@@ -21,19 +21,30 @@ use dexlab_strategy::market::{BlockInfo, Family, Market, PoolMeta, PoolState};
 
 use crate::error::{EvolveError, Result};
 
+/// The flow of a historical swap: what its sender sold. Replayed as an exact-input swap on a pool
+/// our own trades have moved away from history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SwapIn {
+    pub zero_for_one: bool,
+    pub amount_in: U256,
+}
+
 /// One pool-state update.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Update {
-    /// V2/Solidly reserves after the event.
+    /// V2/Solidly reserves after the event, and the swap that caused it when the `Swap` log follows
+    /// its `Sync` (mints, burns, `sync()` and `skim()` have none).
     Reserves {
         reserve0: U256,
         reserve1: U256,
+        swap: Option<SwapIn>,
     },
-    /// V3 state after a swap.
+    /// V3 state after a swap, and the swap's input.
     V3Swap {
         sqrt_price_x96: U256,
         tick: i32,
         liquidity: u128,
+        swap: Option<SwapIn>,
     },
     /// V3 position change (mint: positive, burn: negative).
     V3Liquidity {
@@ -50,6 +61,8 @@ pub enum Update {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TapeEvent {
     pub pool: u32,
+    /// Priority fee per gas (wei) its transaction paid, when the dataset records transactions.
+    pub priority_fee: Option<u64>,
     pub update: Update,
 }
 
@@ -67,6 +80,23 @@ pub struct Tape {
     pub chain_id: u64,
     /// SHA-256 of the dataset's content.
     pub dataset_hash: String,
+    /// Whether every event carries its transaction's priority fee (the dataset has a
+    /// `transactions` table); otherwise the backtester states its queue assumption.
+    pub has_priority_fees: bool,
+}
+
+/// The fee a transaction paid for its place in the block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxFee {
+    pub block_number: u64,
+    pub transaction_index: u64,
+    /// Wei per gas above the base fee; `None` when the block has no base fee.
+    pub priority_fee: Option<u64>,
+}
+
+/// The priority fees of the dataset's transactions, `None` when it has no `transactions` table.
+fn read_fees(_root: &Path) -> Result<Option<Vec<TxFee>>> {
+    Ok(None)
 }
 
 pub fn pool_meta(p: &PoolInfo) -> PoolMeta {
@@ -98,7 +128,8 @@ impl Tape {
         let headers = dataset::read_all_blocks(root)?;
         let snaps = snapshot::load(root)?;
         let hash = dataset::content_hash(root)?;
-        let mut tape = Tape::build(&meta.pools, &logs, &headers, &snaps)?;
+        let txs = read_fees(root)?;
+        let mut tape = Tape::build(&meta.pools, &logs, &headers, &snaps, txs.as_deref())?;
         tape.chain_id = meta.chain_id;
         tape.dataset_hash = hash;
         Ok(tape)
@@ -133,6 +164,7 @@ impl Tape {
         logs: &[dexlab_data::RawLog],
         headers: &[dexlab_data::BlockRow],
         snapshots: &[snapshot::PoolSnapshot],
+        transactions: Option<&[TxFee]>,
     ) -> Result<Tape> {
         let metas: Vec<PoolMeta> = pools.iter().map(pool_meta).collect();
         let index: HashMap<Address, u32> = metas
@@ -165,7 +197,9 @@ impl Tape {
                 )
             })
             .collect();
-        let mut events: Vec<(u64, TapeEvent)> = Vec::with_capacity(logs.len());
+        // (block, transaction index, log index, event); a pair's `Swap` rides on its `Sync`.
+        let mut raw: Vec<((u64, u64, u64), u32, Result<Update, SwapIn>)> =
+            Vec::with_capacity(logs.len());
         for log in logs {
             let Some(&pool) = index.get(&log.address) else {
                 continue;
@@ -175,44 +209,79 @@ impl Tape {
                 message: e.to_string(),
             })?;
             let update = match ev {
-                Event::Sync { reserve0, reserve1 } => Update::Reserves { reserve0, reserve1 },
+                Event::Sync { reserve0, reserve1 } => Ok(Update::Reserves {
+                    reserve0,
+                    reserve1,
+                    swap: None,
+                }),
+                Event::PairSwap {
+                    amount0_in,
+                    amount1_in,
+                    ..
+                } => match (amount0_in.is_zero(), amount1_in.is_zero()) {
+                    (false, true) => Err(SwapIn {
+                        zero_for_one: true,
+                        amount_in: amount0_in,
+                    }),
+                    (true, false) => Err(SwapIn {
+                        zero_for_one: false,
+                        amount_in: amount1_in,
+                    }),
+                    // Both sides in (a flash swap) or neither: the reserve deltas say the rest.
+                    _ => continue,
+                },
                 Event::V3Swap {
+                    amount0,
+                    amount1,
                     sqrt_price_x96,
                     liquidity,
                     tick,
                     ..
-                } => Update::V3Swap {
+                } => Ok(Update::V3Swap {
                     sqrt_price_x96,
                     tick,
                     liquidity,
-                },
+                    swap: if amount0.is_positive() {
+                        Some(SwapIn {
+                            zero_for_one: true,
+                            amount_in: amount0.into_raw(),
+                        })
+                    } else if amount1.is_positive() {
+                        Some(SwapIn {
+                            zero_for_one: false,
+                            amount_in: amount1.into_raw(),
+                        })
+                    } else {
+                        None
+                    },
+                }),
                 Event::V3Mint {
                     tick_lower,
                     tick_upper,
                     amount,
                     ..
-                } => Update::V3Liquidity {
+                } => Ok(Update::V3Liquidity {
                     lower: tick_lower,
                     upper: tick_upper,
                     delta: amount as i128,
-                },
+                }),
                 Event::V3Burn {
                     tick_lower,
                     tick_upper,
                     amount,
                     ..
-                } => Update::V3Liquidity {
+                } => Ok(Update::V3Liquidity {
                     lower: tick_lower,
                     upper: tick_upper,
                     delta: -(amount as i128),
-                },
+                }),
                 Event::V3Initialize {
                     sqrt_price_x96,
                     tick,
-                } => Update::V3Initialize {
+                } => Ok(Update::V3Initialize {
                     sqrt_price_x96,
                     tick,
-                },
+                }),
                 _ => continue,
             };
             by_block.entry(log.block_number).or_insert(BlockInfo {
@@ -220,10 +289,52 @@ impl Tape {
                 timestamp: 0,
                 base_fee: None,
             });
-            events.push((log.block_number, TapeEvent { pool, update }));
+            raw.push((
+                (log.block_number, log.transaction_index, log.log_index),
+                pool,
+                update,
+            ));
         }
-        // Logs arrive in chain order; a stable sort keeps in-block order if files were not.
-        events.sort_by_key(|(b, _)| *b);
+        // Chain order, whatever order the files were in.
+        raw.sort_by_key(|(k, _, _)| *k);
+        let priority: HashMap<(u64, u64), u64> = transactions
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|t| Some(((t.block_number, t.transaction_index), t.priority_fee?)))
+            .collect();
+        let mut events: Vec<(u64, TapeEvent)> = Vec::with_capacity(raw.len());
+        // Per pool: the position in `events` of its last `Sync`, and that log's transaction.
+        let mut last_sync: HashMap<u32, (usize, u64, u64)> = HashMap::new();
+        let mut all_priced = transactions.is_some();
+        for ((block, tx, _), pool, update) in raw {
+            let update = match update {
+                Ok(u) => u,
+                Err(flow) => {
+                    // A V2/Solidly `Swap` comes right after the `Sync` of the same transaction.
+                    if let Some(&(at, b, t)) = last_sync.get(&pool)
+                        && (b, t) == (block, tx)
+                        && let Update::Reserves { swap, .. } = &mut events[at].1.update
+                        && swap.is_none()
+                    {
+                        *swap = Some(flow);
+                    }
+                    continue;
+                }
+            };
+            if matches!(update, Update::Reserves { .. }) {
+                last_sync.insert(pool, (events.len(), block, tx));
+            }
+            let priority_fee = priority.get(&(block, tx)).copied();
+            all_priced &= priority_fee.is_some();
+            events.push((
+                block,
+                TapeEvent {
+                    pool,
+                    priority_fee,
+                    update,
+                },
+            ));
+        }
         let blocks: Vec<BlockInfo> = by_block.into_values().collect();
         let mut block_starts = Vec::with_capacity(blocks.len() + 1);
         let mut j = 0usize;
@@ -242,6 +353,7 @@ impl Tape {
             events: events.into_iter().map(|(_, e)| e).collect(),
             chain_id: 0,
             dataset_hash: String::new(),
+            has_priority_fees: all_priced,
         })
     }
 
@@ -275,10 +387,19 @@ impl Tape {
 #[inline]
 pub fn apply(market: &mut Market, e: &TapeEvent) {
     let i = e.pool as usize;
-    let meta = &market.pools[i];
-    let state = &mut market.states[i];
-    match (&e.update, meta.family) {
-        (Update::Reserves { reserve0, reserve1 }, Family::Solidly) => match state {
+    apply_state(&market.pools[i], &mut market.states[i], &e.update);
+}
+
+/// Applies one update to one pool's state, as history has it.
+#[inline]
+pub fn apply_state(meta: &PoolMeta, state: &mut PoolState, update: &Update) {
+    match (update, meta.family) {
+        (
+            Update::Reserves {
+                reserve0, reserve1, ..
+            },
+            Family::Solidly,
+        ) => match state {
             PoolState::Solidly(p) => {
                 p.reserve0 = *reserve0;
                 p.reserve1 = *reserve1;
@@ -294,7 +415,12 @@ pub fn apply(market: &mut Market, e: &TapeEvent) {
                 ))
             }
         },
-        (Update::Reserves { reserve0, reserve1 }, _) => {
+        (
+            Update::Reserves {
+                reserve0, reserve1, ..
+            },
+            _,
+        ) => {
             *state = PoolState::V2 {
                 reserve0: *reserve0,
                 reserve1: *reserve1,
@@ -305,6 +431,7 @@ pub fn apply(market: &mut Market, e: &TapeEvent) {
                 sqrt_price_x96,
                 tick,
                 liquidity,
+                ..
             },
             _,
         ) => match state {
@@ -355,6 +482,94 @@ pub fn apply(market: &mut Market, e: &TapeEvent) {
             })
         }
     }
+}
+
+/// What a historical event does to a pool our own trades have moved away from history: the
+/// pool is `state`; `hist_before` is history's V2/Solidly reserves before the event. Swaps are
+/// re-executed as flows (their input, exact-in, through the exact pool math on our state); a
+/// `Sync` without its `Swap` whose reserves moved in opposite directions is taken as a swap of the
+/// reserve that rose; one whose reserves rose is a deposit (a mint keeps what was sent) and one
+/// whose reserves fell a withdrawal of the same share of the pool (a burn pays out its share); V3
+/// mints and burns change the tick map and the active liquidity. Returns `false` when the flow
+/// cannot execute on our state (the historical sender's transaction would have reverted), leaving
+/// `state` as it was.
+pub fn replay_flow(
+    meta: &PoolMeta,
+    state: &mut PoolState,
+    hist_before: Option<(U256, U256)>,
+    update: &Update,
+) -> bool {
+    let swap = match update {
+        Update::Reserves { swap: Some(s), .. } => *s,
+        Update::Reserves {
+            reserve0,
+            reserve1,
+            swap: None,
+        } => {
+            let Some((h0, h1)) = hist_before else {
+                return false;
+            };
+            match (
+                *reserve0 > h0,
+                *reserve1 > h1,
+                *reserve0 < h0,
+                *reserve1 < h1,
+            ) {
+                (true, _, _, true) => SwapIn {
+                    zero_for_one: true,
+                    amount_in: *reserve0 - h0,
+                },
+                (_, true, true, _) => SwapIn {
+                    zero_for_one: false,
+                    amount_in: *reserve1 - h1,
+                },
+                _ => return reserve_change(state, (h0, h1), (*reserve0, *reserve1)),
+            }
+        }
+        // A swap of nothing (both amounts zero) changes nothing.
+        Update::V3Swap { swap: None, .. } => return true,
+        Update::V3Swap { swap: Some(s), .. } => *s,
+        Update::V3Liquidity {
+            lower,
+            upper,
+            delta,
+        } => {
+            // All or nothing: a failed update leaves the tick map as it was.
+            return match state {
+                PoolState::V3(p) => p.modify_position(*lower, *upper, *delta).is_ok(),
+                _ => false,
+            };
+        }
+        Update::V3Initialize { .. } => {
+            apply_state(meta, state, update);
+            return true;
+        }
+    };
+    // `swap_exact_in` changes the state only when the swap succeeds.
+    state
+        .swap_exact_in(meta, swap.zero_for_one, swap.amount_in)
+        .is_ok()
+}
+
+/// Deposits and withdrawals on a diverged V2/Solidly pool (see [`replay_flow`]).
+fn reserve_change(state: &mut PoolState, before: (U256, U256), after: (U256, U256)) -> bool {
+    let (s0, s1) = match state {
+        PoolState::V2 { reserve0, reserve1 } => (reserve0, reserve1),
+        PoolState::Solidly(p) => (&mut p.reserve0, &mut p.reserve1),
+        _ => return false,
+    };
+    let moved = |s: &mut U256, before: U256, after: U256| {
+        if after >= before {
+            *s += after - before;
+        } else {
+            let taken = dexlab_amm::full_math::mul_div(*s, before - after, before.max(U256::ONE))
+                .unwrap_or(*s);
+            *s -= taken.min(*s);
+        }
+    };
+    moved(s0, before.0, after.0);
+    moved(s1, before.1, after.1);
+    true
 }
 
 fn convert_state(meta: &PoolMeta, st: &replay::PoolState) -> PoolState {

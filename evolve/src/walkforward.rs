@@ -12,7 +12,7 @@ use dexlab_strategy::registry::{self, NO_TRADE};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::backtest::{BacktestResult, EquityPoint, ExecConfig, run};
+use crate::backtest::{BacktestResult, EquityPoint, ExecConfig, run_from};
 use crate::config::ExperimentConfig;
 use crate::error::{EvolveError, Result};
 use crate::metrics::Metrics;
@@ -195,10 +195,11 @@ pub fn run_experiment(
         },
     };
     ck.save(checkpoint)?;
-    // Markets at every window edge, in one replay pass.
+    // Markets where every window's warm-up may begin, in one replay pass.
+    let warm = |i: usize| i.saturating_sub(exec.max_warmup_blocks);
     let mut edges: Vec<usize> = windows
         .iter()
-        .flat_map(|(a, b)| [a.start, b.start])
+        .flat_map(|(a, b)| [warm(a.start), warm(b.start)])
         .collect();
     edges.sort_unstable();
     edges.dedup();
@@ -211,7 +212,8 @@ pub fn run_experiment(
         }
         let train_ctx = EvalCtx {
             tape,
-            start: market_at(train.start),
+            start: market_at(warm(train.start)),
+            from: warm(train.start),
             window: train.clone(),
             strategy: &spec.strategy,
             space,
@@ -245,17 +247,17 @@ pub fn run_experiment(
         let budget = cfg.ga.population * (cfg.ga.generations + 1);
         let (rs_genome, _) = random_search(&ev, space, budget, spec.seed, fold);
 
-        let test_start = market_at(test.start);
-        let train_start = market_at(train.start);
         let outcome =
             |kind: &str, params: &dexlab_strategy::Params, strategy: &str| -> RunOutcome {
-                let eval = |start: &Market, w: &Range<usize>, record: bool| -> BacktestResult {
+                let eval = |w: &Range<usize>, record: bool| -> BacktestResult {
+                    let from = warm(w.start);
+                    let start = market_at(from);
                     let mut s = registry::build(strategy, start, &exec.env, params)
                         .expect("validated strategy");
-                    run(tape, start, w.clone(), s.as_mut(), exec, record)
+                    run_from(tape, start, from, w.clone(), s.as_mut(), exec, record)
                 };
-                let tr = eval(train_start, train, false);
-                let te = eval(test_start, test, true);
+                let tr = eval(train, false);
+                let te = eval(test, true);
                 RunOutcome {
                     kind: kind.to_owned(),
                     params: params.to_json(space),

@@ -2,5 +2,6 @@
 //! checked against the pool formulas, and the real USDC/WETH sample for determinism.
 
 mod execution;
+mod honest;
 mod optimiser;
 mod support;

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use alloy_primitives::{Address, U256};
-use dexlab_evolve::backtest::{Competition, ExecConfig};
+use dexlab_evolve::backtest::{Competition, ExecConfig, QueueAssumption};
 use dexlab_evolve::tape::{Tape, TapeEvent, Update};
 use dexlab_strategy::TradingEnv;
 use dexlab_strategy::gas::GasConfig;
@@ -60,9 +60,11 @@ pub fn two_pool_tape(updates: &[Vec<(u32, U256, U256)>]) -> Tape {
         for &(p, r0, r1) in ups {
             events.push(TapeEvent {
                 pool: p,
+                priority_fee: None,
                 update: Update::Reserves {
                     reserve0: r0,
                     reserve1: r1,
+                    swap: None,
                 },
             });
         }
@@ -76,10 +78,12 @@ pub fn two_pool_tape(updates: &[Vec<(u32, U256, U256)>]) -> Tape {
         events,
         chain_id: 8453,
         dataset_hash: "test".into(),
+        has_priority_fees: false,
     }
 }
 
-pub fn exec(capital: U256, p_lose: f64) -> ExecConfig {
+/// Execution with a rival present with probability `p_rival`.
+pub fn exec(capital: U256, p_rival: f64) -> ExecConfig {
     ExecConfig {
         env: TradingEnv {
             quote: usdc(),
@@ -89,12 +93,14 @@ pub fn exec(capital: U256, p_lose: f64) -> ExecConfig {
         },
         capital,
         competition: Competition {
-            p_lose,
-            bid_elasticity: 1.0,
+            p_rival,
+            ..Competition::default()
         },
         periods: 10,
         block_time_secs: 2.0,
         seed: 7,
+        queue_without_fees: QueueAssumption::Last,
+        max_warmup_blocks: 2_000,
     }
 }
 

@@ -49,7 +49,17 @@ pub fn space() -> ParamSpace {
             unit: "",
             help: "fraction of the profit-maximising size to trade",
         },
-        params::gas_price_multiplier(1.5),
+        ParamSpec {
+            name: "bid_share",
+            kind: ParamKind::Float,
+            lo: 0.0,
+            hi: 0.95,
+            default: 0.5,
+            log_scale: false,
+            unit: "fraction of expected profit",
+            help: "priority fee bid, as a share of the profit left after base-fee gas: the higher \
+                   bidder lands first in a block ordered by priority fee",
+        },
         params::latency_blocks(),
     ])
 }
@@ -67,7 +77,7 @@ pub struct CrossVenueArb {
     min_profit_bps: f64,
     max_notional_frac: f64,
     size_fraction: f64,
-    gas_multiplier: f64,
+    bid_share: f64,
     latency: u64,
     pairs: Vec<Pair>,
     dirty: Vec<bool>,
@@ -97,7 +107,7 @@ impl CrossVenueArb {
             min_profit_bps: p.get("min_profit_bps"),
             max_notional_frac: p.get("max_notional_frac"),
             size_fraction: p.get("size_fraction"),
-            gas_multiplier: p.get("gas_price_multiplier"),
+            bid_share: p.get("bid_share"),
             latency: p.get_int("latency_blocks").max(1) as u64,
             pairs,
             dirty: vec![false; n],
@@ -149,17 +159,19 @@ impl CrossVenueArb {
         if out <= amount_in {
             return None;
         }
-        let base_fee = market
-            .block
-            .base_fee
-            .unwrap_or(ctx.env.gas.default_base_fee_wei);
-        let priority_fee = (base_fee as f64 * (self.gas_multiplier - 1.0)) as u128;
         let pools = [route[0].pool, route[1].pool];
         let gas = bundle_gas(&ctx.env.gas, market, &pools, ticks);
-        let (l2, l1) = cost_wei(&ctx.env.gas, market.block.base_fee, gas, priority_fee, 2);
-        let gas_quote = convert(market, U256::from(l2 + l1), ctx.env.native, self.quote)?;
         let profit = out - amount_in;
         let min_profit = scale(amount_in, self.min_profit_bps / 1e4);
+        let (priority_fee, gas_quote) = bid(
+            market,
+            ctx.env,
+            self.quote,
+            gas,
+            2,
+            profit.saturating_sub(min_profit),
+            self.bid_share,
+        )?;
         if profit <= gas_quote + min_profit {
             return None;
         }
@@ -217,6 +229,34 @@ impl Strategy for CrossVenueArb {
             out.push(Action::Submit(b));
         }
     }
+}
+
+/// The priority fee (wei per gas) that bids `share` of what `profit` (quote units) leaves after the
+/// gas at base fee, and the whole gas cost in quote units at that bid. `None` when gas cannot be
+/// priced in the quote token. Chains ordered by priority fee auction the top of a block this way:
+/// a searcher pays away part of the opportunity to land before its rivals.
+pub fn bid(
+    market: &Market,
+    env: &TradingEnv,
+    quote: Address,
+    gas: u64,
+    legs: usize,
+    profit: U256,
+    share: f64,
+) -> Option<(u128, U256)> {
+    let base_cost = cost_wei(&env.gas, market.block.base_fee, gas, 0, legs);
+    let base_quote = convert(
+        market,
+        U256::from(base_cost.0 + base_cost.1),
+        env.native,
+        quote,
+    )?;
+    let surplus = profit.saturating_sub(base_quote);
+    let bid_native = convert(market, scale(surplus, share), quote, env.native)?;
+    let priority_fee = u128::try_from(bid_native / U256::from(gas.max(1))).unwrap_or(u128::MAX / 2);
+    let (l2, l1) = cost_wei(&env.gas, market.block.base_fee, gas, priority_fee, legs);
+    let total = convert(market, U256::from(l2 + l1), env.native, quote)?;
+    Some((priority_fee, total))
 }
 
 /// `x * f` for a fraction `f` in [0, 1], in integers (f is quantised to 1e-9).

@@ -117,13 +117,26 @@ pub fn cost_wei(
 /// Converts `amount` of `from` into `to` at the mid price of the first known pool holding both,
 /// in integer math (no fee, no impact: a valuation, not a trade). `None` when no pool prices it.
 pub fn convert(market: &Market, amount: U256, from: Address, to: Address) -> Option<U256> {
+    convert_with(&market.pools, |i| &market.states[i], amount, from, to)
+}
+
+/// [`convert`] over the states `state` gives for each pool (e.g. history's, where our own trades
+/// moved the market's).
+pub fn convert_with<'a>(
+    pools: &[crate::market::PoolMeta],
+    state: impl Fn(usize) -> &'a PoolState,
+    amount: U256,
+    from: Address,
+    to: Address,
+) -> Option<U256> {
     if from == to || amount.is_zero() {
         return Some(amount);
     }
-    market.pools.iter().zip(&market.states).find_map(|(m, s)| {
+    pools.iter().enumerate().find_map(|(i, m)| {
         if !m.has_tokens(from, to) {
             return None;
         }
+        let s = state(i);
         let from_is_0 = m.token0 == from;
         match s {
             PoolState::Unknown => None,

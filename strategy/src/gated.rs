@@ -223,7 +223,7 @@ pub struct ModelGated {
     /// Decisions the model could not score (its error), counted rather than fatal: the live
     /// engine skips a decision, it does not stop trading on one bad row.
     pub score_errors: u64,
-    pub last_error: Option<String>,
+    pub first_error: Option<String>,
 }
 
 impl ModelGated {
@@ -254,7 +254,7 @@ impl ModelGated {
             latency: p.get_int("latency_blocks").max(1) as u64,
             pending: false,
             score_errors: 0,
-            last_error: None,
+            first_error: None,
         })
     }
 
@@ -286,7 +286,7 @@ impl Strategy for ModelGated {
             Ok(s) => s,
             Err(e) => {
                 self.score_errors += 1;
-                self.last_error = Some(e);
+                self.first_error.get_or_insert(e);
                 return;
             }
         };
@@ -309,6 +309,18 @@ impl Strategy for ModelGated {
 
     fn on_fill(&mut self, _fill: &Fill) {
         self.pending = false;
+    }
+
+    fn warmup_blocks(&self) -> usize {
+        self.features.history_blocks()
+    }
+
+    fn errors(&self) -> Option<(u64, String)> {
+        let first = self.first_error.clone()?;
+        Some((
+            self.score_errors,
+            format!("the model could not score a row: {first}"),
+        ))
     }
 }
 
@@ -409,6 +421,7 @@ mod tests {
             clock: &clock as &dyn Clock,
             balances: &bal,
             env,
+            mark: &|_| None,
         };
         let mut out = Vec::new();
         s.on_block(&m, &ctx, &mut out);

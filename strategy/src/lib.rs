@@ -78,11 +78,24 @@ pub struct Context<'a> {
     /// Balance per token (raw units).
     pub balances: &'a dyn Fn(Address) -> U256,
     pub env: &'a TradingEnv,
+    /// A pool's reference mid price (token0 in token1, human units): the price our own trades did
+    /// not move. In a backtest, the pool's historical state; to mark positions, not to trade.
+    pub mark: &'a dyn Fn(usize) -> Option<f64>,
 }
 
 impl Context<'_> {
     pub fn balance(&self, token: Address) -> U256 {
         (self.balances)(token)
+    }
+
+    /// The reference price of `base` in the pool's other token (see [`Context::mark`]).
+    pub fn mark_price_of(&self, market: &Market, pool: usize, base: Address) -> Option<f64> {
+        let p = (self.mark)(pool)?;
+        Some(if market.pools[pool].token0 == base {
+            p
+        } else {
+            1.0 / p
+        })
     }
 }
 
@@ -155,4 +168,17 @@ pub trait Strategy: Send {
 
     /// The outcome of one of this strategy's bundles.
     fn on_fill(&mut self, _fill: &Fill) {}
+
+    /// Blocks of history the strategy wants to see before it trades (moving averages, feature
+    /// windows). A backtest window feeds it that many blocks before its start, with no balances
+    /// and no fills, so a short test window does not start it cold.
+    fn warmup_blocks(&self) -> usize {
+        0
+    }
+
+    /// Errors the strategy swallowed to keep trading (e.g. a model that could not score a row):
+    /// how many, and the first. Runs report them, so a failing model is not read as "no trade".
+    fn errors(&self) -> Option<(u64, String)> {
+        None
+    }
 }

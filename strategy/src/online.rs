@@ -186,6 +186,11 @@ impl OnlineFeatures {
         })
     }
 
+    /// Blocks of history needed before every column of a full window is defined.
+    pub fn history_blocks(&self) -> usize {
+        self.keep + self.window
+    }
+
     pub fn columns(&self) -> &[String] {
         &self.columns
     }

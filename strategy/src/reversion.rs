@@ -184,4 +184,9 @@ impl Strategy for PriceReversion {
         // Filled, reverted or rejected: the balances say where we stand; decide afresh.
         self.pending = false;
     }
+
+    fn warmup_blocks(&self) -> usize {
+        // Blocks, not observations: the pool may not move every block, so ask for a few windows.
+        (self.warmup as usize).saturating_mul(4)
+    }
 }

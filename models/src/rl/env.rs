@@ -8,8 +8,8 @@
 //! - **Actions**: `0` hold; `1..=k` buy the traded token with `buy_fractions[i]` of the quote
 //!   balance (only when flat); `k + 1` sell the whole position. An action that does not apply
 //!   (buy while holding, sell while flat) holds.
-//! - **Reward**: the change of equity (quote balance plus the position at the pool's mid price,
-//!   after gas) between two decisions, in bps of the starting capital. Fees, slippage, reverts
+//! - **Reward**: the change of equity (quote balance plus the position at the pool's reference
+//!   price, the one our own trades did not move, after gas) between two decisions, in bps of the starting capital. Fees, slippage, reverts
 //!   and gas are all in it because the backtester's balances are.
 //! - **Decisions** every `decide_every` blocks, none while a bundle is in flight; the episode
 //!   ends at `end_block` (the last block of the window), which closes the last transition.
@@ -429,7 +429,9 @@ impl<'a> AgentStrategy<'a> {
     }
 
     fn equity(&self, market: &Market, ctx: &Context<'_>) -> Option<f64> {
-        let price = market.price_of(self.pool, self.base)?;
+        // The reference price: marking at the mid our own buy just lifted would pay the agent
+        // for its own price impact.
+        let price = ctx.mark_price_of(market, self.pool, self.base)?;
         Some(
             to_human(ctx.balance(self.quote), self.quote_dec)
                 + to_human(ctx.balance(self.base), self.base_dec) * price,

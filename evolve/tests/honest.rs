@@ -1,0 +1,264 @@
+//! The backtester must not flatter a strategy: our trades leave a mark on the pools, and our bundle
+//! queues behind the block's higher-priority transactions.
+
+use alloy_primitives::U256;
+use dexlab_amm::v2::get_amount_out;
+use dexlab_evolve::backtest::run;
+use dexlab_strategy::gas::{bundle_gas, convert, cost_wei};
+use dexlab_strategy::market::Market;
+use dexlab_strategy::registry;
+use dexlab_strategy::{Action, Bundle, Context, FillStatus, Leg, Strategy};
+
+use crate::support::*;
+
+/// WETH at 2000 USDC in pool 0 and 2100 in pool 1, then `noise` blocks in which each pool sees a
+/// tiny historical swap (one USDC in, its WETH out), so both keep roughly the gap they had.
+fn gap_then_noise(noise: usize) -> Vec<Vec<(u32, U256, U256)>> {
+    let mut blocks = vec![vec![
+        (0, e6(2_000_000), e18(1000)),
+        (1, e6(2_100_000), e18(1000)),
+    ]];
+    let (mut a, mut b) = ((e6(2_000_000), e18(1000)), (e6(2_100_000), e18(1000)));
+    for _ in 0..noise {
+        let out_a = get_amount_out(e6(1), a.0, a.1, 3000).unwrap();
+        a = (a.0 + e6(1), a.1 - out_a);
+        let out_b = get_amount_out(e6(1), b.0, b.1, 2500).unwrap();
+        b = (b.0 + e6(1), b.1 - out_b);
+        blocks.push(vec![(0, a.0, a.1), (1, b.0, b.1)]);
+    }
+    blocks
+}
+
+#[test]
+fn a_gap_is_captured_once_not_once_per_noise_swap() {
+    let tape = two_pool_tape(&gap_then_noise(30));
+    let cfg = exec(e6(1_000_000), 0.0);
+    let market = tape.market();
+    let params = registry::parse_params(
+        "cross-venue-arb",
+        &serde_json::json!({"min_profit_bps": 0.0, "max_notional_frac": 1.0}),
+    )
+    .unwrap();
+    let mut s = registry::build("cross-venue-arb", &market, &cfg.env, &params).unwrap();
+    let r = run(&tape, &market, 0..tape.blocks.len(), s.as_mut(), &cfg, true);
+    // What one capture of the gap is worth at most: the optimal two-pool arbitrage before gas.
+    let m = tape.market_at(1);
+    let route = [
+        Leg {
+            pool: 0,
+            token_in: usdc(),
+        },
+        Leg {
+            pool: 1,
+            token_in: weth(),
+        },
+    ];
+    let best = dexlab_strategy::arb::optimal_input(&m, &route, e6(1_000_000)).unwrap();
+    let once = dexlab_strategy::market::to_human(best.amount_out - best.amount_in, 6);
+    assert!(
+        r.metrics.filled <= 2,
+        "one gap, {} fills: {:#?}",
+        r.metrics.filled,
+        r.trades
+    );
+    assert!(
+        r.metrics.net_pnl_quote <= once,
+        "made {} from a gap worth {once}",
+        r.metrics.net_pnl_quote
+    );
+}
+
+/// Buys WETH with `amount` USDC in pool 0 once, at block 100, with the given slippage bound.
+struct BuyOnce {
+    amount: U256,
+    slippage_bps: u64,
+    priority_fee: u128,
+    done: bool,
+}
+
+impl Strategy for BuyOnce {
+    fn name(&self) -> &'static str {
+        "buy-once"
+    }
+
+    fn on_block(&mut self, market: &Market, _ctx: &Context<'_>, out: &mut Vec<Action>) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        let q = market.quote(0, usdc(), self.amount).unwrap().amount_out;
+        out.push(Action::Submit(Bundle {
+            legs: vec![Leg {
+                pool: 0,
+                token_in: usdc(),
+            }],
+            amount_in: self.amount,
+            min_amount_out: q - q * U256::from(self.slippage_bps) / U256::from(10_000u64),
+            priority_fee: self.priority_fee,
+            latency: 1,
+            expected_out: q,
+            tag: "buy",
+        }));
+    }
+}
+
+/// Block 100 sets pool 0 at 2000 USDC per WETH; block 101 holds a large historical buy of WETH in
+/// pool 0 (100,000 USDC in), which lifts its price by about 10 %.
+fn pump_in_the_inclusion_block() -> (Vec<Vec<(u32, U256, U256)>>, (U256, U256)) {
+    let (r0, r1) = (e6(2_000_000), e18(1000));
+    let out = get_amount_out(e6(100_000), r0, r1, 3000).unwrap();
+    let after = (r0 + e6(100_000), r1 - out);
+    (
+        vec![
+            vec![(0, r0, r1), (1, e6(2_000_000), e18(1000))],
+            vec![(0, after.0, after.1)],
+            vec![],
+        ],
+        after,
+    )
+}
+
+#[test]
+fn without_fee_data_our_bundle_queues_behind_the_block_and_fills_at_the_moved_price() {
+    let (blocks, after) = pump_in_the_inclusion_block();
+    let tape = two_pool_tape(&blocks);
+    let cfg = exec(e6(1_000_000), 0.0);
+    let market = tape.market();
+    let mut s = BuyOnce {
+        amount: e6(10_000),
+        slippage_bps: 10_000,
+        priority_fee: 0,
+        done: false,
+    };
+    let r = run(&tape, &market, 0..tape.blocks.len(), &mut s, &cfg, true);
+    let t = &r.trades[0];
+    assert_eq!(t.status, FillStatus::Filled);
+    let want = get_amount_out(e6(10_000), after.0, after.1, 3000).unwrap();
+    assert_eq!(
+        t.amount_out,
+        want.to_string(),
+        "filled at the pre-pump price"
+    );
+}
+
+#[test]
+fn a_single_swap_slips_and_its_minimum_output_binds() {
+    let (blocks, _) = pump_in_the_inclusion_block();
+    let tape = two_pool_tape(&blocks);
+    let cfg = exec(e6(1_000_000), 0.0);
+    let market = tape.market();
+    let mut s = BuyOnce {
+        amount: e6(10_000),
+        slippage_bps: 50,
+        priority_fee: 0,
+        done: false,
+    };
+    let r = run(&tape, &market, 0..tape.blocks.len(), &mut s, &cfg, true);
+    assert_eq!(
+        r.trades[0].status,
+        FillStatus::Reverted,
+        "a 10 % move against a 0.5 % bound must revert: {:#?}",
+        r.trades
+    );
+}
+
+/// The same pump, in a tape that records each transaction's priority fee: the pump paid `fee`.
+fn priced_pump(fee: u64) -> (dexlab_evolve::tape::Tape, (U256, U256)) {
+    let (blocks, after) = pump_in_the_inclusion_block();
+    let mut tape = two_pool_tape(&blocks);
+    for e in &mut tape.events {
+        e.priority_fee = Some(fee);
+    }
+    tape.has_priority_fees = true;
+    (tape, after)
+}
+
+#[test]
+fn with_fee_data_the_higher_bid_goes_first() {
+    let fill_with_bid = |bid: u128| {
+        let (tape, _) = priced_pump(1_000_000);
+        let cfg = exec(e6(1_000_000), 0.0);
+        let market = tape.market();
+        let mut s = BuyOnce {
+            amount: e6(10_000),
+            slippage_bps: 10_000,
+            priority_fee: bid,
+            done: false,
+        };
+        let r = run(&tape, &market, 0..tape.blocks.len(), &mut s, &cfg, true);
+        assert!(r.metrics.queue_assumption.is_none());
+        r.trades[0].clone()
+    };
+    let (r0, r1) = (e6(2_000_000), e18(1000));
+    // Outbid by the pump: we land behind it and buy at the moved price.
+    let behind = fill_with_bid(999_999);
+    let (_, after) = priced_pump(0);
+    assert_eq!(behind.queue_position, 1);
+    assert_eq!(
+        behind.amount_out,
+        get_amount_out(e6(10_000), after.0, after.1, 3000)
+            .unwrap()
+            .to_string()
+    );
+    // An equal bid does not jump the queue either (who came first among equals is unknown).
+    assert_eq!(fill_with_bid(1_000_000).queue_position, 1);
+    // Outbidding it puts us in front, at the price before the pump.
+    let ahead = fill_with_bid(1_000_001);
+    assert_eq!(ahead.queue_position, 0);
+    assert_eq!(
+        ahead.amount_out,
+        get_amount_out(e6(10_000), r0, r1, 3000)
+            .unwrap()
+            .to_string()
+    );
+}
+
+#[test]
+fn our_fill_persists_and_later_swaps_replay_as_flows_on_our_state() {
+    // Block 0 sets pool 0; block 1 we buy; block 2 holds a historical 1,000 USDC buy. On history
+    // it lands on the untouched pool; here it must land on the pool our buy moved.
+    let (r0, r1) = (e6(2_000_000), e18(1000));
+    let hist_out = get_amount_out(e6(1_000), r0, r1, 3000).unwrap();
+    let tape = two_pool_tape(&[
+        vec![(0, r0, r1), (1, r0, r1)],
+        vec![],
+        vec![(0, r0 + e6(1_000), r1 - hist_out)],
+        vec![],
+    ]);
+    let cfg = exec(e6(1_000_000), 0.0);
+    let market = tape.market();
+    let mut s = BuyOnce {
+        amount: e6(50_000),
+        slippage_bps: 10_000,
+        priority_fee: 0,
+        done: false,
+    };
+    let r = run(&tape, &market, 0..tape.blocks.len(), &mut s, &cfg, true);
+    let ours: U256 = r.trades[0].amount_out.parse().unwrap();
+    assert_eq!(r.trades[0].status, FillStatus::Filled);
+    assert_eq!(r.metrics.diverged_events, 1);
+    assert_eq!(r.metrics.failed_flows, 0);
+    // After us: (r0 + 50k, r1 - ours); then the flow: 1,000 USDC in on that state.
+    let (a0, a1) = (r0 + e6(50_000), r1 - ours);
+    let flow_out = get_amount_out(e6(1_000), a0, a1, 3000).unwrap();
+    // Equity marks the WETH at history's price (untouched by our buy), then closing it sells
+    // into the pool as we left it, paying one V2 swap's gas at the base fee (valued at history's
+    // price too): the close cost is what that sale loses to fees and impact.
+    let sale = get_amount_out(ours, a1 - flow_out, a0 + e6(1_000), 3000).unwrap();
+    let history = tape.market_at(tape.blocks.len());
+    let gas = bundle_gas(&cfg.env.gas, &history, &[0], 0);
+    let (l2, l1) = cost_wei(&cfg.env.gas, Some(50_000_000), gas, 0, 1);
+    let close_gas = convert(&history, U256::from(l2 + l1), weth(), usdc()).unwrap();
+    let t = &r.trades[0];
+    let buy_gas_wei = t.l2_fee_wei.parse::<U256>().unwrap() + t.l1_fee_wei.parse::<U256>().unwrap();
+    let buy_gas = convert(&tape.market_at(2), buy_gas_wei, weth(), usdc()).unwrap();
+    let cash = e6(1_000_000) - e6(50_000) - buy_gas;
+    let want = dexlab_strategy::market::to_human(cash + sale - close_gas, 6);
+    assert!(
+        (r.metrics.final_equity - want).abs() < 1e-9,
+        "final {} vs {want}",
+        r.metrics.final_equity
+    );
+    // Our buy lifted pool 0 above history's price, so selling back into it returns more than
+    // the mark: the close cost is negative here, and it is what the two differ by.
+    assert!(r.metrics.close_cost_quote < 0.0);
+}
