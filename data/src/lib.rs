@@ -24,10 +24,11 @@ pub mod import;
 pub mod ingest;
 pub mod inspect;
 pub mod manifest;
+pub mod receipts;
 pub mod replay;
 pub mod snapshot;
 pub mod tools;
 pub mod types;
 
 pub use error::{DataError, Result};
-pub use types::{BlockRow, LogLocation, Protocol, RawLog};
+pub use types::{BlockRow, LogLocation, Protocol, RawLog, TxRow};
