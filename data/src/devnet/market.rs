@@ -10,7 +10,12 @@
 //!
 //! Priority fees order each block, as Base's sequencer does: noise traders bid a small random
 //! priority fee, informed traders bid more, the more the wider the gap they close (a share of the
-//! edge they race for), so within a block the arbitrage lands first and the noise after it.
+//! edge they race for), so within a block the arbitrage lands first and the noise after it. A
+//! trader's later transaction in a block bids no more than its earlier one: its nonce puts it
+//! behind that one anyway, and anvil's fee order (1.7) silently drops a transaction that outbids
+//! its own pending predecessor.
+
+use std::collections::HashMap;
 
 use alloy::primitives::{I256, U256, aliases::U160};
 use alloy::sol_types::SolCall;
@@ -161,6 +166,13 @@ async fn trade(
     Ok(())
 }
 
+/// `want`, capped at what `trader` bid earlier in this block (see the module docs).
+fn bid(bids: &mut HashMap<usize, u128>, trader: usize, want: u128) -> u128 {
+    let b = bids.get(&trader).map_or(want, |&earlier| want.min(earlier));
+    bids.insert(trader, b);
+    b
+}
+
 /// Mines `cfg.blocks` blocks of market activity.
 pub async fn run(d: &mut Deployment, cfg: &ChainUpConfig, progress: bool) -> Result<()> {
     let p = MarketParams::default();
@@ -198,6 +210,7 @@ pub async fn run(d: &mut Deployment, cfg: &ChainUpConfig, progress: bool) -> Res
             }
         }
         let usd: Vec<f64> = log_usd.iter().map(|x| x.exp()).collect();
+        let mut bids: HashMap<usize, u128> = HashMap::new();
 
         // Informed traders (they outbid the noise, so the block puts them first).
         for (k, pool) in pools.iter().enumerate() {
@@ -219,8 +232,12 @@ pub async fn run(d: &mut Deployment, cfg: &ChainUpConfig, progress: bool) -> Res
                 continue;
             };
             let gap_bps = (price / target).ln().abs() * 1e4;
-            let priority_fee = p.informed_priority_fee_floor
-                + (gap_bps * p.informed_fee_per_bps * rng.random_range(0.5..1.5)) as u128;
+            let priority_fee = bid(
+                &mut bids,
+                trader,
+                p.informed_priority_fee_floor
+                    + (gap_bps * p.informed_fee_per_bps * rng.random_range(0.5..1.5)) as u128,
+            );
             match pool.protocol {
                 Protocol::UniswapV3 | Protocol::PancakeV3 => {
                     // The price limit stops the swap at the target; the amount is only a cap.
@@ -279,7 +296,11 @@ pub async fn run(d: &mut Deployment, cfg: &ChainUpConfig, progress: bool) -> Res
             let (i, _) = d.token(token.address);
             let amount = size_usd / usd[i] * 10f64.powi(token.decimals as i32);
             let trader = rng.random_range(NOISE);
-            let priority_fee = rng.random_range(p.noise_priority_fee.clone());
+            let priority_fee = bid(
+                &mut bids,
+                trader,
+                rng.random_range(p.noise_priority_fee.clone()),
+            );
             trade(
                 d,
                 trader,
