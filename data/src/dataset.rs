@@ -1136,7 +1136,7 @@ mod tests {
             transaction_index: index,
             transaction_hash: B256::repeat_byte(index as u8 + 1),
             from: Address::repeat_byte(0xaa),
-            to: (index % 2 == 0).then(|| Address::repeat_byte(0xbb)),
+            to: index.is_multiple_of(2).then(|| Address::repeat_byte(0xbb)),
             status: index != 3,
             gas_used: 150_000 + index,
             // Beyond u64 and f64's exact range: only an exact string keeps every digit.
