@@ -110,7 +110,8 @@ struct ChainUpArgs {
 
 #[derive(Subcommand)]
 enum DataCmd {
-    /// Pull pool logs and block headers from a JSON-RPC node into a Parquet dataset (resumable).
+    /// Pull pool logs, block headers and the receipts of the transactions that emitted the logs
+    /// (what they paid) from a JSON-RPC node into a Parquet dataset (resumable).
     Ingest(IngestArgs),
     /// Import eth_getLogs JSON or cryo logs Parquet into a dataset.
     Import(ImportArgs),

@@ -68,3 +68,74 @@ async fn manifest_describes_real_pools_on_every_dex() {
         .count();
     assert!(mints >= 10, "{mints} V3 mints");
 }
+
+/// anvil mines each block in priority-fee order, as Base's sequencer does, and the informed
+/// traders outbid the noise traders, so the arbitrage of a block lands before its noise.
+#[tokio::test(flavor = "multi_thread")]
+async fn blocks_are_ordered_by_priority_fee_and_arbitrage_outbids_noise() {
+    let market_blocks = 40;
+    let ch = Chain::up(13, market_blocks);
+    let m = &ch.manifest;
+    let p = ch.provider();
+    let accounts = p.get_accounts().await.unwrap();
+    let informed = &accounts[dexlab_data::devnet::INFORMED];
+    let noise = &accounts[dexlab_data::devnet::NOISE];
+    let mut mixed_blocks = 0;
+    let mut bids = 0;
+    for n in m.first_block..=m.last_block {
+        let header = p
+            .get_block_by_number(n.into())
+            .await
+            .unwrap()
+            .unwrap()
+            .header;
+        let base = u128::from(header.base_fee_per_gas.unwrap());
+        let mut receipts = p.get_block_receipts(n.into()).await.unwrap().unwrap();
+        receipts.sort_by_key(|r| r.transaction_index);
+        // (sender, priority fee paid) in block order.
+        let txs: Vec<(alloy::primitives::Address, u128)> = receipts
+            .iter()
+            .map(|r| (r.from, r.effective_gas_price - base))
+            .collect();
+        // Each transaction pays at least as much as the next transaction of every other sender
+        // still waiting (a sender's own transactions stay in nonce order whatever they bid).
+        for (i, (from, fee)) in txs.iter().enumerate() {
+            let mut next_of: std::collections::HashMap<_, u128> = Default::default();
+            for (f, q) in &txs[i + 1..] {
+                next_of.entry(*f).or_insert(*q);
+            }
+            for (other, q) in next_of {
+                if other != *from {
+                    assert!(
+                        *fee >= q,
+                        "block {n}: tx {i} pays {fee}, a later tx of another sender {q}: {txs:?}"
+                    );
+                }
+            }
+        }
+        // Deployment blocks (approvals from the traders' accounts) all pay the default fee.
+        if n + market_blocks <= m.last_block {
+            continue;
+        }
+        let first_noise = txs.iter().position(|t| noise.contains(&t.0));
+        let last_informed = txs.iter().rposition(|t| informed.contains(&t.0));
+        if let (Some(a), Some(b)) = (first_noise, last_informed) {
+            mixed_blocks += 1;
+            assert!(b < a, "block {n}: noise before arbitrage: {txs:?}");
+        }
+        bids += txs
+            .iter()
+            .filter(|t| t.1 != dexlab_data::devnet::DEFAULT_PRIORITY_FEE)
+            .count();
+    }
+    // Nothing left behind: anvil's fee order drops a transaction that outbids its own pending
+    // predecessor, which would leave every later nonce of that sender queued forever.
+    let pool: serde_json::Value = p.raw_request("txpool_status".into(), ()).await.unwrap();
+    assert_eq!(
+        (pool["pending"].as_str(), pool["queued"].as_str()),
+        (Some("0x0"), Some("0x0")),
+        "{pool}"
+    );
+    assert!(mixed_blocks > 5, "{mixed_blocks} blocks with both kinds");
+    assert!(bids > 50, "{bids} transactions bid their own priority fee");
+}

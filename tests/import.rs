@@ -140,6 +140,21 @@ fn inspect_reports_the_sample() {
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(r["logs"], 3121);
     assert_eq!(r["first_block"], 18937382);
+    // Logs alone carry no receipts: no transactions table, and inspect says why.
+    assert!(r["transactions"].is_null(), "{}", r["transactions"]);
+    assert_eq!(
+        dexlab_data::dataset::read_all_transactions(out.path()).unwrap(),
+        None
+    );
+    let text = dexlab()
+        .args(["data", "inspect"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&text.stdout)
+            .contains("transactions: none (imported logs carry no fees)")
+    );
     assert_eq!(r["events"]["v3_swap"], 3005);
     let pools = r["pools"].as_array().unwrap();
     assert_eq!(pools.len(), 2);

@@ -3,10 +3,11 @@
 
 mod proxy;
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use alloy::network::TransactionBuilder;
-use alloy::primitives::{Address, Bytes, U256};
+use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::Provider;
 use alloy::rpc::types::{Filter, TransactionRequest};
 use alloy::sol_types::SolEvent;
@@ -583,4 +584,125 @@ async fn ingesting_from_mid_history_snapshots_pools_so_replay_stays_exact() {
         w["exact"].as_u64().unwrap() < v["exact"].as_u64().unwrap(),
         "{w}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transactions_record_what_every_event_transaction_paid() {
+    let ch = Chain::up(29, 150);
+    let out = tempfile::tempdir().unwrap();
+    let r = ingest(
+        &ch.url(),
+        &ch.manifest_path,
+        out.path(),
+        &["--chunk-blocks", "37"],
+    );
+    assert_eq!(r["receipts_method"], "eth_getBlockReceipts", "{r}");
+    let t = tables(out.path());
+    let txs = t
+        .transactions
+        .clone()
+        .expect("an ingested dataset has a transactions table");
+    assert_eq!(r["transactions"].as_u64().unwrap() as usize, txs.len());
+    // One row per transaction that emitted a tracked log, no more, in (block, index) order.
+    let mut want: Vec<(u64, u64, B256)> = t
+        .logs
+        .iter()
+        .map(|l| (l.block_number, l.transaction_index, l.transaction_hash))
+        .collect();
+    want.sort();
+    want.dedup();
+    let got: Vec<(u64, u64, B256)> = txs
+        .iter()
+        .map(|x| (x.block_number, x.transaction_index, x.transaction_hash))
+        .collect();
+    assert_eq!(got, want);
+    assert!(
+        txs.len() > 200,
+        "the market should be busy: {} txs",
+        txs.len()
+    );
+    let base_fee: HashMap<u64, u64> = t
+        .blocks
+        .iter()
+        .map(|b| (b.number, b.base_fee_per_gas.unwrap()))
+        .collect();
+    let p = ch.provider();
+    let accounts = p.get_accounts().await.unwrap();
+    let informed = &accounts[dexlab_data::devnet::INFORMED];
+    let noise = &accounts[dexlab_data::devnet::NOISE];
+    let (mut informed_fees, mut noise_fees) = (Vec::new(), Vec::new());
+    for (i, x) in txs.iter().enumerate() {
+        assert_eq!(x.chain_id, 31337);
+        assert!(x.status, "a transaction that emitted logs succeeded");
+        let base = u128::from(base_fee[&x.block_number]);
+        assert_eq!(
+            x.priority_fee_per_gas,
+            Some(x.effective_gas_price - base),
+            "{x:?}"
+        );
+        assert_eq!(
+            (
+                x.l1_fee,
+                x.l1_gas_used,
+                x.l1_gas_price,
+                x.l1_base_fee_scalar
+            ),
+            (None, None, None, None),
+            "anvil is no OP-stack chain"
+        );
+        let fee = x.priority_fee_per_gas.unwrap();
+        if informed.contains(&x.from) {
+            informed_fees.push(fee);
+        } else if noise.contains(&x.from) {
+            noise_fees.push(fee);
+        }
+        if i % 7 == 0 {
+            let rc = p
+                .get_transaction_receipt(x.transaction_hash)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(rc.from, x.from);
+            assert_eq!(rc.to, x.to);
+            assert_eq!(rc.gas_used, x.gas_used);
+            assert_eq!(rc.effective_gas_price, x.effective_gas_price);
+            assert_eq!(rc.block_number, Some(x.block_number));
+            assert_eq!(rc.transaction_index, Some(x.transaction_index));
+        }
+    }
+    // The arbitrage outbids the noise: the queue position the backtester needs.
+    assert!(!informed_fees.is_empty() && !noise_fees.is_empty());
+    assert!(
+        informed_fees.iter().min() > noise_fees.iter().max(),
+        "informed {:?}.. vs noise ..{:?}",
+        informed_fees.iter().min(),
+        noise_fees.iter().max()
+    );
+    // inspect reports the table.
+    let o = dexlab()
+        .args(["data", "inspect", "--json"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let summary = &v["transactions"];
+    assert_eq!(summary["rows"].as_u64().unwrap() as usize, txs.len());
+    let all_fees: Vec<u128> = txs.iter().filter_map(|x| x.priority_fee_per_gas).collect();
+    assert_eq!(
+        summary["priority_fee_max"].as_str().unwrap(),
+        all_fees.iter().max().unwrap().to_string()
+    );
+
+    // A node without eth_getBlockReceipts: the same table from eth_getTransactionReceipt.
+    let proxy = proxy::FaultyProxy::hiding(ch.port, "eth_getBlockReceipts").await;
+    let fallback = tempfile::tempdir().unwrap();
+    let r = ingest(
+        &proxy.url(),
+        &ch.manifest_path,
+        fallback.path(),
+        &["--chunk-blocks", "37"],
+    );
+    assert_eq!(r["receipts_method"], "eth_getTransactionReceipt", "{r}");
+    assert_eq!(tables(fallback.path()).transactions, Some(txs));
 }

@@ -152,6 +152,7 @@ pub struct Tables {
     pub blocks: Vec<dexlab_data::BlockRow>,
     pub swaps: Vec<arrow::array::RecordBatch>,
     pub liquidity: Vec<arrow::array::RecordBatch>,
+    pub transactions: Option<Vec<dexlab_data::TxRow>>,
 }
 
 fn concat(root: &Path, table: &str) -> Vec<arrow::array::RecordBatch> {
@@ -168,6 +169,7 @@ pub fn tables(root: &Path) -> Tables {
         blocks: dataset::read_all_blocks(root).unwrap(),
         swaps: concat(root, dataset::SWAPS),
         liquidity: concat(root, dataset::LIQUIDITY_EVENTS),
+        transactions: dataset::read_all_transactions(root).unwrap(),
     }
 }
 

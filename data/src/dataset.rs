@@ -9,7 +9,13 @@
 //!   blocks/blocks_<first>_<last>.parquet
 //!   swaps/swaps_<first>_<last>.parquet
 //!   liquidity_events/liquidity_events_<first>_<last>.parquet
+//!   transactions/transactions_<first>_<last>.parquet   ingested datasets only (see below)
 //! ```
+//!
+//! `transactions` has one row per transaction that emitted a tracked event, from its receipt:
+//! sender, status, gas used, effective gas price, the priority fee it paid over the block's base
+//! fee, and on OP-stack chains the receipt's L1 fee fields ([`TxRow`]). Imported logs carry no
+//! receipts, so an imported dataset has no such table ([`read_all_transactions`] gives `None`).
 //!
 //! Every file is written to `*.tmp` and renamed, so a reader never sees half a file.
 //!
@@ -37,13 +43,15 @@ use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DataError, Result};
+pub use crate::types::TxRow;
 use crate::types::{BlockRow, PoolInfo, RawLog};
 
 pub const LOGS: &str = "logs";
 pub const BLOCKS: &str = "blocks";
 pub const SWAPS: &str = "swaps";
 pub const LIQUIDITY_EVENTS: &str = "liquidity_events";
-pub const CHUNK_TABLES: [&str; 4] = [LOGS, BLOCKS, SWAPS, LIQUIDITY_EVENTS];
+pub const TRANSACTIONS: &str = "transactions";
+pub const CHUNK_TABLES: [&str; 5] = [LOGS, BLOCKS, SWAPS, LIQUIDITY_EVENTS, TRANSACTIONS];
 
 /// The columns every event table starts with: which log, of which pool, when.
 #[derive(Debug, Clone, PartialEq)]
@@ -208,6 +216,31 @@ pub fn pools_schema() -> SchemaRef {
         Field::new("tick_spacing", DataType::Int32, true),
         Field::new("stable", DataType::Boolean, true),
         Field::new("chain_id", DataType::UInt64, false),
+    ]))
+}
+
+pub fn transactions_schema() -> SchemaRef {
+    let s = |n: &str, null: bool| Field::new(n, DataType::Utf8, null);
+    let u = |n: &str| Field::new(n, DataType::UInt64, true);
+    Arc::new(Schema::new(vec![
+        Field::new("chain_id", DataType::UInt64, false),
+        Field::new("block_number", DataType::UInt32, false),
+        Field::new("transaction_index", DataType::UInt32, false),
+        s("transaction_hash", false),
+        s("from", false),
+        s("to", true),
+        Field::new("status", DataType::Boolean, false),
+        Field::new("gas_used", DataType::UInt64, false),
+        s("effective_gas_price", false),
+        s("priority_fee_per_gas", true),
+        s("l1_fee", true),
+        s("l1_gas_used", true),
+        s("l1_gas_price", true),
+        u("l1_base_fee_scalar"),
+        s("l1_blob_base_fee", true),
+        u("l1_blob_base_fee_scalar"),
+        u("operator_fee_scalar"),
+        u("operator_fee_constant"),
     ]))
 }
 
@@ -464,6 +497,76 @@ pub fn pools_batch(pools: &[PoolInfo], chain_id: u64) -> RecordBatch {
     cols.push(Arc::new(st.finish()));
     cols.push(Arc::new(ci.finish()));
     batch(pools_schema(), cols)
+}
+
+pub fn transactions_batch(rows: &[TxRow]) -> RecordBatch {
+    let n = rows.len();
+    let mut ci = UInt64Builder::with_capacity(n);
+    let mut bn = UInt32Builder::with_capacity(n);
+    let mut ti = UInt32Builder::with_capacity(n);
+    let mut th = StringBuilder::with_capacity(n, n * 66);
+    let mut from = StringBuilder::with_capacity(n, n * 42);
+    let mut to = StringBuilder::with_capacity(n, n * 42);
+    let mut st = BooleanBuilder::with_capacity(n);
+    let mut gu = UInt64Builder::with_capacity(n);
+    // effective_gas_price, priority_fee_per_gas, l1_fee, l1_gas_used, l1_gas_price, l1_blob_base_fee
+    let mut w: [StringBuilder; 6] =
+        std::array::from_fn(|_| StringBuilder::with_capacity(n, n * 12));
+    // l1_base_fee_scalar, l1_blob_base_fee_scalar, operator_fee_scalar, operator_fee_constant
+    let mut u: [UInt64Builder; 4] = std::array::from_fn(|_| UInt64Builder::with_capacity(n));
+    for r in rows {
+        ci.append_value(r.chain_id);
+        bn.append_value(block_u32(r.block_number));
+        ti.append_value(u32_of(r.transaction_index));
+        th.append_value(hex_str(r.transaction_hash.as_slice()));
+        from.append_value(hex_str(r.from.as_slice()));
+        to.append_option(r.to.map(|a| hex_str(a.as_slice())));
+        st.append_value(r.status);
+        gu.append_value(r.gas_used);
+        w[0].append_value(r.effective_gas_price.to_string());
+        for (b, v) in w[1..].iter_mut().zip([
+            r.priority_fee_per_gas,
+            r.l1_fee,
+            r.l1_gas_used,
+            r.l1_gas_price,
+            r.l1_blob_base_fee,
+        ]) {
+            b.append_option(v.map(|x| x.to_string()));
+        }
+        for (b, v) in u.iter_mut().zip([
+            r.l1_base_fee_scalar,
+            r.l1_blob_base_fee_scalar,
+            r.operator_fee_scalar,
+            r.operator_fee_constant,
+        ]) {
+            b.append_option(v);
+        }
+    }
+    let [mut egp, mut pf, mut l1f, mut l1gu, mut l1gp, mut l1bbf] = w;
+    let [mut l1bfs, mut l1bbfs, mut ofs, mut ofc] = u;
+    batch(
+        transactions_schema(),
+        vec![
+            Arc::new(ci.finish()),
+            Arc::new(bn.finish()),
+            Arc::new(ti.finish()),
+            Arc::new(th.finish()),
+            Arc::new(from.finish()),
+            Arc::new(to.finish()),
+            Arc::new(st.finish()),
+            Arc::new(gu.finish()),
+            Arc::new(egp.finish()),
+            Arc::new(pf.finish()),
+            Arc::new(l1f.finish()),
+            Arc::new(l1gu.finish()),
+            Arc::new(l1gp.finish()),
+            Arc::new(l1bfs.finish()),
+            Arc::new(l1bbf.finish()),
+            Arc::new(l1bbfs.finish()),
+            Arc::new(ofs.finish()),
+            Arc::new(ofc.finish()),
+        ],
+    )
 }
 
 /// Writes `batch` to `path` through `path.tmp` and a rename.
@@ -780,6 +883,132 @@ pub fn read_all_blocks(root: &Path) -> Result<Vec<BlockRow>> {
     Ok(out)
 }
 
+/// Reads a transactions file.
+pub fn read_transactions_file(path: &Path) -> Result<Vec<TxRow>> {
+    let mut out = Vec::new();
+    for b in read_parquet(path)? {
+        let n = b.num_rows();
+        let ints = |name: &str| int_values(path, name, col(path, &b, name)?);
+        let strs = |name: &str| string_column(path, &b, name);
+        let ci = ints("chain_id")?;
+        let bn = ints("block_number")?;
+        let ti = ints("transaction_index")?;
+        let gu = ints("gas_used")?;
+        let [l1bfs, l1bbfs, ofs, ofc] = [
+            ints("l1_base_fee_scalar")?,
+            ints("l1_blob_base_fee_scalar")?,
+            ints("operator_fee_scalar")?,
+            ints("operator_fee_constant")?,
+        ];
+        let th = strs("transaction_hash")?;
+        let from = strs("from")?;
+        let to = strs("to")?;
+        let [egp, pf, l1f, l1gu, l1gp, l1bbf] = [
+            strs("effective_gas_price")?,
+            strs("priority_fee_per_gas")?,
+            strs("l1_fee")?,
+            strs("l1_gas_used")?,
+            strs("l1_gas_price")?,
+            strs("l1_blob_base_fee")?,
+        ];
+        let status = col(path, &b, "status")?;
+        let status = match status.data_type() {
+            DataType::Boolean => status.as_boolean(),
+            other => {
+                return Err(DataError::Column {
+                    path: path.to_path_buf(),
+                    column: "status".into(),
+                    message: format!("expected Boolean, found {other}"),
+                });
+            }
+        };
+        let bad = |column: &str, row: usize, m: String| DataError::Column {
+            path: path.to_path_buf(),
+            column: column.into(),
+            message: format!("row {row}: {m}"),
+        };
+        let need = |v: Option<u64>, column: &str, row: usize| {
+            v.ok_or_else(|| bad(column, row, "null".into()))
+        };
+        let wide = |v: &Option<String>, column: &str, row: usize| -> Result<Option<u128>> {
+            v.as_deref()
+                .map(|s| {
+                    s.parse::<u128>()
+                        .map_err(|e| bad(column, row, format!("`{s}`: {e}")))
+                })
+                .transpose()
+        };
+        let hexed = |v: &Option<String>, column: &str, row: usize| -> Result<Option<Vec<u8>>> {
+            v.as_deref()
+                .map(|s| {
+                    hex::decode(s.trim_start_matches("0x"))
+                        .map_err(|e| bad(column, row, format!("bad hex: {e}")))
+                })
+                .transpose()
+        };
+        for i in 0..n {
+            let hash = hexed(&th[i], "transaction_hash", i)?
+                .ok_or_else(|| bad("transaction_hash", i, "null".into()))?;
+            let sender =
+                hexed(&from[i], "from", i)?.ok_or_else(|| bad("from", i, "null".into()))?;
+            out.push(TxRow {
+                chain_id: need(ci[i], "chain_id", i)?,
+                block_number: need(bn[i], "block_number", i)?,
+                transaction_index: need(ti[i], "transaction_index", i)?,
+                transaction_hash: B256::from(fixed::<32>(path, "transaction_hash", i, &hash)?),
+                from: Address::from(fixed::<20>(path, "from", i, &sender)?),
+                to: hexed(&to[i], "to", i)?
+                    .map(|a| fixed::<20>(path, "to", i, &a).map(Address::from))
+                    .transpose()?,
+                status: status.is_valid(i) && status.value(i),
+                gas_used: need(gu[i], "gas_used", i)?,
+                effective_gas_price: wide(&egp[i], "effective_gas_price", i)?
+                    .ok_or_else(|| bad("effective_gas_price", i, "null".into()))?,
+                priority_fee_per_gas: wide(&pf[i], "priority_fee_per_gas", i)?,
+                l1_fee: wide(&l1f[i], "l1_fee", i)?,
+                l1_gas_used: wide(&l1gu[i], "l1_gas_used", i)?,
+                l1_gas_price: wide(&l1gp[i], "l1_gas_price", i)?,
+                l1_base_fee_scalar: l1bfs[i],
+                l1_blob_base_fee: wide(&l1bbf[i], "l1_blob_base_fee", i)?,
+                l1_blob_base_fee_scalar: l1bbfs[i],
+                operator_fee_scalar: ofs[i],
+                operator_fee_constant: ofc[i],
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Every transaction of a dataset that emitted a tracked event, sorted by (block number,
+/// transaction index). `None` when the dataset has no transactions table (e.g. imported logs).
+///
+/// A table that covers other block ranges than the logs (a dataset ingested in part by a dexlab
+/// that did not record transactions yet) is an error rather than a silently partial answer.
+pub fn read_all_transactions(root: &Path) -> Result<Option<Vec<TxRow>>> {
+    let chunks = list_chunks(root, TRANSACTIONS)?;
+    if chunks.is_empty() {
+        return Ok(None);
+    }
+    let ranges = |c: &[(u64, u64, PathBuf)]| c.iter().map(|c| (c.0, c.1)).collect::<Vec<_>>();
+    let logs = list_chunks(root, LOGS)?;
+    if ranges(&chunks) != ranges(&logs) {
+        return Err(DataError::Dataset {
+            path: root.to_path_buf(),
+            message: format!(
+                "the transactions table has {} chunk(s) but the logs have {} over other block ranges: part of this dataset was ingested without transactions; ingest it again into a new directory",
+                chunks.len(),
+                logs.len()
+            ),
+        });
+    }
+    let mut out = Vec::new();
+    for (_, _, p) in chunks {
+        out.extend(read_transactions_file(&p)?);
+    }
+    out.sort_by_key(|t| (t.block_number, t.transaction_index));
+    Ok(Some(out))
+}
+
 pub fn write_meta(root: &Path, meta: &DatasetMeta) -> Result<()> {
     write_json_atomic(&root.join("dataset.json"), meta)?;
     write_parquet(
@@ -870,13 +1099,14 @@ pub fn f64_column(path: &Path, b: &RecordBatch, name: &str) -> Result<Vec<Option
     }
 }
 
-/// SHA-256 of what a dataset's consumers read (pool metadata, logs, blocks, swaps, in file order):
-/// recorded by feature builds and experiments so a result names the exact data it came from.
+/// SHA-256 of what a dataset's consumers read (pool metadata, logs, blocks, swaps, transactions,
+/// in file order): recorded by feature builds and experiments so a result names the exact data it
+/// came from.
 pub fn content_hash(root: &Path) -> Result<String> {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     let mut files = vec![root.join("pools.parquet")];
-    for t in [LOGS, BLOCKS, SWAPS] {
+    for t in [LOGS, BLOCKS, SWAPS, TRANSACTIONS] {
         files.extend(list_chunks(root, t)?.into_iter().map(|c| c.2));
     }
     for f in files {
@@ -893,4 +1123,63 @@ pub fn content_hash(root: &Path) -> Result<String> {
         h.update(&bytes);
     }
     Ok(hex::encode(h.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(block: u64, index: u64, op: bool) -> TxRow {
+        TxRow {
+            chain_id: 8453,
+            block_number: block,
+            transaction_index: index,
+            transaction_hash: B256::repeat_byte(index as u8 + 1),
+            from: Address::repeat_byte(0xaa),
+            to: index.is_multiple_of(2).then(|| Address::repeat_byte(0xbb)),
+            status: index != 3,
+            gas_used: 150_000 + index,
+            // Beyond u64 and f64's exact range: only an exact string keeps every digit.
+            effective_gas_price: u128::MAX - index as u128,
+            priority_fee_per_gas: (index != 2).then_some(1_000_000_000_000_000_000_001),
+            l1_fee: op.then_some(0x150c88b38050),
+            l1_gas_used: op.then_some(0x4d7c),
+            l1_gas_price: op.then_some(0x32a3ed345),
+            l1_base_fee_scalar: op.then_some(0x21f9),
+            l1_blob_base_fee: op.then_some(0x4d137e31b),
+            l1_blob_base_fee_scalar: op.then_some(0xc5f4f),
+            operator_fee_scalar: None,
+            operator_fee_constant: op.then_some(u64::MAX),
+        }
+    }
+
+    #[test]
+    fn transactions_round_trip_exactly_and_sorted() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        assert_eq!(read_all_transactions(root).unwrap(), None);
+        let a = vec![row(10, 0, true), row(10, 3, false), row(12, 2, true)];
+        let b = vec![row(20, 1, false)];
+        for (first, last, rows) in [(10, 19, &a), (20, 29, &b)] {
+            write_parquet(&chunk_path(root, LOGS, first, last), &logs_batch(&[])).unwrap();
+            write_parquet(
+                &chunk_path(root, TRANSACTIONS, first, last),
+                &transactions_batch(rows),
+            )
+            .unwrap();
+        }
+        let all = read_all_transactions(root).unwrap().unwrap();
+        assert_eq!(all, [a, b].concat());
+        // The wide integers are stored as exact base-10 strings.
+        let p = chunk_path(root, TRANSACTIONS, 10, 19);
+        let batch = &read_parquet(&p).unwrap()[0];
+        assert_eq!(
+            string_column(&p, batch, "effective_gas_price").unwrap()[0].as_deref(),
+            Some("340282366920938463463374607431768211455")
+        );
+        // Logs over a block range the transactions table lacks: an error, not a partial answer.
+        write_parquet(&chunk_path(root, LOGS, 30, 39), &logs_batch(&[])).unwrap();
+        let e = read_all_transactions(root).unwrap_err().to_string();
+        assert!(e.contains("without transactions"), "{e}");
+    }
 }

@@ -317,17 +317,21 @@ pub struct ChunkSummary {
     pub blocks: usize,
     pub swaps: usize,
     pub liquidity_events: usize,
+    /// Rows written to `transactions` (0 when the chunk has no such table).
+    pub transactions: usize,
     pub stats: DecodeStats,
     pub malformed: Vec<DecodeError>,
 }
 
-/// Writes every table of one block-range chunk `[first, last]` of a dataset.
+/// Writes every table of one block-range chunk `[first, last]` of a dataset. `txs` is `None` for
+/// sources without receipts (imported logs): then no `transactions` file is written.
 pub fn write_chunk(
     root: &std::path::Path,
     first: u64,
     last: u64,
     logs: &[RawLog],
     blocks: &[crate::types::BlockRow],
+    txs: Option<&[crate::types::TxRow]>,
     pools: &HashMap<Address, PoolInfo>,
 ) -> crate::Result<ChunkSummary> {
     use crate::dataset::*;
@@ -346,11 +350,18 @@ pub fn write_chunk(
         &chunk_path(root, LIQUIDITY_EVENTS, first, last),
         &liquidity_events_batch(&d.liquidity_events),
     )?;
+    if let Some(txs) = txs {
+        write_parquet(
+            &chunk_path(root, TRANSACTIONS, first, last),
+            &transactions_batch(txs),
+        )?;
+    }
     Ok(ChunkSummary {
         logs: logs.len(),
         blocks: blocks.len(),
         swaps: d.swaps.len(),
         liquidity_events: d.liquidity_events.len(),
+        transactions: txs.map_or(0, <[_]>::len),
         stats: d.stats,
         malformed: d.malformed,
     })

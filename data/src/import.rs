@@ -289,7 +289,7 @@ pub fn import(opts: &ImportOptions) -> Result<ImportReport> {
             })
             .collect();
         blocks.sort_by_key(|b| b.number);
-        let s: ChunkSummary = write_chunk(&opts.out, first, last, chunk, &blocks, &pools)?;
+        let s: ChunkSummary = write_chunk(&opts.out, first, last, chunk, &blocks, None, &pools)?;
         report.logs += s.logs;
         report.blocks += s.blocks;
         report.swaps += s.swaps;

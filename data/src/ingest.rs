@@ -8,14 +8,19 @@
 //!   checkpoint (written atomically) records the next block and the hashes of the last blocks. A run
 //!   killed at any moment and started again deletes whatever lies past the checkpoint and goes on,
 //!   so the dataset has no gap and no duplicate.
+//! * Every transaction that emitted a tracked event gets a row in `transactions` from its receipt:
+//!   `eth_getBlockReceipts` for each block with such logs (in JSON-RPC batches), or, when the node
+//!   does not serve that method, `eth_getTransactionReceipt` per transaction. Both go through the
+//!   same rate limit, timeout and retries as the logs.
 //! * At start, the checkpoint's tail is compared with the node's hashes; during the run, every
-//!   header's parent hash with the previous header and every log's block hash with its header. A
-//!   mismatch is a reorg: the chunks past the fork point are deleted and fetched again.
+//!   header's parent hash with the previous header, and every log's and receipt's block hash with
+//!   its header. A mismatch is a reorg: the chunks past the fork point are deleted and fetched
+//!   again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, B256, U64};
@@ -29,7 +34,8 @@ use serde::{Deserialize, Serialize};
 use crate::dataset::{self, CHUNK_TABLES, DatasetMeta};
 use crate::derive::write_chunk;
 use crate::error::{DataError, Result};
-use crate::types::{BlockRow, PoolInfo, RawLog};
+use crate::receipts::{Receipt, method_unsupported};
+use crate::types::{BlockRow, PoolInfo, RawLog, TxRow};
 
 /// Validated ingestion settings.
 #[derive(Debug, Clone)]
@@ -95,6 +101,10 @@ const TAIL: usize = 128;
 const MAX_LOGS_PER_REQUEST: usize = 10_000;
 /// Headers per JSON-RPC batch.
 const HEADER_BATCH: u64 = 100;
+/// `eth_getBlockReceipts` calls per JSON-RPC batch (a busy L2 block's receipts run to megabytes).
+const BLOCK_RECEIPTS_BATCH: usize = 10;
+/// `eth_getTransactionReceipt` calls per JSON-RPC batch.
+const TX_RECEIPTS_BATCH: usize = 100;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 struct Checkpoint {
@@ -127,6 +137,10 @@ pub struct IngestReport {
     pub logs: u64,
     pub swaps: u64,
     pub liquidity_events: u64,
+    /// Rows written to `transactions`: the transactions that emitted a tracked event.
+    pub transactions: u64,
+    /// `eth_getBlockReceipts`, or `eth_getTransactionReceipt` when the node lacks it.
+    pub receipts_method: Option<String>,
     pub unknown_logs: u64,
     pub malformed: Vec<String>,
     pub chunks: u64,
@@ -151,11 +165,12 @@ impl std::fmt::Display for IngestReport {
         }
         writeln!(
             f,
-            "  {} blocks, {} logs, {} swaps, {} liquidity events, {} unknown logs, {} malformed",
+            "  {} blocks, {} logs, {} swaps, {} liquidity events, {} transactions, {} unknown logs, {} malformed",
             self.blocks,
             self.logs,
             self.swaps,
             self.liquidity_events,
+            self.transactions,
             self.unknown_logs,
             self.malformed.len()
         )?;
@@ -196,6 +211,8 @@ struct Rpc {
     splits: AtomicU64,
     span: AtomicU64,
     max_span: u64,
+    /// Cleared when the node turns out not to serve `eth_getBlockReceipts`.
+    block_receipts: AtomicBool,
     /// Spellings of the endpoint (it may hold an API key) and how it may be printed.
     url_spellings: Vec<String>,
     url_redacted: String,
@@ -435,6 +452,193 @@ impl Rpc {
         Ok(out)
     }
 
+    /// Receipt objects of each of `numbers`' blocks by `eth_getBlockReceipts`, in JSON-RPC batches.
+    /// `None` when the node does not serve the method (or refuses even one block's receipts as
+    /// too large): the caller then asks for each transaction's receipt.
+    async fn block_receipts(
+        &self,
+        numbers: &[u64],
+    ) -> Result<Option<Vec<(u64, Vec<serde_json::Value>)>>> {
+        const METHOD: &str = "eth_getBlockReceipts";
+        let mut out = Vec::with_capacity(numbers.len());
+        let mut size = BLOCK_RECEIPTS_BATCH;
+        let mut i = 0;
+        while i < numbers.len() {
+            let group = &numbers[i..numbers.len().min(i + size)];
+            let got = self
+                .call(METHOD, || async {
+                    let mut batch = self.client.new_batch();
+                    let mut waiters = Vec::with_capacity(group.len());
+                    for n in group {
+                        waiters.push(batch.add_call::<_, Option<Vec<serde_json::Value>>>(
+                            METHOD,
+                            &(U64::from(*n),),
+                        )?);
+                    }
+                    batch.send().await?;
+                    let mut got = Vec::with_capacity(waiters.len());
+                    for w in waiters {
+                        got.push(w.await?);
+                    }
+                    Ok(got)
+                })
+                .await;
+            let got = match got {
+                Ok(got) => got,
+                Err(Failure::TooLarge(m)) if size > 1 => {
+                    tracing::debug!(%m, "block receipts too large in a batch: one block per call");
+                    size = 1;
+                    continue;
+                }
+                Err(Failure::TooLarge(m)) => {
+                    tracing::warn!(block = group[0], %m, "block receipts refused as too large");
+                    return Ok(None);
+                }
+                Err(f) => {
+                    let m = f.message();
+                    if method_unsupported(&m) {
+                        tracing::warn!(%m, "the node does not serve {METHOD}");
+                        return Ok(None);
+                    }
+                    return Err(Self::fatal(
+                        METHOD,
+                        format!("blocks {}..{}: {m}", group[0], group[group.len() - 1]),
+                    ));
+                }
+            };
+            for (n, r) in group.iter().zip(got) {
+                let r = r.ok_or_else(|| {
+                    Self::fatal(METHOD, format!("block {n} is not known to the node"))
+                })?;
+                out.push((*n, r));
+            }
+            i += group.len();
+        }
+        Ok(Some(out))
+    }
+
+    /// Receipt objects of `hashes` by `eth_getTransactionReceipt`, in JSON-RPC batches; a
+    /// transaction the node does not know is left out (the caller treats that as a reorg).
+    async fn tx_receipts(&self, hashes: &[B256]) -> Result<Vec<serde_json::Value>> {
+        const METHOD: &str = "eth_getTransactionReceipt";
+        let mut out = Vec::with_capacity(hashes.len());
+        for group in hashes.chunks(TX_RECEIPTS_BATCH) {
+            let got = self
+                .call(METHOD, || async {
+                    let mut batch = self.client.new_batch();
+                    let mut waiters = Vec::with_capacity(group.len());
+                    for h in group {
+                        waiters
+                            .push(batch.add_call::<_, Option<serde_json::Value>>(METHOD, &(*h,))?);
+                    }
+                    batch.send().await?;
+                    let mut got = Vec::with_capacity(waiters.len());
+                    for w in waiters {
+                        got.push(w.await?);
+                    }
+                    Ok(got)
+                })
+                .await
+                .map_err(|f| {
+                    let m = f.message();
+                    Self::fatal(METHOD, format!("tx {} and following: {m}", group[0]))
+                })?;
+            out.extend(got.into_iter().flatten());
+        }
+        Ok(out)
+    }
+
+    /// The `transactions` rows of a chunk: one per transaction that emitted one of `logs`.
+    async fn transactions(
+        &self,
+        chain_id: u64,
+        logs: &[RawLog],
+        blocks: &[BlockRow],
+    ) -> Result<ChunkReceipts> {
+        let mut out = ChunkReceipts::default();
+        // Transaction hash -> (block, index) as the logs place it.
+        let want: HashMap<B256, (u64, u64)> = logs
+            .iter()
+            .map(|l| (l.transaction_hash, (l.block_number, l.transaction_index)))
+            .collect();
+        if want.is_empty() {
+            return Ok(out);
+        }
+        let mut raw: Option<(&str, Vec<serde_json::Value>)> = None;
+        if self.block_receipts.load(Ordering::Relaxed) {
+            let mut numbers: Vec<u64> = want.values().map(|w| w.0).collect();
+            numbers.sort_unstable();
+            numbers.dedup();
+            match self.block_receipts(&numbers).await? {
+                Some(by_block) => {
+                    raw = Some((
+                        "eth_getBlockReceipts",
+                        by_block.into_iter().flat_map(|b| b.1).collect(),
+                    ))
+                }
+                None => self.block_receipts.store(false, Ordering::Relaxed),
+            }
+        }
+        let (method, raw): (&str, Vec<serde_json::Value>) = match raw {
+            Some(r) => r,
+            None => {
+                let mut hashes: Vec<B256> = want.keys().copied().collect();
+                hashes.sort_unstable();
+                (
+                    "eth_getTransactionReceipt",
+                    self.tx_receipts(&hashes).await?,
+                )
+            }
+        };
+        let base_fee: HashMap<u64, Option<u64>> = blocks
+            .iter()
+            .map(|b| (b.number, b.base_fee_per_gas))
+            .collect();
+        let mut found: HashSet<B256> = HashSet::with_capacity(want.len());
+        let mismatch = |n: u64, out: &mut ChunkReceipts| {
+            out.mismatch = Some(out.mismatch.map_or(n, |m: u64| m.min(n)));
+        };
+        for v in &raw {
+            // Most of a block's receipts belong to transactions we do not track: only those we do
+            // are parsed, so an odd receipt elsewhere in the block cannot stop the ingestion.
+            let Some(hash) = v
+                .get("transactionHash")
+                .and_then(|h| h.as_str())
+                .and_then(|h| h.parse::<B256>().ok())
+            else {
+                continue;
+            };
+            let Some(&(block, index)) = want.get(&hash) else {
+                continue;
+            };
+            let r = Receipt::from_json(v)
+                .map_err(|m| Self::fatal(method, format!("block {block}: {m}")))?;
+            if r.block_number() != block || r.transaction_index() != index {
+                mismatch(block, &mut out);
+                continue;
+            }
+            if let Some(h) = r.block_hash {
+                out.block_hashes.push((block, h));
+            }
+            let row = r
+                .to_row(chain_id, base_fee.get(&block).copied().flatten())
+                .map_err(|m| Self::fatal(method, m))?;
+            if found.insert(hash) {
+                out.rows.push(row);
+            }
+        }
+        for (hash, (block, _)) in &want {
+            if !found.contains(hash) {
+                mismatch(*block, &mut out);
+            }
+        }
+        out.rows
+            .sort_by_key(|t| (t.block_number, t.transaction_index));
+        out.block_hashes.sort_unstable();
+        out.block_hashes.dedup();
+        Ok(out)
+    }
+
     async fn block_hashes(&self, numbers: &[u64]) -> Result<Vec<Option<B256>>> {
         let mut out = Vec::new();
         for n in numbers {
@@ -479,12 +683,24 @@ pub fn raw_log(l: &Log, chain_id: u64) -> Result<RawLog> {
     })
 }
 
+/// The `transactions` rows of a chunk and what the receipts say about the chain.
+#[derive(Debug, Default)]
+struct ChunkReceipts {
+    rows: Vec<TxRow>,
+    /// (number, hash) of the blocks the receipts came from, checked against the headers.
+    block_hashes: Vec<(u64, B256)>,
+    /// First block whose receipts disagree with its logs (a transaction missing or placed
+    /// elsewhere): the chain changed between the requests.
+    mismatch: Option<u64>,
+}
+
 /// A fetched, not yet committed chunk.
 struct Fetched {
     first: u64,
     last: u64,
     logs: Vec<RawLog>,
     blocks: Vec<BlockRow>,
+    receipts: ChunkReceipts,
 }
 
 enum ChunkCheck {
@@ -510,6 +726,16 @@ fn check_chunk(c: &Fetched, prev: Option<&(u64, B256)>) -> ChunkCheck {
             && lh != *bh
         {
             return ChunkCheck::Reorg(l.block_number);
+        }
+    }
+    if let Some(n) = c.receipts.mismatch {
+        return ChunkCheck::Reorg(n);
+    }
+    for (n, rh) in &c.receipts.block_hashes {
+        if let Some(Some(bh)) = by_number.get(n)
+            && rh != bh
+        {
+            return ChunkCheck::Reorg(*n);
         }
     }
     ChunkCheck::Ok
@@ -560,9 +786,11 @@ impl Committer {
             chunk.last,
             &chunk.logs,
             &chunk.blocks,
+            Some(&chunk.receipts.rows),
             &self.pool_map,
         )?;
         let r = &mut self.report;
+        r.transactions += s.transactions as u64;
         r.blocks += s.blocks as u64;
         r.logs += s.logs as u64;
         r.swaps += s.swaps as u64;
@@ -616,6 +844,7 @@ pub async fn ingest(cfg: IngestConfig) -> Result<IngestReport> {
         splits: AtomicU64::new(0),
         span: AtomicU64::new(cfg.initial_span.min(cfg.chunk_blocks)),
         max_span: cfg.chunk_blocks,
+        block_receipts: AtomicBool::new(true),
         url_spellings: url_spellings(&cfg.rpc_url, &url),
         url_redacted: redact(&cfg.rpc_url),
     });
@@ -781,11 +1010,13 @@ pub async fn ingest(cfg: IngestConfig) -> Result<IngestReport> {
                         .map(|l| raw_log(l, chain_id))
                         .collect::<Result<Vec<_>>>()?;
                     logs.sort_by_key(RawLog::key);
+                    let receipts = rpc.transactions(chain_id, &logs, &blocks).await?;
                     Ok::<_, DataError>(Fetched {
                         first: a,
                         last: b,
                         logs,
                         blocks,
+                        receipts,
                     })
                 }
             })
@@ -859,6 +1090,14 @@ pub async fn ingest(cfg: IngestConfig) -> Result<IngestReport> {
         cp.tail.retain(|t| t.0 < back);
         cp.next_block = back.min(cp.next_block);
     }
+    report.receipts_method = Some(
+        if rpc.block_receipts.load(Ordering::Relaxed) {
+            "eth_getBlockReceipts"
+        } else {
+            "eth_getTransactionReceipt"
+        }
+        .into(),
+    );
     report.requests = rpc.requests.load(Ordering::Relaxed);
     report.retries = rpc.retried.load(Ordering::Relaxed);
     report.splits = rpc.splits.load(Ordering::Relaxed);
@@ -929,6 +1168,7 @@ mod tests {
             last: 2,
             logs: vec![],
             blocks: vec![b(1, 1, 0), b(2, 2, 1)],
+            receipts: ChunkReceipts::default(),
         };
         assert!(matches!(
             check_chunk(&ok, Some(&(0, B256::repeat_byte(0)))),
@@ -943,7 +1183,28 @@ mod tests {
             last: 2,
             logs: vec![],
             blocks: vec![b(1, 1, 0), b(2, 2, 7)],
+            receipts: ChunkReceipts::default(),
         };
         assert!(matches!(check_chunk(&bad, None), ChunkCheck::Reorg(2)));
+        // Receipts from another version of block 2, or missing a transaction of block 1.
+        let other_receipts = Fetched {
+            receipts: ChunkReceipts {
+                block_hashes: vec![(1, B256::repeat_byte(1)), (2, B256::repeat_byte(8))],
+                ..Default::default()
+            },
+            ..ok
+        };
+        assert!(matches!(
+            check_chunk(&other_receipts, None),
+            ChunkCheck::Reorg(2)
+        ));
+        let missing = Fetched {
+            receipts: ChunkReceipts {
+                mismatch: Some(1),
+                ..Default::default()
+            },
+            ..other_receipts
+        };
+        assert!(matches!(check_chunk(&missing, None), ChunkCheck::Reorg(1)));
     }
 }

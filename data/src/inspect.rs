@@ -21,6 +21,26 @@ pub struct PoolSummary {
     pub price_max: Option<f64>,
 }
 
+/// The `transactions` table: what the transactions that emitted tracked events paid.
+/// Wei amounts are exact base-10 strings, as in the table.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TransactionsSummary {
+    pub rows: u64,
+    /// Blocks holding at least one of them.
+    pub blocks: u64,
+    pub reverted: u64,
+    /// Priority fee per gas (effective gas price − base fee), wei.
+    pub priority_fee_min: Option<String>,
+    pub priority_fee_median: Option<String>,
+    pub priority_fee_max: Option<String>,
+    /// Rows without a priority fee (no base fee in the block, or OP-stack deposits).
+    pub priority_fee_null: u64,
+    pub effective_gas_price_min: Option<String>,
+    pub effective_gas_price_max: Option<String>,
+    /// Rows with an OP-stack L1 fee.
+    pub l1_fee_rows: u64,
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct InspectReport {
     pub chain_id: u64,
@@ -35,6 +55,28 @@ pub struct InspectReport {
     pub events: BTreeMap<String, u64>,
     pub pools: Vec<PoolSummary>,
     pub chunks: usize,
+    /// `None` when the dataset has no transactions table (imported logs carry no receipts).
+    pub transactions: Option<TransactionsSummary>,
+}
+
+fn transactions_summary(rows: &[crate::types::TxRow]) -> TransactionsSummary {
+    let mut fees: Vec<u128> = rows.iter().filter_map(|t| t.priority_fee_per_gas).collect();
+    fees.sort_unstable();
+    let s = |v: Option<&u128>| v.map(ToString::to_string);
+    let mut blocks: Vec<u64> = rows.iter().map(|t| t.block_number).collect();
+    blocks.dedup();
+    TransactionsSummary {
+        rows: rows.len() as u64,
+        blocks: blocks.len() as u64,
+        reverted: rows.iter().filter(|t| !t.status).count() as u64,
+        priority_fee_min: s(fees.first()),
+        priority_fee_median: s(fees.get(fees.len() / 2)),
+        priority_fee_max: s(fees.last()),
+        priority_fee_null: (rows.len() - fees.len()) as u64,
+        effective_gas_price_min: s(rows.iter().map(|t| t.effective_gas_price).min().as_ref()),
+        effective_gas_price_max: s(rows.iter().map(|t| t.effective_gas_price).max().as_ref()),
+        l1_fee_rows: rows.iter().filter(|t| t.l1_fee.is_some()).count() as u64,
+    }
 }
 
 pub fn inspect(root: &Path) -> Result<InspectReport> {
@@ -120,6 +162,9 @@ pub fn inspect(root: &Path) -> Result<InspectReport> {
         events,
         pools,
         chunks: dataset::list_chunks(root, dataset::LOGS)?.len(),
+        transactions: dataset::read_all_transactions(root)?
+            .as_deref()
+            .map(transactions_summary),
     })
 }
 
@@ -168,6 +213,35 @@ impl std::fmt::Display for InspectReport {
             writeln!(f, "time        {} .. {}", fmt_ts(a), fmt_ts(b))?;
         }
         writeln!(f, "logs        {}", self.logs)?;
+        match &self.transactions {
+            Some(t) => {
+                write!(
+                    f,
+                    "transactions {} (in {} blocks, {} reverted)",
+                    t.rows, t.blocks, t.reverted
+                )?;
+                if let (Some(lo), Some(med), Some(hi)) = (
+                    &t.priority_fee_min,
+                    &t.priority_fee_median,
+                    &t.priority_fee_max,
+                ) {
+                    write!(f, ", priority fee {lo} .. {hi} wei/gas (median {med})")?;
+                }
+                if t.priority_fee_null > 0 {
+                    write!(f, ", {} without a priority fee", t.priority_fee_null)?;
+                }
+                if t.l1_fee_rows > 0 {
+                    write!(f, ", {} with an L1 fee", t.l1_fee_rows)?;
+                }
+                writeln!(f)?;
+            }
+            // Ingestion records receipts; a dataset from a node without them predates that.
+            None if self.source.contains("://") => writeln!(
+                f,
+                "transactions: none (ingested by a dexlab that did not record receipts yet)"
+            )?,
+            None => writeln!(f, "transactions: none (imported logs carry no fees)")?,
+        }
         writeln!(f, "events")?;
         for (k, v) in &self.events {
             writeln!(f, "  {k:<18} {v}")?;

@@ -2,8 +2,8 @@
 //!
 //! The crate is split along the path the data takes. [`devnet`] starts a local anvil chain with the
 //! real Uniswap V2/V3 and PancakeSwap V3 bytecode and mines a reproducible market on it; [`ingest`]
-//! pulls logs and block headers from any JSON-RPC node with adaptive chunking, retries, a checkpoint
-//! and reorg detection; [`import`] reads `eth_getLogs` JSON and cryo Parquet; [`decode`] turns raw logs
+//! pulls logs, block headers and the receipts of the transactions behind the logs ([`receipts`])
+//! from any JSON-RPC node with adaptive chunking, retries, a checkpoint and reorg detection; [`import`] reads `eth_getLogs` JSON and cryo Parquet; [`decode`] turns raw logs
 //! into typed DEX events with alloy's `sol!`; [`dataset`] owns the on-disk layout (one Parquet file
 //! per block range and table, written to a temporary file and renamed) and [`inspect`] summarises a
 //! dataset.
@@ -24,10 +24,11 @@ pub mod import;
 pub mod ingest;
 pub mod inspect;
 pub mod manifest;
+pub mod receipts;
 pub mod replay;
 pub mod snapshot;
 pub mod tools;
 pub mod types;
 
 pub use error::{DataError, Result};
-pub use types::{BlockRow, LogLocation, Protocol, RawLog};
+pub use types::{BlockRow, LogLocation, Protocol, RawLog, TxRow};

@@ -73,6 +73,35 @@ pub struct BlockRow {
     pub chain_id: u64,
 }
 
+/// One transaction that emitted a tracked event, with what it paid: a row of `transactions`.
+///
+/// Read from its receipt. `priority_fee_per_gas` is the effective gas price minus the block's base
+/// fee (`None` when the block has no base fee, or for OP-stack deposit transactions, which pay no
+/// gas price). The L1 fields are the OP-stack receipt's extra fields and `None` elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxRow {
+    pub chain_id: u64,
+    pub block_number: u64,
+    pub transaction_index: u64,
+    pub transaction_hash: B256,
+    pub from: Address,
+    /// `None` for a contract creation.
+    pub to: Option<Address>,
+    pub status: bool,
+    pub gas_used: u64,
+    pub effective_gas_price: u128,
+    pub priority_fee_per_gas: Option<u128>,
+    pub l1_fee: Option<u128>,
+    pub l1_gas_used: Option<u128>,
+    pub l1_gas_price: Option<u128>,
+    pub l1_base_fee_scalar: Option<u64>,
+    pub l1_blob_base_fee: Option<u128>,
+    pub l1_blob_base_fee_scalar: Option<u64>,
+    /// Isthmus operator fee parameters.
+    pub operator_fee_scalar: Option<u64>,
+    pub operator_fee_constant: Option<u64>,
+}
+
 /// The AMM family a pool belongs to. It decides which events it emits and which math prices it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

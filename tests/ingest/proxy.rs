@@ -66,9 +66,60 @@ fn status(code: u16, reason: &str) -> Vec<u8> {
     format!("HTTP/1.1 {code} {reason}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{reason}", reason.len()).into_bytes()
 }
 
+/// A JSON-RPC "method not found" answer to every call of `req` (one call or a batch) when any of
+/// them calls `method`.
+fn method_not_found(req: &[u8], method: &str) -> Option<Vec<u8>> {
+    let body_at = req.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let body: serde_json::Value = serde_json::from_slice(&req[body_at..]).ok()?;
+    let calls = match &body {
+        serde_json::Value::Array(a) => a.clone(),
+        one => vec![one.clone()],
+    };
+    if !calls.iter().any(|c| c["method"] == method) {
+        return None;
+    }
+    let errors: Vec<serde_json::Value> = calls
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "jsonrpc": "2.0",
+                "id": c["id"],
+                "error": {"code": -32601, "message": format!("the method {method} does not exist/is not available")},
+            })
+        })
+        .collect();
+    let answer = if body.is_array() {
+        serde_json::Value::Array(errors)
+    } else {
+        errors.into_iter().next()?
+    }
+    .to_string();
+    Some(
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+            answer.len()
+        )
+        .into_bytes(),
+    )
+}
+
 impl FaultyProxy {
     /// `fault_rate`: share of requests that get a fault, split evenly among the four kinds.
     pub async fn start(upstream: u16, seed: u64, fault_rate: f64) -> FaultyProxy {
+        Self::start_with(upstream, seed, fault_rate, None).await
+    }
+
+    /// A proxy without faults whose node does not serve `method`, as some providers do not.
+    pub async fn hiding(upstream: u16, method: &'static str) -> FaultyProxy {
+        Self::start_with(upstream, 0, 0.0, Some(method)).await
+    }
+
+    async fn start_with(
+        upstream: u16,
+        seed: u64,
+        fault_rate: f64,
+        hide: Option<&'static str>,
+    ) -> FaultyProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let stats = Arc::new(Mutex::new(FaultStats::default()));
@@ -86,7 +137,13 @@ impl FaultyProxy {
                     while let Some(req) = read_message(&mut client).await {
                         let roll: f64 = rng.lock().unwrap().random();
                         let n = served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        let kind = if n < 4 {
+                        if let Some(answer) = hide.and_then(|m| method_not_found(&req, m)) {
+                            if client.write_all(&answer).await.is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                        let kind = if fault_rate > 0.0 && n < 4 {
                             n as u8
                         } else if roll < fault_rate {
                             (roll / fault_rate * 4.0) as u8

@@ -28,7 +28,9 @@ impl std::fmt::Debug for AnvilProcess {
 
 impl AnvilProcess {
     /// Starts anvil on 127.0.0.1:`port` with manual mining (blocks are mined by `evm_mine`),
-    /// first-in-first-out ordering and a fixed genesis timestamp, and waits until it answers.
+    /// transactions ordered by fee as Base's sequencer orders them (see [`super::deploy`]'s fee
+    /// rule; equal fees keep their arrival order) and a fixed genesis timestamp, and waits until it
+    /// answers.
     pub async fn spawn(port: u16, chain_id: u64, genesis_timestamp: u64) -> Result<Self> {
         let bin = find_anvil()?;
         // A port that answers already would pass the readiness check below with someone else's node.
@@ -67,7 +69,7 @@ impl AnvilProcess {
             .args([
                 "--no-mining",
                 "--order",
-                "fifo",
+                "fees",
                 "--gas-limit",
                 "60000000",
                 "--silent",

@@ -15,7 +15,12 @@ use crate::manifest::{ChainManifest, DexDeployment};
 use crate::tools::artifact;
 use crate::types::{PoolInfo, Protocol, TokenInfo};
 
-const MAX_FEE: u128 = 50_000_000_000;
+/// Priority fee of every deployment transaction and the least any trader bids (wei per gas).
+pub const DEFAULT_PRIORITY_FEE: u128 = 1_000_000;
+/// Max fee per gas minus priority fee, the same for every transaction. anvil's fee order ranks
+/// transactions by their max fee, so a constant headroom makes that the priority-fee order, as on
+/// Base; and as the base fee stays far below it, every transaction pays its full priority fee.
+const FEE_HEADROOM: u128 = 50_000_000_000 - DEFAULT_PRIORITY_FEE;
 
 fn rpc(e: impl std::fmt::Display) -> DataError {
     DataError::Devnet(e.to_string())
@@ -51,14 +56,28 @@ impl Deployment {
         gas: u64,
         what: &'static str,
     ) -> Result<B256> {
+        self.send_with_priority_fee(from, to, input, gas, DEFAULT_PRIORITY_FEE, what)
+            .await
+    }
+
+    /// [`Self::send`] bidding `priority_fee` wei per gas: the block orders by it.
+    pub async fn send_with_priority_fee(
+        &mut self,
+        from: Address,
+        to: Option<Address>,
+        input: Vec<u8>,
+        gas: u64,
+        priority_fee: u128,
+        what: &'static str,
+    ) -> Result<B256> {
         let nonce = self.nonces.entry(from).or_insert(0);
         let mut tx = TransactionRequest::default()
             .with_from(from)
             .with_input(Bytes::from(input))
             .with_nonce(*nonce)
             .with_gas_limit(gas)
-            .with_max_fee_per_gas(MAX_FEE)
-            .with_max_priority_fee_per_gas(1_000_000)
+            .with_max_fee_per_gas(FEE_HEADROOM + priority_fee)
+            .with_max_priority_fee_per_gas(priority_fee)
             .with_chain_id(self.chain_id);
         match to {
             Some(to) => tx.set_to(to),

@@ -7,6 +7,15 @@
 //! every few blocks (its latency), so cross-venue spreads open on news and close venue by venue.
 //! Everything draws from one ChaCha8 stream seeded by `--seed`, and reads only chain state, so
 //! the same seed mines the same chain.
+//!
+//! Priority fees order each block, as Base's sequencer does: noise traders bid a small random
+//! priority fee, informed traders bid more, the more the wider the gap they close (a share of the
+//! edge they race for), so within a block the arbitrage lands first and the noise after it. A
+//! trader's later transaction in a block bids no more than its earlier one: its nonce puts it
+//! behind that one anyway, and anvil's fee order (1.7) silently drops a transaction that outbids
+//! its own pending predecessor.
+
+use std::collections::HashMap;
 
 use alloy::primitives::{I256, U256, aliases::U160};
 use alloy::sol_types::SolCall;
@@ -16,7 +25,7 @@ use rand_distr::{Distribution, Normal, Pareto, Poisson};
 
 use super::ChainUpConfig;
 use super::bindings::*;
-use super::deploy::{Deployment, INFORMED, NOISE, sqrt_price_x96, u256_of};
+use super::deploy::{DEFAULT_PRIORITY_FEE, Deployment, INFORMED, NOISE, sqrt_price_x96, u256_of};
 use crate::error::{DataError, Result};
 use crate::types::{PoolInfo, Protocol};
 
@@ -35,6 +44,14 @@ pub struct MarketParams {
     pub noise_cap_usd: f64,
     /// Probability that an informed trader shows up at a venue when its latency allows.
     pub informed_presence: f64,
+    /// Noise traders' priority fee, wei per gas: uniform in this range (Base's typical bids are
+    /// around 0.001 gwei).
+    pub noise_priority_fee: std::ops::RangeInclusive<u128>,
+    /// Informed traders' priority fee: this floor, above every noise bid, plus
+    /// `informed_fee_per_bps` for each basis point of the gap they close, times a uniform draw in
+    /// [0.5, 1.5) (traders value the same gap differently).
+    pub informed_priority_fee_floor: u128,
+    pub informed_fee_per_bps: f64,
 }
 
 impl Default for MarketParams {
@@ -50,6 +67,9 @@ impl Default for MarketParams {
             noise_shape: 1.3,
             noise_cap_usd: 400_000.0,
             informed_presence: 0.85,
+            noise_priority_fee: DEFAULT_PRIORITY_FEE / 10..=DEFAULT_PRIORITY_FEE * 2,
+            informed_priority_fee_floor: DEFAULT_PRIORITY_FEE * 10,
+            informed_fee_per_bps: 2_000_000.0,
         }
     }
 }
@@ -96,7 +116,8 @@ async fn pool_price(d: &Deployment, pool: &PoolInfo) -> Result<Option<(f64, U256
     }
 }
 
-/// Sends a trade selling `amount_in` of token0 (`zero_for_one`) or token1, optionally stopping at a price.
+/// Sends a trade selling `amount_in` of token0 (`zero_for_one`) or token1, optionally stopping at
+/// a price, bidding `priority_fee` wei per gas.
 async fn trade(
     d: &mut Deployment,
     from: usize,
@@ -104,6 +125,7 @@ async fn trade(
     zero_for_one: bool,
     amount_in: U256,
     limit_raw_price: Option<f64>,
+    priority_fee: u128,
 ) -> Result<()> {
     if amount_in.is_zero() {
         return Ok(());
@@ -139,9 +161,16 @@ async fn trade(
             .abi_encode()
         }
     };
-    d.send(from, Some(router), input, 2_500_000, "trade")
+    d.send_with_priority_fee(from, Some(router), input, 2_500_000, priority_fee, "trade")
         .await?;
     Ok(())
+}
+
+/// `want`, capped at what `trader` bid earlier in this block (see the module docs).
+fn bid(bids: &mut HashMap<usize, u128>, trader: usize, want: u128) -> u128 {
+    let b = bids.get(&trader).map_or(want, |&earlier| want.min(earlier));
+    bids.insert(trader, b);
+    b
 }
 
 /// Mines `cfg.blocks` blocks of market activity.
@@ -181,8 +210,9 @@ pub async fn run(d: &mut Deployment, cfg: &ChainUpConfig, progress: bool) -> Res
             }
         }
         let usd: Vec<f64> = log_usd.iter().map(|x| x.exp()).collect();
+        let mut bids: HashMap<usize, u128> = HashMap::new();
 
-        // Informed traders first (they pay for priority on a real chain).
+        // Informed traders (they outbid the noise, so the block puts them first).
         for (k, pool) in pools.iter().enumerate() {
             if block % latency(&pool.dex, pool.fee) != 0 || !rng.random_bool(p.informed_presence) {
                 continue;
@@ -201,6 +231,13 @@ pub async fn run(d: &mut Deployment, cfg: &ChainUpConfig, progress: bool) -> Res
             } else {
                 continue;
             };
+            let gap_bps = (price / target).ln().abs() * 1e4;
+            let priority_fee = bid(
+                &mut bids,
+                trader,
+                p.informed_priority_fee_floor
+                    + (gap_bps * p.informed_fee_per_bps * rng.random_range(0.5..1.5)) as u128,
+            );
             match pool.protocol {
                 Protocol::UniswapV3 | Protocol::PancakeV3 => {
                     // The price limit stops the swap at the target; the amount is only a cap.
@@ -212,7 +249,16 @@ pub async fn run(d: &mut Deployment, cfg: &ChainUpConfig, progress: bool) -> Res
                         } as u64
                             + 9,
                     ));
-                    trade(d, trader, pool, zero_for_one, cap, Some(target)).await?;
+                    trade(
+                        d,
+                        trader,
+                        pool,
+                        zero_for_one,
+                        cap,
+                        Some(target),
+                        priority_fee,
+                    )
+                    .await?;
                 }
                 Protocol::UniswapV2 | Protocol::Solidly => {
                     let (x, y) = (f64::from(r0), f64::from(r1));
@@ -229,6 +275,7 @@ pub async fn run(d: &mut Deployment, cfg: &ChainUpConfig, progress: bool) -> Res
                         zero_for_one,
                         u256_of(amount / (1.0 - fee)),
                         None,
+                        priority_fee,
                     )
                     .await?;
                 }
@@ -249,7 +296,21 @@ pub async fn run(d: &mut Deployment, cfg: &ChainUpConfig, progress: bool) -> Res
             let (i, _) = d.token(token.address);
             let amount = size_usd / usd[i] * 10f64.powi(token.decimals as i32);
             let trader = rng.random_range(NOISE);
-            trade(d, trader, pool, zero_for_one, u256_of(amount), None).await?;
+            let priority_fee = bid(
+                &mut bids,
+                trader,
+                rng.random_range(p.noise_priority_fee.clone()),
+            );
+            trade(
+                d,
+                trader,
+                pool,
+                zero_for_one,
+                u256_of(amount),
+                None,
+                priority_fee,
+            )
+            .await?;
         }
         d.forget_pending();
         d.mine().await?;

@@ -12,7 +12,7 @@ mod deploy;
 pub mod market;
 
 pub use anvil::AnvilProcess;
-pub use deploy::{Deployment, deploy};
+pub use deploy::{DEFAULT_PRIORITY_FEE, Deployment, INFORMED, NOISE, deploy};
 
 use std::path::PathBuf;
 
