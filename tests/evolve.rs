@@ -137,6 +137,16 @@ async fn evolve_on_a_simulated_chain_into_sqlite_and_postgres_then_report() {
         bt["metrics"]
     );
     assert!(bt["trades"][0]["gas_used"].as_u64().unwrap() > 0);
+    // An ingested chain records every transaction's priority fee: bundles queue by it, and no
+    // queue assumption is needed (or printed).
+    let tape = dexlab_evolve::tape::Tape::load(&data).unwrap();
+    assert!(tape.has_priority_fees);
+    assert!(tape.events.iter().all(|e| e.priority_fee.is_some()));
+    assert!(
+        bt["metrics"]["queue_assumption"].is_null(),
+        "{}",
+        bt["metrics"]
+    );
 
     // SQLite (a file) and PostgreSQL (a fresh database): same code, same results.
     let sqlite = format!("sqlite://{}", work.path().join("store.sqlite").display());

@@ -94,9 +94,21 @@ pub struct TxFee {
     pub priority_fee: Option<u64>,
 }
 
-/// The priority fees of the dataset's transactions, `None` when it has no `transactions` table.
-fn read_fees(_root: &Path) -> Result<Option<Vec<TxFee>>> {
-    Ok(None)
+/// The priority fees of the dataset's transactions, `None` when it has no `transactions` table
+/// (imported logs carry no receipts).
+fn read_fees(root: &Path) -> Result<Option<Vec<TxFee>>> {
+    Ok(dataset::read_all_transactions(root)?.map(|rows| {
+        rows.iter()
+            .map(|t| TxFee {
+                block_number: t.block_number,
+                transaction_index: t.transaction_index,
+                // Wei per gas above u64 (18.4 ETH per gas) is beyond any real bid.
+                priority_fee: t
+                    .priority_fee_per_gas
+                    .map(|f| u64::try_from(f).unwrap_or(u64::MAX)),
+            })
+            .collect()
+    }))
 }
 
 pub fn pool_meta(p: &PoolInfo) -> PoolMeta {

@@ -262,3 +262,78 @@ fn our_fill_persists_and_later_swaps_replay_as_flows_on_our_state() {
     // the mark: the close cost is negative here, and it is what the two differ by.
     assert!(r.metrics.close_cost_quote < 0.0);
 }
+
+#[test]
+fn gas_that_cannot_be_priced_is_an_error_not_free() {
+    let (blocks, _) = pump_in_the_inclusion_block();
+    let tape = two_pool_tape(&blocks);
+    let mut cfg = exec(e6(1_000_000), 0.0);
+    // A gas token no pool of the dataset holds.
+    cfg.env.native = alloy_primitives::Address::with_last_byte(0x77);
+    let market = tape.market();
+    let mut s = BuyOnce {
+        amount: e6(10_000),
+        slippage_bps: 10_000,
+        priority_fee: 0,
+        done: false,
+    };
+    let r = run(&tape, &market, 0..tape.blocks.len(), &mut s, &cfg, true);
+    assert!(r.metrics.errors >= 1, "{:#?}", r.metrics);
+    let first = r.metrics.first_error.as_deref().unwrap();
+    assert!(first.contains("gas could not be priced"), "{first}");
+}
+
+#[test]
+fn a_window_warms_the_strategy_up_on_the_blocks_before_it() {
+    // Both pools' price wobbles for 300 blocks, then drops 3 % inside a 20-block window: a
+    // reversion strategy with a 100-block window cannot trade a cold 20-block window, and can
+    // once it has watched the blocks before it.
+    let mut blocks = Vec::new();
+    for i in 0..320u32 {
+        let wobble = if i % 2 == 0 { 1_000 } else { 0 };
+        let usdc = if i >= 305 {
+            1_940_000
+        } else {
+            2_000_000 + wobble
+        };
+        blocks.push(vec![
+            (0, e6(usdc), e18(1000)),
+            (1, e6(2_000_000), e18(1000)),
+        ]);
+    }
+    let tape = two_pool_tape(&blocks);
+    let cfg = exec(e6(1_000_000), 0.0);
+    let params = registry::parse_params(
+        "price-reversion",
+        &serde_json::json!({"window_blocks": 100.0, "entry_z": 1.0, "exit_z": 0.0}),
+    )
+    .unwrap();
+    let window = 300..320;
+    let run_with = |from: usize| {
+        let start = tape.market_at(from);
+        let mut s = registry::build("price-reversion", &start, &cfg.env, &params).unwrap();
+        dexlab_evolve::backtest::run_from(
+            &tape,
+            &start,
+            from,
+            window.clone(),
+            s.as_mut(),
+            &cfg,
+            true,
+        )
+    };
+    let cold = run_with(300);
+    assert_eq!((cold.metrics.trades, cold.metrics.warmup_blocks), (0, 0));
+    let warm = run_with(0);
+    assert!(
+        warm.metrics.warmup_blocks >= 100,
+        "{}",
+        warm.metrics.warmup_blocks
+    );
+    assert!(warm.metrics.trades > 0, "{:#?}", warm.metrics);
+    assert!(
+        warm.trades
+            .iter()
+            .all(|t| t.decided_block >= tape.blocks[300].number)
+    );
+}
