@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 
 use alloy_primitives::{Address, U256};
-use dexlab_strategy::gas::{bundle_gas, convert, cost_wei};
+use dexlab_strategy::gas::{TxCost, bundle_gas, convert, cost_wei};
 use dexlab_strategy::market::{Market, to_human};
 use dexlab_strategy::{
     Action, Bundle, Context, Fill, FillStatus, ReplayClock, Strategy, TradingEnv,
@@ -392,10 +392,7 @@ fn execute(
     // The race: a competitor that saw the same arbitrage runs the same route first.
     let mut lost = false;
     if b.tag == "arb" && cfg.competition.p_lose > 0.0 {
-        let base = block
-            .base_fee
-            .unwrap_or(cfg.env.gas.default_base_fee_wei)
-            .max(1);
+        let base = cfg.env.gas.base_fee_wei(block.base_fee).max(1);
         let multiplier = 1.0 + b.priority_fee as f64 / base as f64;
         let p_lose = cfg.competition.p_lose / multiplier.powf(cfg.competition.bid_elasticity);
         if draw(cfg.seed, block.number, k) < p_lose {
@@ -422,14 +419,20 @@ fn execute(
     } else {
         (full_gas as f64 * cfg.env.gas.revert_fraction) as u64
     };
-    let (l2, l1) = cost_wei(
+    let cost = cost_wei(
         &cfg.env.gas,
         block.base_fee,
         gas,
         b.priority_fee,
         b.legs.len(),
     );
-    let gas_q = convert(market, U256::from(l2 + l1), cfg.env.native, quote).unwrap_or(U256::ZERO);
+    let TxCost {
+        l2_wei: l2,
+        l1_wei: l1,
+        ..
+    } = cost;
+    let gas_q =
+        convert(market, U256::from(cost.total()), cfg.env.native, quote).unwrap_or(U256::ZERO);
     tally.gas_quote += gas_q;
     // Gas comes out of the quote balance; whatever it cannot cover is carried as a debt. It is
     // charged after the swap's own transfers: the swap spends tokens the executor holds, gas is

@@ -201,7 +201,7 @@ impl ExperimentConfig {
     pub fn validate(&self) -> std::result::Result<(), String> {
         let g = &self.ga;
         let b = &self.backtest;
-        let checks: [(bool, String); 11] = [
+        let checks: [(bool, String); 10] = [
             (
                 g.population >= 4,
                 format!("ga.population = {} (need at least 4)", g.population),
@@ -235,13 +235,6 @@ impl ExperimentConfig {
                 ),
             ),
             (
-                (0.0..=1.0).contains(&b.gas.revert_fraction),
-                format!(
-                    "backtest.gas.revert_fraction = {} must be in [0, 1]",
-                    b.gas.revert_fraction
-                ),
-            ),
-            (
                 match &g.mutation {
                     Mutation::Random { rate } => (0.0..=1.0).contains(rate),
                     Mutation::Breeder { rate, range, .. } => {
@@ -266,6 +259,7 @@ impl ExperimentConfig {
         if let Crossover::MultiPoint { points: 0 } = g.crossover {
             return Err("ga.crossover.points must be at least 1".into());
         }
+        b.gas.validate().map_err(|e| format!("backtest.gas.{e}"))?;
         Ok(())
     }
 }
@@ -334,4 +328,22 @@ fn resolve_token(tape: &Tape, name: &str, key: &str) -> Result<Address> {
                 known.join(", ")
             ))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_gas_value_is_refused_with_its_key() {
+        for v in ["nan", "-0.1", "1.5", "inf"] {
+            let text = format!("[backtest.gas]\nrevert_fraction = {v}\n");
+            let cfg: ExperimentConfig = toml::from_str(&text).unwrap();
+            let e = cfg.validate().unwrap_err();
+            assert!(e.starts_with("backtest.gas.revert_fraction = "), "{v}: {e}");
+        }
+        let ok: ExperimentConfig =
+            toml::from_str("[backtest.gas]\nrevert_fraction = 1.0\n").unwrap();
+        ok.validate().unwrap();
+    }
 }

@@ -56,10 +56,10 @@ fn an_arbitrage_fills_at_the_exact_pool_math_and_pays_gas() {
     let gas = bundle_gas(&cfg.env.gas, &after, &[0, 1], 0);
     assert_eq!(t.gas_used, gas);
     let priority = (50_000_000f64 * 0.5) as u128;
-    let (l2, l1) = cost_wei(&cfg.env.gas, Some(50_000_000), gas, priority, 2);
-    assert_eq!(t.l2_fee_wei, l2.to_string());
-    assert_eq!(t.l1_fee_wei, l1.to_string());
-    let gas_q = convert(&after, U256::from(l2 + l1), weth(), usdc()).unwrap();
+    let cost = cost_wei(&cfg.env.gas, Some(50_000_000), gas, priority, 2);
+    assert_eq!(t.l2_fee_wei, cost.l2_wei.to_string());
+    assert_eq!(t.l1_fee_wei, cost.l1_wei.to_string());
+    let gas_q = convert(&after, U256::from(cost.total()), weth(), usdc()).unwrap();
     // Final balance: capital - x + out - gas, to the last unit.
     let final_usdc = e6(1_000_000) - x + usdc_out - gas_q;
     let want = dexlab_strategy::market::to_human(final_usdc, 6);

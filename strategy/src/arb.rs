@@ -149,15 +149,12 @@ impl CrossVenueArb {
         if out <= amount_in {
             return None;
         }
-        let base_fee = market
-            .block
-            .base_fee
-            .unwrap_or(ctx.env.gas.default_base_fee_wei);
+        let base_fee = ctx.env.gas.base_fee_wei(market.block.base_fee);
         let priority_fee = (base_fee as f64 * (self.gas_multiplier - 1.0)) as u128;
         let pools = [route[0].pool, route[1].pool];
         let gas = bundle_gas(&ctx.env.gas, market, &pools, ticks);
-        let (l2, l1) = cost_wei(&ctx.env.gas, market.block.base_fee, gas, priority_fee, 2);
-        let gas_quote = convert(market, U256::from(l2 + l1), ctx.env.native, self.quote)?;
+        let cost = cost_wei(&ctx.env.gas, market.block.base_fee, gas, priority_fee, 2);
+        let gas_quote = convert(market, U256::from(cost.total()), ctx.env.native, self.quote)?;
         let profit = out - amount_in;
         let min_profit = scale(amount_in, self.min_profit_bps / 1e4);
         if profit <= gas_quote + min_profit {
