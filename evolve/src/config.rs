@@ -346,4 +346,15 @@ mod tests {
             toml::from_str("[backtest.gas]\nrevert_fraction = 1.0\n").unwrap();
         ok.validate().unwrap();
     }
+
+    /// The examples are the documentation of every key: they must load as they are.
+    #[test]
+    fn the_example_configs_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let devnet = ExperimentConfig::load(&dir.join("evolve-devnet.toml")).unwrap();
+        assert_eq!(devnet.backtest.gas.min_base_fee_wei, 5_000_000);
+        assert_eq!(devnet.backtest.gas, GasConfig::default());
+        let mainnet = ExperimentConfig::load(&dir.join("evolve-mainnet.toml")).unwrap();
+        assert!(!mainnet.backtest.gas.op_stack);
+    }
 }
