@@ -31,6 +31,10 @@ pub enum MathError {
     DivisionByZero,
     #[error("tick out of range")]
     TickOutOfRange,
+    #[error("tick spacing must be in (0, 16384)")]
+    InvalidTickSpacing,
+    #[error("tick is not a multiple of the pool's tick spacing")]
+    TickNotOnSpacing,
     #[error("sqrt price out of range")]
     SqrtPriceOutOfRange,
     #[error("insufficient liquidity")]

@@ -56,9 +56,20 @@ fn i256(x: U256) -> Result<I256> {
     I256::try_from(x).map_err(|_| MathError::Overflow)
 }
 
+/// Uniswap V3's factory accepts spacings in `(0, 16384)`; outside it the tick-bitmap arithmetic
+/// divides by zero or overflows `i32`.
+fn check_spacing(tick_spacing: i32) -> Result<()> {
+    if tick_spacing > 0 && tick_spacing < 16384 {
+        Ok(())
+    } else {
+        Err(MathError::InvalidTickSpacing)
+    }
+}
+
 impl V3Pool {
     /// A pool just initialized at `sqrt_price_x96`, with no liquidity.
     pub fn new(sqrt_price_x96: U256, fee: u32, tick_spacing: i32) -> Result<Self> {
+        check_spacing(tick_spacing)?;
         Ok(Self {
             sqrt_price_x96,
             tick: get_tick_at_sqrt_ratio(sqrt_price_x96)?,
@@ -69,24 +80,45 @@ impl V3Pool {
         })
     }
 
-    /// Adds (`delta > 0`, Mint) or removes (Burn) liquidity on `[lower, upper)`.
+    /// Adds (`delta > 0`, Mint) or removes (Burn) liquidity on `[lower, upper)`. All or nothing:
+    /// every check the contract makes (tick range and spacing, both ticks' gross and net, the
+    /// active liquidity) runs before anything changes, so on an error the pool is as it was, as
+    /// after a revert. Replays ignore errors (a burn of liquidity minted before the data began)
+    /// and go on with this state.
     pub fn modify_position(&mut self, lower: i32, upper: i32, delta: i128) -> Result<()> {
+        check_spacing(self.tick_spacing)?;
         if lower >= upper || lower < MIN_TICK || upper > MAX_TICK {
             return Err(MathError::TickOutOfRange);
         }
-        for (t, net) in [(lower, delta), (upper, -delta)] {
-            let info = self.ticks.entry(t).or_default();
-            info.liquidity_gross = add_delta(info.liquidity_gross, delta)?;
-            info.liquidity_net = info
-                .liquidity_net
-                .checked_add(net)
-                .ok_or(MathError::LiquidityMath)?;
+        if lower % self.tick_spacing != 0 || upper % self.tick_spacing != 0 {
+            return Err(MathError::TickNotOnSpacing);
+        }
+        let after = |t: i32, net: i128| -> Result<TickInfo> {
+            let info = self.ticks.get(&t).copied().unwrap_or_default();
+            Ok(TickInfo {
+                liquidity_gross: add_delta(info.liquidity_gross, delta)?,
+                liquidity_net: info
+                    .liquidity_net
+                    .checked_add(net)
+                    .ok_or(MathError::LiquidityMath)?,
+            })
+        };
+        let lower_info = after(lower, delta)?;
+        let upper_info = after(upper, delta.checked_neg().ok_or(MathError::LiquidityMath)?)?;
+        let active = if self.tick >= lower && self.tick < upper {
+            Some(add_delta(self.liquidity, delta)?)
+        } else {
+            None
+        };
+        for (t, info) in [(lower, lower_info), (upper, upper_info)] {
             if info.liquidity_gross == 0 {
                 self.ticks.remove(&t);
+            } else {
+                self.ticks.insert(t, info);
             }
         }
-        if self.tick >= lower && self.tick < upper {
-            self.liquidity = add_delta(self.liquidity, delta)?;
+        if let Some(l) = active {
+            self.liquidity = l;
         }
         Ok(())
     }
@@ -121,6 +153,7 @@ impl V3Pool {
         amount_specified: I256,
         sqrt_price_limit: Option<U256>,
     ) -> Result<SwapResult> {
+        check_spacing(self.tick_spacing)?;
         if amount_specified.is_zero() {
             return Err(MathError::ZeroAmount);
         }
@@ -255,5 +288,45 @@ mod tests {
             .unwrap();
         assert!(p.ticks.is_empty());
         assert_eq!(p.liquidity, 0);
+    }
+
+    #[test]
+    fn a_failed_modify_position_changes_nothing() {
+        let e18 = 1_000_000_000_000_000_000i128;
+        let mut p = pool();
+        let before = p.clone();
+        // The lower tick can give 3e18 back, the upper (1e18 gross) cannot.
+        assert!(p.modify_position(-120, 600, -3 * e18).is_err());
+        assert_eq!(p, before);
+        // An uninitialized lower tick underflows: no empty tick may be left behind.
+        assert!(p.modify_position(-60, 600, -e18).is_err());
+        assert_eq!(p, before);
+        // Both ticks take i128::MAX; the active liquidity then overflows u128.
+        p.modify_position(-60, 60, i128::MAX).unwrap();
+        let before = p.clone();
+        assert!(p.modify_position(-180, 180, i128::MAX).is_err());
+        assert_eq!(p, before);
+        // The net of a shared lower tick overflows i128 although its gross fits.
+        assert!(p.modify_position(-60, 180, i128::MAX).is_err());
+        assert_eq!(p, before);
+    }
+
+    #[test]
+    fn ticks_off_the_spacing_are_refused() {
+        let mut p = pool();
+        let before = p.clone();
+        assert!(p.modify_position(-61, 60, 1).is_err());
+        assert!(p.modify_position(-60, 61, 1).is_err());
+        assert_eq!(p, before);
+    }
+
+    #[test]
+    fn a_zero_tick_spacing_is_an_error_not_a_division_by_zero() {
+        assert!(V3Pool::new(U256::from(1) << 96usize, 3000, 0).is_err());
+        let mut p = pool();
+        p.tick_spacing = 0;
+        assert!(p.modify_position(-60, 60, 1).is_err());
+        assert!(p.swap(true, I256::ONE, None).is_err());
+        assert!(p.swap(false, I256::ONE, None).is_err());
     }
 }

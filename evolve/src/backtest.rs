@@ -197,6 +197,9 @@ pub struct TradeRecord {
     pub gas_used: u64,
     pub l2_fee_wei: String,
     pub l1_fee_wei: String,
+    /// The OP-stack operator fee (Isthmus/Jovian), 0 where the chain charges none.
+    #[serde(default)]
+    pub operator_fee_wei: String,
     pub gas_quote: f64,
     /// Realised PnL in quote units when the trade closes a position (an arbitrage always does).
     pub realized_pnl_quote: Option<f64>,
@@ -675,7 +678,7 @@ impl Sim<'_> {
         };
         let pools: Vec<usize> = route.iter().map(|l| l.pool).collect();
         let gas = bundle_gas(&self.cfg.env.gas, &self.market, &pools, sized.ticks_crossed);
-        let (l2, l1) = cost_wei(
+        let cost = cost_wei(
             &self.cfg.env.gas,
             self.market.block.base_fee,
             gas,
@@ -683,7 +686,8 @@ impl Sim<'_> {
             route.len(),
         );
         let token = route[0].token_in;
-        let Some(gas_cost) = self.value(U256::from(l2 + l1), self.cfg.env.native, token) else {
+        let Some(gas_cost) = self.value(U256::from(cost.total()), self.cfg.env.native, token)
+        else {
             return false;
         };
         if sized.amount_out <= sized.amount_in + gas_cost {
@@ -764,8 +768,8 @@ impl Sim<'_> {
                 continue;
             };
             let gas = bundle_gas(&self.cfg.env.gas, &self.market, &[pool], q.ticks_crossed);
-            let (l2, l1) = cost_wei(&self.cfg.env.gas, self.market.block.base_fee, gas, 0, 1);
-            match self.value(U256::from(l2 + l1), self.cfg.env.native, quote) {
+            let cost = cost_wei(&self.cfg.env.gas, self.market.block.base_fee, gas, 0, 1);
+            match self.value(U256::from(cost.total()), self.cfg.env.native, quote) {
                 Some(g) => cost += g,
                 None => self.tally.error(|| {
                     "the gas of closing a position could not be priced in the quote token".into()
@@ -800,7 +804,12 @@ impl Sim<'_> {
                 market_symbol(&self.market, token_out),
             )
         });
-        let record = |status, out: U256, gas: u64, l2: u128, l1: u128, gas_q, realized| {
+        let record = |status,
+                      out: U256,
+                      gas: u64,
+                      (l2, l1, operator): (u128, u128, u128),
+                      gas_q,
+                      realized| {
             symbols.as_ref().map(|(sym_in, sym_out)| TradeRecord {
                 decided_block: p.decided,
                 included_block: block.number,
@@ -816,6 +825,7 @@ impl Sim<'_> {
                 gas_used: gas,
                 l2_fee_wei: l2.to_string(),
                 l1_fee_wei: l1.to_string(),
+                operator_fee_wei: operator.to_string(),
                 gas_quote: to_human(gas_q, quote_dec),
                 realized_pnl_quote: realized,
             })
@@ -829,7 +839,14 @@ impl Sim<'_> {
         };
         if b.amount_in.is_zero() || held < b.amount_in {
             self.tally.rejected += 1;
-            if let Some(t) = record(FillStatus::Rejected, U256::ZERO, 0, 0, 0, U256::ZERO, None) {
+            if let Some(t) = record(
+                FillStatus::Rejected,
+                U256::ZERO,
+                0,
+                (0, 0, 0),
+                U256::ZERO,
+                None,
+            ) {
                 self.record(t);
             }
             return fill(FillStatus::Rejected, U256::ZERO);
@@ -864,14 +881,15 @@ impl Sim<'_> {
         } else {
             (full_gas as f64 * self.cfg.env.gas.revert_fraction) as u64
         };
-        let (l2, l1) = cost_wei(
+        let cost = cost_wei(
             &self.cfg.env.gas,
             block.base_fee,
             gas,
             b.priority_fee,
             b.legs.len(),
         );
-        let gas_q = match self.value(U256::from(l2 + l1), self.cfg.env.native, quote) {
+        let fees = (cost.l2_wei, cost.l1_wei, cost.operator_wei);
+        let gas_q = match self.value(U256::from(cost.total()), self.cfg.env.native, quote) {
             Some(g) => g,
             None => {
                 self.tally.error(|| {
@@ -936,7 +954,7 @@ impl Sim<'_> {
                 self.tally.wins += 1;
             }
         }
-        if let Some(t) = record(FillStatus::Filled, out, gas, l2, l1, gas_q, realized) {
+        if let Some(t) = record(FillStatus::Filled, out, gas, fees, gas_q, realized) {
             self.record(t);
         }
         fill(FillStatus::Filled, out)

@@ -61,11 +61,11 @@ fn an_arbitrage_fills_at_the_exact_pool_math_and_pays_gas() {
     let (priority, _) =
         dexlab_strategy::arb::bid(&decided, &cfg.env, usdc(), gas, 2, expected - x, 0.5).unwrap();
     assert!(priority > 0);
-    let (l2, l1) = cost_wei(&cfg.env.gas, Some(50_000_000), gas, priority, 2);
-    assert_eq!(t.l2_fee_wei, l2.to_string());
-    assert_eq!(t.l1_fee_wei, l1.to_string());
+    let cost = cost_wei(&cfg.env.gas, Some(50_000_000), gas, priority, 2);
+    assert_eq!(t.l2_fee_wei, cost.l2_wei.to_string());
+    assert_eq!(t.l1_fee_wei, cost.l1_wei.to_string());
     // Gas is valued at history's price of the pools (our own trade does not move the mark).
-    let gas_q = convert(&decided, U256::from(l2 + l1), weth(), usdc()).unwrap();
+    let gas_q = convert(&decided, U256::from(cost.total()), weth(), usdc()).unwrap();
     let _ = after;
     // Final balance: capital - x + out - gas, to the last unit.
     let final_usdc = e6(1_000_000) - x + usdc_out - gas_q;
@@ -233,8 +233,8 @@ fn spending_the_whole_balance_fills_and_carries_the_gas_as_a_debt() {
     // The best pool to sell WETH in is pool 1 (2,100 USDC per WETH), which we never touched.
     let sale = get_amount_out(out, e18(1000), e6(2_100_000), 2500).unwrap();
     let close_gas = bundle_gas(&cfg.env.gas, &history, &[1], 0);
-    let (l2, l1) = cost_wei(&cfg.env.gas, Some(50_000_000), close_gas, 0, 1);
-    let close = convert(&history, U256::from(l2 + l1), weth(), usdc()).unwrap();
+    let cost = cost_wei(&cfg.env.gas, Some(50_000_000), close_gas, 0, 1);
+    let close = convert(&history, U256::from(cost.total()), weth(), usdc()).unwrap();
     let want = dexlab_strategy::market::to_human(sale, 6)
         - dexlab_strategy::market::to_human(close, 6)
         - dexlab_strategy::market::to_human(debt, 6);

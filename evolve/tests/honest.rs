@@ -246,8 +246,8 @@ fn our_fill_persists_and_later_swaps_replay_as_flows_on_our_state() {
     let sale = get_amount_out(ours, a1 - flow_out, a0 + e6(1_000), 3000).unwrap();
     let history = tape.market_at(tape.blocks.len());
     let gas = bundle_gas(&cfg.env.gas, &history, &[0], 0);
-    let (l2, l1) = cost_wei(&cfg.env.gas, Some(50_000_000), gas, 0, 1);
-    let close_gas = convert(&history, U256::from(l2 + l1), weth(), usdc()).unwrap();
+    let cost = cost_wei(&cfg.env.gas, Some(50_000_000), gas, 0, 1);
+    let close_gas = convert(&history, U256::from(cost.total()), weth(), usdc()).unwrap();
     let t = &r.trades[0];
     let buy_gas_wei = t.l2_fee_wei.parse::<U256>().unwrap() + t.l1_fee_wei.parse::<U256>().unwrap();
     let buy_gas = convert(&tape.market_at(2), buy_gas_wei, weth(), usdc()).unwrap();

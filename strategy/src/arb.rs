@@ -254,8 +254,8 @@ pub fn bid(
     let surplus = profit.saturating_sub(base_quote);
     let bid_native = convert(market, scale(surplus, share), quote, env.native)?;
     let priority_fee = u128::try_from(bid_native / U256::from(gas.max(1))).unwrap_or(u128::MAX / 2);
-    let (l2, l1) = cost_wei(&env.gas, market.block.base_fee, gas, priority_fee, legs);
-    let total = convert(market, U256::from(l2 + l1), env.native, quote)?;
+    let cost = cost_wei(&env.gas, market.block.base_fee, gas, priority_fee, legs).total();
+    let total = convert(market, U256::from(cost), env.native, quote)?;
     Some((priority_fee, total))
 }
 

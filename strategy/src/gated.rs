@@ -325,7 +325,7 @@ impl Strategy for ModelGated {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use alloy_primitives::U256;
 
     use super::*;
@@ -362,7 +362,7 @@ mod tests {
     const WETH: Address = Address::with_last_byte(1);
     const USDC: Address = Address::with_last_byte(2);
 
-    fn market() -> Market {
+    pub(crate) fn market() -> Market {
         let mut m = Market::new(vec![PoolMeta {
             address: Address::with_last_byte(9),
             family: Family::V2,
@@ -430,6 +430,11 @@ mod tests {
 
     const TARGET: &str = "label_fwd_ret_5__t_weth_usdc_3000";
     const MID: &str = "t_weth_usdc_3000__mid_price";
+
+    /// A model that fits [`market`].
+    pub(crate) fn fitting_env() -> TradingEnv {
+        env(0.0, TARGET, MID)
+    }
 
     #[test]
     fn trades_only_past_the_threshold_in_the_label_orientation() {

@@ -1,5 +1,10 @@
 //! Typed, bounded strategy parameters: what a strategy declares, what the optimiser searches and
 //! what an operator promotes.
+//!
+//! [`Params`] are made only by a [`ParamSpace`] (its defaults, a decoded genome, or validated
+//! overrides) and always hold exactly one value per declared parameter. So an unknown name in user
+//! input is an error naming it, and a strategy asking for a name its space does not declare is a
+//! bug that panics, rather than trading on a made-up 0.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -144,6 +149,10 @@ pub struct ParamSpace {
 pub enum ParamError {
     #[error("unknown parameter `{name}` (this strategy has: {known})")]
     Unknown { name: String, known: String },
+    #[error("parameter `{name}` has no value (this strategy has: {known})")]
+    Missing { name: String, known: String },
+    #[error("parameters must be an object of name: value pairs, got {value}")]
+    NotAnObject { value: String },
     #[error("parameter `{name}` = {value} is outside [{lo}, {hi}]")]
     OutOfBounds {
         name: String,
@@ -172,20 +181,51 @@ impl ParamSpace {
         self.specs.is_empty()
     }
 
+    /// The declared names, comma-separated, for error messages.
+    fn known(&self) -> String {
+        self.specs
+            .iter()
+            .map(|s| s.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Checks that `p` holds exactly this space's parameters, naming the first that differs.
+    pub fn check(&self, p: &Params) -> Result<(), ParamError> {
+        if let Some(s) = self.specs.iter().find(|s| !p.values.contains_key(s.name)) {
+            return Err(ParamError::Missing {
+                name: s.name.to_owned(),
+                known: self.known(),
+            });
+        }
+        if let Some(name) = p
+            .values
+            .keys()
+            .find(|n| !self.specs.iter().any(|s| s.name == **n))
+        {
+            return Err(ParamError::Unknown {
+                name: (*name).to_owned(),
+                known: self.known(),
+            });
+        }
+        Ok(())
+    }
+
     pub fn defaults(&self) -> Params {
         Params {
             values: self.specs.iter().map(|s| (s.name, s.default)).collect(),
         }
     }
 
-    /// Decodes a genome (one gene in [0, 1] per parameter, in declaration order).
+    /// Decodes a genome (one gene in [0, 1] per parameter, in declaration order). A parameter
+    /// past the end of a short genome keeps its default, so the result is always complete.
     pub fn decode(&self, genes: &[f64]) -> Params {
         Params {
             values: self
                 .specs
                 .iter()
-                .zip(genes)
-                .map(|(s, &g)| (s.name, s.from_unit(g)))
+                .enumerate()
+                .map(|(i, s)| (s.name, genes.get(i).map_or(s.default, |&g| s.from_unit(g))))
                 .collect(),
         }
     }
@@ -197,23 +237,25 @@ impl ParamSpace {
             .collect()
     }
 
-    /// Validates a JSON object of overrides on top of the defaults: unknown names, wrong types
-    /// and values out of bounds are errors that name the parameter.
+    /// Validates a JSON object of overrides on top of the defaults (`null` means none): unknown
+    /// names, wrong types and values out of bounds are errors that name the parameter, and
+    /// anything but an object or `null` is refused rather than read as "no overrides".
     pub fn parse(&self, overrides: &serde_json::Value) -> Result<Params, ParamError> {
         let mut p = self.defaults();
-        let Some(obj) = overrides.as_object() else {
-            return Ok(p);
+        let obj = match overrides {
+            serde_json::Value::Null => return Ok(p),
+            serde_json::Value::Object(obj) => obj,
+            other => {
+                return Err(ParamError::NotAnObject {
+                    value: other.to_string(),
+                });
+            }
         };
         for (name, v) in obj {
             let Some(spec) = self.specs.iter().find(|s| s.name == name) else {
                 return Err(ParamError::Unknown {
                     name: name.clone(),
-                    known: self
-                        .specs
-                        .iter()
-                        .map(|s| s.name)
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    known: self.known(),
                 });
             };
             let wrong = || ParamError::WrongType {
@@ -242,22 +284,35 @@ impl ParamSpace {
                     hi: spec.hi,
                 });
             }
-            p.set(spec.name, x);
+            p.values.insert(spec.name, x);
         }
         Ok(p)
     }
 }
 
-/// Values of a strategy's parameters, by name. Integers and booleans are held as exact f64s.
-#[derive(Debug, Clone, PartialEq, Default)]
+/// Values of a strategy's parameters, by name: one for every parameter of the [`ParamSpace`] that
+/// made them (see the module docs). Integers and booleans are held as exact f64s.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Params {
-    pub values: BTreeMap<&'static str, f64>,
+    values: BTreeMap<&'static str, f64>,
 }
 
 impl Params {
-    /// The value of `name`; 0 when absent (a strategy only asks for what it declared).
+    /// The value of `name`.
+    ///
+    /// # Panics
+    ///
+    /// When `name` is not a parameter of the space these came from. Only code asks for a name, so
+    /// that is a bug in the strategy; `registry`'s tests build every strategy from its defaults,
+    /// which finds it.
     pub fn get(&self, name: &str) -> f64 {
-        self.values.get(name).copied().unwrap_or(0.0)
+        match self.values.get(name) {
+            Some(&v) => v,
+            None => panic!(
+                "`{name}` is not a parameter of this strategy (it has: {})",
+                self.values.keys().copied().collect::<Vec<_>>().join(", ")
+            ),
+        }
     }
 
     pub fn get_int(&self, name: &str) -> i64 {
@@ -268,8 +323,9 @@ impl Params {
         self.get(name) >= 0.5
     }
 
-    pub fn set(&mut self, name: &'static str, v: f64) {
-        self.values.insert(name, v);
+    /// Every parameter and its value, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, f64)> + '_ {
+        self.values.iter().map(|(&k, &v)| (k, v))
     }
 
     /// As a JSON object, with integers and booleans typed.
@@ -359,5 +415,43 @@ mod tests {
         let p = s.parse(&serde_json::json!({"x": 2.5})).unwrap();
         assert_eq!(p.get("x"), 2.5);
         assert_eq!(p.get("n"), 3.0);
+    }
+
+    #[test]
+    #[should_panic(expected = "`nope` is not a parameter")]
+    fn get_of_an_undeclared_name_is_a_bug_not_zero() {
+        space().defaults().get("nope");
+    }
+
+    #[test]
+    fn overrides_that_are_not_an_object_are_refused() {
+        let s = space();
+        for v in [
+            serde_json::json!([1]),
+            serde_json::json!("n=2"),
+            serde_json::json!(3),
+        ] {
+            assert!(s.parse(&v).is_err(), "{v}");
+        }
+        assert_eq!(s.parse(&serde_json::Value::Null).unwrap(), s.defaults());
+    }
+
+    #[test]
+    fn check_names_what_is_missing_or_foreign() {
+        let s = space();
+        s.check(&s.defaults()).unwrap();
+        let other = ParamSpace::new(vec![s.specs[0].clone()]);
+        let e = s.check(&other.defaults()).unwrap_err();
+        assert!(e.to_string().contains("`x` has no value"), "{e}");
+        let e = other.check(&s.defaults()).unwrap_err();
+        assert!(e.to_string().contains("unknown parameter `x`"), "{e}");
+    }
+
+    #[test]
+    fn a_short_genome_keeps_defaults() {
+        let s = space();
+        let p = s.decode(&[1.0]);
+        s.check(&p).unwrap();
+        assert_eq!((p.get("n"), p.get("x")), (10.0, 1.0));
     }
 }

@@ -93,14 +93,24 @@ pub fn needs_model(name: &str) -> bool {
     name == gated::NAME
 }
 
-/// Builds a strategy over `market`'s pools. `params` must come from this strategy's space; a
-/// model-driven strategy fails here, once, when its model does not fit the market.
+/// Builds a strategy over `market`'s pools. `params` must come from this strategy's space (checked
+/// here, once; the no-trade baseline reads none and takes any); a model-driven strategy fails here,
+/// once, when its model does not fit the market.
 pub fn build(
     name: &str,
     market: &Market,
     env: &TradingEnv,
     params: &Params,
 ) -> Result<Box<dyn Strategy>, RegistryError> {
+    if name != NO_TRADE {
+        info(name)?
+            .params
+            .check(params)
+            .map_err(|source| RegistryError::Params {
+                strategy: name.to_owned(),
+                source,
+            })?;
+    }
     match name {
         arb::NAME => Ok(Box::new(arb::CrossVenueArb::new(market, env, params))),
         reversion::NAME => Ok(Box::new(reversion::PriceReversion::new(
@@ -109,5 +119,43 @@ pub fn build(
         gated::NAME => Ok(Box::new(gated::ModelGated::new(market, env, params)?)),
         NO_TRADE => Ok(Box::new(NoTrade)),
         other => Err(RegistryError::Unknown(other.to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every strategy reads its parameters when it is built; `Params::get` panics on a name the
+    /// space does not declare, so a strategy that reads one fails here.
+    #[test]
+    fn every_strategy_builds_from_its_defaults() {
+        let market = gated::tests::market();
+        let env = gated::tests::fitting_env();
+        for s in list() {
+            let built = build(s.name, &market, &env, &s.params.defaults())
+                .unwrap_or_else(|e| panic!("{}: {e}", s.name));
+            assert_eq!(built.name(), s.name);
+        }
+    }
+
+    #[test]
+    fn parameters_of_another_strategy_are_refused() {
+        let market = gated::tests::market();
+        let env = gated::tests::fitting_env();
+        let foreign = reversion::space().defaults();
+        let e = build(arb::NAME, &market, &env, &foreign).err().unwrap();
+        assert!(
+            e.to_string().starts_with("strategy `cross-venue-arb`: "),
+            "{e}"
+        );
+        // The baseline reads nothing, so it takes whatever it is given.
+        build(NO_TRADE, &market, &env, &foreign).unwrap();
+        let e = parse_params(arb::NAME, &serde_json::json!({"window_blocks": 5})).unwrap_err();
+        assert!(
+            e.to_string().contains("unknown parameter `window_blocks`"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("min_profit_bps"), "{e}");
     }
 }

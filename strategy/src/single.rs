@@ -34,15 +34,12 @@ impl SwapPlan {
         quote: Address,
     ) -> Option<Bundle> {
         let q = market.quote(pool, token_in, amount_in)?;
-        let base_fee = market
-            .block
-            .base_fee
-            .unwrap_or(ctx.env.gas.default_base_fee_wei);
+        let base_fee = ctx.env.gas.base_fee_wei(market.block.base_fee);
         let priority_fee = (base_fee as f64 * (self.gas_multiplier - 1.0)) as u128;
         if let Some(max) = self.max_gas_bps {
             let gas = bundle_gas(&ctx.env.gas, market, &[pool], q.ticks_crossed);
-            let (l2, l1) = cost_wei(&ctx.env.gas, market.block.base_fee, gas, priority_fee, 1);
-            let gas_quote = convert(market, U256::from(l2 + l1), ctx.env.native, quote)?;
+            let cost = cost_wei(&ctx.env.gas, market.block.base_fee, gas, priority_fee, 1);
+            let gas_quote = convert(market, U256::from(cost.total()), ctx.env.native, quote)?;
             let notional = convert(market, amount_in, token_in, quote)?;
             if gas_quote * U256::from(10_000u32) > notional * U256::from(max) {
                 return None;
