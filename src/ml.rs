@@ -666,6 +666,18 @@ fn show(row: &ModelRow, json: bool) -> anyhow::Result<ExitCode> {
             rows["train"], rows["valid"], rows["test"], m.dataset["embargo"]
         );
     }
+    if let Some(t) = m.dataset.get("train_blocks") {
+        let range = |v: &serde_json::Value| format!("{}..={}", v[0], v[1]);
+        println!(
+            "               blocks train {}, valid {}, test {}; label look-ahead {}",
+            range(t),
+            range(&m.dataset["valid_blocks"]),
+            range(&m.dataset["test_blocks"]),
+            m.dataset
+                .get("lookahead_blocks")
+                .map_or("not recorded".into(), |l| format!("{l} blocks"))
+        );
+    }
     let t = &m.training;
     if m.task == "rl" {
         println!(

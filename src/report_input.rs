@@ -12,6 +12,59 @@ const KINDS: [(&str, &str); 4] = [
     ("no_trade", "no trading"),
 ];
 
+/// What an experiment's config records about the model of a model-driven strategy: its id, the
+/// blocks it was trained, validated and tested on, its embargo and the blocks the run evaluated.
+/// For `experiments show` and the report's summary; empty without a model.
+pub fn model_rows(config: &serde_json::Value) -> Vec<(String, String)> {
+    let Some(id) = config.get("model").and_then(|m| m.as_str()) else {
+        return Vec::new();
+    };
+    let mut rows = vec![("model".to_owned(), id.to_owned())];
+    let Some(w) = config.get("model_window") else {
+        rows.push((
+            "model blocks".to_owned(),
+            "not recorded (an experiment of an older dexlab, which evaluated every block, \
+             possibly the model's own training data)"
+                .to_owned(),
+        ));
+        return rows;
+    };
+    let range = |v: &serde_json::Value| format!("{}..={}", v[0], v[1]);
+    let s = &w["seen"];
+    rows.extend([
+        (
+            "model trained on blocks".to_owned(),
+            range(&s["train_blocks"]),
+        ),
+        (
+            "model validated on blocks".to_owned(),
+            range(&s["valid_blocks"]),
+        ),
+        (
+            "model test split blocks".to_owned(),
+            range(&s["test_blocks"]),
+        ),
+        (
+            "model embargo".to_owned(),
+            format!(
+                "{} blocks (its labels read up to block {})",
+                s["embargo"],
+                s["first_unseen"].as_i64().map_or(-1, |b| b - 1)
+            ),
+        ),
+        (
+            "evaluated blocks".to_owned(),
+            format!(
+                "{} only ({}; {} earlier blocks of the dataset left out)",
+                range(&w["evaluated_blocks"]),
+                w["mode"].as_str().unwrap_or("?"),
+                w["skipped_blocks"]
+            ),
+        ),
+    ]);
+    rows
+}
+
 pub fn build(d: &ExperimentDetail) -> anyhow::Result<ReportInput> {
     let e = &d.experiment;
     let quote = e
@@ -32,6 +85,7 @@ pub fn build(d: &ExperimentDetail) -> anyhow::Result<ReportInput> {
         ("objective".to_owned(), objective.clone()),
         ("folds".to_owned(), d.folds.len().to_string()),
     ];
+    summary.extend(model_rows(&e.config));
     if let Some(s) = &e.summary {
         for k in ["evaluations", "threads", "seconds"] {
             if let Some(v) = s.get(k) {

@@ -1,5 +1,6 @@
 //! Research commands: strategies, backtest, evolve, experiments, report.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -9,12 +10,14 @@ use dexlab_evolve::backtest;
 use dexlab_evolve::config::ExperimentConfig;
 use dexlab_evolve::tape::Tape;
 use dexlab_evolve::walkforward::{Checkpoint, FoldResult, Progress, RunSpec, run_experiment};
+use dexlab_models::artifact::SeenBlocks;
 use dexlab_models::scorer::ModelScorer;
 use dexlab_store::{
     EquityPoint, FoldRow, GenerationRow, IndividualRow, NewExperiment, NewRun, Store,
 };
 use dexlab_strategy::{ModelHandle, registry};
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
 
 #[derive(Subcommand)]
 pub enum StrategiesCmd {
@@ -138,19 +141,112 @@ pub fn strategies_list(json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The model of a model-driven strategy; refuses a model the strategy would not read.
-fn load_model(dir: Option<&Path>, strategy: &str) -> anyhow::Result<Option<ModelHandle>> {
+/// A model-driven strategy's model and the blocks its training saw.
+struct LoadedModel {
+    handle: ModelHandle,
+    seen: SeenBlocks,
+}
+
+/// The model of a model-driven strategy; refuses a model the strategy would not read, and one
+/// whose training blocks cannot be bounded.
+fn load_model(dir: Option<&Path>, strategy: &str) -> anyhow::Result<Option<LoadedModel>> {
     match dir {
         None => Ok(None),
         Some(_) if !registry::needs_model(strategy) => {
             bail!("strategy `{strategy}` does not use a model; drop --model")
         }
-        Some(d) => Ok(Some(
-            ModelScorer::load(d)
-                .with_context(|| format!("loading model {}", d.display()))?
-                .into_handle(),
-        )),
+        Some(d) => {
+            let scorer =
+                ModelScorer::load(d).with_context(|| format!("loading model {}", d.display()))?;
+            let seen = scorer.predictor().artifact().seen_blocks(d)?;
+            Ok(Some(LoadedModel {
+                handle: scorer.into_handle(),
+                seen,
+            }))
+        }
     }
+}
+
+/// Where a run with a model is evaluated: only on the blocks after those the model's training
+/// saw (train and valid splits, plus the blocks their labels read), so that its predictions there
+/// are out of sample. Recorded in `--json` output and in the experiment's config.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ModelWindow {
+    pub model: String,
+    /// `restricted`: the run is confined to `evaluated_blocks` (a window that cannot be
+    /// confined is refused instead).
+    pub mode: &'static str,
+    pub seen: SeenBlocks,
+    /// Block numbers evaluated, inclusive.
+    pub evaluated_blocks: (u64, u64),
+    /// Blocks of the dataset left out before them.
+    pub skipped_blocks: usize,
+    #[serde(skip)]
+    pub range: Range<usize>,
+}
+
+/// Confines a run to the blocks after `model`'s training data, or refuses: when the dataset is
+/// not the model's (block ranges of another dataset cannot be compared) or fewer than
+/// `min_blocks` blocks remain (`need` says what for).
+fn model_window(
+    tape: &Tape,
+    model: &LoadedModel,
+    min_blocks: usize,
+    need: &str,
+) -> anyhow::Result<ModelWindow> {
+    let id = model.handle.id();
+    let s = &model.seen;
+    let short = |h: &str| h[..h.len().min(12)].to_owned();
+    match &s.dataset_hash {
+        None => bail!(
+            "model {id} records no dataset hash (its features folder had no manifest.json): \
+             which blocks of this dataset it was trained on cannot be told, so no window can be \
+             proven out of sample; retrain it on a `dexlab features build` folder"
+        ),
+        Some(h) if *h != tape.dataset_hash => bail!(
+            "model {id} was trained on features of another dataset (sha256 {}…), not this one \
+             ({}…): its train/valid blocks cannot be compared with this dataset's safely; \
+             evaluate it on the dataset it was trained on, or retrain it on this one",
+            short(h),
+            short(&tape.dataset_hash)
+        ),
+        Some(_) => {}
+    }
+    let start = tape
+        .blocks
+        .partition_point(|b| (b.number as i64) < s.first_unseen);
+    let n = tape.blocks.len() - start;
+    let seen = format!(
+        "model {id} saw blocks {}..={} (+embargo {})",
+        s.train_blocks.0, s.valid_blocks.1, s.embargo
+    );
+    if n < min_blocks.max(1) {
+        bail!(
+            "{seen}: only {n} blocks of this dataset lie after block {}, too few {need} (at \
+             least {}); train the model on an earlier part of the data (a smaller `split` train \
+             and valid share), or ask for less",
+            s.first_unseen - 1,
+            min_blocks.max(1)
+        );
+    }
+    let evaluated = (
+        tape.blocks[start].number,
+        tape.blocks[tape.blocks.len() - 1].number,
+    );
+    eprintln!(
+        "{seen}; evaluating blocks {}..={} only ({n} of the dataset's {} blocks)",
+        evaluated.0,
+        evaluated.1,
+        tape.blocks.len()
+    );
+    Ok(ModelWindow {
+        model: id.to_owned(),
+        mode: "restricted",
+        seen: s.clone(),
+        evaluated_blocks: evaluated,
+        skipped_blocks: start,
+        range: start..tape.blocks.len(),
+    })
 }
 
 fn load_config(path: Option<&Path>) -> anyhow::Result<ExperimentConfig> {
@@ -172,25 +268,28 @@ pub fn backtest_cmd(a: BacktestArgs) -> anyhow::Result<ExitCode> {
     let params = registry::parse_params(&a.strategy, &overrides)?;
     let tape = Tape::load(&a.data)?;
     let mut exec = cfg.backtest.resolve(&tape, a.seed)?;
-    exec.env.model = load_model(a.model.as_deref(), &a.strategy)?;
-    let market = tape.market();
+    let model = load_model(a.model.as_deref(), &a.strategy)?;
+    let window = model
+        .as_ref()
+        .map(|m| model_window(&tape, m, 2, "for a backtest"))
+        .transpose()?;
+    exec.env.model = model.map(|m| m.handle);
+    let range = window
+        .as_ref()
+        .map_or(0..tape.blocks.len(), |w| w.range.clone());
+    let blocks = range.len();
+    let market = tape.market_at(range.start);
     let mut s = registry::build(&a.strategy, &market, &exec.env, &params)?;
     let started = std::time::Instant::now();
-    let r = backtest::run(
-        &tape,
-        &market,
-        0..tape.blocks.len(),
-        s.as_mut(),
-        &exec,
-        true,
-    );
+    let r = backtest::run(&tape, &market, range, s.as_mut(), &exec, true);
     let space = registry::info(&a.strategy)?.params;
     if a.json {
         let out = serde_json::json!({
             "strategy": a.strategy,
             "params": params.to_json(&space),
             "dataset_hash": tape.dataset_hash,
-            "blocks": tape.blocks.len(),
+            "blocks": blocks,
+            "model_window": window,
             "metrics": r.metrics,
             "trades": r.trades,
             "equity": r.equity,
@@ -201,7 +300,7 @@ pub fn backtest_cmd(a: BacktestArgs) -> anyhow::Result<ExitCode> {
         println!(
             "{} over {} blocks in {:.2}s with {params}",
             a.strategy,
-            tape.blocks.len(),
+            blocks,
             started.elapsed().as_secs_f64()
         );
         println!(
@@ -267,14 +366,28 @@ pub fn evolve_cmd(a: EvolveArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let tape = Tape::load(&a.data)?;
     let mut exec = cfg.backtest.resolve(&tape, a.seed)?;
+    let model = load_model(a.model.as_deref(), &a.strategy)?;
+    let folds = cfg.walk_forward.folds;
+    let window = model
+        .as_ref()
+        .map(|m| {
+            model_window(
+                &tape,
+                m,
+                2 * (folds + 1),
+                &format!("for {folds} walk-forward folds"),
+            )
+        })
+        .transpose()?;
     // Every parameter set the optimiser tries asks the model about the same blocks: memoise.
-    exec.env.model = load_model(a.model.as_deref(), &a.strategy)?.map(ModelHandle::memoised);
+    exec.env.model = model.map(|m| ModelHandle::memoised(m.handle));
     let spec = RunSpec {
         strategy: a.strategy.clone(),
         config: cfg.clone(),
         seed: a.seed,
         dataset_hash: tape.dataset_hash.clone(),
         model: exec.env.model.as_ref().map(|m| m.id().to_owned()),
+        blocks: window.as_ref().map(|w| w.evaluated_blocks),
     };
     let store = store(rt)?;
     let ck_path = out.join("checkpoint.json");
@@ -294,6 +407,9 @@ pub fn evolve_cmd(a: EvolveArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result
                     let mut c = serde_json::to_value(&cfg)?;
                     if let Some(m) = &spec.model {
                         c["model"] = m.clone().into();
+                    }
+                    if let Some(w) = &window {
+                        c["model_window"] = serde_json::to_value(w)?;
                     }
                     c
                 },
@@ -377,7 +493,13 @@ pub fn evolve_cmd(a: EvolveArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result
     if let Some(e) = store_err {
         return Err(e.context("writing the experiment to the store"));
     }
-    let summary = summarise(&folds, &spec, threads, started.elapsed().as_secs_f64());
+    let summary = summarise(
+        &folds,
+        &spec,
+        window.as_ref(),
+        threads,
+        started.elapsed().as_secs_f64(),
+    );
     rt.block_on(store.set_experiment_status(experiment_id, "done", Some(&summary)))?;
     let result_path = out.join("result.json");
     std::fs::write(
@@ -443,7 +565,13 @@ pub fn evolve_cmd(a: EvolveArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result
 }
 
 /// Out-of-sample totals per run kind, the figure the README reports.
-fn summarise(folds: &[FoldResult], spec: &RunSpec, threads: usize, secs: f64) -> serde_json::Value {
+fn summarise(
+    folds: &[FoldResult],
+    spec: &RunSpec,
+    window: Option<&ModelWindow>,
+    threads: usize,
+    secs: f64,
+) -> serde_json::Value {
     let kinds = ["ga", "random_search", "default", "no_trade"];
     let mut per_kind = serde_json::Map::new();
     for k in kinds {
@@ -469,6 +597,7 @@ fn summarise(folds: &[FoldResult], spec: &RunSpec, threads: usize, secs: f64) ->
     serde_json::json!({
         "strategy": spec.strategy,
         "model": spec.model,
+        "model_window": window,
         "seed": spec.seed,
         "objective": spec.config.ga.objective,
         "folds": folds.len(),
@@ -642,6 +771,9 @@ pub fn experiments_cmd(
                     "experiment {} `{}`: {} on {} (seed {}), {}",
                     e.id, e.name, e.strategy, e.dataset, e.seed, e.status
                 );
+                for (k, v) in crate::report_input::model_rows(&e.config) {
+                    println!("{k}: {v}");
+                }
                 for f in &d.folds {
                     println!(
                         "fold {}: train blocks {}..{}, test {}..{}",

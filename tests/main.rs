@@ -9,6 +9,7 @@ mod exactness;
 mod import;
 mod ingest;
 mod model_gated;
+mod model_window;
 mod models_registry;
 mod online_features;
 mod rl;

@@ -36,7 +36,7 @@ fn fails(c: &mut Command) -> String {
 }
 
 /// The sample's dataset, its features and a small MLP on the online-computable columns.
-fn trained(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+pub(crate) fn trained(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let tape = sample_tape(dir);
     drop(tape);
     let data = dir.join("data");

@@ -61,6 +61,10 @@ pub struct RunSpec {
     /// The model a model-driven strategy consults (its id: name and content hash).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// Block numbers (inclusive) the whole walk-forward is confined to, e.g. those after the
+    /// blocks a model was trained and validated on; `None`: every block of the tape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<(u64, u64)>,
 }
 
 impl RunSpec {
@@ -155,6 +159,13 @@ pub fn fold_windows(
         .collect())
 }
 
+/// The tape's block indices whose block numbers lie in `first..=last`.
+pub fn block_span(tape: &Tape, (first, last): (u64, u64)) -> Range<usize> {
+    let start = tape.blocks.partition_point(|b| b.number < first);
+    let end = tape.blocks.partition_point(|b| b.number <= last);
+    start..end.max(start)
+}
+
 /// Runs the whole walk-forward experiment, resuming from `checkpoint` when it holds a run of the
 /// same spec. The caller installs the rayon pool.
 pub fn run_experiment(
@@ -171,11 +182,18 @@ pub fn run_experiment(
     // here, once, rather than inside the optimiser's threads.
     registry::build(&spec.strategy, &tape.market(), &exec.env, &space.defaults())?;
     let cfg = &spec.config;
-    let windows = fold_windows(
-        tape.blocks.len(),
+    let span = spec
+        .blocks
+        .map_or(0..tape.blocks.len(), |b| block_span(tape, b));
+    let shift = |r: Range<usize>| r.start + span.start..r.end + span.start;
+    let windows: Vec<_> = fold_windows(
+        span.len(),
         cfg.walk_forward.folds,
         cfg.walk_forward.anchored,
-    )?;
+    )?
+    .into_iter()
+    .map(|(train, test)| (shift(train), shift(test)))
+    .collect();
     let fp = spec.fingerprint();
     let mut ck = match Checkpoint::load(checkpoint)? {
         Some(c) if c.fingerprint == fp => c,

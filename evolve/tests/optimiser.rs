@@ -24,6 +24,7 @@ fn spec(strategy: &str, seed: u64) -> RunSpec {
         seed,
         dataset_hash: sample_tape().dataset_hash.clone(),
         model: None,
+        blocks: None,
     }
 }
 

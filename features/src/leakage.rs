@@ -1,11 +1,13 @@
 //! The leakage canary: change everything after block `t` (prices, amounts, liquidity, base fees,
 //! depth; and drop some swaps) and require every feature at or before `t` to stay identical.
-//! Labels are exempt by name (`label_…`): they are meant to look ahead.
+//! Labels (`label_…`) are meant to look ahead, but only as far as they declare: a label at a block
+//! at or before `t - lookahead` ([`label_lookahead`]) must stay identical too, since that is the
+//! embargo a model trained on it gets.
 
 use polars::prelude::*;
 
 use crate::config::FeatureConfig;
-use crate::pipeline::{Inputs, build_lazy};
+use crate::pipeline::{Inputs, build_lazy, label_lookahead};
 use crate::{FeatureError, Result};
 
 fn after(t: i64) -> Expr {
@@ -118,26 +120,46 @@ pub fn check_at(
             b.height()
         )));
     }
+    let blocks = a.column("block_number")?.cast(&DataType::Int64)?;
+    let blocks = blocks.i64()?;
     let mut leaks = Vec::new();
+    let mut far = Vec::new();
     for c in a.columns() {
         let name = c.name().as_str();
+        let (x, y) = (
+            c.as_materialized_series(),
+            b.column(name)?.as_materialized_series(),
+        );
         if name.starts_with("label_") {
-            continue;
-        }
-        let other = b.column(name)?;
-        if !c
-            .as_materialized_series()
-            .equals_missing(other.as_materialized_series())
-        {
+            // A label of unknown look-ahead (not one of the pipeline's) cannot be checked.
+            let Some(l) = label_lookahead(name, cfg) else {
+                continue;
+            };
+            let settled = blocks.lt_eq(t - i64::from(l));
+            if !x.filter(&settled)?.equals_missing(&y.filter(&settled)?) {
+                far.push(format!("{name} (declared {l})"));
+            }
+        } else if !x.equals_missing(y) {
             leaks.push(name.to_string());
         }
     }
-    if leaks.is_empty() {
-        Ok(())
-    } else {
-        Err(FeatureError::Leakage(format!(
+    let mut problems = Vec::new();
+    if !leaks.is_empty() {
+        problems.push(format!(
             "features at or before block {t} change when later data changes: {}",
             leaks.join(", ")
-        )))
+        ));
+    }
+    if !far.is_empty() {
+        problems.push(format!(
+            "labels look further ahead than their declared look-ahead (in blocks; they change at \
+             or before block {t} minus it when data after {t} changes): {}",
+            far.join(", ")
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(FeatureError::Leakage(problems.join("; ")))
     }
 }

@@ -22,6 +22,7 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
 pub use config::FeatureConfig;
+pub use pipeline::label_lookahead;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FeatureError {
@@ -50,6 +51,11 @@ pub struct ColumnDef {
     pub name: String,
     /// `feature`, `label` or `key`.
     pub kind: String,
+    /// Labels: how many blocks after its row the label looks ([`pipeline::label_lookahead`]),
+    /// the embargo a model trained on it needs. Absent in manifests written before it was
+    /// recorded, and for columns that are not labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookahead_blocks: Option<u32>,
 }
 
 /// `manifest.json` of a feature dataset.
@@ -171,6 +177,7 @@ pub fn build(data: &Path, cfg: &FeatureConfig, out: &Path) -> Result<BuildReport
             ColumnDef {
                 name: n.to_string(),
                 kind: kind.into(),
+                lookahead_blocks: pipeline::label_lookahead(n, cfg),
             }
         })
         .collect();

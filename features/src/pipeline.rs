@@ -452,6 +452,25 @@ fn pool_frame(
     Ok(f.select(sel))
 }
 
+/// How many blocks after its row `t` a label of this pipeline looks, i.e. the last block it reads
+/// is `t + lookahead`: the forward return and the forward spread change at horizon `h` look `h`
+/// blocks ahead; the arbitrage label looks `latency_blocks` ahead (the spread and gas at inclusion).
+/// A model trained on the label needs this many blocks of embargo between its splits, and a
+/// backtest of the model must start after the last validation block plus this many. `None` for
+/// columns that are not labels of this pipeline under `cfg`. The leakage canary checks the claim.
+pub fn label_lookahead(name: &str, cfg: &FeatureConfig) -> Option<u32> {
+    let head = name.strip_prefix("label_")?.split("__").next()?;
+    if head == "arb_profitable" {
+        return Some(cfg.latency_blocks);
+    }
+    let h: u32 = head
+        .strip_prefix("fwd_ret_")
+        .or_else(|| head.strip_prefix("fwd_spread_chg_"))?
+        .parse()
+        .ok()?;
+    cfg.label_horizons.contains(&h).then_some(h)
+}
+
 /// The whole pipeline; `extra` may add columns at the end (tests use it to inject leaks).
 pub fn build_lazy(
     inp: &Inputs,

@@ -95,6 +95,85 @@ fn features_of_the_real_sample_are_point_in_time_and_complete() {
         dexlab_features::dataset_hash(&data).unwrap()
     );
     assert!(!manifest.leakage_check_blocks.is_empty());
+    // Every label records how far it looks ahead; features do not.
+    let lookahead = |name: &str| {
+        manifest
+            .columns
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap()
+            .lookahead_blocks
+    };
+    assert_eq!(
+        lookahead("label_arb_profitable__uniswap_v3_usdc_weth_500__uniswap_v3_usdc_weth_3000"),
+        Some(cfg.latency_blocks)
+    );
+    assert_eq!(
+        lookahead("label_fwd_ret_5__uniswap_v3_usdc_weth_500"),
+        Some(5)
+    );
+    assert_eq!(lookahead(spread), None);
+    assert!(
+        manifest
+            .columns
+            .iter()
+            .all(|c| (c.kind == "label") == c.lookahead_blocks.is_some()),
+        "{:?}",
+        manifest.columns
+    );
+}
+
+#[test]
+fn every_label_looks_exactly_as_far_ahead_as_it_declares() {
+    let mut cfg = FeatureConfig {
+        latency_blocks: 3,
+        ..FeatureConfig::default()
+    };
+    let arb = "label_arb_profitable__uniswap_v3_usdc_weth_500__uniswap_v3_usdc_weth_3000";
+    assert_eq!(dexlab_features::label_lookahead(arb, &cfg), Some(3));
+    assert_eq!(
+        dexlab_features::label_lookahead("label_fwd_ret_20__p", &cfg),
+        Some(20)
+    );
+    assert_eq!(
+        dexlab_features::label_lookahead("label_fwd_spread_chg_5__a__b", &cfg),
+        Some(5)
+    );
+    assert_eq!(
+        dexlab_features::label_lookahead("label_fwd_ret_7__p", &cfg),
+        None
+    );
+    assert_eq!(dexlab_features::label_lookahead("p__ret_5", &cfg), None);
+
+    // The canary holds every label to its declared look-ahead: with a latency of 3 blocks the
+    // arbitrage label at t - 3 must not change when data after t does, and does not.
+    let (_dir, data) = sample_dataset();
+    let inputs = load_inputs(&data, &cfg).unwrap();
+    let cuts = leakage::cut_points(&inputs).unwrap();
+    leakage::check(&inputs, &cfg, &cuts, None).unwrap();
+    // A label named for a 1-block horizon that reads 3 blocks ahead is caught.
+    let label = pool_labels(&inputs.pools).values().min().unwrap().clone();
+    let px = format!("{label}__mid_price");
+    let peeks = move |lf: LazyFrame| {
+        lf.with_column(
+            (col(px.as_str()).shift(lit(-3)) - col(px.as_str())).alias("label_fwd_ret_1__peeks"),
+        )
+    };
+    let err = leakage::check(&inputs, &cfg, &cuts, Some(&peeks)).unwrap_err();
+    assert!(
+        matches!(&err, FeatureError::Leakage(m)
+            if m.contains("label_fwd_ret_1__peeks (declared 1)") && !m.contains(arb)),
+        "{err}"
+    );
+    // Named for a 3-block horizon (one the config has), it passes.
+    cfg.label_horizons.push(3);
+    let px = format!("{label}__mid_price");
+    let honest = move |lf: LazyFrame| {
+        lf.with_column(
+            (col(px.as_str()).shift(lit(-3)) - col(px.as_str())).alias("label_fwd_ret_3__peeks"),
+        )
+    };
+    leakage::check(&inputs, &cfg, &cuts, Some(&honest)).unwrap();
 }
 
 #[test]

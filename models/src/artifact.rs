@@ -7,7 +7,7 @@
 //! | `schema.json` | feature columns in order, target, window, task |
 //! | `normalizer.json` | per-feature mean and std of the train split (and the target's) |
 //! | `metrics.json` | learning curve, best epoch, test metrics of the model and its baselines |
-//! | `dataset.json` | the features folder, its input dataset hash, rows per split and their blocks |
+//! | `dataset.json` | the features folder, its input dataset hash, rows per split, their blocks, the embargo and the label's look-ahead |
 //! | `predictions.csv` | each test sample: `block,realised,predicted` (target units, or 0/1 and P(1)) |
 //!
 //! The directory is written under a temporary sibling name and renamed when complete.
@@ -81,11 +81,73 @@ pub struct DatasetInfo {
     /// Default feature columns left out because they had no finite value.
     pub excluded_features: Vec<String>,
     pub rows: RowCounts,
+    /// Samples skipped before the valid and the test split; at least the label's look-ahead.
     pub embargo: usize,
     /// First and last block of each split.
     pub train_blocks: (i64, i64),
     pub valid_blocks: (i64, i64),
     pub test_blocks: (i64, i64),
+    /// How many blocks after its row the target label looks ([`crate::data::label_lookahead`],
+    /// or the configured embargo for a label whose look-ahead nothing records). Absent in model
+    /// directories written before it was recorded.
+    #[serde(default)]
+    pub lookahead_blocks: Option<usize>,
+}
+
+/// The blocks a model's training saw: its train and valid splits, and through their labels the
+/// `embargo` blocks after them. A backtest or walk-forward of the model is out of sample only from
+/// [`SeenBlocks::first_unseen`] on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeenBlocks {
+    /// The hash of the chain dataset the model's features were built from, if recorded.
+    pub dataset_hash: Option<String>,
+    pub train_blocks: (i64, i64),
+    pub valid_blocks: (i64, i64),
+    /// The held-out test split (seen by nothing but the final scoring).
+    pub test_blocks: (i64, i64),
+    /// Blocks after the valid split that its labels read: the larger of the label's look-ahead
+    /// and the split embargo.
+    pub embargo: usize,
+    /// `valid_blocks.1 + embargo + 1`.
+    pub first_unseen: i64,
+}
+
+impl Artifact {
+    /// The blocks this model's training saw (`dir` names it in errors); see
+    /// [`DatasetInfo::seen_blocks`].
+    pub fn seen_blocks(&self, dir: &Path) -> Result<SeenBlocks> {
+        self.dataset
+            .seen_blocks(&self.schema.target, &dir.join(DATASET))
+    }
+}
+
+impl DatasetInfo {
+    /// The blocks a model of `target` trained on these splits saw (`path` names the file in
+    /// errors). A directory written before the label's look-ahead was recorded is refused unless
+    /// the target's name states its horizon, since nothing else bounds the blocks its labels read.
+    pub fn seen_blocks(&self, target: &str, path: &Path) -> Result<SeenBlocks> {
+        let d = self;
+        let lookahead = d
+            .lookahead_blocks
+            .or_else(|| crate::data::label_lookahead(target, None))
+            .ok_or_else(|| ModelError::Data {
+                path: path.into(),
+                message: format!(
+                    "records no look-ahead for its target `{target}` (written by an older \
+                     dexlab): the blocks its labels read cannot be bounded, so no window can be \
+                     proven out of sample; retrain the model"
+                ),
+            })?;
+        let embargo = lookahead.max(d.embargo);
+        Ok(SeenBlocks {
+            dataset_hash: d.dataset_hash.clone(),
+            train_blocks: d.train_blocks,
+            valid_blocks: d.valid_blocks,
+            test_blocks: d.test_blocks,
+            embargo,
+            first_unseen: d.valid_blocks.1 + embargo as i64 + 1,
+        })
+    }
 }
 
 /// The model's test-split predictions, in time order, behind the test metrics: the same numbers
@@ -201,6 +263,15 @@ pub fn read_dataset_hash(features_dir: &Path) -> Result<Option<String>> {
         .find_map(|k| v.get(k).and_then(|h| h.as_str()).map(str::to_string)))
 }
 
+/// A features folder's `manifest.json`; `None` without one.
+pub fn read_manifest(features_dir: &Path) -> Result<Option<serde_json::Value>> {
+    let path = features_dir.join("manifest.json");
+    if !path.exists() {
+        return Ok(None);
+    }
+    read_json(&path).map(Some)
+}
+
 /// `git rev-parse HEAD` in the current directory, or "unknown".
 pub fn git_commit() -> String {
     Command::new("git")
@@ -285,4 +356,45 @@ fn is_model_dir(dir: &Path) -> bool {
 
 fn is_empty_dir(dir: &Path) -> bool {
     fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `dataset.json` as dexlab wrote it before the look-ahead was recorded.
+    fn old_info() -> DatasetInfo {
+        serde_json::from_str(
+            r#"{"features_dir": "f", "dataset_hash": "abc", "excluded_features": [],
+                "rows": {"total": 100, "dropped_target": 0, "dropped_features": 0,
+                         "embargoed": 0, "train": 70, "valid": 15, "test": 15},
+                "embargo": 0, "train_blocks": [1000, 1069], "valid_blocks": [1070, 1084],
+                "test_blocks": [1085, 1099]}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn seen_blocks_end_after_the_valid_split_and_the_look_ahead() {
+        let p = Path::new("m/dataset.json");
+        let old = old_info();
+        assert_eq!(old.lookahead_blocks, None);
+        // The name states the horizon: provable even from an old directory.
+        let s = old.seen_blocks("label_fwd_ret_5__pool", p).unwrap();
+        assert_eq!((s.embargo, s.first_unseen), (5, 1090));
+        assert_eq!(s.train_blocks, (1000, 1069));
+        // The arbitrage label's look-ahead was its latency, which an old directory lost.
+        let err = old
+            .seen_blocks("label_arb_profitable__a__b", p)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("retrain"), "{err}");
+        let new = DatasetInfo {
+            lookahead_blocks: Some(3),
+            embargo: 3,
+            ..old
+        };
+        let s = new.seen_blocks("label_arb_profitable__a__b", p).unwrap();
+        assert_eq!((s.embargo, s.first_unseen), (3, 1088));
+    }
 }

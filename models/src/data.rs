@@ -221,6 +221,43 @@ pub fn label_horizon(target: &str) -> Option<usize> {
     digits.parse().ok().filter(|&h| h > 0)
 }
 
+/// How many blocks after its row `t` a label looks (it reads blocks up to `t + lookahead`): what
+/// the features manifest records for the column (`lookahead_blocks`), else what dexlab's label
+/// names say: `label_fwd_ret_<h>__…` and `label_fwd_spread_chg_<h>__…` look `h` blocks ahead,
+/// `label_arb_profitable__…` the manifest config's `latency_blocks`. `None` when neither says.
+pub fn label_lookahead(target: &str, manifest: Option<&serde_json::Value>) -> Option<usize> {
+    let recorded = manifest
+        .and_then(|m| m.get("columns")?.as_array())
+        .and_then(|cols| {
+            cols.iter()
+                .find(|c| c.get("name").and_then(|n| n.as_str()) == Some(target))
+        })
+        .and_then(|c| c.get("lookahead_blocks")?.as_u64());
+    if let Some(l) = recorded {
+        return Some(l as usize);
+    }
+    let head = target.strip_prefix(LABEL_PREFIX)?.split("__").next()?;
+    if head == "arb_profitable" {
+        return manifest
+            .and_then(|m| m.pointer("/config/latency_blocks")?.as_u64())
+            .map(|l| l as usize);
+    }
+    head.strip_prefix("fwd_ret_")
+        .or_else(|| head.strip_prefix("fwd_spread_chg_"))?
+        .parse()
+        .ok()
+}
+
+/// The `label_…` columns of a feature list: a label at block t reads blocks after t, so as a
+/// feature it hands the model the answer.
+pub fn label_features(features: &[String]) -> Vec<&str> {
+    features
+        .iter()
+        .map(String::as_str)
+        .filter(|f| f.starts_with(LABEL_PREFIX))
+        .collect()
+}
+
 /// Per-column mean and standard deviation of the train split, applied to every split; for
 /// regression also the target's, so that the networks fit a unit-scale target.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -369,6 +406,20 @@ pub fn prepare(table: &FeatureTable, opts: &PrepareOptions) -> Result<Prepared> 
         return Err(ModelError::Data {
             path: path.clone(),
             message: "no feature columns selected".into(),
+        });
+    }
+    let labels = label_features(&opts.features);
+    if !labels.is_empty() {
+        return Err(ModelError::Data {
+            path: path.clone(),
+            message: format!(
+                "label columns cannot be features (a label at block t reads blocks after t): {}",
+                labels
+                    .iter()
+                    .map(|l| format!("`{l}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         });
     }
     let target_idx = table.require(&opts.target, "target")?;
@@ -758,6 +809,41 @@ mod tests {
         assert_eq!(pred[1], p.raw_target[148]);
         assert_eq!(pred[2], 0.0);
         assert_eq!(fallback, 2);
+    }
+
+    #[test]
+    fn lookahead_from_the_manifest_or_the_name() {
+        let m = serde_json::json!({
+            "config": { "latency_blocks": 3 },
+            "columns": [{ "name": "label_odd__p", "kind": "label", "lookahead_blocks": 7 }],
+        });
+        assert_eq!(label_lookahead("label_odd__p", Some(&m)), Some(7));
+        assert_eq!(label_lookahead("label_odd__p", None), None);
+        assert_eq!(
+            label_lookahead("label_arb_profitable__a__b", Some(&m)),
+            Some(3)
+        );
+        assert_eq!(label_lookahead("label_arb_profitable__a__b", None), None);
+        assert_eq!(label_lookahead("label_fwd_ret_5__p", None), Some(5));
+        assert_eq!(
+            label_lookahead("label_fwd_spread_chg_20__a__b", Some(&m)),
+            Some(20)
+        );
+        assert_eq!(label_lookahead("p__ret_5", Some(&m)), None);
+    }
+
+    #[test]
+    fn label_columns_are_refused_as_features() {
+        let t = table(200);
+        let mut o = opts(1, 0);
+        o.features = vec!["a".into(), "label_fwd_ret_2__p".into()];
+        o.target = "b".into();
+        let err = prepare(&t, &o).unwrap_err().to_string();
+        assert!(
+            err.contains("label columns cannot be features")
+                && err.contains("`label_fwd_ret_2__p`"),
+            "{err}"
+        );
     }
 
     #[test]

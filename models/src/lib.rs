@@ -2,9 +2,10 @@
 //!
 //! A run reads `features.parquet` and `manifest.json` from a `dexlab features build` folder
 //! ([`data`]), keeps the chosen feature columns (by default every Float64 column but the labels and
-//! row keys, less any column with no finite value) and one `label_…` target, drops the rows where
-//! anything is non-finite, splits the rest chronologically (train, then valid, then test, with an
-//! embargo of the label's horizon between them so that no training label overlaps a later split)
+//! row keys, less any column with no finite value; a `label_…` column is never a feature) and one
+//! `label_…` target, drops the rows where anything is non-finite, splits the rest chronologically
+//! (train, then valid, then test, with an embargo of the label's look-ahead in blocks between them,
+//! as the features manifest records it, so that no training label overlaps a later split)
 //! and standardises with statistics of the train split only. [`model`] has four small models
 //! (linear, MLP, GRU and Transformer encoder over a window of past rows) behind one
 //! [`model::Model`] enum; [`training`] is a hand-written loop (Adam, cosine or step learning-rate

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::artifact::{self, Artifact, DatasetInfo, MetricsFile, Predictions, Schema, Staging};
 use crate::data::{
     FeatureTable, Normalizer, PrepareOptions, Prepared, Split, SplitFractions, WindowBatcher,
-    WindowItem, label_horizon, prepare,
+    WindowItem, label_features, label_horizon, label_lookahead, prepare,
 };
 use crate::eval::{self, Baseline, Metrics, TestReport};
 use crate::model::{
@@ -100,10 +100,12 @@ pub struct TrainingConfig {
 /// Hyperparameters from the `--config` TOML file. Every key is optional:
 ///
 /// ```toml
-/// features = ["a", "b"]    # default: every Float64 column but labels, block_number, timestamp
+/// features = ["a", "b"]    # default: every Float64 column but labels, block_number, timestamp;
+///                          # never a `label_…` column
 /// window = 16              # rows per sample; default 1 (linear, mlp), 16 (gru, transformer)
 /// split = [0.7, 0.15, 0.15]
-/// embargo = 5              # samples skipped before valid and test; default: the label horizon
+/// embargo = 5              # samples skipped before valid and test; default (and minimum): the
+///                          # label's look-ahead in blocks (horizon, or latency for arbitrage)
 /// batch_size = 64
 /// lr = 0.001
 /// min_lr = 0.00001
@@ -308,6 +310,23 @@ impl Hyper {
         let err = |key: &str, msg: &str| Err(ModelError::config(file, key, msg));
         if self.features.as_ref().is_some_and(Vec::is_empty) {
             return err("features", "must list at least one column");
+        }
+        if let Some(f) = &self.features {
+            let labels = label_features(f);
+            if !labels.is_empty() {
+                let list = labels
+                    .iter()
+                    .map(|l| format!("`{l}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return err(
+                    "features",
+                    &format!(
+                        "label columns cannot be features (a label at block t reads blocks \
+                         after t): {list}"
+                    ),
+                );
+            }
         }
         if !(1..=4096).contains(&self.window) {
             return err("window", "must be between 1 and 4096");
@@ -872,9 +891,40 @@ pub(crate) fn run(opts: &TrainOptions) -> Result<TrainReport> {
             "feature columns without any finite value left out"
         );
     }
-    let embargo = hyper
-        .embargo
-        .unwrap_or_else(|| label_horizon(&target).unwrap_or(0));
+    let config_file = opts
+        .config
+        .as_ref()
+        .map_or_else(|| "options".to_string(), |p| p.display().to_string());
+    let manifest = artifact::read_manifest(&opts.features_dir)?;
+    // No label of a training split may read into the next split: the embargo is at least the
+    // label's look-ahead, which must be known.
+    let lookahead = label_lookahead(&target, manifest.as_ref());
+    let embargo = match (hyper.embargo, lookahead) {
+        (Some(e), Some(l)) if e < l => {
+            return Err(ModelError::config(
+                &config_file,
+                "embargo",
+                format!(
+                    "{e} is shorter than the look-ahead of `{target}` ({l} blocks): its train \
+                     labels would read the valid split"
+                ),
+            ));
+        }
+        (Some(e), _) => e,
+        (None, Some(l)) => l,
+        (None, None) => {
+            return Err(ModelError::Column {
+                path: parquet,
+                column: target,
+                message: "how many blocks this label looks ahead is unknown (the features \
+                          manifest does not record it, and it is not one of dexlab's \
+                          `label_fwd_ret_<h>__…`, `label_fwd_spread_chg_<h>__…`, \
+                          `label_arb_profitable__…`): set `embargo` in the training config to \
+                          at least its look-ahead in blocks"
+                    .into(),
+            });
+        }
+    };
     let data = prepare(
         &table,
         &PrepareOptions {
@@ -937,6 +987,7 @@ pub(crate) fn run(opts: &TrainOptions) -> Result<TrainReport> {
             train_blocks: split_blocks(&data.train),
             valid_blocks: split_blocks(&data.valid),
             test_blocks: split_blocks(&data.test),
+            lookahead_blocks: Some(lookahead.unwrap_or(embargo)),
         },
     };
     artifact.write_json(staging.path())?;

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod leakage;
 mod predictions;
 mod real_sample;
 mod reproducibility;

@@ -27,11 +27,23 @@ fn normal(rng: &mut ChaCha8Rng) -> f64 {
     (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
 }
 
+/// The manifest of the synthetic folder: its labels' look-ahead, as `dexlab features build`
+/// records it (the regression label reads the next block, the classification label none).
+pub const SYNTHETIC_MANIFEST: &str = r#"{"input_hash": "synthetic-0001", "rows": 0, "columns": [
+  {"name": "label_fwd_ret_1__syn", "kind": "label", "lookahead_blocks": 1},
+  {"name": "label_up__syn", "kind": "label", "lookahead_blocks": 0}]}"#;
+
 /// `n` blocks of four AR(1) features. The regression target is
 /// `0.8 f0 − 0.5 f1 + 0.4 f2[t−3] + noise(0.3)`, so the window models can use the lag; the
 /// classification target is the sign of `0.9 f0 − 0.6 f1 + noise(0.4)`. The last row's labels
 /// are null and the first row's `f3` is NaN, as a features build leaves them.
 pub fn write_synthetic(dir: &Path, n: usize, seed: u64) {
+    write_synthetic_as(dir, n, seed, CLF_TARGET, SYNTHETIC_MANIFEST);
+}
+
+/// [`write_synthetic`] with the classification label named `clf_target` and `manifest` as
+/// `manifest.json`.
+pub fn write_synthetic_as(dir: &Path, n: usize, seed: u64, clf_target: &str, manifest: &str) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut f = vec![vec![0.0f64; n]; 4];
     for t in 0..n {
@@ -69,7 +81,7 @@ pub fn write_synthetic(dir: &Path, n: usize, seed: u64) {
     }
     fields.push(Field::new(REG_TARGET, DataType::Float64, true));
     cols.push(Arc::new(Float64Array::from(reg)));
-    fields.push(Field::new(CLF_TARGET, DataType::Boolean, true));
+    fields.push(Field::new(clf_target, DataType::Boolean, true));
     cols.push(Arc::new(BooleanArray::from(clf)));
     let schema = Arc::new(Schema::new(fields));
     let batch = RecordBatch::try_new(schema.clone(), cols).unwrap();
@@ -78,11 +90,7 @@ pub fn write_synthetic(dir: &Path, n: usize, seed: u64) {
     let mut w = ArrowWriter::try_new(file, schema, None).unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
-    std::fs::write(
-        dir.join("manifest.json"),
-        r#"{"input_hash": "synthetic-0001", "rows": 0}"#,
-    )
-    .unwrap();
+    std::fs::write(dir.join("manifest.json"), manifest).unwrap();
     std::fs::write(dir.join("fast.toml"), FAST_TOML).unwrap();
     std::fs::write(
         dir.join("fast-seq.toml"),
