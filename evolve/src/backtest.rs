@@ -768,8 +768,8 @@ impl Sim<'_> {
                 continue;
             };
             let gas = bundle_gas(&self.cfg.env.gas, &self.market, &[pool], q.ticks_crossed);
-            let cost = cost_wei(&self.cfg.env.gas, self.market.block.base_fee, gas, 0, 1);
-            match self.value(U256::from(cost.total()), self.cfg.env.native, quote) {
+            let fee = cost_wei(&self.cfg.env.gas, self.market.block.base_fee, gas, 0, 1);
+            match self.value(U256::from(fee.total()), self.cfg.env.native, quote) {
                 Some(g) => cost += g,
                 None => self.tally.error(|| {
                     "the gas of closing a position could not be priced in the quote token".into()
@@ -908,15 +908,7 @@ impl Sim<'_> {
             self.tally.reverted += 1;
             self.tally.realizations += 1;
             let realized = Some(-to_human(gas_q, quote_dec));
-            if let Some(t) = record(
-                FillStatus::Reverted,
-                U256::ZERO,
-                gas,
-                l2,
-                l1,
-                gas_q,
-                realized,
-            ) {
+            if let Some(t) = record(FillStatus::Reverted, U256::ZERO, gas, fees, gas_q, realized) {
                 self.record(t);
             }
             return fill(FillStatus::Reverted, U256::ZERO);

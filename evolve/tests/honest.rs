@@ -296,10 +296,7 @@ fn a_window_warms_the_strategy_up_on_the_blocks_before_it() {
         } else {
             2_000_000 + wobble
         };
-        blocks.push(vec![
-            (0, e6(usdc), e18(1000)),
-            (1, e6(2_000_000), e18(1000)),
-        ]);
+        blocks.push(vec![(0, e6(usdc), e18(1000)), (1, e6(usdc), e18(1000))]);
     }
     let tape = two_pool_tape(&blocks);
     let cfg = exec(e6(1_000_000), 0.0);

@@ -244,13 +244,8 @@ pub fn bid(
     profit: U256,
     share: f64,
 ) -> Option<(u128, U256)> {
-    let base_cost = cost_wei(&env.gas, market.block.base_fee, gas, 0, legs);
-    let base_quote = convert(
-        market,
-        U256::from(base_cost.0 + base_cost.1),
-        env.native,
-        quote,
-    )?;
+    let base_cost = cost_wei(&env.gas, market.block.base_fee, gas, 0, legs).total();
+    let base_quote = convert(market, U256::from(base_cost), env.native, quote)?;
     let surplus = profit.saturating_sub(base_quote);
     let bid_native = convert(market, scale(surplus, share), quote, env.native)?;
     let priority_fee = u128::try_from(bid_native / U256::from(gas.max(1))).unwrap_or(u128::MAX / 2);
