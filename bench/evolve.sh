@@ -2,7 +2,7 @@
 # Backtester and optimiser benchmarks (evolve/benches/backtest.rs) on a simulated chain with
 # frequent arbitrage: starts `dexlab chain up` (BLOCKS blocks, default 10000), ingests it, runs the
 # criterion benches against it, then the GA memory probe. Dev profile, our crates at opt-level 3.
-# BENCH_BASE=REV also runs the same benches of commit REV (a git worktree in .dexlab/) on the same
+# DEXLAB_BENCH_DATA=DIR uses that ingested dataset instead of mining one. BENCH_BASE=REV also runs the same benches of commit REV (a git worktree in .dexlab/) on the same
 # dataset first, so a change's before and after come from one run on one machine.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -13,15 +13,21 @@ WORK="$(mktemp -d)"
 bash scripts/setup.sh >/dev/null
 cargo build --quiet --bin dexlab
 DEXLAB="$CARGO_TARGET_DIR/debug/dexlab"
-"$DEXLAB" chain up --port "$PORT" --seed 2 --blocks "$BLOCKS" --manifest "$WORK/m.json" >/dev/null 2>&1 &
-CHAIN=$!
-trap 'kill $CHAIN 2>/dev/null || true; rm -rf "$WORK"' EXIT
-until [[ -f "$WORK/m.json" ]]; do
-  kill -0 $CHAIN 2>/dev/null || { echo "bench: chain up failed" >&2; exit 1; }
-  sleep 1
-done
-"$DEXLAB" data ingest --rpc "http://127.0.0.1:$PORT" --manifest "$WORK/m.json" --out "$WORK/ds" --quiet
-kill $CHAIN
+CHAIN=
+trap '[[ -n $CHAIN ]] && kill $CHAIN 2>/dev/null; rm -rf "$WORK"' EXIT
+if [[ -n "${DEXLAB_BENCH_DATA:-}" ]]; then
+  # An ingested dataset given (e.g. scripts/results' devnet): no chain of our own.
+  cp -r "$DEXLAB_BENCH_DATA" "$WORK/ds"
+else
+  "$DEXLAB" chain up --port "$PORT" --seed 2 --blocks "$BLOCKS" --manifest "$WORK/m.json" >/dev/null 2>&1 &
+  CHAIN=$!
+  until [[ -f "$WORK/m.json" ]]; do
+    kill -0 $CHAIN 2>/dev/null || { echo "bench: chain up failed" >&2; exit 1; }
+    sleep 1
+  done
+  "$DEXLAB" data ingest --rpc "http://127.0.0.1:$PORT" --manifest "$WORK/m.json" --out "$WORK/ds" --quiet
+  kill $CHAIN
+fi
 if [[ -n "${BENCH_BASE:-}" ]]; then
   BASE_DIR="$PWD/.dexlab/bench-base"
   git worktree remove --force "$BASE_DIR" 2>/dev/null || rm -rf "$BASE_DIR"
