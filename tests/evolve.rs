@@ -142,6 +142,20 @@ async fn evolve_on_a_simulated_chain_into_sqlite_and_postgres_then_report() {
     let tape = dexlab_evolve::tape::Tape::load(&data).unwrap();
     assert!(tape.has_priority_fees);
     assert!(tape.events.iter().all(|e| e.priority_fee.is_some()));
+    // Swaps carry their input, to be replayed as flows on pools our trades moved: a pair's
+    // `Swap` rides on the `Sync` before it, a V3 swap on its own event.
+    use dexlab_evolve::tape::Update;
+    let flows = |v2: bool| {
+        tape.events
+            .iter()
+            .filter(|e| match &e.update {
+                Update::Reserves { swap, .. } => v2 && swap.is_some(),
+                Update::V3Swap { swap, .. } => !v2 && swap.is_some(),
+                _ => false,
+            })
+            .count()
+    };
+    assert!(flows(true) > 0 && flows(false) > 0);
     assert!(
         bt["metrics"]["queue_assumption"].is_null(),
         "{}",

@@ -533,7 +533,7 @@ impl Sim<'_> {
         };
         apply_state(meta, h, &e.update);
         let state = &mut self.market.states[i];
-        if !replay_flow(meta, state, before, &e.update) {
+        if !replay_flow(meta, state, before, h, &e.update) {
             self.tally.failed_flows += 1;
         }
         if *state == *h {

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use alloy_primitives::{Address, U256};
+use alloy_primitives::{Address, I256, U256, U512};
 use dexlab_amm::solidly::SolidlyPool;
 use dexlab_amm::v3::V3Pool;
 use dexlab_data::decode::{Event, decode_log};
@@ -90,7 +90,8 @@ pub struct Tape {
 pub struct TxFee {
     pub block_number: u64,
     pub transaction_index: u64,
-    /// Wei per gas above the base fee; `None` when the block has no base fee.
+    /// Wei per gas above the base fee; `None` when unknown. `Some(u64::MAX)` for transactions we
+    /// cannot outbid (OP-stack deposits, blocks without a base fee).
     pub priority_fee: Option<u64>,
 }
 
@@ -102,10 +103,13 @@ fn read_fees(root: &Path) -> Result<Option<Vec<TxFee>>> {
             .map(|t| TxFee {
                 block_number: t.block_number,
                 transaction_index: t.transaction_index,
-                // Wei per gas above u64 (18.4 ETH per gas) is beyond any real bid.
-                priority_fee: t
-                    .priority_fee_per_gas
-                    .map(|f| u64::try_from(f).unwrap_or(u64::MAX)),
+                // No priority fee: an OP-stack deposit (ordered before every user transaction)
+                // or a block without a base fee. Either way we cannot outbid it: it goes first.
+                // Wei per gas above u64 (18.4 ETH per gas) is beyond any real bid as well.
+                priority_fee: Some(
+                    t.priority_fee_per_gas
+                        .map_or(u64::MAX, |f| u64::try_from(f).unwrap_or(u64::MAX)),
+                ),
             })
             .collect()
     }))
@@ -497,18 +501,31 @@ pub fn apply_state(meta: &PoolMeta, state: &mut PoolState, update: &Update) {
 }
 
 /// What a historical event does to a pool our own trades have moved away from history: the
-/// pool is `state`; `hist_before` is history's V2/Solidly reserves before the event. Swaps are
-/// re-executed as flows (their input, exact-in, through the exact pool math on our state); a
-/// `Sync` without its `Swap` whose reserves moved in opposite directions is taken as a swap of the
-/// reserve that rose; one whose reserves rose is a deposit (a mint keeps what was sent) and one
-/// whose reserves fell a withdrawal of the same share of the pool (a burn pays out its share); V3
-/// mints and burns change the tick map and the active liquidity. Returns `false` when the flow
+/// pool is `state`; `hist_before` is history's V2/Solidly reserves before the event and
+/// `hist_after` history's state after it.
+///
+/// Swaps are re-executed as flows: their input, exact-in, through the exact pool math on our
+/// state, **limited at the price history's swap left** (a V3 price limit; on V2 and volatile
+/// Solidly pools the largest part of the input that does not push the reserve ratio past
+/// history's). A recorded flow does not know our trade happened: replayed in full, an
+/// arbitrageur's swap that closed a gap in history would overshoot on a pool we had already
+/// moved, and open a gap that never existed for us to take again. With the limit, flows pull our
+/// state back toward history and never past it; a swap that finds our price already past
+/// history's does not execute (which also skips noise flow that would have moved the price our
+/// way: the pessimistic side). Stable Solidly pools, which have no simple price limit, replay the
+/// whole input.
+///
+/// A `Sync` without its `Swap` whose reserves moved in opposite directions is taken as a swap of
+/// the reserve that rose; one whose reserves rose is a deposit (a mint keeps what was sent) and
+/// one whose reserves fell a withdrawal of the same share of the pool (a burn pays out its share);
+/// V3 mints and burns change the tick map and the active liquidity. Returns `false` when the flow
 /// cannot execute on our state (the historical sender's transaction would have reverted), leaving
 /// `state` as it was.
 pub fn replay_flow(
     meta: &PoolMeta,
     state: &mut PoolState,
     hist_before: Option<(U256, U256)>,
+    hist_after: &PoolState,
     update: &Update,
 ) -> bool {
     let swap = match update {
@@ -557,10 +574,79 @@ pub fn replay_flow(
             return true;
         }
     };
-    // `swap_exact_in` changes the state only when the swap succeeds.
-    state
-        .swap_exact_in(meta, swap.zero_for_one, swap.amount_in)
-        .is_ok()
+    swap_toward(meta, state, swap, hist_after)
+}
+
+/// `swap` on our state, stopped at `limit`'s price (see [`replay_flow`]). Changes the state only
+/// when it succeeds.
+fn swap_toward(meta: &PoolMeta, state: &mut PoolState, swap: SwapIn, limit: &PoolState) -> bool {
+    let zfo = swap.zero_for_one;
+    match (&mut *state, limit) {
+        (PoolState::V3(p), PoolState::V3(h)) => {
+            let lim = h.sqrt_price_x96;
+            // Selling token0 lowers the price: nothing to do at or below history's.
+            if (zfo && p.sqrt_price_x96 <= lim) || (!zfo && p.sqrt_price_x96 >= lim) {
+                return true;
+            }
+            let Ok(amount) = I256::try_from(swap.amount_in) else {
+                return false;
+            };
+            match p.swap(zfo, amount, Some(lim)) {
+                Ok(r) => {
+                    p.apply(&r);
+                    true
+                }
+                Err(_) => false,
+            }
+        }
+        (PoolState::V2 { .. }, _) | (PoolState::Solidly(SolidlyPool { stable: false, .. }), _) => {
+            let Some((h0, h1)) = ratio_of(limit) else {
+                return state.swap_exact_in(meta, zfo, swap.amount_in).is_ok();
+            };
+            let Some((r0, r1)) = ratio_of(state).filter(|(a, b)| !a.is_zero() && !b.is_zero())
+            else {
+                return false;
+            };
+            if side(zfo, (r0, r1), (h0, h1)).is_ge() {
+                return true;
+            }
+            let fits = |x: U256| {
+                let mut s = state.clone();
+                s.swap_exact_in(meta, zfo, x).is_ok()
+                    && ratio_of(&s).is_some_and(|r| side(zfo, r, (h0, h1)).is_le())
+            };
+            let amount = if fits(swap.amount_in) {
+                swap.amount_in
+            } else {
+                // The largest input that stops at or before history's price.
+                let (mut lo, mut hi) = (U256::ZERO, swap.amount_in);
+                while hi - lo > U256::ONE {
+                    let mid = lo + ((hi - lo) >> 1);
+                    if fits(mid) { lo = mid } else { hi = mid }
+                }
+                lo
+            };
+            amount.is_zero() || state.swap_exact_in(meta, zfo, amount).is_ok()
+        }
+        _ => state.swap_exact_in(meta, zfo, swap.amount_in).is_ok(),
+    }
+}
+
+/// Where reserves `ours` price token0 against `target`'s, in the direction a swap moves it:
+/// `Less` before the target, `Equal` at it, `Greater` past it. Exact (cross products in 512 bits).
+fn side(zero_for_one: bool, ours: (U256, U256), target: (U256, U256)) -> std::cmp::Ordering {
+    let o = (U512::from(ours.1) * U512::from(target.0))
+        .cmp(&(U512::from(target.1) * U512::from(ours.0)));
+    // Selling token0 lowers its price (reserve1 / reserve0).
+    if zero_for_one { o.reverse() } else { o }
+}
+
+fn ratio_of(s: &PoolState) -> Option<(U256, U256)> {
+    match s {
+        PoolState::V2 { reserve0, reserve1 } => Some((*reserve0, *reserve1)),
+        PoolState::Solidly(p) if !p.stable => Some((p.reserve0, p.reserve1)),
+        _ => None,
+    }
 }
 
 /// Deposits and withdrawals on a diverged V2/Solidly pool (see [`replay_flow`]).
@@ -602,5 +688,125 @@ fn convert_state(meta: &PoolMeta, st: &replay::PoolState) -> PoolState {
             reserve1: *reserve1,
         },
         replay::PoolState::V3 { pool, .. } => PoolState::V3(pool.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy_primitives::{Address, U256};
+    use dexlab_amm::v2::get_amount_out;
+    use dexlab_strategy::market::{Family, PoolMeta, PoolState};
+
+    use super::{SwapIn, Update, replay_flow};
+
+    fn meta() -> PoolMeta {
+        PoolMeta {
+            address: Address::with_last_byte(1),
+            family: Family::V2,
+            dex: "uniswap-v2".into(),
+            token0: Address::with_last_byte(2),
+            token1: Address::with_last_byte(3),
+            symbol0: "A".into(),
+            symbol1: "B".into(),
+            decimals0: 18,
+            decimals1: 18,
+            fee: 3000,
+            tick_spacing: 1,
+            stable: false,
+        }
+    }
+
+    fn v2(r0: u64, r1: u64) -> PoolState {
+        PoolState::V2 {
+            reserve0: U256::from(r0),
+            reserve1: U256::from(r1),
+        }
+    }
+
+    fn reserves(r0: u64, r1: u64, swap: Option<SwapIn>) -> Update {
+        Update::Reserves {
+            reserve0: U256::from(r0),
+            reserve1: U256::from(r1),
+            swap,
+        }
+    }
+
+    #[test]
+    fn flows_on_a_diverged_pair() {
+        let m = meta();
+        let u = U256::from;
+        let hist = Some((u(1_000_000), u(1_000_000)));
+        // History: 100,000 of token0 sold into (1M, 1M).
+        let out = get_amount_out(u(100_000), u(1_000_000), u(1_000_000), 3000).unwrap();
+        let after = v2(1_100_000, 1_000_000 - out.to::<u64>());
+        let swap = SwapIn {
+            zero_for_one: true,
+            amount_in: u(100_000),
+        };
+        let sold = reserves(0, 0, Some(swap));
+        // Our pool prices token0 higher (2.0 against history's 1.0): the whole input runs through
+        // the constant-product math on our state.
+        let mut ours = v2(1_000_000, 2_000_000);
+        assert!(replay_flow(&m, &mut ours, hist, &after, &sold));
+        let o = get_amount_out(u(100_000), u(1_000_000), u(2_000_000), 3000).unwrap();
+        assert_eq!(ours, v2(1_100_000, 2_000_000 - o.to::<u64>()));
+        // Our pool sits a little above history's post-swap price: the flow stops there, with
+        // the largest input that does not push past it.
+        let mut ours = v2(1_000_000, 900_000);
+        assert!(replay_flow(&m, &mut ours, hist, &after, &sold));
+        let PoolState::V2 { reserve0, reserve1 } = ours else {
+            unreachable!()
+        };
+        let used = reserve0 - u(1_000_000);
+        assert!(used > U256::ZERO && used < u(100_000), "{used}");
+        let (h0, h1) = (u(1_100_000), u(1_000_000) - out);
+        assert!(reserve1 * h0 >= h1 * reserve0, "not past history's price");
+        let one_more = get_amount_out(used + U256::ONE, u(1_000_000), u(900_000), 3000).unwrap();
+        assert!(
+            (u(900_000) - one_more) * h0 < h1 * (reserve0 + U256::ONE),
+            "one more unit would have crossed it"
+        );
+        // Our pool is already past it: the seller does not trade.
+        let mut ours = v2(1_000_000, 800_000);
+        assert!(replay_flow(&m, &mut ours, hist, &after, &sold));
+        assert_eq!(ours, v2(1_000_000, 800_000));
+        // A Sync whose reserves moved apart without its Swap is taken as a swap of the one that
+        // rose.
+        let mut ours = v2(1_000_000, 2_000_000);
+        let moved = v2(1_000_500, 999_600);
+        assert!(replay_flow(
+            &m,
+            &mut ours,
+            hist,
+            &moved,
+            &reserves(1_000_500, 999_600, None)
+        ));
+        let o = get_amount_out(u(500), u(1_000_000), u(2_000_000), 3000).unwrap();
+        assert_eq!(ours, v2(1_000_500, 2_000_000 - o.to::<u64>()));
+        // A deposit keeps its amounts; a withdrawal takes the same share of our reserves.
+        let mut ours = v2(2_000_000, 1_000_000);
+        let dep = v2(1_100_000, 1_050_000);
+        assert!(replay_flow(
+            &m,
+            &mut ours,
+            hist,
+            &dep,
+            &reserves(1_100_000, 1_050_000, None)
+        ));
+        assert_eq!(ours, v2(2_100_000, 1_050_000));
+        let mut ours = v2(2_000_000, 1_000_000);
+        let wd = v2(900_000, 900_000);
+        assert!(replay_flow(
+            &m,
+            &mut ours,
+            hist,
+            &wd,
+            &reserves(900_000, 900_000, None)
+        ));
+        assert_eq!(ours, v2(1_800_000, 900_000));
+        // A swap that cannot execute on our state leaves it as it was.
+        let mut empty = v2(0, 0);
+        assert!(!replay_flow(&m, &mut empty, hist, &after, &sold));
+        assert_eq!(empty, v2(0, 0));
     }
 }

@@ -214,14 +214,18 @@ fn with_fee_data_the_higher_bid_goes_first() {
 
 #[test]
 fn our_fill_persists_and_later_swaps_replay_as_flows_on_our_state() {
-    // Block 0 sets pool 0; block 1 we buy; block 2 holds a historical 1,000 USDC buy. On history
-    // it lands on the untouched pool; here it must land on the pool our buy moved.
+    // Block 0 sets pool 0; block 1 we buy WETH; block 2 holds a historical sale of 1 WETH, then a
+    // historical buy of 1,000 USDC worth. On history they land on the untouched pool; here on
+    // the pool our buy moved: the sale runs in full (it moves the price back toward history's),
+    // the buy not at all (our buy already lifted WETH past the price history's buyer left).
     let (r0, r1) = (e6(2_000_000), e18(1000));
-    let hist_out = get_amount_out(e6(1_000), r0, r1, 3000).unwrap();
+    let sale_out = get_amount_out(e18(1), r1, r0, 3000).unwrap();
+    let (s0, s1) = (r0 - sale_out, r1 + e18(1));
+    let buy_out = get_amount_out(e6(1_000), s0, s1, 3000).unwrap();
     let tape = two_pool_tape(&[
         vec![(0, r0, r1), (1, r0, r1)],
         vec![],
-        vec![(0, r0 + e6(1_000), r1 - hist_out)],
+        vec![(0, s0, s1), (0, s0 + e6(1_000), s1 - buy_out)],
         vec![],
     ]);
     let cfg = exec(e6(1_000_000), 0.0);
@@ -235,15 +239,20 @@ fn our_fill_persists_and_later_swaps_replay_as_flows_on_our_state() {
     let r = run(&tape, &market, 0..tape.blocks.len(), &mut s, &cfg, true);
     let ours: U256 = r.trades[0].amount_out.parse().unwrap();
     assert_eq!(r.trades[0].status, FillStatus::Filled);
-    assert_eq!(r.metrics.diverged_events, 1);
+    assert_eq!(r.metrics.diverged_events, 2);
     assert_eq!(r.metrics.failed_flows, 0);
-    // After us: (r0 + 50k, r1 - ours); then the flow: 1,000 USDC in on that state.
+    // After us: (r0 + 50k, r1 - ours); then the sale: 1 WETH in on that state; the buy is skipped.
     let (a0, a1) = (r0 + e6(50_000), r1 - ours);
-    let flow_out = get_amount_out(e6(1_000), a0, a1, 3000).unwrap();
+    let flow_out = get_amount_out(e18(1), a1, a0, 3000).unwrap();
+    let (b0, b1) = (a0 - flow_out, a1 + e18(1));
     // Equity marks the WETH at history's price (untouched by our buy), then closing it sells
     // into the pool as we left it, paying one V2 swap's gas at the base fee (valued at history's
     // price too): the close cost is what that sale loses to fees and impact.
-    let sale = get_amount_out(ours, a1 - flow_out, a0 + e6(1_000), 3000).unwrap();
+    let sale = get_amount_out(ours, b1, b0, 3000).unwrap();
+    assert!(
+        sale > get_amount_out(ours, r1, r0, 2500).unwrap(),
+        "pool 0 is the best exit"
+    );
     let history = tape.market_at(tape.blocks.len());
     let gas = bundle_gas(&cfg.env.gas, &history, &[0], 0);
     let cost = cost_wei(&cfg.env.gas, Some(50_000_000), gas, 0, 1);
