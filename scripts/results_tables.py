@@ -62,8 +62,9 @@ def walk_forward_table(out):
             f"| {data} | {strategy} | {fmt(r['ga_in'])} | {fmt(r['ga'])} | {fmt(r['random_search'])} "
             f"| {fmt(r['default'])} | {fmt(r['no_trade'])} |"
         )
-        extra = f"{name}: GA sent {r['ga_bundles']} bundles out of sample, rivals filled {r['rival_fills']}, " \
-                f"{r['diverged']} historical events were replayed on pools our trades had moved"
+        n = r["ga_bundles"]
+        extra = f"{name}: the GA winner sent {n} bundle{'' if n == 1 else 's'} out of sample, rivals filled " \
+                f"{r['rival_fills']}, {r['diverged']} historical events were replayed on pools our trades had moved"
         if r["errors"]:
             extra += f"; {r['errors']} run errors"
         notes.append(extra)
@@ -138,7 +139,7 @@ def rl_row(agent, runs):
         return "" if m is None else fmt(m["net_pnl_quote"])
 
     a = runs.get(agent) or find(runs, agent)
-    bundles = "" if a is None else f" ({a['trades']} bundles)"
+    bundles = "" if a is None else f" ({a['trades']} bundle{'' if a['trades'] == 1 else 's'})"
     return (
         f"| {agent.upper()} | {pnl(a)}{bundles} | {pnl(find(runs, 'random'))} | {pnl(find(runs, 'default'))} "
         f"| {pnl(find(runs, 'tuned'))} | {pnl(runs.get('no_trade'))} |"
