@@ -35,8 +35,11 @@ if [[ -n "${BENCH_BASE:-}" ]]; then
   # The benchmark reads the real sample from ../shared next to its checkout.
   [[ -e .dexlab/shared ]] || ln -s "$(cd .. && pwd)/shared" .dexlab/shared
   echo "== before: $BENCH_BASE =="
-  (cd "$BASE_DIR" && DEXLAB_BENCH_DATA="$WORK/ds" cargo bench --profile dev -p dexlab-evolve --bench backtest -- replay strategy)
+  (cd "$BASE_DIR" && DEXLAB_BENCH_DATA="$WORK/ds" cargo bench --profile dev -p dexlab-evolve --bench backtest -- 'replay|strategy')
   git worktree remove --force "$BASE_DIR"
+  # Cargo names a path crate's artifacts by its path inside the workspace, so the base build left
+  # artifacts under the same names: make ours newer so cargo rebuilds them.
+  find amm data strategy evolve -name '*.rs' -exec touch {} +
   echo "== after: $(git rev-parse --short HEAD) =="
 fi
 DEXLAB_BENCH_DATA="$WORK/ds" cargo bench --profile dev -p dexlab-evolve --bench backtest

@@ -92,6 +92,27 @@ pub fn build(d: &ExperimentDetail) -> anyhow::Result<ReportInput> {
                 summary.push((k.to_owned(), v.to_string()));
             }
         }
+        // What the figures rest on: the queue assumption of data without fees, and errors.
+        if let Some(q) = s.get("queue_assumption").and_then(|v| v.as_str()) {
+            summary.push(("execution assumption".to_owned(), q.to_owned()));
+        }
+        let runs = s.get("runs").and_then(|r| r.as_object());
+        let errors: u64 = runs
+            .into_iter()
+            .flat_map(|r| r.values())
+            .filter_map(|r| r.get("errors")?.as_u64())
+            .sum();
+        if errors > 0 {
+            let first = runs
+                .into_iter()
+                .flat_map(|r| r.values())
+                .find_map(|r| r.get("first_error")?.as_str())
+                .unwrap_or("?");
+            summary.push((
+                "run errors".to_owned(),
+                format!("{errors} (figures not to be trusted); first: {first}"),
+            ));
+        }
     }
     let metric = |run_id: i64, window: &str, key: &str| -> Option<f64> {
         d.metrics

@@ -150,6 +150,11 @@ fn a_model_is_evaluated_only_after_the_blocks_it_saw() {
     for want in [&train, &valid] {
         assert!(html.contains(want.as_str()), "{want:?} not in index.html");
     }
+    // The sample has no receipts: the report states where bundles were assumed to land.
+    assert!(
+        html.contains("execution assumption") && html.contains("land after every transaction"),
+        "the queue assumption is not in index.html"
+    );
 
     // 4. Too few unseen blocks for the folds asked: refused, saying why.
     let e = fails(

@@ -23,9 +23,9 @@
 //!   A bundle whose input exceeds the balance is rejected (not sent, no gas).
 //! - **Impact that persists (counterfactual replay).** Once our fill (or the rival's) has changed
 //!   a pool, the pool has diverged from history: later historical events on it are re-executed as
-//!   flows on our state (swaps by their input, exact-in; V2/Solidly deposits as amounts and
-//!   withdrawals pro rata; V3 mints and burns on the tick map) instead of overwriting it with the
-//!   recorded state, until the two coincide again. History's own state of the pool is kept beside
+//!   flows on our state (swaps by their input, exact-in, stopped at the price history's swap left;
+//!   V2/Solidly deposits as amounts and withdrawals pro rata; V3 mints and burns on the tick map)
+//!   instead of overwriting it with the recorded state, until the two coincide again. History's own state of the pool is kept beside
 //!   ours. Metrics count the events replayed on diverged pools and the swaps that could not
 //!   execute there (their senders would have reverted). With no fills of ours, the replay is
 //!   history, bit for bit.
@@ -39,11 +39,14 @@
 //!   errors (a model that fails to score) are counted, with the first, in the metrics.
 //!
 //! What is assumed, and which way it biases the result:
-//! - Historical flows are replayed with their recorded input whatever the price our trades left.
-//!   Real flow reacts: an arbitrageur who closed a gap in history would not trade once we had
-//!   closed it, but here its swap still runs and can overshoot, opening a gap that did not exist.
-//!   This flatters strategies that trade after their own earlier fills on the same pools; the
-//!   `diverged_events` count says how much of a run depended on it.
+//! - Historical flows do not know we traded. Replayed in full, an arbitrageur's swap that closed
+//!   a gap in history would overshoot on a pool we had already moved and open a gap that never
+//!   existed, for us to take again (measured: it tripled the devnet arbitrage's out-of-sample
+//!   PnL). So a flow stops at the price history's swap left, and one that finds our price already
+//!   past it does not run. That also drops noise flow which would have moved the price our way
+//!   after we bought (pessimistic), and keeps flow that would have stopped short in history (its
+//!   sender had a price limit we do not see). Stable Solidly pools replay the whole input.
+//!   `diverged_events` says how much of a run rests on this.
 //! - A V3 pool's ticks initialised before the data begins are unknown (no liquidity change there):
 //!   on a diverged pool nothing re-anchors the active liquidity as history's swap events do. Either
 //!   direction.

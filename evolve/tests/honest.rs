@@ -101,6 +101,30 @@ impl Strategy for BuyOnce {
     }
 }
 
+/// Runs [`BuyOnce`] over the whole tape, recording.
+fn buy_once(
+    tape: &dexlab_evolve::tape::Tape,
+    cfg: &dexlab_evolve::backtest::ExecConfig,
+    amount: U256,
+    slippage_bps: u64,
+    priority_fee: u128,
+) -> dexlab_evolve::backtest::BacktestResult {
+    let mut s = BuyOnce {
+        amount,
+        slippage_bps,
+        priority_fee,
+        done: false,
+    };
+    run(
+        tape,
+        &tape.market(),
+        0..tape.blocks.len(),
+        &mut s,
+        cfg,
+        true,
+    )
+}
+
 /// Block 100 sets pool 0 at 2000 USDC per WETH; block 101 holds a large historical buy of WETH in
 /// pool 0 (100,000 USDC in), which lifts its price by about 10 %.
 fn pump_in_the_inclusion_block() -> (Vec<Vec<(u32, U256, U256)>>, (U256, U256)) {
@@ -122,14 +146,7 @@ fn without_fee_data_our_bundle_queues_behind_the_block_and_fills_at_the_moved_pr
     let (blocks, after) = pump_in_the_inclusion_block();
     let tape = two_pool_tape(&blocks);
     let cfg = exec(e6(1_000_000), 0.0);
-    let market = tape.market();
-    let mut s = BuyOnce {
-        amount: e6(10_000),
-        slippage_bps: 10_000,
-        priority_fee: 0,
-        done: false,
-    };
-    let r = run(&tape, &market, 0..tape.blocks.len(), &mut s, &cfg, true);
+    let r = buy_once(&tape, &cfg, e6(10_000), 10_000, 0);
     let t = &r.trades[0];
     assert_eq!(t.status, FillStatus::Filled);
     let want = get_amount_out(e6(10_000), after.0, after.1, 3000).unwrap();
@@ -145,14 +162,7 @@ fn a_single_swap_slips_and_its_minimum_output_binds() {
     let (blocks, _) = pump_in_the_inclusion_block();
     let tape = two_pool_tape(&blocks);
     let cfg = exec(e6(1_000_000), 0.0);
-    let market = tape.market();
-    let mut s = BuyOnce {
-        amount: e6(10_000),
-        slippage_bps: 50,
-        priority_fee: 0,
-        done: false,
-    };
-    let r = run(&tape, &market, 0..tape.blocks.len(), &mut s, &cfg, true);
+    let r = buy_once(&tape, &cfg, e6(10_000), 50, 0);
     assert_eq!(
         r.trades[0].status,
         FillStatus::Reverted,
@@ -177,14 +187,7 @@ fn with_fee_data_the_higher_bid_goes_first() {
     let fill_with_bid = |bid: u128| {
         let (tape, _) = priced_pump(1_000_000);
         let cfg = exec(e6(1_000_000), 0.0);
-        let market = tape.market();
-        let mut s = BuyOnce {
-            amount: e6(10_000),
-            slippage_bps: 10_000,
-            priority_fee: bid,
-            done: false,
-        };
-        let r = run(&tape, &market, 0..tape.blocks.len(), &mut s, &cfg, true);
+        let r = buy_once(&tape, &cfg, e6(10_000), 10_000, bid);
         assert!(r.metrics.queue_assumption.is_none());
         r.trades[0].clone()
     };
@@ -229,14 +232,7 @@ fn our_fill_persists_and_later_swaps_replay_as_flows_on_our_state() {
         vec![],
     ]);
     let cfg = exec(e6(1_000_000), 0.0);
-    let market = tape.market();
-    let mut s = BuyOnce {
-        amount: e6(50_000),
-        slippage_bps: 10_000,
-        priority_fee: 0,
-        done: false,
-    };
-    let r = run(&tape, &market, 0..tape.blocks.len(), &mut s, &cfg, true);
+    let r = buy_once(&tape, &cfg, e6(50_000), 10_000, 0);
     let ours: U256 = r.trades[0].amount_out.parse().unwrap();
     assert_eq!(r.trades[0].status, FillStatus::Filled);
     assert_eq!(r.metrics.diverged_events, 2);
@@ -279,14 +275,7 @@ fn gas_that_cannot_be_priced_is_an_error_not_free() {
     let mut cfg = exec(e6(1_000_000), 0.0);
     // A gas token no pool of the dataset holds.
     cfg.env.native = alloy_primitives::Address::with_last_byte(0x77);
-    let market = tape.market();
-    let mut s = BuyOnce {
-        amount: e6(10_000),
-        slippage_bps: 10_000,
-        priority_fee: 0,
-        done: false,
-    };
-    let r = run(&tape, &market, 0..tape.blocks.len(), &mut s, &cfg, true);
+    let r = buy_once(&tape, &cfg, e6(10_000), 10_000, 0);
     assert!(r.metrics.errors >= 1, "{:#?}", r.metrics);
     let first = r.metrics.first_error.as_deref().unwrap();
     assert!(first.contains("gas could not be priced"), "{first}");
