@@ -64,7 +64,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 
 use alloy_primitives::{Address, U256};
-use dexlab_strategy::arb::{bid, optimal_input};
+use dexlab_strategy::arb::{Sized, bid, optimal_input};
 use dexlab_strategy::gas::{bundle_gas, convert_with, cost_wei};
 use dexlab_strategy::market::{Market, PoolState, to_human};
 use dexlab_strategy::{
@@ -306,6 +306,7 @@ pub fn run_from(
         trades: record.then(Vec::new),
         quote_dec,
         fees_known: tape.has_priority_fees,
+        touched: vec![false; start.pools.len()],
     };
     let mut pending: Vec<Pending> = Vec::new();
     let mut actions = Vec::new();
@@ -374,6 +375,7 @@ pub fn run_from(
         };
         let mut next = 0;
         if !due.is_empty() {
+            sim.touched.fill(false);
             let queue = sim.queue(&due, events);
             let mut lost = vec![false; due.len()];
             for entry in queue {
@@ -390,8 +392,8 @@ pub fn run_from(
                         }
                         strategy.on_fill(&fill);
                     }
-                    Who::Rival(k) => {
-                        if sim.rival(&due[k].bundle.legs, entry.priority_fee) {
+                    Who::Rival(k, sized) => {
+                        if sim.rival(&due[k].bundle.legs, entry.priority_fee, sized) {
                             lost[k] = true;
                             for leg in &due[k].bundle.legs {
                                 strategy.on_pool_update(&sim.market, leg.pool);
@@ -484,8 +486,8 @@ pub fn run_from(
 enum Who {
     /// Our due bundle `k`.
     Ours(usize),
-    /// The rival going after our due bundle `k`'s route.
-    Rival(usize),
+    /// The rival going after our due bundle `k`'s route, sized at the top of the block.
+    Rival(usize, Sized),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -513,6 +515,9 @@ struct Sim<'a> {
     trades: Option<Vec<TradeRecord>>,
     quote_dec: u8,
     fees_known: bool,
+    /// Pools an event or a fill changed since the top of the block (kept in blocks with bundles
+    /// due, so a rival sized at the top need not size again where nothing moved).
+    touched: Vec<bool>,
 }
 
 impl Sim<'_> {
@@ -521,6 +526,7 @@ impl Sim<'_> {
     #[inline]
     fn event(&mut self, e: &TapeEvent) {
         let i = e.pool as usize;
+        self.touched[i] = true;
         let Some(h) = &mut self.hist[i] else {
             apply(&mut self.market, e);
             return;
@@ -608,7 +614,7 @@ impl Sim<'_> {
                 // arrived first among equal bids is unknown, so assume the worst).
                 events
                     .iter()
-                    .rposition(|e| e.priority_fee.is_some_and(|f| u128::from(f) >= bid))
+                    .rposition(|e| u128::from(e.priority_fee) >= bid)
                     .map_or(0, |j| j + 1)
             } else {
                 match self.cfg.queue_without_fees {
@@ -627,10 +633,10 @@ impl Sim<'_> {
                 tie: draw(self.cfg.seed, block, key ^ 3),
             });
             if p.bundle.tag == "arb"
-                && let Some(fee) = self.rival_bid(&p.bundle.legs, key)
+                && let Some((fee, sized)) = self.rival_bid(&p.bundle.legs, key)
             {
                 out.push(Entry {
-                    who: Who::Rival(k),
+                    who: Who::Rival(k, sized),
                     priority_fee: fee,
                     position: position(fee),
                     tie: draw(self.cfg.seed, block, key ^ 4),
@@ -650,7 +656,7 @@ impl Sim<'_> {
 
     /// Whether a rival goes after `route` this block, and its priority fee: a share of the profit
     /// it sees at the top of the block, drawn from (seed, block, route).
-    fn rival_bid(&self, route: &[Leg], key: u64) -> Option<u128> {
+    fn rival_bid(&self, route: &[Leg], key: u64) -> Option<(u128, Sized)> {
         let c = &self.cfg.competition;
         let block = self.market.block.number;
         if c.p_rival <= 0.0 || draw(self.cfg.seed, block, key ^ 1) >= c.p_rival {
@@ -670,14 +676,20 @@ impl Sim<'_> {
             sized.amount_out - sized.amount_in,
             share,
         )?;
-        Some(fee)
+        Some((fee, sized))
     }
 
     /// The rival's atomic bundle where it lands: sized for its own profit on the state there,
     /// executed only if that beats its gas. Returns whether it traded.
-    fn rival(&mut self, route: &[Leg], priority_fee: u128) -> bool {
-        let Some(sized) = optimal_input(&self.market, route, RIVAL_CAP) else {
-            return false;
+    fn rival(&mut self, route: &[Leg], priority_fee: u128, at_top: Sized) -> bool {
+        let moved = route.iter().any(|l| self.touched[l.pool]);
+        let sized = if moved {
+            match optimal_input(&self.market, route, RIVAL_CAP) {
+                Some(s) => s,
+                None => return false,
+            }
+        } else {
+            at_top
         };
         let pools: Vec<usize> = route.iter().map(|l| l.pool).collect();
         let gas = bundle_gas(&self.cfg.env.gas, &self.market, &pools, sized.ticks_crossed);
@@ -711,6 +723,7 @@ impl Sim<'_> {
         }
         for &p in &pools {
             self.settle(p);
+            self.touched[p] = true;
         }
         self.tally.rival_fills += 1;
         true
@@ -877,6 +890,7 @@ impl Sim<'_> {
         }
         for &i in &pools {
             self.settle(i);
+            self.touched[i] = true;
         }
         let full_gas = bundle_gas(&self.cfg.env.gas, &self.market, &pools, ticks);
         let gas = if ok {

@@ -37,14 +37,15 @@ pub enum Update {
     Reserves {
         reserve0: U256,
         reserve1: U256,
-        swap: Option<SwapIn>,
+        /// Boxed: most replays never read it, and it would double the size of every event.
+        swap: Option<Box<SwapIn>>,
     },
     /// V3 state after a swap, and the swap's input.
     V3Swap {
         sqrt_price_x96: U256,
         tick: i32,
         liquidity: u128,
-        swap: Option<SwapIn>,
+        swap: Option<Box<SwapIn>>,
     },
     /// V3 position change (mint: positive, burn: negative).
     V3Liquidity {
@@ -61,8 +62,10 @@ pub enum Update {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TapeEvent {
     pub pool: u32,
-    /// Priority fee per gas (wei) its transaction paid, when the dataset records transactions.
-    pub priority_fee: Option<u64>,
+    /// Priority fee per gas (wei) its transaction paid; meaningful only when the tape
+    /// [`has_priority_fees`](Tape::has_priority_fees). `u64::MAX` for transactions nobody can
+    /// outbid (OP-stack deposits, blocks without a base fee).
+    pub priority_fee: u64,
     pub update: Update,
 }
 
@@ -258,15 +261,15 @@ impl Tape {
                     tick,
                     liquidity,
                     swap: if amount0.is_positive() {
-                        Some(SwapIn {
+                        Some(Box::new(SwapIn {
                             zero_for_one: true,
                             amount_in: amount0.into_raw(),
-                        })
+                        }))
                     } else if amount1.is_positive() {
-                        Some(SwapIn {
+                        Some(Box::new(SwapIn {
                             zero_for_one: false,
                             amount_in: amount1.into_raw(),
-                        })
+                        }))
                     } else {
                         None
                     },
@@ -332,7 +335,7 @@ impl Tape {
                         && let Update::Reserves { swap, .. } = &mut events[at].1.update
                         && swap.is_none()
                     {
-                        *swap = Some(flow);
+                        *swap = Some(Box::new(flow));
                     }
                     continue;
                 }
@@ -342,6 +345,7 @@ impl Tape {
             }
             let priority_fee = priority.get(&(block, tx)).copied();
             all_priced &= priority_fee.is_some();
+            let priority_fee = priority_fee.unwrap_or(0);
             events.push((
                 block,
                 TapeEvent {
@@ -506,8 +510,8 @@ pub fn apply_state(meta: &PoolMeta, state: &mut PoolState, update: &Update) {
 ///
 /// Swaps are re-executed as flows: their input, exact-in, through the exact pool math on our
 /// state, **limited at the price history's swap left** (a V3 price limit; on V2 and volatile
-/// Solidly pools the largest part of the input that does not push the reserve ratio past
-/// history's). A recorded flow does not know our trade happened: replayed in full, an
+/// Solidly pools the part of the input that brings the reserve ratio to history's, to within
+/// about 1e-12, never past it). A recorded flow does not know our trade happened: replayed in full, an
 /// arbitrageur's swap that closed a gap in history would overshoot on a pool we had already
 /// moved, and open a gap that never existed for us to take again. With the limit, flows pull our
 /// state back toward history and never past it; a swap that finds our price already past
@@ -529,7 +533,7 @@ pub fn replay_flow(
     update: &Update,
 ) -> bool {
     let swap = match update {
-        Update::Reserves { swap: Some(s), .. } => *s,
+        Update::Reserves { swap: Some(s), .. } => **s,
         Update::Reserves {
             reserve0,
             reserve1,
@@ -557,7 +561,7 @@ pub fn replay_flow(
         }
         // A swap of nothing (both amounts zero) changes nothing.
         Update::V3Swap { swap: None, .. } => return true,
-        Update::V3Swap { swap: Some(s), .. } => *s,
+        Update::V3Swap { swap: Some(s), .. } => **s,
         Update::V3Liquidity {
             lower,
             upper,
@@ -618,18 +622,55 @@ fn swap_toward(meta: &PoolMeta, state: &mut PoolState, swap: SwapIn, limit: &Poo
             let amount = if fits(swap.amount_in) {
                 swap.amount_in
             } else {
-                // The largest input that stops at or before history's price.
-                let (mut lo, mut hi) = (U256::ZERO, swap.amount_in);
-                while hi - lo > U256::ONE {
-                    let mid = lo + ((hi - lo) >> 1);
-                    if fits(mid) { lo = mid } else { hi = mid }
+                // The input that brings our price to history's: the constant-product solution in
+                // floats, stepped down until the exact math confirms it does not cross (to within
+                // about 1e-12 of the largest such input); bisection where the floats fail.
+                let mut x = clip_input(zfo, (r0, r1), (h0, h1), meta.fee)
+                    .filter(|x| *x < swap.amount_in)
+                    .unwrap_or(U256::ZERO);
+                for _ in 0..4 {
+                    if x.is_zero() || fits(x) {
+                        break;
+                    }
+                    x = x.saturating_sub(x / U256::from(1_000_000_000_000u64) + U256::ONE);
                 }
-                lo
+                if x.is_zero() || !fits(x) {
+                    let (mut lo, mut hi) = (U256::ZERO, swap.amount_in);
+                    while hi - lo > U256::ONE {
+                        let mid = lo + ((hi - lo) >> 1);
+                        if fits(mid) { lo = mid } else { hi = mid }
+                    }
+                    x = lo;
+                }
+                x
             };
             amount.is_zero() || state.swap_exact_in(meta, zfo, amount).is_ok()
         }
         _ => state.swap_exact_in(meta, zfo, swap.amount_in).is_ok(),
     }
+}
+
+/// The input that moves a constant-product pool `(r0, r1)` to the reserve ratio of `target`, in
+/// floats: with `a` the reserve sold into, `b` the other and `g = 1 - fee`, `x` solves
+/// `(a + g x)(a + x) = a b t`, `t` the target's ratio of `a`'s reserve to `b`'s (the root in the
+/// form without cancellation).
+fn clip_input(
+    zero_for_one: bool,
+    (r0, r1): (U256, U256),
+    (h0, h1): (U256, U256),
+    fee_pips: u32,
+) -> Option<U256> {
+    let f = dexlab_strategy::market::u256_to_f64;
+    let (a, b, t) = if zero_for_one {
+        (f(r0), f(r1), f(h0) / f(h1))
+    } else {
+        (f(r1), f(r0), f(h1) / f(h0))
+    };
+    let g = 1.0 - f64::from(fee_pips) / 1e6;
+    let excess = a * b * t - a * a;
+    let disc = a * a * (1.0 + g) * (1.0 + g) + 4.0 * g * excess;
+    let x = 2.0 * excess / (a * (1.0 + g) + disc.sqrt());
+    (x.is_finite() && x >= 1.0 && x < 1e38).then(|| U256::from(x as u128))
 }
 
 /// Where reserves `ours` price token0 against `target`'s, in the direction a swap moves it:
@@ -727,7 +768,7 @@ mod tests {
         Update::Reserves {
             reserve0: U256::from(r0),
             reserve1: U256::from(r1),
-            swap,
+            swap: swap.map(Box::new),
         }
     }
 

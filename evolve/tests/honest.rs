@@ -176,7 +176,7 @@ fn priced_pump(fee: u64) -> (dexlab_evolve::tape::Tape, (U256, U256)) {
     let (blocks, after) = pump_in_the_inclusion_block();
     let mut tape = two_pool_tape(&blocks);
     for e in &mut tape.events {
-        e.priority_fee = Some(fee);
+        e.priority_fee = fee;
     }
     tape.has_priority_fees = true;
     (tape, after)

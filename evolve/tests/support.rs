@@ -60,7 +60,7 @@ pub fn two_pool_tape(updates: &[Vec<(u32, U256, U256)>]) -> Tape {
         for &(p, r0, r1) in ups {
             events.push(TapeEvent {
                 pool: p,
-                priority_fee: None,
+                priority_fee: 0,
                 update: Update::Reserves {
                     reserve0: r0,
                     reserve1: r1,
