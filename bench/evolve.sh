@@ -2,7 +2,8 @@
 # Backtester and optimiser benchmarks (evolve/benches/backtest.rs) on a simulated chain with
 # frequent arbitrage: starts `dexlab chain up` (BLOCKS blocks, default 10000), ingests it, runs the
 # criterion benches against it, then the GA memory probe. Dev profile, our crates at opt-level 3.
-# DEXLAB_BENCH_DATA=DIR uses that ingested dataset instead of mining one. BENCH_BASE=REV also runs the same benches of commit REV (a git worktree in .dexlab/) on the same
+# DEXLAB_BENCH_DATA=DIR uses that ingested dataset instead of mining one. BENCH_BASE=REV also
+# runs the same benches of commit REV (a git worktree in .dexlab/) on the same
 # dataset first, so a change's before and after come from one run on one machine.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
