@@ -88,6 +88,9 @@ pub struct Tape {
     pub has_priority_fees: bool,
 }
 
+/// Where a log stands in the chain: (block, transaction index, log index).
+type LogKey = (u64, u64, u64);
+
 /// The fee a transaction paid for its place in the block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TxFee {
@@ -216,9 +219,9 @@ impl Tape {
                 )
             })
             .collect();
-        // (block, transaction index, log index, event); a pair's `Swap` rides on its `Sync`.
-        let mut raw: Vec<((u64, u64, u64), u32, Result<Update, SwapIn>)> =
-            Vec::with_capacity(logs.len());
+        // A pair's `Swap` rides on its `Sync`: it is kept as `Err(flow)` until paired.
+        type Decoded = (LogKey, u32, std::result::Result<Update, SwapIn>);
+        let mut raw: Vec<Decoded> = Vec::with_capacity(logs.len());
         for log in logs {
             let Some(&pool) = index.get(&log.address) else {
                 continue;
@@ -670,7 +673,7 @@ fn clip_input(
     let excess = a * b * t - a * a;
     let disc = a * a * (1.0 + g) * (1.0 + g) + 4.0 * g * excess;
     let x = 2.0 * excess / (a * (1.0 + g) + disc.sqrt());
-    (x.is_finite() && x >= 1.0 && x < 1e38).then(|| U256::from(x as u128))
+    (x.is_finite() && (1.0..1e38).contains(&x)).then(|| U256::from(x as u128))
 }
 
 /// Where reserves `ours` price token0 against `target`'s, in the direction a swap moves it:

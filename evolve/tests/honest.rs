@@ -13,7 +13,7 @@ use crate::support::*;
 
 /// WETH at 2000 USDC in pool 0 and 2100 in pool 1, then `noise` blocks in which each pool sees a
 /// tiny historical swap (one USDC in, its WETH out), so both keep roughly the gap they had.
-fn gap_then_noise(noise: usize) -> Vec<Vec<(u32, U256, U256)>> {
+fn gap_then_noise(noise: usize) -> Blocks {
     let mut blocks = vec![vec![
         (0, e6(2_000_000), e18(1000)),
         (1, e6(2_100_000), e18(1000)),
@@ -127,7 +127,10 @@ fn buy_once(
 
 /// Block 100 sets pool 0 at 2000 USDC per WETH; block 101 holds a large historical buy of WETH in
 /// pool 0 (100,000 USDC in), which lifts its price by about 10 %.
-fn pump_in_the_inclusion_block() -> (Vec<Vec<(u32, U256, U256)>>, (U256, U256)) {
+/// Blocks of (pool, USDC reserve, WETH reserve) updates, as `two_pool_tape` takes them.
+type Blocks = Vec<Vec<(u32, U256, U256)>>;
+
+fn pump_in_the_inclusion_block() -> (Blocks, (U256, U256)) {
     let (r0, r1) = (e6(2_000_000), e18(1000));
     let out = get_amount_out(e6(100_000), r0, r1, 3000).unwrap();
     let after = (r0 + e6(100_000), r1 - out);
