@@ -238,6 +238,13 @@ impl Store {
             source,
         };
 
+        // sqlx's migrator locks PostgreSQL (an advisory lock) but not SQLite: two processes
+        // opening a new file at once would both apply the first migration, and one would fail;
+        // and switching a new file to WAL while another connection does the same can fail at
+        // once with "database is locked". An exclusive lock on a sibling file serialises the
+        // whole first connection, WAL switch and migration (not on the database file itself:
+        // closing any handle to it would drop SQLite's own POSIX locks in this process).
+        let mut migrating = None;
         let pool = if backend == Backend::Sqlite && target.file.is_none() {
             // In-memory SQLite: every new connection would be a new, empty database, so the
             // pool holds exactly one, forever.
@@ -261,6 +268,19 @@ impl Store {
                     url: shown.clone(),
                     source,
                 })?;
+            }
+            if let Some(db) = target
+                .file
+                .as_deref()
+                .filter(|_| backend == Backend::Sqlite)
+            {
+                migrating = Some(migration_lock(db).await.map_err(|(path, source)| {
+                    StoreError::MigrationLock {
+                        path,
+                        url: shown.clone(),
+                        source,
+                    }
+                })?);
             }
             // A pool retries refused connections until its timeout and then reports only that
             // it timed out; one direct connection first surfaces the real cause.
@@ -289,24 +309,8 @@ impl Store {
         // Through the pool rather than the connection above: `Migrator::run` on a
         // `&mut AnyConnection` makes this future unusable with `tokio::spawn` ("implementation
         // of `Acquire` is not general enough").
-        //
-        // sqlx's migrator locks PostgreSQL (an advisory lock) but not SQLite: two processes
-        // opening a new file at once would both apply the first migration, and one would fail.
-        // An exclusive lock on a sibling file serialises them (not on the database file itself:
-        // closing any handle to it would drop SQLite's own POSIX locks in this process).
-        let _migrating = match target.file.as_deref() {
-            Some(db) if backend == Backend::Sqlite => {
-                Some(migration_lock(db).await.map_err(|(path, source)| {
-                    StoreError::MigrationLock {
-                        path,
-                        url: shown.clone(),
-                        source,
-                    }
-                })?)
-            }
-            _ => None,
-        };
         migrator.run(&pool).await.map_err(migrate_err)?;
+        drop(migrating);
         Ok(Store {
             pool,
             backend,
