@@ -142,12 +142,18 @@ impl CrossVenueArb {
     }
 
     /// The bundle for `route`, sized and checked with exact quotes, if it passes the thresholds.
-    fn bundle(&self, market: &Market, ctx: &Context<'_>, route: [Leg; 2]) -> Option<Bundle> {
+    fn bundle(
+        &self,
+        market: &Market,
+        ctx: &Context<'_>,
+        route: [Leg; 2],
+        guess: Option<U256>,
+    ) -> Option<Bundle> {
         let cap = scale(ctx.balance(self.quote), self.max_notional_frac);
         if cap.is_zero() {
             return None;
         }
-        let sized = optimal_input(market, &route, cap)?;
+        let sized = optimal_input_from(market, &route, cap, guess)?;
         let amount_in = scale(sized.amount_in, self.size_fraction)
             .max(U256::from(1))
             .min(cap);
@@ -205,7 +211,7 @@ impl Strategy for CrossVenueArb {
         // Rank the candidate routes by the closed-form profit on (virtual) reserves, which costs
         // no swap simulation; routes without a closed form (stable pools) rank first so they are
         // always sized exactly. Then size exactly, best first, and send the first that passes.
-        let mut ranked: Vec<(U512, usize, [Leg; 2])> = Vec::new();
+        let mut ranked: Vec<(U512, usize, [Leg; 2], Option<U256>)> = Vec::new();
         for (i, &pair) in self.pairs.iter().enumerate() {
             if !(self.dirty[pair.a] || self.dirty[pair.b]) {
                 continue;
@@ -213,10 +219,16 @@ impl Strategy for CrossVenueArb {
             let Some(route) = self.candidate(market, pair) else {
                 continue;
             };
-            match estimate(market, route) {
-                Some(e) if e.is_zero() => {}
-                Some(e) => ranked.push((e, i, route)),
-                None => ranked.push((U512::MAX, i, route)),
+            match ClosedForm::of(market, route).map(|cf| (cf.optimum(), cf)) {
+                Some((Some(x), _)) if x.is_zero() => {}
+                Some((Some(x), cf)) => {
+                    let e = cf.profit(x);
+                    if !e.is_zero() {
+                        ranked.push((e, i, route, Some(x)));
+                    }
+                }
+                // No closed form, or one too large for 512 bits: sized numerically, first.
+                _ => ranked.push((U512::MAX, i, route, None)),
             }
         }
         self.dirty.iter_mut().for_each(|d| *d = false);
@@ -224,7 +236,7 @@ impl Strategy for CrossVenueArb {
         // One bundle per block: they would all spend the same balance.
         if let Some(b) = ranked
             .into_iter()
-            .find_map(|(_, _, r)| self.bundle(market, ctx, r))
+            .find_map(|(_, _, r, guess)| self.bundle(market, ctx, r, guess))
         {
             out.push(Action::Submit(b));
         }
@@ -292,9 +304,19 @@ fn profit(market: &Market, route: &[Leg], x: U256) -> Option<U256> {
 /// refines around the closed-form guess.
 pub fn optimal_input(market: &Market, route: &[Leg], cap: U256) -> Option<Sized> {
     let guess = match route {
-        [l1, l2] => closed_form(market, *l1, *l2),
+        [l1, l2] => ClosedForm::of(market, [*l1, *l2]).and_then(|cf| cf.optimum()),
         _ => None,
     };
+    optimal_input_from(market, route, cap, guess)
+}
+
+/// [`optimal_input`] given the route's closed-form optimum (`None`: there is none).
+fn optimal_input_from(
+    market: &Market,
+    route: &[Leg],
+    cap: U256,
+    guess: Option<U256>,
+) -> Option<Sized> {
     let x = match guess {
         Some(x) if x.is_zero() => return None,
         Some(x) => {
@@ -333,20 +355,6 @@ pub struct Sized {
     pub ticks_crossed: u32,
 }
 
-/// Closed-form profit of a two-leg route on its (virtual) reserves: zero when nothing profits,
-/// `None` when a leg has no constant-product form.
-fn estimate(market: &Market, route: [Leg; 2]) -> Option<U512> {
-    let (rin1, rout1, g1) = cp_reserves(market, route[0])?;
-    let (rin2, rout2, g2) = cp_reserves(market, route[1])?;
-    let x = U512::from(closed_form(market, route[0], route[1])?);
-    let million = U512::from(1_000_000u64);
-    let a = g1 * g2 * rout1 * rout2;
-    let b = rin1 * rin2 * million * million;
-    let c = g1 * (rin2 * million + g2 * rout1);
-    let out = a.checked_mul(x)? / (b + c.checked_mul(x)?);
-    Some(out.saturating_sub(x))
-}
-
 /// `(reserve in, reserve out, 1e6 - fee)` of a leg: real reserves for constant-product pools,
 /// virtual reserves of the active range for V3 pools, `None` for stable Solidly pools.
 fn cp_reserves(market: &Market, leg: Leg) -> Option<(U512, U512, U512)> {
@@ -372,26 +380,77 @@ fn cp_reserves(market: &Market, leg: Leg) -> Option<(U512, U512, U512)> {
     ))
 }
 
-/// Two constant-product legs compose into `a x / (b + c x)`, maximal at `(sqrt(ab) - b) / c`;
-/// zero when even the first unit loses.
-fn closed_form(market: &Market, l1: Leg, l2: Leg) -> Option<U256> {
-    let (rin1, rout1, g1) = cp_reserves(market, l1)?;
-    let (rin2, rout2, g2) = cp_reserves(market, l2)?;
-    let million = U512::from(1_000_000u64);
-    let a = g1 * g2 * rout1 * rout2;
-    let b = rin1 * rin2 * million * million;
-    let c = g1 * (rin2 * million + g2 * rout1);
-    if a <= b || c.is_zero() {
-        return Some(U256::ZERO);
+/// Two constant-product legs compose into `a x / (b + c x)`: the route's output for input `x` on
+/// (virtual) reserves, with its coefficients computed once.
+#[derive(Debug, Clone, Copy)]
+struct ClosedForm {
+    a: U512,
+    b: U512,
+    c: U512,
+}
+
+impl ClosedForm {
+    /// `None` when a leg has no constant-product form (stable Solidly pools).
+    fn of(market: &Market, route: [Leg; 2]) -> Option<Self> {
+        let (rin1, rout1, g1) = cp_reserves(market, route[0])?;
+        let (rin2, rout2, g2) = cp_reserves(market, route[1])?;
+        let million = U512::from(1_000_000u64);
+        Some(Self {
+            a: g1 * g2 * rout1 * rout2,
+            b: rin1 * rin2 * million * million,
+            c: g1 * (rin2 * million + g2 * rout1),
+        })
     }
-    // Reserves near 2^128 overflow even 512 bits: the numeric search handles those.
-    let root = a.checked_mul(b)?.root(2);
-    let x = (root - b) / c;
-    let limbs = x.as_limbs();
-    limbs[4..]
-        .iter()
-        .all(|&l| l == 0)
-        .then(|| U256::from_limbs([limbs[0], limbs[1], limbs[2], limbs[3]]))
+
+    /// The input that maximises `a x / (b + c x) - x`, `(sqrt(ab) - b) / c`: zero when even the
+    /// first unit loses; `None` when it does not fit 512 bits (reserves near 2^128; the numeric
+    /// search handles those) or 256.
+    fn optimum(&self) -> Option<U256> {
+        let (a, b, c) = (self.a, self.b, self.c);
+        if a <= b || c.is_zero() {
+            return Some(U256::ZERO);
+        }
+        let x = (isqrt(a.checked_mul(b)?) - b) / c;
+        let limbs = x.as_limbs();
+        limbs[4..]
+            .iter()
+            .all(|&l| l == 0)
+            .then(|| U256::from_limbs([limbs[0], limbs[1], limbs[2], limbs[3]]))
+    }
+
+    /// Closed-form profit at `x` (zero when it loses); `U512::MAX` when it overflows, so such a
+    /// route ranks first and is sized exactly.
+    fn profit(&self, x: U256) -> U512 {
+        let x = U512::from(x);
+        match (self.a.checked_mul(x), self.c.checked_mul(x)) {
+            (Some(ax), Some(cx)) => (ax / (self.b + cx)).saturating_sub(x),
+            _ => U512::MAX,
+        }
+    }
+}
+
+/// `floor(sqrt(n))`, exactly: Newton's iteration from above, started within about 2^-48 of the root
+/// by a float square root of `n`'s top bits, so it ends after two or three divisions where ruint's
+/// generic `root(2)` takes about twice as many (it was the closed form's hot spot).
+fn isqrt(n: U512) -> U512 {
+    if n < U512::from(2u64) {
+        return n;
+    }
+    // `n`'s top (at most) 100 bits, shifted by an even amount: their square root is below 2^50,
+    // where a float is exact to a quarter unit.
+    let shift = (n.bit_len().saturating_sub(100) + 1) & !1;
+    let top = (n >> shift).to::<u128>();
+    // An over-estimate of sqrt(n) = sqrt(n / 2^shift) 2^(shift/2) < sqrt(top + 1) 2^(shift/2),
+    // and sqrt(top + 1) < sqrt(top) + 1/2 for top >= 1; the float errs by under a unit.
+    let x0 = ((top as f64).sqrt() as u64).saturating_add(2);
+    let mut x = U512::from(x0) << (shift / 2);
+    loop {
+        let y = (x + n / x) >> 1usize;
+        if y >= x {
+            return x;
+        }
+        x = y;
+    }
 }
 
 /// Golden-section search for the most profitable input in `[lo, hi]` on exact quotes (profit is
@@ -469,6 +528,33 @@ mod tests {
             };
         }
         m
+    }
+
+    #[test]
+    fn isqrt_is_ruints_floor_root() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let mut cases: Vec<U512> = (0..200u64).map(U512::from).collect();
+        for bits in [
+            1usize, 52, 63, 64, 65, 99, 100, 101, 128, 200, 255, 256, 300, 400, 511, 512,
+        ] {
+            for _ in 0..200 {
+                let limbs: [u64; 8] = std::array::from_fn(|_| rng.random());
+                let x = U512::from_limbs(limbs) >> (512 - bits);
+                // Squares and their neighbours are where a floor root goes wrong.
+                let r = x >> (bits / 2);
+                cases.extend([
+                    x,
+                    r * r,
+                    (r * r).saturating_sub(U512::from(1)),
+                    r * r + U512::from(1),
+                ]);
+            }
+        }
+        cases.push(U512::MAX);
+        for n in cases {
+            assert_eq!(isqrt(n), n.root(2), "isqrt({n})");
+        }
     }
 
     #[test]
