@@ -810,3 +810,121 @@ pub fn report_cmd(a: ReportArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result
     eprintln!("wrote {} files to {}", files.len(), a.out.display());
     Ok(ExitCode::SUCCESS)
 }
+
+/// STUB (old behaviour): the requested count, 0 = every core.
+fn fitness_threads(requested: usize, available: usize) -> (usize, Option<String>) {
+    (if requested == 0 { available } else { requested }, None)
+}
+
+/// STUB (old behaviour): the stored status.
+fn shown_status(e: &dexlab_store::ExperimentRow, _host: &str, _alive: &dyn Fn(i64) -> bool) -> String {
+    e.status.clone()
+}
+
+/// STUB (old behaviour): everything is reportable.
+fn check_reportable(_e: &dexlab_store::ExperimentRow, _status: &str, _folds: usize) -> anyhow::Result<()> {
+    Ok(())
+}
+
+/// STUB (old behaviour): the overrides as JSON, whatever they are.
+fn parse_overrides(text: &str) -> anyhow::Result<serde_json::Value> {
+    match text.strip_prefix('@') {
+        Some(file) => Ok(serde_json::from_str(
+            &std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?,
+        )
+        .with_context(|| format!("{file}: not JSON"))?),
+        None => Ok(serde_json::from_str(text).context("--params: not JSON")?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--threads 9999` ran 300 times slower than on the machine's cores: it is capped to them,
+    /// with a warning that says so (the result does not depend on the thread count).
+    #[test]
+    fn threads_beyond_the_cores_are_capped_with_a_warning() {
+        let (n, warning) = fitness_threads(9999, 2);
+        assert_eq!(n, 2);
+        let w = warning.expect("a warning");
+        assert!(w.contains("--threads 9999"), "{w}");
+        assert!(w.contains("2 cores") || w.contains("2 threads"), "{w}");
+        assert_eq!(fitness_threads(0, 8), (8, None));
+        assert_eq!(fitness_threads(2, 8), (2, None));
+        assert_eq!(fitness_threads(8, 8), (8, None));
+    }
+
+    fn row(status: &str, error: Option<&str>) -> dexlab_store::ExperimentRow {
+        dexlab_store::ExperimentRow {
+            id: 7,
+            name: "arb".into(),
+            strategy: "cross-venue-arb".into(),
+            dataset: "ds".into(),
+            dataset_hash: "h".into(),
+            config: serde_json::json!({}),
+            seed: 1,
+            status: status.into(),
+            summary: None,
+            created_at: 0,
+            error: error.map(Into::into),
+            pid: Some(4242),
+            host: Some("lab-1".into()),
+            heartbeat_at: Some(100),
+        }
+    }
+
+    /// A `running` experiment whose process is gone (same host, no such pid) is not shown as live.
+    #[test]
+    fn a_running_experiment_of_a_dead_process_is_shown_interrupted() {
+        let e = row("running", None);
+        assert_eq!(shown_status(&e, "lab-1", &|_| true), "running");
+        let s = shown_status(&e, "lab-1", &|_| false);
+        assert!(s.starts_with("interrupted"), "{s}");
+        assert!(s.contains("4242"), "{s}");
+        // Another host's process cannot be checked from here: shown as running.
+        assert_eq!(shown_status(&e, "lab-2", &|_| false), "running");
+        assert_eq!(shown_status(&row("done", None), "lab-1", &|_| false), "done");
+    }
+
+    /// `report` on a failed, interrupted or still empty experiment says so and fails instead of
+    /// drawing empty plots.
+    #[test]
+    fn only_finished_experiments_are_reported() {
+        let e = check_reportable(&row("failed", Some("2 blocks with events")), "failed", 0)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("experiment 7 `arb` failed"), "{e}");
+        assert!(e.contains("2 blocks with events"), "{e}");
+        let e = check_reportable(&row("running", None), "running", 0)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("still running") && e.contains("no fold"), "{e}");
+        let e = check_reportable(&row("running", None), "interrupted (process 4242 on lab-1 is gone)", 1)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("interrupted"), "{e}");
+        check_reportable(&row("done", None), "done", 2).unwrap();
+    }
+
+    /// `--params` that is not a JSON object is refused, naming the flag (or the file).
+    #[test]
+    fn params_that_are_not_an_object_are_refused_with_the_flag() {
+        for bad in ["[1,2,3]", "5", "null", "\"min_profit_bps\"", "true"] {
+            let e = parse_overrides(bad).map(|v| registry::parse_params("cross-venue-arb", &v));
+            let text = match e {
+                Err(e) => format!("{e:#}"),
+                Ok(Err(e)) => format!("{e:#}"),
+                Ok(Ok(p)) => panic!("{bad} accepted as {p}"),
+            };
+            assert!(text.contains("--params"), "{bad}: {text}");
+            assert!(text.contains("JSON object"), "{bad}: {text}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.json");
+        std::fs::write(&f, "[1]").unwrap();
+        let e = format!("{:#}", parse_overrides(&format!("@{}", f.display())).unwrap_err());
+        assert!(e.contains("p.json") && e.contains("JSON object"), "{e}");
+        assert!(parse_overrides("{\"min_profit_bps\": 2}").unwrap().is_object());
+    }
+}

@@ -360,3 +360,64 @@ mod tests {
         assert!(!mainnet.backtest.gas.op_stack);
     }
 }
+
+#[cfg(test)]
+mod bad_values {
+    use super::*;
+
+    fn with(edit: impl FnOnce(&mut ExperimentConfig)) -> std::result::Result<(), String> {
+        let mut c = ExperimentConfig::default();
+        edit(&mut c);
+        c.validate()
+    }
+
+    /// genevo's GA refuses populations below its builder's minimum (6) at the first step; the
+    /// config says so up front instead of letting the run panic there.
+    #[test]
+    fn populations_below_genevos_minimum_are_refused() {
+        for p in [0, 4, 5] {
+            let e = with(|c| c.ga.population = p).unwrap_err();
+            assert!(e.contains(&format!("ga.population = {p}")), "{e}");
+            assert!(e.contains("at least 6"), "{e}");
+        }
+        with(|c| c.ga.population = 6).unwrap();
+    }
+
+    /// Counts whose products or sums would overflow, or that no machine could hold, are refused
+    /// with their key instead of panicking (or allocating forever) later.
+    #[test]
+    fn huge_counts_are_refused_with_their_key() {
+        let cases: [(&str, Box<dyn Fn(&mut ExperimentConfig)>); 6] = [
+            ("ga.population", Box::new(|c| c.ga.population = usize::MAX)),
+            ("ga.generations", Box::new(|c| c.ga.generations = usize::MAX)),
+            ("walk_forward.folds", Box::new(|c| c.walk_forward.folds = usize::MAX)),
+            ("backtest.periods", Box::new(|c| c.backtest.periods = usize::MAX)),
+            (
+                "ga.selection",
+                Box::new(|c| c.ga.selection = Selection::Tournament { size: usize::MAX }),
+            ),
+            (
+                "ga.crossover.points",
+                Box::new(|c| c.ga.crossover = Crossover::MultiPoint { points: usize::MAX }),
+            ),
+        ];
+        for (key, edit) in cases {
+            let e = with(|c| edit(c)).unwrap_err();
+            assert!(e.contains(key), "{key}: {e}");
+        }
+    }
+
+    #[test]
+    fn non_finite_or_negative_times_and_rates_are_refused() {
+        for v in [f64::NAN, -2.0, 0.0, f64::INFINITY] {
+            let e = with(|c| c.backtest.block_time_secs = v).unwrap_err();
+            assert!(e.contains("backtest.block_time_secs"), "{v}: {e}");
+        }
+        for v in [f64::NAN, -0.1, 1.5] {
+            let e = with(|c| c.ga.mutation = Mutation::Random { rate: v }).unwrap_err();
+            assert!(e.contains("ga.mutation"), "{v}: {e}");
+        }
+        let e = with(|c| c.ga.max_drawdown = f64::NAN).unwrap_err();
+        assert!(e.contains("ga.max_drawdown"), "{e}");
+    }
+}

@@ -748,6 +748,18 @@ mod tests {
         }
     }
 
+    /// An embargo longer than the valid split, or than the whole table (`usize::MAX` included),
+    /// leaves too few rows: an error saying so, not a slice-index panic or an overflow.
+    #[test]
+    fn an_embargo_longer_than_a_split_is_an_error_not_a_panic() {
+        let t = table(200);
+        for embargo in [40, 150, 10_000, usize::MAX] {
+            let e = prepare(&t, &opts(1, embargo)).unwrap_err().to_string();
+            assert!(e.contains("too few usable rows"), "{embargo}: {e}");
+            assert!(e.contains(&format!("embargo of {embargo}")), "{embargo}: {e}");
+        }
+    }
+
     #[test]
     fn split_is_chronological_and_normaliser_sees_train_rows_only() {
         let t = table(200);

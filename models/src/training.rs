@@ -831,6 +831,17 @@ fn evaluate(
     Ok((report, predictions))
 }
 
+/// STUB.
+pub const MAX_EPOCHS: usize = usize::MAX;
+
+/// STUB (old behaviour: only 0 refused).
+pub fn check_epochs(epochs: usize) -> Result<()> {
+    if epochs == 0 {
+        return Err(ModelError::config("options", "epochs", "must be at least 1"));
+    }
+    Ok(())
+}
+
 /// The whole pipeline behind [`crate::train`].
 pub(crate) fn run(opts: &TrainOptions) -> Result<TrainReport> {
     if opts.epochs == 0 {
@@ -1048,6 +1059,49 @@ mod tests {
         );
         assert_eq!(h.hidden, vec![8]);
         assert_eq!(Hyper::defaults(ModelKind::Gru).window, 16);
+    }
+
+    /// Sizes no machine can allocate are refused with their key, before anything is built.
+    #[test]
+    fn huge_layer_sizes_are_refused_with_their_key() {
+        let e = |s: &str, kind| {
+            Hyper::from_toml(s, "h.toml", kind)
+                .unwrap_err()
+                .to_string()
+        };
+        for (key, kind) in [
+            ("d_hidden", ModelKind::Gru),
+            ("d_model", ModelKind::Transformer),
+            ("d_ff", ModelKind::Transformer),
+            ("n_layers", ModelKind::Transformer),
+        ] {
+            let text = e(&format!("{key} = 9223372036854775807"), kind);
+            assert!(text.contains(&format!("key `{key}`")), "{key}: {text}");
+        }
+        let text = e("hidden = [9223372036854775807]", ModelKind::Mlp);
+        assert!(text.contains("key `hidden`"), "{text}");
+        let text = e("hidden = [1000000000]", ModelKind::Mlp);
+        assert!(text.contains("key `hidden`") && text.contains("at most"), "{text}");
+        for key in ["lr", "min_lr", "weight_decay", "grad_clip", "dropout"] {
+            let text = e(&format!("{key} = nan"), ModelKind::Mlp);
+            assert!(text.contains(&format!("key `{key}`")), "{key}: {text}");
+        }
+        let text = e("lr = -0.1", ModelKind::Mlp);
+        assert!(text.contains("key `lr`"), "{text}");
+    }
+
+    /// `--epochs 18446744073709551615` multiplied by the batches per epoch overflowed: the epoch
+    /// count is bounded where it is read.
+    #[test]
+    fn epochs_are_bounded() {
+        let e = check_epochs(usize::MAX).unwrap_err().to_string();
+        assert!(e.contains("epochs"), "{e}");
+        assert!(e.contains("18446744073709551615"), "{e}");
+        assert!(e.contains(&format!("at most {MAX_EPOCHS}")), "{e}");
+        let e = check_epochs(0).unwrap_err().to_string();
+        assert!(e.contains("at least 1"), "{e}");
+        check_epochs(MAX_EPOCHS).unwrap();
+        check_epochs(1).unwrap();
     }
 
     #[test]

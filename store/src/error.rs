@@ -129,6 +129,23 @@ pub enum StoreError {
         name: String,
     },
 
+    /// STUB.
+    #[error("{op}: experiment name `{name}` is already taken by experiment {id} ({status})")]
+    ExperimentNameTaken {
+        op: &'static str,
+        name: String,
+        id: i64,
+        status: String,
+    },
+
+    /// STUB.
+    #[error("no dexlab store at {} ({url}): {reason}", path.display())]
+    NoStore {
+        path: std::path::PathBuf,
+        url: String,
+        reason: String,
+    },
+
     /// A model name the registry does not accept.
     #[error("{op}: model name {name:?} is not valid: {reason}")]
     InvalidName {

@@ -105,6 +105,23 @@ pub struct ExperimentRow {
     pub summary: Option<Value>,
     /// Unix seconds.
     pub created_at: i64,
+    /// Why the run failed or stopped (status `"failed"` or `"interrupted"`).
+    pub error: Option<String>,
+    /// The process running it (see [`Store::mark_running`]).
+    pub pid: Option<i64>,
+    pub host: Option<String>,
+    /// Unix seconds when the running process last reported progress.
+    pub heartbeat_at: Option<i64>,
+}
+
+/// The process that runs an experiment, recorded so that a reader can tell a live run from one
+/// whose process is gone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Runner {
+    pub pid: i64,
+    pub host: String,
+    /// Unix seconds.
+    pub at: i64,
 }
 
 /// One walk-forward fold: its train and test block ranges.
@@ -385,6 +402,26 @@ impl Store {
             });
         }
         Ok(())
+    }
+
+    /// STUB (old behaviour): opens like `connect`.
+    pub async fn open_existing(url: &str) -> Result<Store> {
+        Self::connect(url).await
+    }
+
+    /// STUB.
+    pub async fn mark_running(&self, _id: i64, _runner: &Runner) -> Result<()> {
+        Ok(())
+    }
+
+    /// STUB.
+    pub async fn heartbeat(&self, _id: i64, _at: i64) -> Result<()> {
+        Ok(())
+    }
+
+    /// STUB (old behaviour): the status without a reason.
+    pub async fn fail_experiment(&self, id: i64, status: &str, _reason: &str) -> Result<()> {
+        self.set_experiment_status(id, status, None).await
     }
 
     /// Stores a fold, replacing the one with the same `(experiment_id, fold)`.
@@ -969,6 +1006,10 @@ fn experiment_from_row(op: &'static str, row: &AnyRow) -> Result<ExperimentRow> 
             })
             .transpose()?,
         created_at: get(op, row, "created_at")?,
+        error: None,
+        pid: None,
+        host: None,
+        heartbeat_at: None,
     })
 }
 

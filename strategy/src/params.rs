@@ -426,14 +426,19 @@ mod tests {
     #[test]
     fn overrides_that_are_not_an_object_are_refused() {
         let s = space();
+        // `null` too: `--params null` is a mistake, not a way of asking for the defaults (which
+        // `{}` is).
         for v in [
-            serde_json::json!([1]),
+            serde_json::json!([1, 2, 3]),
             serde_json::json!("n=2"),
             serde_json::json!(3),
+            serde_json::Value::Null,
         ] {
-            assert!(s.parse(&v).is_err(), "{v}");
+            let e = s.parse(&v).unwrap_err().to_string();
+            assert!(e.contains("must be a JSON object"), "{v}: {e}");
+            assert!(e.contains(&format!("got {v}")), "{v}: {e}");
         }
-        assert_eq!(s.parse(&serde_json::Value::Null).unwrap(), s.defaults());
+        assert_eq!(s.parse(&serde_json::json!({})).unwrap(), s.defaults());
     }
 
     #[test]

@@ -158,4 +158,20 @@ mod tests {
         );
         assert!(e.to_string().contains("min_profit_bps"), "{e}");
     }
+
+    /// The parameter error is in the message once: a cause chain (`anyhow`'s `{:#}`) printing it
+    /// again as a source would say everything twice.
+    #[test]
+    fn a_parameter_error_is_told_once() {
+        let e = parse_params(arb::NAME, &serde_json::json!([1, 2, 3])).unwrap_err();
+        assert!(std::error::Error::source(&e).is_none(), "{e}");
+        let text = e.to_string();
+        assert!(
+            text.starts_with("strategy `cross-venue-arb`: parameters must be a JSON object"),
+            "{text}"
+        );
+        assert!(text.contains("got [1,2,3]"), "{text}");
+        assert!(text.contains("this strategy has: min_profit_bps"), "{text}");
+        assert_eq!(text.matches("got [1,2,3]").count(), 1, "{text}");
+    }
 }
