@@ -62,11 +62,12 @@ pub enum RegistryError {
     Unknown(String),
     #[error(transparent)]
     Model(#[from] gated::GateError),
-    #[error("strategy `{strategy}`: {source}")]
+    /// The parameter error is part of this message, not a separate source, so that a chain of
+    /// causes (`anyhow`'s `{:#}`) does not print it twice.
+    #[error("strategy `{strategy}`: {reason}")]
     Params {
         strategy: String,
-        #[source]
-        source: ParamError,
+        reason: ParamError,
     },
 }
 
@@ -82,9 +83,9 @@ pub fn parse_params(name: &str, overrides: &serde_json::Value) -> Result<Params,
     info(name)?
         .params
         .parse(overrides)
-        .map_err(|source| RegistryError::Params {
+        .map_err(|reason| RegistryError::Params {
             strategy: name.to_owned(),
-            source,
+            reason,
         })
 }
 
@@ -106,9 +107,9 @@ pub fn build(
         info(name)?
             .params
             .check(params)
-            .map_err(|source| RegistryError::Params {
+            .map_err(|reason| RegistryError::Params {
                 strategy: name.to_owned(),
-                source,
+                reason,
             })?;
     }
     match name {
