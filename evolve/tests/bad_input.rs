@@ -19,8 +19,15 @@ fn tape(blocks: usize, with_events: impl Fn(usize) -> bool) -> Tape {
             if !with_events(b) {
                 return Vec::new();
             }
-            let (a, c) = if b % 2 == 0 { (2_000, 2_010) } else { (2_010, 2_000) };
-            vec![(0, e6(a * 1_000), e18(1_000)), (1, e6(c * 1_000), e18(1_000))]
+            let (a, c) = if b % 2 == 0 {
+                (2_000, 2_010)
+            } else {
+                (2_010, 2_000)
+            };
+            vec![
+                (0, e6(a * 1_000), e18(1_000)),
+                (1, e6(c * 1_000), e18(1_000)),
+            ]
         })
         .collect();
     two_pool_tape(&updates)
