@@ -20,7 +20,10 @@ async fn scenario(db: TestDb) -> anyhow::Result<()> {
         matches!(err, StoreError::ExperimentNameTaken { id: held, .. } if held == id),
         "{text}"
     );
-    assert!(text.contains(&format!("already taken by experiment {id}")), "{text}");
+    assert!(
+        text.contains(&format!("already taken by experiment {id}")),
+        "{text}"
+    );
     assert!(text.contains("running"), "{text}");
     assert_eq!(store.list_experiments().await?.len(), 1);
 
@@ -73,8 +76,19 @@ async fn scenario(db: TestDb) -> anyhow::Result<()> {
     assert!(d.experiment.error.is_some());
 
     // Resumed: running again, the old reason cleared; done clears it too.
-    store.mark_running(id, &Runner { at: 2_000, ..runner }).await?;
-    let e = store.find_experiment(&id.to_string()).await?.expect("stored");
+    store
+        .mark_running(
+            id,
+            &Runner {
+                at: 2_000,
+                ..runner
+            },
+        )
+        .await?;
+    let e = store
+        .find_experiment(&id.to_string())
+        .await?
+        .expect("stored");
     assert_eq!((e.status.as_str(), e.error.as_deref()), ("running", None));
     store.fail_experiment(id, "interrupted", "SIGINT").await?;
     store

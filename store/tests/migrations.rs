@@ -95,9 +95,17 @@ async fn duplicate_names_of_an_older_store(url: String) -> anyhow::Result<()> {
         .max_connections(1)
         .connect(&url)
         .await?;
-    sqlx::migrate::Migrator::new(old.path()).await?.run(&pool).await?;
+    sqlx::migrate::Migrator::new(old.path())
+        .await?
+        .run(&pool)
+        .await?;
     let mut ids = Vec::new();
-    for (name, created_at) in [("sweep", 100_i64), ("sweep", 300), ("sweep", 200), ("alone", 1)] {
+    for (name, created_at) in [
+        ("sweep", 100_i64),
+        ("sweep", 300),
+        ("sweep", 200),
+        ("alone", 1),
+    ] {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO experiments (name, strategy, dataset, dataset_hash, config, seed, created_at)
              VALUES ($1, 's', 'd', 'h', '{}', '1', $2) RETURNING id",
@@ -156,7 +164,9 @@ async fn duplicate_names_of_an_older_postgres_store_are_renamed() -> anyhow::Res
         .await?;
     let url = crate::support::with_database(&crate::support::postgres_admin_url(), &name);
     let outcome = tokio::spawn(duplicate_names_of_an_older_store(url)).await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(drop)).execute(&mut admin).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
+        .execute(&mut admin)
+        .await?;
     admin.close().await?;
     match outcome {
         Ok(r) => r,

@@ -9,7 +9,10 @@ use crate::support::everything_printed;
 async fn a_missing_sqlite_store_is_not_created() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     for (path, why) in [
-        (dir.path().join("no/such/folder/dexlab.sqlite"), "does not exist"),
+        (
+            dir.path().join("no/such/folder/dexlab.sqlite"),
+            "does not exist",
+        ),
         (dir.path().join("absent.sqlite"), "does not exist"),
     ] {
         for url in [
