@@ -373,15 +373,27 @@ impl Hyper {
         if self.hidden.is_empty() || self.hidden.contains(&0) {
             return err("hidden", "must list at least one layer, each of size >= 1");
         }
-        for (key, v) in [
-            ("d_hidden", self.d_hidden),
-            ("d_model", self.d_model),
-            ("n_heads", self.n_heads),
-            ("n_layers", self.n_layers),
-            ("d_ff", self.d_ff),
+        if let Some(w) = self.hidden.iter().find(|&&w| w > MAX_WIDTH) {
+            return err(
+                "hidden",
+                &format!("a layer of {w} units: each must be at most {MAX_WIDTH}"),
+            );
+        }
+        if self.hidden.len() > MAX_LAYERS {
+            return err(
+                "hidden",
+                &format!("{} layers: at most {MAX_LAYERS}", self.hidden.len()),
+            );
+        }
+        for (key, v, max) in [
+            ("d_hidden", self.d_hidden, MAX_WIDTH),
+            ("d_model", self.d_model, MAX_WIDTH),
+            ("n_heads", self.n_heads, MAX_WIDTH),
+            ("n_layers", self.n_layers, MAX_LAYERS),
+            ("d_ff", self.d_ff, MAX_WIDTH),
         ] {
-            if v == 0 {
-                return err(key, "must be at least 1");
+            if !(1..=max).contains(&v) {
+                return err(key, &format!("{v} must be between 1 and {max}"));
             }
         }
         if !self.d_model.is_multiple_of(self.n_heads) {
@@ -831,26 +843,30 @@ fn evaluate(
     Ok((report, predictions))
 }
 
-/// STUB.
-pub const MAX_EPOCHS: usize = usize::MAX;
+/// The most epochs a training may ask for: far beyond any useful run (early stopping ends most
+/// within a few dozen), low enough that steps per epoch times epochs cannot overflow.
+pub const MAX_EPOCHS: usize = 1_000_000;
 
-/// STUB (old behaviour: only 0 refused).
+/// The epoch count of `--epochs` (or [`crate::TrainOptions::epochs`]), checked where it is read.
 pub fn check_epochs(epochs: usize) -> Result<()> {
-    if epochs == 0 {
-        return Err(ModelError::config("options", "epochs", "must be at least 1"));
+    if !(1..=MAX_EPOCHS).contains(&epochs) {
+        return Err(ModelError::config(
+            "options",
+            "epochs",
+            format!("{epochs} must be at least 1 and at most {MAX_EPOCHS}"),
+        ));
     }
     Ok(())
 }
 
+/// The widest layer (hidden units, model or feed-forward width) a config may ask for, and the
+/// most stacked layers: beyond these the weights alone would not fit in memory.
+pub const MAX_WIDTH: usize = 65_536;
+pub const MAX_LAYERS: usize = 256;
+
 /// The whole pipeline behind [`crate::train`].
 pub(crate) fn run(opts: &TrainOptions) -> Result<TrainReport> {
-    if opts.epochs == 0 {
-        return Err(ModelError::config(
-            "options",
-            "epochs",
-            "must be at least 1",
-        ));
-    }
+    check_epochs(opts.epochs)?;
     let hyper = match &opts.config {
         Some(path) => Hyper::load(path, opts.model)?,
         None => Hyper::defaults(opts.model),
@@ -1064,11 +1080,7 @@ mod tests {
     /// Sizes no machine can allocate are refused with their key, before anything is built.
     #[test]
     fn huge_layer_sizes_are_refused_with_their_key() {
-        let e = |s: &str, kind| {
-            Hyper::from_toml(s, "h.toml", kind)
-                .unwrap_err()
-                .to_string()
-        };
+        let e = |s: &str, kind| Hyper::from_toml(s, "h.toml", kind).unwrap_err().to_string();
         for (key, kind) in [
             ("d_hidden", ModelKind::Gru),
             ("d_model", ModelKind::Transformer),
@@ -1081,7 +1093,10 @@ mod tests {
         let text = e("hidden = [9223372036854775807]", ModelKind::Mlp);
         assert!(text.contains("key `hidden`"), "{text}");
         let text = e("hidden = [1000000000]", ModelKind::Mlp);
-        assert!(text.contains("key `hidden`") && text.contains("at most"), "{text}");
+        assert!(
+            text.contains("key `hidden`") && text.contains("at most"),
+            "{text}"
+        );
         for key in ["lr", "min_lr", "weight_decay", "grad_clip", "dropout"] {
             let text = e(&format!("{key} = nan"), ModelKind::Mlp);
             assert!(text.contains(&format!("key `{key}`")), "{key}: {text}");
