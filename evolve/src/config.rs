@@ -514,7 +514,8 @@ mod bad_values {
     /// with their key instead of panicking (or allocating forever) later.
     #[test]
     fn huge_counts_are_refused_with_their_key() {
-        let cases: [(&str, Box<dyn Fn(&mut ExperimentConfig)>); 6] = [
+        type Edit = Box<dyn Fn(&mut ExperimentConfig)>;
+        let cases: [(&str, Edit); 6] = [
             ("ga.population", Box::new(|c| c.ga.population = usize::MAX)),
             (
                 "ga.generations",
