@@ -774,7 +774,9 @@ impl Store {
             .collect()
     }
 
-    /// The experiment with this numeric id, else the newest one with this name.
+    /// The experiment with this numeric id, else the one with this name (names are unique; an
+    /// all-digit name, possible only in a store from before they were refused, is found by name
+    /// when no experiment has that id).
     pub async fn find_experiment(&self, id_or_name: &str) -> Result<Option<ExperimentRow>> {
         const OP: &str = "find_experiment";
         if let Ok(id) = id_or_name.trim().parse::<i64>()
