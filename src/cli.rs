@@ -10,6 +10,7 @@ use dexlab_data::devnet::{ChainUpConfig, chain_up};
 use dexlab_data::import::{ImportOptions, import};
 use dexlab_data::ingest::{IngestConfig, ingest};
 use dexlab_data::manifest::ChainManifest;
+use dexlab_data::outdir::Staged;
 use dexlab_data::types::PoolInfo;
 
 #[derive(Parser)]
@@ -76,6 +77,9 @@ struct FeaturesBuildArgs {
     config: Option<PathBuf>,
     #[arg(long)]
     out: PathBuf,
+    /// Replace a non-empty --out (atomically, once the new features are complete).
+    #[arg(long)]
+    force: bool,
     #[arg(long)]
     json: bool,
 }
@@ -170,6 +174,9 @@ struct IngestArgs {
     /// whose history starts inside the range).
     #[arg(long)]
     no_snapshot: bool,
+    /// Start over in a non-empty --out that holds something else than this ingestion.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Args)]
@@ -189,6 +196,9 @@ struct ImportArgs {
     chain_id: Option<u64>,
     #[arg(long, default_value_t = 10_000)]
     chunk_blocks: u64,
+    /// Replace a non-empty --out (atomically, once the new dataset is complete).
+    #[arg(long)]
+    force: bool,
     #[arg(long)]
     json: bool,
 }
@@ -290,6 +300,7 @@ async fn ingest_cmd(a: IngestArgs) -> anyhow::Result<ExitCode> {
         initial_span: a.initial_span,
         progress: !a.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         snapshot: !a.no_snapshot,
+        force: a.force,
     };
     let report = ingest(cfg).await?;
     if a.json {
@@ -310,15 +321,32 @@ fn import_cmd(a: ImportArgs) -> anyhow::Result<ExitCode> {
         .as_ref()
         .map(|m| m.pools.clone())
         .unwrap_or_default();
+    // Built beside --out and put in place when complete: an existing dataset is never mixed with
+    // this one, and a failed import leaves it as it was.
+    let staged = Staged::begin(&a.out, a.force, "a dataset")?;
     let opts = ImportOptions {
-        input: a.path,
-        out: a.out,
+        input: a.path.clone(),
+        out: staged.path().to_path_buf(),
         timestamps: a.timestamps,
         pools,
         chain_id: a.chain_id.or(manifest.map(|m| m.chain_id)).unwrap_or(0),
         chunk_blocks: a.chunk_blocks,
     };
     let r = import(&opts)?;
+    if r.logs == 0 {
+        bail!(
+            "{}: no logs to import ({} removed, {} unreadable lines{}); {} was left as it was",
+            a.path.display(),
+            r.removed_logs,
+            r.skipped_lines.len(),
+            r.skipped_lines
+                .first()
+                .map(|l| format!(", the first: {l}"))
+                .unwrap_or_default(),
+            a.out.display()
+        );
+    }
+    staged.commit()?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
@@ -394,7 +422,9 @@ fn features_build_cmd(a: FeaturesBuildArgs) -> anyhow::Result<ExitCode> {
         None => dexlab_features::FeatureConfig::default(),
     };
     let started = std::time::Instant::now();
-    let r = dexlab_features::build(&a.data, &cfg, &a.out)?;
+    let staged = Staged::begin(&a.out, a.force, "a feature folder")?;
+    let mut r = dexlab_features::build(&a.data, &cfg, staged.path())?;
+    r.out = staged.commit()?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {

@@ -15,6 +15,7 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    quiet_on_closed_output();
     match cli::run() {
         Ok(code) => code,
         Err(e) => {
@@ -22,4 +23,25 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A listing piped into `head` stops quietly when `head` exits, as `ls` and `grep` do. Rust ignores
+/// SIGPIPE, so a print to the closed pipe fails, and `println!` panics on that failure; restoring
+/// the signal's default action would need unsafe code (forbidden here), so the panic hook turns
+/// that one panic into a quiet exit. Every other panic keeps the default report.
+fn quiet_on_closed_output() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        // std's message: "failed printing to stdout: Broken pipe (os error 32)".
+        if message.starts_with("failed printing to std") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }

@@ -163,6 +163,8 @@ pub fn train_cmd(a: TrainArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<E
             format!("the name taken from --out {}; pass --name", out.display())
         }
     })?;
+    // One training per model directory at a time.
+    let _lock = dexlab_data::outdir::OutputLock::acquire(&out)?;
     let dir = std::path::absolute(&out).with_context(|| format!("resolving {}", out.display()))?;
     let dir_text = dir.to_string_lossy().into_owned();
 

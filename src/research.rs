@@ -94,9 +94,13 @@ pub struct EvolveArgs {
     /// Experiment name (default: STRATEGY-seedN).
     #[arg(long)]
     name: Option<String>,
-    /// Checkpoint and result folder (default: experiments/NAME). Rerunning resumes from it.
+    /// Checkpoint and result folder (default: experiments/NAME). Rerunning the same experiment
+    /// (same strategy, config, seed, dataset and model) resumes from it.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Start over in a non-empty --out that holds another run.
+    #[arg(long)]
+    force: bool,
     #[arg(long)]
     quiet: bool,
     #[arg(long)]
@@ -109,6 +113,9 @@ pub struct ReportArgs {
     experiment: String,
     #[arg(long)]
     out: PathBuf,
+    /// Replace a non-empty --out (atomically, once the new report is complete).
+    #[arg(long)]
+    force: bool,
 }
 
 use crate::ml::store;
@@ -373,6 +380,8 @@ pub fn evolve_cmd(a: EvolveArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("experiments").join(&name));
+    // One writer per folder for the whole run; the kernel releases it if the process dies.
+    let _lock = dexlab_data::outdir::OutputLock::acquire(&out)?;
     let store = store(rt)?;
     // Names are unique per store. Checked before any work; a rerun that resumes its checkpoint
     // keeps its experiment (and name), which `create_experiment` checks again otherwise.
@@ -388,7 +397,6 @@ pub fn evolve_cmd(a: EvolveArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result
             held.dataset
         );
     }
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let tape = Tape::load(&a.data)?;
     let mut exec = cfg.backtest.resolve(&tape, a.seed)?;
     let model = load_model(a.model.as_deref(), &a.strategy)?;
@@ -418,7 +426,26 @@ pub fn evolve_cmd(a: EvolveArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result
     dexlab_evolve::walkforward::walk_forward_windows(&tape, &spec)
         .with_context(|| format!("dataset {}", a.data.display()))?;
     let ck_path = out.join("checkpoint.json");
-    let resumed = Checkpoint::load(&ck_path)?.filter(|c| c.fingerprint == spec.fingerprint());
+    let resumed = match Checkpoint::load(&ck_path) {
+        Ok(c) => c.filter(|c| c.fingerprint == spec.fingerprint()),
+        // Replaced below.
+        Err(_) if a.force => None,
+        Err(e) => return Err(e.into()),
+    };
+    // Resume only a run this one can prove is the same (its checkpoint's fingerprint); anything
+    // else in --out is another run's, replaced only when asked.
+    if resumed.is_none() && !dexlab_data::outdir::is_empty_or_absent(&out)? {
+        if !a.force {
+            let what = if ck_path.exists() {
+                "the checkpoint of another run (another strategy, config, seed, dataset or model)"
+            } else {
+                "files that are not an evolve checkpoint"
+            };
+            return Err(dexlab_data::outdir::exists_error(&out, what).into());
+        }
+        dexlab_data::outdir::clear(&out)?;
+    }
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let experiment_id = match resumed
         .as_ref()
         .and_then(|c| c.tag.get("experiment_id")?.as_i64())
@@ -976,7 +1003,9 @@ pub fn report_cmd(a: ReportArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result
         d.folds.len(),
     )?;
     let input = crate::report_input::build(&d)?;
-    let files = dexlab_report::write_report(&input, &a.out)?;
+    let staged = dexlab_data::outdir::Staged::begin(&a.out, a.force, "files")?;
+    let files = dexlab_report::write_report(&input, staged.path())?;
+    staged.commit()?;
     eprintln!("wrote {} files to {}", files.len(), a.out.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -168,6 +168,17 @@ fn train(a: RlTrainArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCod
             .into_owned(),
     };
     dexlab_store::validate_model_name(&name)?;
+    // One training per agent directory at a time.
+    let _lock = dexlab_data::outdir::OutputLock::acquire(&out)?;
+    // A trained agent there is replaced (the registry refuses other content under its name);
+    // anything else is not ours to delete.
+    if !out.join("env.json").is_file() && !dexlab_data::outdir::is_empty_or_absent(&out)? {
+        bail!(
+            "{} holds files that are not an agent (no env.json): not replacing them; choose \
+             another --out",
+            out.display()
+        );
+    }
     let store = crate::ml::store(rt)?;
     let registered = rt.block_on(store.model_by_name_or_id(&name))?;
     let tape = Tape::load(&a.data)?;

@@ -142,6 +142,7 @@ fn bench(c: &mut Criterion) {
                 initial_span: SPAN,
                 progress: false,
                 snapshot: false,
+                force: false,
             };
             rt.block_on(ingest(cfg)).unwrap().logs
         })

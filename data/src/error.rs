@@ -58,6 +58,12 @@ pub enum DataError {
     Devnet(String),
     #[error("dataset {path}: {message}")]
     Dataset { path: PathBuf, message: String },
+    #[error("{path} is being written by {holder}: wait for it to finish or stop it")]
+    Locked { path: PathBuf, holder: String },
+    #[error(
+        "{path} already holds {what}: pass --force to replace it (atomically), or choose another output folder"
+    )]
+    OutputExists { path: PathBuf, what: String },
 }
 
 impl DataError {

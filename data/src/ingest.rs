@@ -60,6 +60,8 @@ pub struct IngestConfig {
     /// Snapshot every pool (V3: slot0, liquidity, ticks; V2/Solidly: reserves) at `from - 1` on a
     /// new ingestion, so the replay is exact from the first block even when the pools are older.
     pub snapshot: bool,
+    /// Start over when `out` holds anything but a checkpoint of this same ingestion.
+    pub force: bool,
 }
 
 impl IngestConfig {
@@ -866,16 +868,36 @@ pub async fn ingest(cfg: IngestConfig) -> Result<IngestReport> {
         pools.iter().map(|p| (p.address, p.clone())).collect();
     let from = cfg.from.expect("validated");
     let root = &cfg.out;
-    std::fs::create_dir_all(root).map_err(|e| DataError::io(root, e))?;
+    // One writer at a time; held until the run ends (or the process dies).
+    let _lock = crate::outdir::OutputLock::acquire(root)?;
     let cp_path = root.join("checkpoint.json");
+    let same_run =
+        |cp: &Checkpoint| cp.chain_id == chain_id && cp.pools == pool_addrs && cp.from == from;
+    if !crate::outdir::is_empty_or_absent(root)? {
+        // Resume only what this run can prove is its own: a checkpoint of the same chain, pools
+        // and first block. Anything else is replaced only when asked.
+        let resumable = match cp_path.exists() {
+            true => same_run(&dataset::read_json::<Checkpoint>(&cp_path)?),
+            false => false,
+        };
+        if !resumable && cfg.force {
+            crate::outdir::clear(root)?;
+        } else if !cp_path.exists() {
+            return Err(crate::outdir::exists_error(
+                root,
+                "files that are not an ingestion in progress (no checkpoint.json)",
+            ));
+        }
+    }
+    std::fs::create_dir_all(root).map_err(|e| DataError::io(root, e))?;
 
     let mut cp: Checkpoint = if cp_path.exists() {
         let cp: Checkpoint = dataset::read_json(&cp_path)?;
-        if cp.chain_id != chain_id || cp.pools != pool_addrs || cp.from != from {
+        if !same_run(&cp) {
             return Err(DataError::Dataset {
                 path: root.clone(),
                 message: format!(
-                    "holds an ingestion of chain {} from block {} for {} pool(s); this run asks for chain {chain_id} from block {from} for {} pool(s): use another --out",
+                    "holds an ingestion of chain {} from block {} for {} pool(s); this run asks for chain {chain_id} from block {from} for {} pool(s): use another --out, or --force to start over",
                     cp.chain_id,
                     cp.from,
                     cp.pools.len(),

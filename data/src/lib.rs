@@ -24,6 +24,7 @@ pub mod import;
 pub mod ingest;
 pub mod inspect;
 pub mod manifest;
+pub mod outdir;
 pub mod receipts;
 pub mod replay;
 pub mod snapshot;

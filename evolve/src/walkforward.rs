@@ -92,7 +92,7 @@ impl Checkpoint {
                     .map(Some)
                     .map_err(|e| EvolveError::Checkpoint {
                         path: path.into(),
-                        message: format!("unreadable ({e}); delete it to start over"),
+                        message: format!("unreadable ({e}); pass --force to start over"),
                     })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),

@@ -1,0 +1,394 @@
+//! Bad input, table-driven: commands a new user or a careless script would run, each with the exit
+//! code it must end in and fragments of what it must say. Whatever the row, dexlab never panics
+//! (exit 101) and is never killed, and what was on disk before a refused command is still there,
+//! byte for byte.
+//!
+//! `DEXLAB_TEST_BIN=/path/to/old/dexlab` runs the table against another build (how each row was
+//! seen failing before its fix).
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use dexlab_data::dataset;
+
+use crate::support::dexlab;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn sample() -> PathBuf {
+    repo().join("../shared/data/univ3-usdc-weth-2024-01-05")
+}
+
+fn manifest() -> PathBuf {
+    repo().join("examples/univ3-usdc-weth-mainnet.manifest.json")
+}
+
+/// What every row starts from, built once: the first 800 logs of the real sample as a dataset,
+/// its features, and the log files the rows import.
+struct Base {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    dataset: PathBuf,
+    features: PathBuf,
+    logs_100: PathBuf,
+    logs_800: PathBuf,
+}
+
+fn base() -> &'static Base {
+    static BASE: OnceLock<Base> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let lines: Vec<String> = std::fs::read_to_string(sample().join("logs.jsonl"))
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        let logs_800 = root.join("logs-800.jsonl");
+        std::fs::write(&logs_800, lines[..800].join("\n")).unwrap();
+        let logs_100 = root.join("logs-100.jsonl");
+        std::fs::write(&logs_100, lines[2000..2100].join("\n")).unwrap();
+        let dataset = root.join("ds");
+        run_ok(&mut import_cmd(&logs_800, &dataset));
+        let features = root.join("features");
+        run_ok(
+            dexlab()
+                .args(["features", "build", "--data"])
+                .arg(&dataset)
+                .arg("--out")
+                .arg(&features),
+        );
+        Base {
+            _dir: dir,
+            root,
+            dataset,
+            features,
+            logs_100,
+            logs_800,
+        }
+    })
+}
+
+fn bin() -> Command {
+    match std::env::var_os("DEXLAB_TEST_BIN") {
+        Some(b) => Command::new(b),
+        None => dexlab(),
+    }
+}
+
+fn import_cmd(logs: &Path, out: &Path) -> Command {
+    let mut c = bin();
+    c.args(["data", "import"])
+        .arg(logs)
+        .arg("--out")
+        .arg(out)
+        .arg("--timestamps")
+        .arg(sample().join("block_timestamps.csv"))
+        .arg("--manifest")
+        .arg(manifest());
+    c
+}
+
+fn run_ok(c: &mut Command) -> Output {
+    let o = c.output().unwrap();
+    assert!(
+        o.status.success(),
+        "{c:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), dst).unwrap();
+        }
+    }
+}
+
+/// Every file under `dir` with its bytes, to prove a refused command left it as it was.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((
+                    p.strip_prefix(dir).unwrap().into(),
+                    std::fs::read(&p).unwrap(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// One row of the table.
+struct Case {
+    name: &'static str,
+    /// Builds the row's inputs in its own folder; returns the command and the folder that must be
+    /// left untouched (if any).
+    setup: fn(&Path) -> (Command, Option<PathBuf>),
+    code: i32,
+    says: &'static [&'static str],
+    /// A check of what the command left on disk, after it ran.
+    then: Option<fn(&Path)>,
+}
+
+fn logs_of(root: &Path) -> usize {
+    dataset::read_all_logs(root).unwrap().len()
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        // Issue 13, case 1: an import into an existing dataset used to replace some of its
+        // chunks and keep the others, with exit 0.
+        Case {
+            name: "import over an existing dataset",
+            setup: |dir| {
+                let out = dir.join("ds");
+                copy_dir(&base().dataset, &out);
+                (import_cmd(&base().logs_100, &out), Some(out))
+            },
+            code: 1,
+            says: &["already holds a dataset", "--force"],
+            then: None,
+        },
+        Case {
+            name: "import --force replaces the whole dataset",
+            setup: |dir| {
+                let out = dir.join("ds");
+                copy_dir(&base().dataset, &out);
+                let mut c = import_cmd(&base().logs_100, &out);
+                c.arg("--force");
+                (c, None)
+            },
+            code: 0,
+            says: &["imported 100 logs"],
+            then: Some(|dir| {
+                assert_eq!(logs_of(&dir.join("ds")), 100, "only the new import's logs");
+                // Nothing but the dataset is left beside it.
+                let names: Vec<_> = std::fs::read_dir(dir)
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name())
+                    .collect();
+                assert_eq!(names, vec![OsString::from("ds")], "leftovers beside --out");
+            }),
+        },
+        Case {
+            name: "an empty import, even with --force",
+            setup: |dir| {
+                let out = dir.join("ds");
+                copy_dir(&base().dataset, &out);
+                let empty = dir.join("empty.jsonl");
+                std::fs::write(&empty, "").unwrap();
+                let mut c = import_cmd(&empty, &out);
+                c.arg("--force");
+                (c, Some(out))
+            },
+            code: 1,
+            says: &["empty.jsonl", "no logs to import", "left as it was"],
+            then: None,
+        },
+        Case {
+            name: "import while another process writes the same --out",
+            setup: |dir| {
+                let out = dir.join("ds");
+                copy_dir(&base().dataset, &out);
+                let lock = dexlab_data::outdir::OutputLock::acquire(&out).unwrap();
+                // Held by this test process until the command has run.
+                held().lock().unwrap().push(lock);
+                let mut c = import_cmd(&base().logs_800, &out);
+                c.arg("--force");
+                (c, Some(out))
+            },
+            code: 1,
+            says: &["is being written by pid"],
+            then: None,
+        },
+        // Two `features build` runs into one --out used to leave one's manifest beside the
+        // other's features.
+        Case {
+            name: "features build over an existing feature folder",
+            setup: |dir| {
+                let out = dir.join("features");
+                copy_dir(&base().features, &out);
+                let mut c = bin();
+                c.args(["features", "build", "--data"])
+                    .arg(&base().dataset)
+                    .arg("--out")
+                    .arg(&out);
+                (c, Some(out))
+            },
+            code: 1,
+            says: &["already holds a feature folder", "--force"],
+            then: None,
+        },
+        Case {
+            name: "features build while another process writes the same --out",
+            setup: |dir| {
+                let out = dir.join("features");
+                held()
+                    .lock()
+                    .unwrap()
+                    .push(dexlab_data::outdir::OutputLock::acquire(&out).unwrap());
+                let mut c = bin();
+                c.args(["features", "build", "--force", "--data"])
+                    .arg(&base().dataset)
+                    .arg("--out")
+                    .arg(&out);
+                (c, None)
+            },
+            code: 1,
+            says: &["is being written by pid"],
+            then: Some(|dir| assert!(!dir.join("features").exists())),
+        },
+        // Two evolve runs into one --out used to resume each other silently.
+        Case {
+            name: "evolve into an --out that holds something else",
+            setup: |dir| {
+                let out = dir.join("experiment");
+                std::fs::create_dir_all(&out).unwrap();
+                std::fs::write(out.join("notes.txt"), "mine").unwrap();
+                let mut c = bin();
+                c.args([
+                    "evolve",
+                    "--strategy",
+                    "price-reversion",
+                    "--population",
+                    "6",
+                    "--generations",
+                    "1",
+                    "--quiet",
+                    "--data",
+                ])
+                .arg(&base().dataset)
+                .arg("--out")
+                .arg(&out)
+                .env(
+                    "DATABASE_URL",
+                    format!("sqlite://{}", dir.join("store.sqlite").display()),
+                );
+                (c, Some(out))
+            },
+            code: 1,
+            says: &[
+                "already holds files that are not an evolve checkpoint",
+                "--force",
+            ],
+            then: None,
+        },
+        // Issue 13, case 6 and deliverable 5: a listing piped into `head` used to panic (exit
+        // 101, "failed printing to stdout: Broken pipe").
+        Case {
+            name: "a listing whose reader has gone",
+            setup: |_| {
+                let mut c = bin();
+                c.args(["strategies", "list"]).stdout(closed_pipe());
+                (c, None)
+            },
+            code: 0,
+            says: &[],
+            then: None,
+        },
+        Case {
+            name: "inspect whose reader has gone",
+            setup: |_| {
+                let mut c = bin();
+                c.args(["data", "inspect"])
+                    .arg(&base().dataset)
+                    .stdout(closed_pipe());
+                (c, None)
+            },
+            code: 0,
+            says: &[],
+            then: None,
+        },
+    ]
+}
+
+/// Locks the rows hold in this process while their command runs.
+fn held() -> &'static std::sync::Mutex<Vec<dexlab_data::outdir::OutputLock>> {
+    static HELD: OnceLock<std::sync::Mutex<Vec<dexlab_data::outdir::OutputLock>>> = OnceLock::new();
+    HELD.get_or_init(Default::default)
+}
+
+/// The write end of a pipe whose read end is already closed: the first print gets EPIPE.
+fn closed_pipe() -> Stdio {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    writer.into()
+}
+
+#[test]
+fn bad_input_ends_in_a_clear_error_and_loses_nothing() {
+    let mut failures = Vec::new();
+    for case in cases() {
+        let dir = tempfile::tempdir_in(&base().root).unwrap();
+        let (mut cmd, kept) = (case.setup)(dir.path());
+        let before = kept.as_deref().map(snapshot);
+        let o = cmd.stdin(Stdio::null()).output().unwrap();
+        held().lock().unwrap().clear();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        let mut wrong = Vec::new();
+        match o.status.code() {
+            Some(c) if c == case.code => {}
+            Some(c) => wrong.push(format!("exit {c}, expected {}", case.code)),
+            None => wrong.push(format!("killed: {:?}", o.status)),
+        }
+        if stderr.contains("panicked") {
+            wrong.push("panicked".into());
+        }
+        for s in case.says {
+            if !stderr.contains(s) {
+                wrong.push(format!("does not say `{s}`"));
+            }
+        }
+        if let (Some(kept), Some(before)) = (&kept, before)
+            && snapshot(kept) != before
+        {
+            wrong.push(format!("changed {}", kept.display()));
+        }
+        if wrong.is_empty()
+            && let Some(then) = case.then
+            && let Err(e) = std::panic::catch_unwind(|| then(dir.path()))
+        {
+            wrong.push(format!(
+                "left the wrong output: {}",
+                e.downcast_ref::<String>().map_or("", String::as_str)
+            ));
+        }
+        if !wrong.is_empty() {
+            failures.push(format!(
+                "{}: {}\n    stderr: {}",
+                case.name,
+                wrong.join("; "),
+                stderr.trim().replace('\n', "\n            ")
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} rows failed:\n{}",
+        failures.len(),
+        cases().len(),
+        failures.join("\n")
+    );
+}
