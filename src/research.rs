@@ -422,9 +422,6 @@ pub fn evolve_cmd(a: EvolveArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result
         model: exec.env.model.as_ref().map(|m| m.id().to_owned()),
         blocks: window.as_ref().map(|w| w.evaluated_blocks),
     };
-    // Refused before anything is stored: too few blocks with events for the windows.
-    dexlab_evolve::walkforward::walk_forward_windows(&tape, &spec)
-        .with_context(|| format!("dataset {}", a.data.display()))?;
     let ck_path = out.join("checkpoint.json");
     let resumed = match Checkpoint::load(&ck_path) {
         Ok(c) => c.filter(|c| c.fingerprint == spec.fingerprint()),
@@ -434,15 +431,19 @@ pub fn evolve_cmd(a: EvolveArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result
     };
     // Resume only a run this one can prove is the same (its checkpoint's fingerprint); anything
     // else in --out is another run's, replaced only when asked.
-    if resumed.is_none() && !dexlab_data::outdir::is_empty_or_absent(&out)? {
-        if !a.force {
-            let what = if ck_path.exists() {
-                "the checkpoint of another run (another strategy, config, seed, dataset or model)"
-            } else {
-                "files that are not an evolve checkpoint"
-            };
-            return Err(dexlab_data::outdir::exists_error(&out, what).into());
-        }
+    let replace = resumed.is_none() && !dexlab_data::outdir::is_empty_or_absent(&out)?;
+    if replace && !a.force {
+        let what = if ck_path.exists() {
+            "the checkpoint of another run (another strategy, config, seed, dataset or model)"
+        } else {
+            "files that are not an evolve checkpoint"
+        };
+        return Err(dexlab_data::outdir::exists_error(&out, what).into());
+    }
+    // Refused before anything is cleared or stored: too few blocks with events for the windows.
+    dexlab_evolve::walkforward::walk_forward_windows(&tape, &spec)
+        .with_context(|| format!("dataset {}", a.data.display()))?;
+    if replace {
         dexlab_data::outdir::clear(&out)?;
     }
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
