@@ -120,19 +120,27 @@ pub enum ModelsCmd {
     },
 }
 
-/// The store `dexlab evolve` and `dexlab experiments` use (`research::store`): DATABASE_URL,
-/// else ./dexlab.sqlite.
-/// The store of `DATABASE_URL` (default `./dexlab.sqlite`).
+/// The store of `DATABASE_URL` (default `./dexlab.sqlite`), created if missing: for the
+/// commands that write it (`evolve`, `train`, `rl train`).
 pub(crate) fn store(rt: &tokio::runtime::Runtime) -> anyhow::Result<Store> {
     let cwd = std::env::current_dir()?;
     let url = Store::url_from_env(&cwd);
     Ok(rt.block_on(Store::connect(&url))?)
 }
 
+/// The same store for commands that only read it (`experiments`, `models`, `report`): one that
+/// does not exist is an error, and nothing is created.
+pub(crate) fn store_existing(rt: &tokio::runtime::Runtime) -> anyhow::Result<Store> {
+    let cwd = std::env::current_dir()?;
+    let url = Store::url_from_env(&cwd);
+    Ok(rt.block_on(Store::open_existing(&url))?)
+}
+
 pub fn train_cmd(a: TrainArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
     let model: ModelKind = a.model.parse()?;
     let task: Task = a.task.parse()?;
     let backend: Backend = a.backend.parse()?;
+    dexlab_models::training::check_epochs(a.epochs).context("--epochs")?;
     let out = a.out.clone().unwrap_or_else(|| {
         PathBuf::from("models").join(format!(
             "{}-{}-seed{}",
@@ -370,7 +378,7 @@ impl Drop for Candidate {
 }
 
 pub fn models_cmd(c: ModelsCmd, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
-    let store = store(rt)?;
+    let store = store_existing(rt)?;
     match c {
         ModelsCmd::List { json } => list(&store, rt, json),
         ModelsCmd::Show { model, json } => {

@@ -265,14 +265,8 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<ExperimentConfig> {
 
 pub fn backtest_cmd(a: BacktestArgs) -> anyhow::Result<ExitCode> {
     let cfg = load_config(a.config.as_deref())?;
-    let overrides: serde_json::Value = match a.params.strip_prefix('@') {
-        Some(file) => serde_json::from_str(
-            &std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?,
-        )
-        .with_context(|| format!("{file}: not JSON"))?,
-        None => serde_json::from_str(&a.params).context("--params: not JSON")?,
-    };
-    let params = registry::parse_params(&a.strategy, &overrides)?;
+    let overrides = parse_overrides(&a.params)?;
+    let params = registry::parse_params(&a.strategy, &overrides).context("--params")?;
     let tape = Tape::load(&a.data)?;
     let mut exec = cfg.backtest.resolve(&tape, a.seed)?;
     let model = load_model(a.model.as_deref(), &a.strategy)?;
@@ -362,16 +356,47 @@ pub fn evolve_cmd(a: EvolveArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result
     if info.params.is_empty() {
         bail!("strategy `{}` has no parameters to optimise", a.strategy);
     }
+    cfg.ga.check_genome(info.params.len()).map_err(|m| {
+        anyhow::anyhow!(
+            "{m} (strategy `{}`; {})",
+            a.strategy,
+            a.config
+                .as_deref()
+                .map_or("default config".into(), |p| p.display().to_string())
+        )
+    })?;
     let name = a
         .name
         .clone()
         .unwrap_or_else(|| format!("{}-seed{}", a.strategy, a.seed));
+    dexlab_store::validate_experiment_name(&name).with_context(|| {
+        if a.name.is_some() {
+            "--name"
+        } else {
+            "the default experiment name; pass --name"
+        }
+    })?;
     let out = a
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("experiments").join(&name));
     // One writer per folder for the whole run; the kernel releases it if the process dies.
     let _lock = dexlab_data::outdir::OutputLock::acquire(&out)?;
+    let store = store(rt)?;
+    // Names are unique per store. Checked before any work; a rerun that resumes its checkpoint
+    // keeps its experiment (and name), which `create_experiment` checks again otherwise.
+    if !out.join("checkpoint.json").exists()
+        && let Some(held) = rt.block_on(store.experiment_by_name(&name))?
+    {
+        bail!(
+            "experiment name `{name}` is already taken by experiment {} ({}, strategy {}, \
+             dataset {}); names are unique per store: choose another --name",
+            held.id,
+            held.status,
+            held.strategy,
+            held.dataset
+        );
+    }
     let tape = Tape::load(&a.data)?;
     let mut exec = cfg.backtest.resolve(&tape, a.seed)?;
     let model = load_model(a.model.as_deref(), &a.strategy)?;
@@ -397,7 +422,6 @@ pub fn evolve_cmd(a: EvolveArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result
         model: exec.env.model.as_ref().map(|m| m.id().to_owned()),
         blocks: window.as_ref().map(|w| w.evaluated_blocks),
     };
-    let store = store(rt)?;
     let ck_path = out.join("checkpoint.json");
     let resumed = match Checkpoint::load(&ck_path) {
         Ok(c) => c.filter(|c| c.fingerprint == spec.fingerprint()),
@@ -407,15 +431,19 @@ pub fn evolve_cmd(a: EvolveArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result
     };
     // Resume only a run this one can prove is the same (its checkpoint's fingerprint); anything
     // else in --out is another run's, replaced only when asked.
-    if resumed.is_none() && !dexlab_data::outdir::is_empty_or_absent(&out)? {
-        if !a.force {
-            let what = if ck_path.exists() {
-                "the checkpoint of another run (another strategy, config, seed, dataset or model)"
-            } else {
-                "files that are not an evolve checkpoint"
-            };
-            return Err(dexlab_data::outdir::exists_error(&out, what).into());
-        }
+    let replace = resumed.is_none() && !dexlab_data::outdir::is_empty_or_absent(&out)?;
+    if replace && !a.force {
+        let what = if ck_path.exists() {
+            "the checkpoint of another run (another strategy, config, seed, dataset or model)"
+        } else {
+            "files that are not an evolve checkpoint"
+        };
+        return Err(dexlab_data::outdir::exists_error(&out, what).into());
+    }
+    // Refused before anything is cleared or stored: too few blocks with events for the windows.
+    dexlab_evolve::walkforward::walk_forward_windows(&tape, &spec)
+        .with_context(|| format!("dataset {}", a.data.display()))?;
+    if replace {
         dexlab_data::outdir::clear(&out)?;
     }
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
@@ -424,28 +452,24 @@ pub fn evolve_cmd(a: EvolveArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result
         .and_then(|c| c.tag.get("experiment_id")?.as_i64())
     {
         Some(id) => id,
-        None => rt.block_on(
-            store.create_experiment(&NewExperiment {
-                name: name.clone(),
-                strategy: a.strategy.clone(),
-                dataset: a.data.display().to_string(),
-                dataset_hash: tape.dataset_hash.clone(),
-                config: {
-                    let mut c = serde_json::to_value(&cfg)?;
-                    if let Some(m) = &spec.model {
-                        c["model"] = m.clone().into();
-                    }
-                    if let Some(w) = &window {
-                        c["model_window"] = serde_json::to_value(w)?;
-                    }
-                    c
-                },
-                seed: a.seed,
-                created_at: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs() as i64),
-            }),
-        )?,
+        None => rt.block_on(store.create_experiment(&NewExperiment {
+            name: name.clone(),
+            strategy: a.strategy.clone(),
+            dataset: a.data.display().to_string(),
+            dataset_hash: tape.dataset_hash.clone(),
+            config: {
+                let mut c = serde_json::to_value(&cfg)?;
+                if let Some(m) = &spec.model {
+                    c["model"] = m.clone().into();
+                }
+                if let Some(w) = &window {
+                    c["model_window"] = serde_json::to_value(w)?;
+                }
+                c
+            },
+            seed: a.seed,
+            created_at: now_secs(),
+        }))?,
     };
     if resumed.is_some() {
         eprintln!(
@@ -453,6 +477,104 @@ pub fn evolve_cmd(a: EvolveArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result
             ck_path.display()
         );
     }
+    let runner = dexlab_store::Runner {
+        pid: i64::from(std::process::id()),
+        host: host_name(),
+        at: now_secs(),
+    };
+    rt.block_on(store.mark_running(experiment_id, &runner))
+        .with_context(|| format!("marking experiment {experiment_id} running"))?;
+    // Ctrl-C or SIGTERM: the experiment is left `interrupted` with the reason, not `running`.
+    let on_signal = rt.spawn(interrupt_on_signal(store.clone(), experiment_id));
+    let outcome = run_evolve(
+        &a,
+        rt,
+        &store,
+        experiment_id,
+        &name,
+        &out,
+        &ck_path,
+        EvolveRun {
+            cfg: &cfg,
+            tape: &tape,
+            exec: &exec,
+            spec: &spec,
+            window: window.as_ref(),
+        },
+    );
+    on_signal.abort();
+    if let Err(e) = &outcome {
+        // Every run ends in a state: a failure is stored with its reason.
+        let reason = format!("{e:#}");
+        if let Err(store_err) = rt.block_on(store.fail_experiment(experiment_id, "failed", &reason))
+        {
+            eprintln!(
+                "warning: experiment {experiment_id} could not be marked failed: {store_err:#}"
+            );
+        }
+    }
+    outcome
+}
+
+/// What `run_evolve` needs from the set-up in `evolve_cmd`.
+struct EvolveRun<'a> {
+    cfg: &'a ExperimentConfig,
+    tape: &'a Tape,
+    exec: &'a backtest::ExecConfig,
+    spec: &'a RunSpec,
+    window: Option<&'a ModelWindow>,
+}
+
+/// Waits for SIGINT or SIGTERM, marks the experiment interrupted and exits (130 or 143).
+async fn interrupt_on_signal(store: Store, experiment_id: i64) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return;
+    };
+    let (which, code) = tokio::select! {
+        r = tokio::signal::ctrl_c() => match r {
+            Ok(()) => ("SIGINT (Ctrl-C)", 130),
+            Err(_) => return,
+        },
+        _ = term.recv() => ("SIGTERM", 143),
+    };
+    let reason = format!(
+        "stopped by {which}; rerun the same command (same --out) to resume from its checkpoint"
+    );
+    let marked = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        store.fail_experiment(experiment_id, "interrupted", &reason),
+    )
+    .await;
+    match marked {
+        Ok(Ok(())) => eprintln!("experiment {experiment_id} interrupted: {reason}"),
+        _ => eprintln!(
+            "experiment {experiment_id} stopped by {which}; it could not be marked interrupted \
+             in the store"
+        ),
+    }
+    std::process::exit(code);
+}
+
+/// The optimisation itself, once the experiment exists in the store.
+#[allow(clippy::too_many_arguments)]
+fn run_evolve(
+    a: &EvolveArgs,
+    rt: &tokio::runtime::Runtime,
+    store: &Store,
+    experiment_id: i64,
+    name: &str,
+    out: &Path,
+    ck_path: &Path,
+    r: EvolveRun<'_>,
+) -> anyhow::Result<ExitCode> {
+    let EvolveRun {
+        cfg,
+        tape,
+        exec,
+        spec,
+        window,
+    } = r;
     let total = (cfg.walk_forward.folds * (cfg.ga.generations + 1)) as u64;
     let bar = if a.quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         ProgressBar::hidden()
@@ -463,11 +585,13 @@ pub fn evolve_cmd(a: EvolveArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result
         ProgressStyle::with_template("{bar:30} {pos}/{len} generations {elapsed} {msg}")
             .expect("a valid template"),
     );
-    let threads = if a.threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        a.threads
-    };
+    let (threads, warning) = fitness_threads(
+        a.threads,
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+    );
+    if let Some(w) = warning {
+        eprintln!("warning: {w}");
+    }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()?;
@@ -476,10 +600,10 @@ pub fn evolve_cmd(a: EvolveArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result
     let objective = cfg.ga.objective;
     let (folds, _) = pool.install(|| {
         run_experiment(
-            &tape,
-            &spec,
-            &exec,
-            &ck_path,
+            tape,
+            spec,
+            exec,
+            ck_path,
             serde_json::json!({ "experiment_id": experiment_id }),
             &mut |p| {
                 let r = match p {
@@ -499,16 +623,15 @@ pub fn evolve_cmd(a: EvolveArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result
                                 .best
                                 .map_or("(none feasible)".into(), |b| format!("{b:.6}"))
                         ));
-                        rt.block_on(store_generation(
-                            &store,
-                            experiment_id,
-                            fold,
-                            stats,
-                            population,
-                            space,
-                        ))
+                        rt.block_on(async {
+                            store_generation(store, experiment_id, fold, stats, population, space)
+                                .await?;
+                            // Progress is the heartbeat that tells a live run from a dead one.
+                            store.heartbeat(experiment_id, now_secs()).await?;
+                            anyhow::Ok(())
+                        })
                     }
-                    Progress::FoldDone(f) => rt.block_on(store_fold(&store, experiment_id, f)),
+                    Progress::FoldDone(f) => rt.block_on(store_fold(store, experiment_id, f)),
                 };
                 if let Err(e) = r {
                     store_err.get_or_insert(e);
@@ -522,8 +645,8 @@ pub fn evolve_cmd(a: EvolveArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result
     }
     let summary = summarise(
         &folds,
-        &spec,
-        window.as_ref(),
+        spec,
+        window,
         threads,
         started.elapsed().as_secs_f64(),
     );
@@ -761,28 +884,42 @@ pub fn experiments_cmd(
     c: ExperimentsCmd,
     rt: &tokio::runtime::Runtime,
 ) -> anyhow::Result<ExitCode> {
-    let store = store(rt)?;
+    let store = crate::ml::store_existing(rt)?;
+    let host = host_name();
+    let shown = |e: &dexlab_store::ExperimentRow| shown_status(e, &host, &process_alive);
     match c {
         ExperimentsCmd::List { json } => {
             let list = rt.block_on(store.list_experiments())?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                let rows: Vec<serde_json::Value> = list
+                    .iter()
+                    .map(|e| with_state(e, &shown(e)))
+                    .collect::<anyhow::Result<_>>()?;
+                println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 println!(
-                    "{:>4}  {:<32} {:<18} {:<8} {:>6}  dataset",
+                    "{:>4}  {:<32} {:<18} {:<11} {:>6}  dataset",
                     "id", "name", "strategy", "status", "seed"
                 );
                 for e in list {
+                    let status = shown(&e);
                     println!(
-                        "{:>4}  {:<32} {:<18} {:<8} {:>6}  {} ({})",
+                        "{:>4}  {:<32} {:<18} {:<11} {:>6}  {} ({})",
                         e.id,
                         e.name,
                         e.strategy,
-                        e.status,
+                        status.split(' ').next().unwrap_or(&status),
                         e.seed,
                         e.dataset,
                         &e.dataset_hash[..e.dataset_hash.len().min(12)]
                     );
+                    if let Some(why) = e.error.as_deref().or_else(|| {
+                        status
+                            .strip_prefix("interrupted ")
+                            .filter(|_| e.status == "running")
+                    }) {
+                        println!("      {}", why);
+                    }
                 }
             }
         }
@@ -791,13 +928,30 @@ pub fn experiments_cmd(
                 .block_on(store.find_experiment(&experiment))?
                 .with_context(|| format!("no experiment `{experiment}` in the store"))?;
             let d = rt.block_on(store.experiment_detail(e.id))?;
+            let status = shown(&e);
             if json {
-                println!("{}", serde_json::to_string_pretty(&d)?);
+                let mut v = serde_json::to_value(&d)?;
+                v["experiment"] = with_state(&e, &status)?;
+                println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 println!(
-                    "experiment {} `{}`: {} on {} (seed {}), {}",
-                    e.id, e.name, e.strategy, e.dataset, e.seed, e.status
+                    "experiment {} `{}`: {} on {} (seed {}), {status}",
+                    e.id, e.name, e.strategy, e.dataset, e.seed
                 );
+                if let Some(why) = &e.error {
+                    println!("reason: {why}");
+                }
+                if e.status == "running"
+                    && let (Some(pid), Some(h)) = (e.pid, e.host.as_deref())
+                {
+                    println!(
+                        "process {pid} on {h}, last progress {}",
+                        e.heartbeat_at.map_or("never".into(), |t| format!(
+                            "{} s ago",
+                            (now_secs() - t).max(0)
+                        ))
+                    );
+                }
                 for (k, v) in crate::report_input::model_rows(&e.config) {
                     println!("{k}: {v}");
                 }
@@ -826,16 +980,269 @@ pub fn experiments_cmd(
     Ok(ExitCode::SUCCESS)
 }
 
+/// An experiment row as `--json` shows it: every stored field, `status` as [`shown_status`]
+/// gives it and `stored_status` as the store holds it.
+fn with_state(e: &dexlab_store::ExperimentRow, status: &str) -> anyhow::Result<serde_json::Value> {
+    let mut v = serde_json::to_value(e)?;
+    v["stored_status"] = e.status.clone().into();
+    v["status"] = status.split(' ').next().unwrap_or(status).into();
+    if status != e.status {
+        v["state"] = status.into();
+    }
+    Ok(v)
+}
+
 pub fn report_cmd(a: ReportArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
-    let store = store(rt)?;
+    let store = crate::ml::store_existing(rt)?;
     let e = rt
         .block_on(store.find_experiment(&a.experiment))?
         .with_context(|| format!("no experiment `{}` in the store", a.experiment))?;
     let d = rt.block_on(store.experiment_detail(e.id))?;
+    check_reportable(
+        &e,
+        &shown_status(&e, &host_name(), &process_alive),
+        d.folds.len(),
+    )?;
     let input = crate::report_input::build(&d)?;
     let staged = dexlab_data::outdir::Staged::begin(&a.out, a.force, "files")?;
     let files = dexlab_report::write_report(&input, staged.path())?;
     staged.commit()?;
     eprintln!("wrote {} files to {}", files.len(), a.out.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The fitness pool's size for `--threads requested` on a machine with `available` cores (0 =
+/// all of them). More threads than cores only contend for them (a run with `--threads 9999` was
+/// 300 times slower), and the result does not depend on the count, so more is capped to the
+/// cores, with a warning for stderr.
+fn fitness_threads(requested: usize, available: usize) -> (usize, Option<String>) {
+    let available = available.max(1);
+    match requested {
+        0 => (available, None),
+        n if n > available => (
+            available,
+            Some(format!(
+                "--threads {n} is more than the {available} cores this machine has: using \
+                 {available} threads (extra threads only contend for the cores; the result does \
+                 not depend on the thread count)"
+            )),
+        ),
+        n => (n, None),
+    }
+}
+
+/// This machine's name, as recorded with the experiments it runs.
+pub(crate) fn host_name() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| {
+            std::fs::read_to_string(p)
+                .ok()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+        })
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Whether process `pid` of this machine is alive; `true` where that cannot be told (no
+/// `/proc`), so that a live run is never shown as gone.
+pub(crate) fn process_alive(pid: i64) -> bool {
+    let proc = Path::new("/proc");
+    !proc.join("self").exists() || proc.join(pid.to_string()).exists()
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The state `experiments list/show` and `report` give an experiment: its stored status, except
+/// that a `running` one whose process is known to be gone (this host, no such pid: killed, or the
+/// machine restarted) is shown as interrupted. A process on another host cannot be checked from
+/// here; `show` prints when it was last heard from.
+fn shown_status(
+    e: &dexlab_store::ExperimentRow,
+    host: &str,
+    alive: &dyn Fn(i64) -> bool,
+) -> String {
+    match (e.status.as_str(), e.pid, e.host.as_deref()) {
+        ("running", Some(pid), Some(h)) if h == host && !alive(pid) => {
+            format!("interrupted (process {pid} on {h} is gone)")
+        }
+        _ => e.status.clone(),
+    }
+}
+
+/// Refuses to report an experiment with nothing finished to show: a failed one (with its reason),
+/// an interrupted one, one still running, or one without folds.
+fn check_reportable(
+    e: &dexlab_store::ExperimentRow,
+    status: &str,
+    folds: usize,
+) -> anyhow::Result<()> {
+    let who = format!("experiment {} `{}`", e.id, e.name);
+    let reason = e.error.as_deref().unwrap_or("no reason was recorded");
+    if e.status == "failed" {
+        bail!("{who} failed: {reason}; there is nothing to report");
+    }
+    if e.status == "interrupted" || status.starts_with("interrupted") {
+        bail!(
+            "{who} was {status}{} with {folds} fold(s) stored: rerun its `dexlab evolve` command \
+             (same --out) to resume it, then report it",
+            e.error
+                .as_deref()
+                .map_or(String::new(), |r| format!(" ({r})"))
+        );
+    }
+    if e.status == "running" {
+        if folds == 0 {
+            bail!("{who} is still running and no fold has finished yet: nothing to report");
+        }
+        bail!("{who} is still running ({folds} fold(s) stored so far): report it when it is done");
+    }
+    if e.status != "done" {
+        bail!(
+            "{who} has status `{}`: only finished experiments are reported",
+            e.status
+        );
+    }
+    if folds == 0 {
+        bail!("{who} is done but stored no folds: nothing to report");
+    }
+    Ok(())
+}
+
+/// `--params`: a JSON object of overrides, inline or `@FILE`; anything else is refused here,
+/// naming the flag or the file.
+fn parse_overrides(text: &str) -> anyhow::Result<serde_json::Value> {
+    let (v, origin): (serde_json::Value, String) = match text.strip_prefix('@') {
+        Some(file) => (
+            serde_json::from_str(
+                &std::fs::read_to_string(file)
+                    .with_context(|| format!("--params: reading {file}"))?,
+            )
+            .with_context(|| format!("--params {file}: not JSON"))?,
+            format!("--params {file}"),
+        ),
+        None => (
+            serde_json::from_str(text).context("--params: not JSON")?,
+            "--params".to_owned(),
+        ),
+    };
+    if !v.is_object() {
+        bail!(
+            "{origin}: must be a JSON object of parameter overrides, '{{\"NAME\": VALUE, …}}' \
+             (`{{}}` keeps every default; `dexlab strategies list` shows each strategy's \
+             parameters), got {v}"
+        );
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--threads 9999` ran 300 times slower than on the machine's cores: it is capped to them,
+    /// with a warning that says so (the result does not depend on the thread count).
+    #[test]
+    fn threads_beyond_the_cores_are_capped_with_a_warning() {
+        let (n, warning) = fitness_threads(9999, 2);
+        assert_eq!(n, 2);
+        let w = warning.expect("a warning");
+        assert!(w.contains("--threads 9999"), "{w}");
+        assert!(w.contains("2 cores") || w.contains("2 threads"), "{w}");
+        assert_eq!(fitness_threads(0, 8), (8, None));
+        assert_eq!(fitness_threads(2, 8), (2, None));
+        assert_eq!(fitness_threads(8, 8), (8, None));
+    }
+
+    fn row(status: &str, error: Option<&str>) -> dexlab_store::ExperimentRow {
+        dexlab_store::ExperimentRow {
+            id: 7,
+            name: "arb".into(),
+            strategy: "cross-venue-arb".into(),
+            dataset: "ds".into(),
+            dataset_hash: "h".into(),
+            config: serde_json::json!({}),
+            seed: 1,
+            status: status.into(),
+            summary: None,
+            created_at: 0,
+            error: error.map(Into::into),
+            pid: Some(4242),
+            host: Some("lab-1".into()),
+            heartbeat_at: Some(100),
+        }
+    }
+
+    /// A `running` experiment whose process is gone (same host, no such pid) is not shown as live.
+    #[test]
+    fn a_running_experiment_of_a_dead_process_is_shown_interrupted() {
+        let e = row("running", None);
+        assert_eq!(shown_status(&e, "lab-1", &|_| true), "running");
+        let s = shown_status(&e, "lab-1", &|_| false);
+        assert!(s.starts_with("interrupted"), "{s}");
+        assert!(s.contains("4242"), "{s}");
+        // Another host's process cannot be checked from here: shown as running.
+        assert_eq!(shown_status(&e, "lab-2", &|_| false), "running");
+        assert_eq!(
+            shown_status(&row("done", None), "lab-1", &|_| false),
+            "done"
+        );
+    }
+
+    /// `report` on a failed, interrupted or still empty experiment says so and fails instead of
+    /// drawing empty plots.
+    #[test]
+    fn only_finished_experiments_are_reported() {
+        let e = check_reportable(&row("failed", Some("2 blocks with events")), "failed", 0)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("experiment 7 `arb` failed"), "{e}");
+        assert!(e.contains("2 blocks with events"), "{e}");
+        let e = check_reportable(&row("running", None), "running", 0)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("still running") && e.contains("no fold"), "{e}");
+        let e = check_reportable(
+            &row("running", None),
+            "interrupted (process 4242 on lab-1 is gone)",
+            1,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("interrupted"), "{e}");
+        check_reportable(&row("done", None), "done", 2).unwrap();
+    }
+
+    /// `--params` that is not a JSON object is refused, naming the flag (or the file).
+    #[test]
+    fn params_that_are_not_an_object_are_refused_with_the_flag() {
+        for bad in ["[1,2,3]", "5", "null", "\"min_profit_bps\"", "true"] {
+            let e = parse_overrides(bad).map(|v| registry::parse_params("cross-venue-arb", &v));
+            let text = match e {
+                Err(e) => format!("{e:#}"),
+                Ok(Err(e)) => format!("{e:#}"),
+                Ok(Ok(p)) => panic!("{bad} accepted as {p}"),
+            };
+            assert!(text.contains("--params"), "{bad}: {text}");
+            assert!(text.contains("JSON object"), "{bad}: {text}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.json");
+        std::fs::write(&f, "[1]").unwrap();
+        let e = format!(
+            "{:#}",
+            parse_overrides(&format!("@{}", f.display())).unwrap_err()
+        );
+        assert!(e.contains("p.json") && e.contains("JSON object"), "{e}");
+        assert!(
+            parse_overrides("{\"min_profit_bps\": 2}")
+                .unwrap()
+                .is_object()
+        );
+    }
 }

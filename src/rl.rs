@@ -144,6 +144,17 @@ fn train(a: RlTrainArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCod
         rl.episodes = e;
     }
     rl.validate("--episodes")?;
+    // The price-reversion baseline is tuned with the experiment's GA: its operators must fit
+    // that strategy's genome, checked before training rather than after.
+    let genes = registry::info(dexlab_strategy::reversion::NAME)?
+        .params
+        .len();
+    experiment.ga.check_genome(genes).map_err(|m| {
+        anyhow::anyhow!(
+            "{m} (the GA tunes the `{}` baseline)",
+            dexlab_strategy::reversion::NAME
+        )
+    })?;
     let out = a
         .out
         .clone()
@@ -381,7 +392,8 @@ fn evaluate(
     };
     let ev = Evaluator::new(&ctx);
     let mut state = GaState::new(&space, ga, f.seed, 0);
-    optimise(&ev, ga, f.seed, 0, &mut state, &mut |_, _| {});
+    optimise(&ev, ga, f.seed, 0, &mut state, &mut |_, _| {})
+        .context("tuning the price-reversion baseline")?;
     let tuned = space.decode(
         &state
             .best

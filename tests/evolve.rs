@@ -243,21 +243,37 @@ async fn a_killed_evolve_resumes_to_the_same_result() {
     let work = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", work.path().join("s.sqlite").display());
     let fresh = work.path().join("fresh");
+    // Names are unique per store: the uninterrupted run and the killed one get their own.
     ok(&mut evolve(
         &data,
         &fresh,
         &db,
-        &["--generations", "6", "--population", "10"],
+        &[
+            "--generations",
+            "6",
+            "--population",
+            "10",
+            "--name",
+            "fresh",
+        ],
     ));
 
     let out = work.path().join("killed");
     let mut kills = 0;
+    let mut last_killed = false;
     for _ in 0..3 {
         let mut child = evolve(
             &data,
             &out,
             &db,
-            &["--generations", "6", "--population", "10"],
+            &[
+                "--generations",
+                "6",
+                "--population",
+                "10",
+                "--name",
+                "killed",
+            ],
         )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -276,18 +292,50 @@ async fn a_killed_evolve_resumes_to_the_same_result() {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        if child.try_wait().unwrap().is_none() {
+        last_killed = child.try_wait().unwrap().is_none();
+        if last_killed {
             child.kill().unwrap();
             kills += 1;
         }
         child.wait().unwrap();
     }
     assert!(kills > 0, "the run finished before it could be killed");
+    if last_killed {
+        // SIGKILL leaves the row `running`, but its process is gone: not shown as live, and not
+        // reported.
+        let list: serde_json::Value = serde_json::from_str(&ok(dexlab()
+            .args(["experiments", "list", "--json"])
+            .env("DATABASE_URL", &db)))
+        .unwrap();
+        let killed = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "killed")
+            .unwrap();
+        assert_eq!(killed["status"], "interrupted", "{killed}");
+        assert_eq!(killed["stored_status"], "running", "{killed}");
+        let o = dexlab()
+            .args(["report", "killed", "--out"])
+            .arg(work.path().join("report-killed"))
+            .env("DATABASE_URL", &db)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains("interrupted"), "{err}");
+    }
     let stdout = ok(&mut evolve(
         &data,
         &out,
         &db,
-        &["--generations", "6", "--population", "10"],
+        &[
+            "--generations",
+            "6",
+            "--population",
+            "10",
+            "--name",
+            "killed",
+        ],
     ));
     assert!(!stdout.is_empty());
     assert_eq!(folds(&fresh), folds(&out));

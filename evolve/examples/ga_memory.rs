@@ -71,5 +71,6 @@ fn main() {
             s.evaluations,
             s.best.unwrap_or(f64::NAN)
         );
-    });
+    })
+    .expect("the optimiser runs");
 }

@@ -203,63 +203,143 @@ impl ExperimentConfig {
         Ok(cfg)
     }
 
-    /// Checks every value once, naming the key that is wrong.
+    /// Checks every value once, naming the key that is wrong. Counts are bounded above too, so
+    /// that no product or sum of them overflows and nothing asks for more memory than exists.
     pub fn validate(&self) -> std::result::Result<(), String> {
         let g = &self.ga;
         let b = &self.backtest;
         b.competition.validate("backtest.competition")?;
-        let checks: [(bool, String); 9] = [
-            (
-                g.population >= 4,
-                format!("ga.population = {} (need at least 4)", g.population),
-            ),
-            (
-                g.generations >= 1,
-                "ga.generations must be at least 1".into(),
-            ),
-            (
-                g.elitism < g.population,
-                format!("ga.elitism = {} must be below ga.population", g.elitism),
-            ),
-            (
-                (0.0..=1.0).contains(&g.max_drawdown) && g.max_drawdown > 0.0,
-                format!("ga.max_drawdown = {} must be in (0, 1]", g.max_drawdown),
-            ),
-            (
-                self.walk_forward.folds >= 1,
-                "walk_forward.folds must be at least 1".into(),
-            ),
-            (
-                b.capital.is_finite() && b.capital > 0.0,
-                format!("backtest.capital = {} must be positive", b.capital),
-            ),
-            (b.periods >= 2, "backtest.periods must be at least 2".into()),
-            (
-                match &g.mutation {
-                    Mutation::Random { rate } => (0.0..=1.0).contains(rate),
-                    Mutation::Breeder { rate, range, .. } => {
-                        (0.0..=1.0).contains(rate) && *range > 0.0 && *range <= 1.0
-                    }
-                },
-                "ga.mutation: rate must be in [0, 1] and range in (0, 1]".into(),
-            ),
-            (
-                match &g.selection {
-                    Selection::Tournament { size } => *size >= 2 && *size <= g.population,
-                    Selection::Truncation => true,
-                },
-                "ga.selection: tournament size must be in [2, population]".into(),
-            ),
-        ];
-        for (ok, msg) in checks {
-            if !ok {
-                return Err(msg);
+        let within = |key: &str, v: usize, lo: usize, hi: usize, why: &str| {
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("{key} = {v} must be between {lo} and {hi}{why}"))
             }
+        };
+        if g.population < MIN_POPULATION {
+            return Err(format!(
+                "ga.population = {} (need at least {MIN_POPULATION}: genevo's genetic algorithm \
+                 refuses smaller populations)",
+                g.population
+            ));
         }
-        if let Crossover::MultiPoint { points: 0 } = g.crossover {
-            return Err("ga.crossover.points must be at least 1".into());
+        within(
+            "ga.population",
+            g.population,
+            MIN_POPULATION,
+            MAX_POPULATION,
+            "",
+        )?;
+        within("ga.generations", g.generations, 1, MAX_GENERATIONS, "")?;
+        within(
+            "walk_forward.folds",
+            self.walk_forward.folds,
+            1,
+            MAX_FOLDS,
+            "",
+        )?;
+        within(
+            "backtest.periods",
+            b.periods,
+            2,
+            MAX_PERIODS,
+            " (return periods per backtest window)",
+        )?;
+        if g.elitism >= g.population {
+            return Err(format!(
+                "ga.elitism = {} must be below ga.population ({})",
+                g.elitism, g.population
+            ));
+        }
+        if !(g.max_drawdown > 0.0 && g.max_drawdown <= 1.0) {
+            return Err(format!(
+                "ga.max_drawdown = {} must be in (0, 1]",
+                g.max_drawdown
+            ));
+        }
+        if !(b.capital.is_finite() && b.capital > 0.0) {
+            return Err(format!("backtest.capital = {} must be positive", b.capital));
+        }
+        if !(b.block_time_secs.is_finite() && b.block_time_secs > 0.0) {
+            return Err(format!(
+                "backtest.block_time_secs = {} must be a positive number of seconds",
+                b.block_time_secs
+            ));
+        }
+        match &g.mutation {
+            Mutation::Random { rate } if !(0.0..=1.0).contains(rate) => {
+                return Err(format!("ga.mutation.rate = {rate} must be in [0, 1]"));
+            }
+            Mutation::Breeder {
+                rate,
+                range,
+                precision,
+            } => {
+                if !(0.0..=1.0).contains(rate) {
+                    return Err(format!("ga.mutation.rate = {rate} must be in [0, 1]"));
+                }
+                if !(*range > 0.0 && *range <= 1.0) {
+                    return Err(format!("ga.mutation.range = {range} must be in (0, 1]"));
+                }
+                // genevo steps by 2^-precision; past an f64's 52 fraction bits that is nothing,
+                // and from 64 on its shift overflows.
+                if *precision > MAX_PRECISION {
+                    return Err(format!(
+                        "ga.mutation.precision = {precision} must be at most {MAX_PRECISION}"
+                    ));
+                }
+            }
+            Mutation::Random { .. } => {}
+        }
+        if let Selection::Tournament { size } = g.selection
+            && !(2..=g.population).contains(&size)
+        {
+            return Err(format!(
+                "ga.selection.size = {size}: a tournament must be between 2 and ga.population \
+                 ({}) individuals",
+                g.population
+            ));
+        }
+        if let Crossover::MultiPoint { points } = g.crossover
+            && !(1..=MAX_CROSSOVER_POINTS).contains(&points)
+        {
+            return Err(format!(
+                "ga.crossover.points = {points} must be between 1 and {MAX_CROSSOVER_POINTS} \
+                 (and at most half the strategy's genes)"
+            ));
         }
         b.gas.validate().map_err(|e| format!("backtest.gas.{e}"))?;
+        Ok(())
+    }
+}
+
+/// genevo's GA builder refuses to step a smaller population (`DEFAULT_MIN_POPULATION_SIZE` of
+/// genevo 0.7's `ga::builder`; we do not lower it).
+pub const MIN_POPULATION: usize = 6;
+/// Bounds far above any useful run, low enough that no count multiplied by another overflows.
+pub const MAX_POPULATION: usize = 1_000_000;
+pub const MAX_GENERATIONS: usize = 1_000_000;
+pub const MAX_FOLDS: usize = 10_000;
+pub const MAX_PERIODS: usize = 10_000_000;
+pub const MAX_CROSSOVER_POINTS: usize = 1_000;
+pub const MAX_PRECISION: u8 = 52;
+
+impl GaConfig {
+    /// Checks the operators against a strategy's genome of `genes` genes (one per parameter):
+    /// genevo's multi-point crossover asserts `genes >= 2 * points`. One-gene genomes are never
+    /// cut (see `optimise`), so any number of points is harmless there.
+    pub fn check_genome(&self, genes: usize) -> std::result::Result<(), String> {
+        if let Crossover::MultiPoint { points } = self.crossover
+            && genes >= 2
+            && points > genes / 2
+        {
+            return Err(format!(
+                "ga.crossover.points = {points} is too many for the strategy's {genes} genes: \
+                 multi-point crossover takes at most {} (half the genes), or use kind = \
+                 \"single_point\" or \"uniform\"",
+                genes / 2
+            ));
+        }
         Ok(())
     }
 }
@@ -269,16 +349,7 @@ impl BacktestConfig {
     pub fn resolve(&self, tape: &Tape, seed: u64) -> Result<ExecConfig> {
         let quote = resolve_token(tape, &self.quote, "backtest.quote")?;
         let native = resolve_token(tape, &self.native, "backtest.native")?;
-        let market = tape.market();
-        let dec = market.decimals(quote).unwrap_or(18);
-        let capital = from_human(self.capital, dec)
-            .filter(|c| !c.is_zero())
-            .ok_or_else(|| {
-                EvolveError::Invalid(format!(
-                    "backtest.capital = {} is not a positive amount",
-                    self.capital
-                ))
-            })?;
+        let capital = self.capital_units(tape, quote)?;
         Ok(ExecConfig {
             env: TradingEnv {
                 quote,
@@ -294,6 +365,62 @@ impl BacktestConfig {
             queue_without_fees: self.queue_without_fees,
             max_warmup_blocks: self.max_warmup_blocks,
         })
+    }
+}
+
+impl BacktestConfig {
+    /// The capital in the quote token's smallest unit. A token whose decimals no uint256 amount
+    /// can carry, a capital too large for one, and one that rounds to nothing are each told
+    /// apart.
+    fn capital_units(&self, tape: &Tape, quote: Address) -> Result<alloy_primitives::U256> {
+        let market = tape.market();
+        let dec = market.decimals(quote).unwrap_or(18);
+        let symbol = tape
+            .pools
+            .iter()
+            .find_map(|p| {
+                (p.token0 == quote)
+                    .then_some(&p.symbol0)
+                    .or((p.token1 == quote).then_some(&p.symbol1))
+            })
+            .map_or_else(|| quote.to_string(), Clone::clone);
+        if dec > MAX_DECIMALS {
+            return Err(EvolveError::Invalid(format!(
+                "backtest.quote = `{}`: the dataset's pools give {symbol} ({quote}) {dec} \
+                 decimals, which no uint256 amount can carry (10^{dec} > 2^256; ERC-20 decimals \
+                 must be at most {MAX_DECIMALS}): check the token metadata in the dataset's \
+                 manifest",
+                self.quote
+            )));
+        }
+        let shown = short_number(self.capital);
+        match from_human(self.capital, dec) {
+            None => {
+                let max = 2f64.powi(256) / 10f64.powi(i32::from(dec));
+                Err(EvolveError::Invalid(format!(
+                    "backtest.capital = {shown} {symbol} is too large: in {symbol}'s smallest \
+                     unit ({dec} decimals) it does not fit a uint256 amount (at most about \
+                     {max:.3e} {symbol})"
+                )))
+            }
+            Some(c) if c.is_zero() => Err(EvolveError::Invalid(format!(
+                "backtest.capital = {shown} {symbol} rounds to 0 in {symbol}'s smallest unit \
+                 ({dec} decimals)"
+            ))),
+            Some(c) => Ok(c),
+        }
+    }
+}
+
+/// The largest decimals for which one whole token (10^decimals units) fits a uint256.
+pub const MAX_DECIMALS: u8 = 77;
+
+/// `1e300` rather than 301 digits; plain notation for ordinary amounts.
+fn short_number(x: f64) -> String {
+    if x != 0.0 && !(1e-6..1e15).contains(&x.abs()) {
+        format!("{x:e}")
+    } else {
+        format!("{x}")
     }
 }
 
@@ -358,5 +485,85 @@ mod tests {
         assert_eq!(devnet.backtest.gas, GasConfig::default());
         let mainnet = ExperimentConfig::load(&dir.join("evolve-mainnet.toml")).unwrap();
         assert!(!mainnet.backtest.gas.op_stack);
+    }
+}
+
+#[cfg(test)]
+mod bad_values {
+    use super::*;
+
+    fn with(edit: impl FnOnce(&mut ExperimentConfig)) -> std::result::Result<(), String> {
+        let mut c = ExperimentConfig::default();
+        edit(&mut c);
+        c.validate()
+    }
+
+    /// genevo's GA refuses populations below its builder's minimum (6) at the first step; the
+    /// config says so up front instead of letting the run panic there.
+    #[test]
+    fn populations_below_genevos_minimum_are_refused() {
+        for p in [0, 4, 5] {
+            let e = with(|c| c.ga.population = p).unwrap_err();
+            assert!(e.contains(&format!("ga.population = {p}")), "{e}");
+            assert!(e.contains("at least 6"), "{e}");
+        }
+        with(|c| c.ga.population = 6).unwrap();
+    }
+
+    /// Counts whose products or sums would overflow, or that no machine could hold, are refused
+    /// with their key instead of panicking (or allocating forever) later.
+    #[test]
+    fn huge_counts_are_refused_with_their_key() {
+        type Edit = Box<dyn Fn(&mut ExperimentConfig)>;
+        let cases: [(&str, Edit); 6] = [
+            ("ga.population", Box::new(|c| c.ga.population = usize::MAX)),
+            (
+                "ga.generations",
+                Box::new(|c| c.ga.generations = usize::MAX),
+            ),
+            (
+                "walk_forward.folds",
+                Box::new(|c| c.walk_forward.folds = usize::MAX),
+            ),
+            (
+                "backtest.periods",
+                Box::new(|c| c.backtest.periods = usize::MAX),
+            ),
+            (
+                "ga.selection",
+                Box::new(|c| c.ga.selection = Selection::Tournament { size: usize::MAX }),
+            ),
+            (
+                "ga.crossover.points",
+                Box::new(|c| c.ga.crossover = Crossover::MultiPoint { points: usize::MAX }),
+            ),
+        ];
+        for (key, edit) in cases {
+            let e = with(|c| edit(c)).unwrap_err();
+            assert!(e.contains(key), "{key}: {e}");
+        }
+    }
+
+    #[test]
+    fn non_finite_or_negative_times_and_rates_are_refused() {
+        for v in [f64::NAN, -2.0, 0.0, f64::INFINITY] {
+            let e = with(|c| c.backtest.block_time_secs = v).unwrap_err();
+            assert!(e.contains("backtest.block_time_secs"), "{v}: {e}");
+        }
+        for v in [f64::NAN, -0.1, 1.5] {
+            let e = with(|c| c.ga.mutation = Mutation::Random { rate: v }).unwrap_err();
+            assert!(e.contains("ga.mutation"), "{v}: {e}");
+        }
+        let e = with(|c| {
+            c.ga.mutation = Mutation::Breeder {
+                rate: 0.2,
+                range: 0.2,
+                precision: 64,
+            }
+        })
+        .unwrap_err();
+        assert!(e.contains("ga.mutation.precision = 64"), "{e}");
+        let e = with(|c| c.ga.max_drawdown = f64::NAN).unwrap_err();
+        assert!(e.contains("ga.max_drawdown"), "{e}");
     }
 }

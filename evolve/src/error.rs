@@ -22,8 +22,17 @@ pub enum EvolveError {
     },
     #[error("checkpoint {path}: {message}")]
     Checkpoint { path: PathBuf, message: String },
-    #[error("the dataset has {blocks} blocks with events: too few for {folds} walk-forward folds")]
+    #[error("the dataset has {blocks} blocks: too few for {folds} walk-forward folds")]
     TooFewBlocks { blocks: usize, folds: usize },
+    /// Blocks with events too few, or none in a window: the optimiser would tune on nothing.
+    #[error("{0}")]
+    EmptyWindows(String),
+    #[error("genetic algorithm, fold {} generation {generation}: {message}", fold + 1)]
+    Optimiser {
+        fold: usize,
+        generation: usize,
+        message: String,
+    },
 }
 
 pub type Result<T, E = EvolveError> = std::result::Result<T, E>;

@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backtest::{ExecConfig, run_from};
 use crate::config::{Crossover, GaConfig, Mutation, Objective, Selection};
+use crate::error::{EvolveError, Result};
 use crate::metrics::Metrics;
 use crate::tape::Tape;
 
@@ -409,7 +410,11 @@ pub fn optimise(
     fold: usize,
     state: &mut GaState,
     on_generation: &mut dyn FnMut(&GaState, &[Individual]),
-) {
+) -> Result<()> {
+    // genevo asserts on what the config alone cannot know (the genome's length): checked here,
+    // so that no caller can reach its panic.
+    cfg.check_genome(ev.ctx.space.len())
+        .map_err(EvolveError::Invalid)?;
     let selector = match cfg.selection {
         Selection::Tournament { size } => {
             AnySelector::Tournament(TournamentSelector::new(0.5, 2, size, 1.0, false))
@@ -492,7 +497,11 @@ pub fn optimise(
                 .build();
             let mut rng = genevo::random::get_rng(seed_bytes(seed, fold, 2 + generation as u64));
             ga.next(generation as u64, &mut rng)
-                .expect("population size is validated before the run");
+                .map_err(|e| EvolveError::Optimiser {
+                    fold,
+                    generation,
+                    message: format!("{e:?}"),
+                })?;
             let (next, bred) = slot
                 .lock()
                 .expect("population slot")
@@ -509,6 +518,7 @@ pub fn optimise(
         ev.retain(&keep);
         on_generation(state, &individuals);
     }
+    Ok(())
 }
 
 /// Random search with a budget of `budget` backtests: the baseline every GA run is compared with.

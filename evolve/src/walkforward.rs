@@ -166,6 +166,72 @@ pub fn block_span(tape: &Tape, (first, last): (u64, u64)) -> Range<usize> {
     start..end.max(start)
 }
 
+/// The folds' (train, test) block-index windows of `spec` on `tape`, refused when the blocks with
+/// events are too few for them or a window has none (every run there would replay nothing):
+/// the error says how many blocks have events and how many the windows need.
+pub fn walk_forward_windows(
+    tape: &Tape,
+    spec: &RunSpec,
+) -> Result<Vec<(Range<usize>, Range<usize>)>> {
+    let wf = &spec.config.walk_forward;
+    let span = spec
+        .blocks
+        .map_or(0..tape.blocks.len(), |b| block_span(tape, b));
+    let shift = |r: Range<usize>| r.start + span.start..r.end + span.start;
+    let windows: Vec<_> = fold_windows(span.len(), wf.folds, wf.anchored)?
+        .into_iter()
+        .map(|(train, test)| (shift(train), shift(test)))
+        .collect();
+    let has_events = |i: usize| tape.block_starts[i] < tape.block_starts[i + 1];
+    let with_events: Vec<usize> = span.clone().filter(|&i| has_events(i)).collect();
+    let chunks = wf.folds + 1;
+    let need = 2 * chunks;
+    let within = match spec.blocks {
+        Some((a, b)) => format!(" in blocks {a}..={b}"),
+        None => String::new(),
+    };
+    if with_events.len() < need {
+        return Err(EvolveError::EmptyWindows(format!(
+            "the dataset has {} blocks with events (of {} blocks{within}): too few for {} \
+             walk-forward folds, whose {chunks} windows need at least {need} (2 each); use \
+             fewer folds (--folds) or more data",
+            with_events.len(),
+            span.len(),
+            wf.folds
+        )));
+    }
+    // The chunks the windows are cut from: fold 1's training chunk (anchored or not), then each
+    // fold's test chunk (the next fold's training chunk when rolling).
+    let chunk_list = std::iter::once((
+        windows[0].0.clone(),
+        "the training window of fold 1".to_owned(),
+    ))
+    .chain(
+        windows
+            .iter()
+            .enumerate()
+            .map(|(f, (_, test))| (test.clone(), format!("the test window of fold {}", f + 1))),
+    );
+    for (c, (range, what)) in chunk_list.enumerate() {
+        if !range.clone().any(has_events) {
+            let (first, last) = (
+                tape.blocks[with_events[0]].number,
+                tape.blocks[with_events[with_events.len() - 1]].number,
+            );
+            return Err(EvolveError::EmptyWindows(format!(
+                "walk-forward window {} of {chunks} (blocks {}..={}, {what}) has no block with \
+                 events: the dataset's {} blocks with events lie in blocks {first}..={last}; use \
+                 fewer folds (--folds), or data whose events span its blocks",
+                c + 1,
+                tape.blocks[range.start].number,
+                tape.blocks[range.end - 1].number,
+                with_events.len()
+            )));
+        }
+    }
+    Ok(windows)
+}
+
 /// Runs the whole walk-forward experiment, resuming from `checkpoint` when it holds a run of the
 /// same spec. The caller installs the rayon pool.
 pub fn run_experiment(
@@ -182,18 +248,10 @@ pub fn run_experiment(
     // here, once, rather than inside the optimiser's threads.
     registry::build(&spec.strategy, &tape.market(), &exec.env, &space.defaults())?;
     let cfg = &spec.config;
-    let span = spec
-        .blocks
-        .map_or(0..tape.blocks.len(), |b| block_span(tape, b));
-    let shift = |r: Range<usize>| r.start + span.start..r.end + span.start;
-    let windows: Vec<_> = fold_windows(
-        span.len(),
-        cfg.walk_forward.folds,
-        cfg.walk_forward.anchored,
-    )?
-    .into_iter()
-    .map(|(train, test)| (shift(train), shift(test)))
-    .collect();
+    cfg.ga
+        .check_genome(space.len())
+        .map_err(EvolveError::Invalid)?;
+    let windows = walk_forward_windows(tape, spec)?;
     let fp = spec.fingerprint();
     let mut ck = match Checkpoint::load(checkpoint)? {
         Some(c) if c.fingerprint == fp => c,
@@ -257,7 +315,7 @@ pub fn run_experiment(
             if let Err(e) = ck.save(checkpoint) {
                 save_err.get_or_insert(e);
             }
-        });
+        })?;
         if let Some(e) = save_err {
             return Err(e);
         }

@@ -78,4 +78,27 @@ impl FeatureConfig {
         }
         Ok(())
     }
+
+    /// Checks the label horizons against the data: a label looking `h` blocks ahead of a row is
+    /// null on the last `h` rows, so one at or beyond the span of `first..=last` (one row per
+    /// block) would be a column of nulls only, and a model trained on it would have nothing.
+    pub fn check_span(&self, first: i64, last: i64) -> Result<(), String> {
+        let blocks = (last - first + 1).max(0);
+        let fits = |h: u32| i64::from(h) < blocks;
+        let tail = format!(
+            "the dataset spans {blocks} blocks ({first}..={last}), so every label would be null; \
+             use at most {}",
+            (blocks - 1).max(0)
+        );
+        if let Some(&h) = self.label_horizons.iter().find(|&&h| !fits(h)) {
+            return Err(format!("label_horizons = {h}: {tail}"));
+        }
+        if !fits(self.latency_blocks) {
+            return Err(format!(
+                "latency_blocks = {} (the arbitrage label's look-ahead): {tail}",
+                self.latency_blocks
+            ));
+        }
+        Ok(())
+    }
 }

@@ -143,6 +143,8 @@ pub struct BuildReport {
 pub fn build(data: &Path, cfg: &FeatureConfig, out: &Path) -> Result<BuildReport> {
     cfg.validate().map_err(FeatureError::Config)?;
     let inputs = load_inputs(data, cfg)?;
+    cfg.check_span(inputs.first_block, inputs.last_block)
+        .map_err(|m| FeatureError::Config(format!("{m} (dataset {})", data.display())))?;
     let mut df = pipeline::build_lazy(&inputs, cfg, None)?.collect()?;
     let cuts = leakage::cut_points(&inputs)?;
     leakage::check(&inputs, cfg, &cuts, None)?;

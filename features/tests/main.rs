@@ -240,3 +240,40 @@ fn bad_config_values_are_reported_with_the_file() {
         "{e}"
     );
 }
+
+/// A label horizon (or the arbitrage label's latency) at or beyond the data's span would give a
+/// column of nulls only: refused, with the horizon and the number of blocks, and nothing written.
+#[test]
+fn label_horizons_beyond_the_data_are_refused() {
+    let (dir, data) = sample_dataset();
+    let inputs = load_inputs(&data, &FeatureConfig::default()).unwrap();
+    let blocks = inputs.last_block - inputs.first_block + 1;
+    let out = dir.path().join("features");
+    let too_far = u32::try_from(blocks).unwrap();
+    let cfg = FeatureConfig {
+        label_horizons: vec![1, too_far],
+        ..FeatureConfig::default()
+    };
+    let e = build(&data, &cfg, &out).unwrap_err().to_string();
+    assert!(e.contains(&format!("label_horizons = {too_far}")), "{e}");
+    assert!(e.contains(&format!("{blocks} blocks")), "{e}");
+    assert!(
+        e.contains(&format!("{}..={}", inputs.first_block, inputs.last_block)),
+        "{e}"
+    );
+    assert!(!out.exists(), "{} was written", out.display());
+
+    let cfg = FeatureConfig {
+        latency_blocks: too_far,
+        ..FeatureConfig::default()
+    };
+    let e = build(&data, &cfg, &out).unwrap_err().to_string();
+    assert!(e.contains(&format!("latency_blocks = {too_far}")), "{e}");
+
+    // The longest horizon that leaves one labelled row is accepted.
+    let cfg = FeatureConfig {
+        label_horizons: vec![too_far - 1],
+        ..FeatureConfig::default()
+    };
+    build(&data, &cfg, &out).unwrap();
+}

@@ -483,9 +483,12 @@ pub fn prepare(table: &FeatureTable, opts: &PrepareOptions) -> Result<Prepared> 
     let n_train = (m as f64 * opts.split.train).floor() as usize;
     let n_valid = (m as f64 * opts.split.valid).floor() as usize;
     let e = opts.embargo;
+    // Saturating, and each start clamped to its end: an embargo longer than a split leaves that
+    // split empty (reported below) rather than overflowing or cutting a reversed slice.
+    let valid_end = (n_train + n_valid).min(m);
     let train = usable[..n_train].to_vec();
-    let valid = usable[(n_train + e).min(m)..(n_train + n_valid).min(m)].to_vec();
-    let test = usable[(n_train + n_valid + e).min(m)..].to_vec();
+    let valid = usable[n_train.saturating_add(e).min(valid_end)..valid_end].to_vec();
+    let test = usable[valid_end.saturating_add(e).min(m)..].to_vec();
     counts.train = train.len();
     counts.valid = valid.len();
     counts.test = test.len();
@@ -745,6 +748,21 @@ mod tests {
             window,
             split: SplitFractions::default(),
             embargo,
+        }
+    }
+
+    /// An embargo longer than the valid split, or than the whole table (`usize::MAX` included),
+    /// leaves too few rows: an error saying so, not a slice-index panic or an overflow.
+    #[test]
+    fn an_embargo_longer_than_a_split_is_an_error_not_a_panic() {
+        let t = table(200);
+        for embargo in [40, 150, 10_000, usize::MAX] {
+            let e = prepare(&t, &opts(1, embargo)).unwrap_err().to_string();
+            assert!(e.contains("too few usable rows"), "{embargo}: {e}");
+            assert!(
+                e.contains(&format!("embargo of {embargo}")),
+                "{embargo}: {e}"
+            );
         }
     }
 

@@ -373,15 +373,27 @@ impl Hyper {
         if self.hidden.is_empty() || self.hidden.contains(&0) {
             return err("hidden", "must list at least one layer, each of size >= 1");
         }
-        for (key, v) in [
-            ("d_hidden", self.d_hidden),
-            ("d_model", self.d_model),
-            ("n_heads", self.n_heads),
-            ("n_layers", self.n_layers),
-            ("d_ff", self.d_ff),
+        if let Some(w) = self.hidden.iter().find(|&&w| w > MAX_WIDTH) {
+            return err(
+                "hidden",
+                &format!("a layer of {w} units: each must be at most {MAX_WIDTH}"),
+            );
+        }
+        if self.hidden.len() > MAX_LAYERS {
+            return err(
+                "hidden",
+                &format!("{} layers: at most {MAX_LAYERS}", self.hidden.len()),
+            );
+        }
+        for (key, v, max) in [
+            ("d_hidden", self.d_hidden, MAX_WIDTH),
+            ("d_model", self.d_model, MAX_WIDTH),
+            ("n_heads", self.n_heads, MAX_WIDTH),
+            ("n_layers", self.n_layers, MAX_LAYERS),
+            ("d_ff", self.d_ff, MAX_WIDTH),
         ] {
-            if v == 0 {
-                return err(key, "must be at least 1");
+            if !(1..=max).contains(&v) {
+                return err(key, &format!("{v} must be between 1 and {max}"));
             }
         }
         if !self.d_model.is_multiple_of(self.n_heads) {
@@ -831,15 +843,30 @@ fn evaluate(
     Ok((report, predictions))
 }
 
-/// The whole pipeline behind [`crate::train`].
-pub(crate) fn run(opts: &TrainOptions) -> Result<TrainReport> {
-    if opts.epochs == 0 {
+/// The most epochs a training may ask for: far beyond any useful run (early stopping ends most
+/// within a few dozen), low enough that steps per epoch times epochs cannot overflow.
+pub const MAX_EPOCHS: usize = 1_000_000;
+
+/// The epoch count of `--epochs` (or [`crate::TrainOptions::epochs`]), checked where it is read.
+pub fn check_epochs(epochs: usize) -> Result<()> {
+    if !(1..=MAX_EPOCHS).contains(&epochs) {
         return Err(ModelError::config(
             "options",
             "epochs",
-            "must be at least 1",
+            format!("{epochs} must be at least 1 and at most {MAX_EPOCHS}"),
         ));
     }
+    Ok(())
+}
+
+/// The widest layer (hidden units, model or feed-forward width) a config may ask for, and the
+/// most stacked layers: beyond these the weights alone would not fit in memory.
+pub const MAX_WIDTH: usize = 65_536;
+pub const MAX_LAYERS: usize = 256;
+
+/// The whole pipeline behind [`crate::train`].
+pub(crate) fn run(opts: &TrainOptions) -> Result<TrainReport> {
+    check_epochs(opts.epochs)?;
     let hyper = match &opts.config {
         Some(path) => Hyper::load(path, opts.model)?,
         None => Hyper::defaults(opts.model),
@@ -1048,6 +1075,48 @@ mod tests {
         );
         assert_eq!(h.hidden, vec![8]);
         assert_eq!(Hyper::defaults(ModelKind::Gru).window, 16);
+    }
+
+    /// Sizes no machine can allocate are refused with their key, before anything is built.
+    #[test]
+    fn huge_layer_sizes_are_refused_with_their_key() {
+        let e = |s: &str, kind| Hyper::from_toml(s, "h.toml", kind).unwrap_err().to_string();
+        for (key, kind) in [
+            ("d_hidden", ModelKind::Gru),
+            ("d_model", ModelKind::Transformer),
+            ("d_ff", ModelKind::Transformer),
+            ("n_layers", ModelKind::Transformer),
+        ] {
+            let text = e(&format!("{key} = 9223372036854775807"), kind);
+            assert!(text.contains(&format!("key `{key}`")), "{key}: {text}");
+        }
+        let text = e("hidden = [9223372036854775807]", ModelKind::Mlp);
+        assert!(text.contains("key `hidden`"), "{text}");
+        let text = e("hidden = [1000000000]", ModelKind::Mlp);
+        assert!(
+            text.contains("key `hidden`") && text.contains("at most"),
+            "{text}"
+        );
+        for key in ["lr", "min_lr", "weight_decay", "grad_clip", "dropout"] {
+            let text = e(&format!("{key} = nan"), ModelKind::Mlp);
+            assert!(text.contains(&format!("key `{key}`")), "{key}: {text}");
+        }
+        let text = e("lr = -0.1", ModelKind::Mlp);
+        assert!(text.contains("key `lr`"), "{text}");
+    }
+
+    /// `--epochs 18446744073709551615` multiplied by the batches per epoch overflowed: the epoch
+    /// count is bounded where it is read.
+    #[test]
+    fn epochs_are_bounded() {
+        let e = check_epochs(usize::MAX).unwrap_err().to_string();
+        assert!(e.contains("epochs"), "{e}");
+        assert!(e.contains("18446744073709551615"), "{e}");
+        assert!(e.contains(&format!("at most {MAX_EPOCHS}")), "{e}");
+        let e = check_epochs(0).unwrap_err().to_string();
+        assert!(e.contains("at least 1"), "{e}");
+        check_epochs(MAX_EPOCHS).unwrap();
+        check_epochs(1).unwrap();
     }
 
     #[test]

@@ -129,10 +129,36 @@ pub enum StoreError {
         name: String,
     },
 
-    /// A model name the registry does not accept.
-    #[error("{op}: model name {name:?} is not valid: {reason}")]
+    /// An experiment name that another experiment holds (names are unique per store).
+    #[error(
+        "{op}: experiment name `{name}` is already taken by experiment {id} ({status}); names \
+         are unique per store: choose another name"
+    )]
+    ExperimentNameTaken {
+        op: &'static str,
+        name: String,
+        id: i64,
+        status: String,
+    },
+
+    /// A read-only open ([`crate::Store::open_existing`]) of a SQLite store that is not there.
+    #[error(
+        "no dexlab store at {url}: {reason}; commands that only read the store do not create \
+         one (run `dexlab evolve`, `dexlab train` or `dexlab rl train` first, or point \
+         DATABASE_URL at an existing store)"
+    )]
+    NoStore {
+        path: std::path::PathBuf,
+        url: String,
+        reason: String,
+    },
+
+    /// A model or experiment name the store does not accept.
+    #[error("{op}: {what} name {name:?} is not valid: {reason}")]
     InvalidName {
         op: &'static str,
+        /// `"model"` or `"experiment"`.
+        what: &'static str,
         name: String,
         reason: &'static str,
     },

@@ -35,7 +35,9 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Connection, Row};
 
 pub use crate::error::StoreError;
-pub use crate::models::{ModelRow, NewModel, content_hash, validate_model_name};
+pub use crate::models::{
+    ModelRow, NewModel, content_hash, validate_experiment_name, validate_model_name,
+};
 pub use crate::url::scrub_url;
 use crate::url::{Backend, resolve};
 
@@ -54,7 +56,8 @@ type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// The start of every query that feeds `experiment_from_row`, as a literal for `concat!`.
 macro_rules! select_experiments {
     () => {
-        "SELECT id, name, strategy, dataset, dataset_hash, config, seed, status, summary, created_at
+        "SELECT id, name, strategy, dataset, dataset_hash, config, seed, status, summary, created_at,
+                error, pid, host, heartbeat_at
          FROM experiments "
     };
 }
@@ -105,6 +108,23 @@ pub struct ExperimentRow {
     pub summary: Option<Value>,
     /// Unix seconds.
     pub created_at: i64,
+    /// Why the run failed or stopped (status `"failed"` or `"interrupted"`).
+    pub error: Option<String>,
+    /// The process running it (see [`Store::mark_running`]).
+    pub pid: Option<i64>,
+    pub host: Option<String>,
+    /// Unix seconds when the running process last reported progress.
+    pub heartbeat_at: Option<i64>,
+}
+
+/// The process that runs an experiment, recorded so that a reader can tell a live run from one
+/// whose process is gone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Runner {
+    pub pid: i64,
+    pub host: String,
+    /// Unix seconds.
+    pub at: i64,
 }
 
 /// One walk-forward fold: its train and test block ranges.
@@ -218,10 +238,40 @@ impl Store {
     /// are SQLite, whose file (and parent directories) are created if missing. Applying the
     /// migrations again is a no-op.
     pub async fn connect(url: &str) -> Result<Store> {
+        Self::open(url, true).await
+    }
+
+    /// Opens an existing store, for commands that only read it: a SQLite file that does not
+    /// exist (or whose folder does not) is [`StoreError::NoStore`] and nothing is created. The
+    /// schema of an existing store is brought up to date as by [`Store::connect`].
+    pub async fn open_existing(url: &str) -> Result<Store> {
+        Self::open(url, false).await
+    }
+
+    async fn open(url: &str, create: bool) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let shown = scrub_url(url);
-        let target =
+        let mut target =
             resolve(url).ok_or_else(|| StoreError::UnsupportedUrl { url: shown.clone() })?;
+        if !create && let Some(file) = target.file.clone() {
+            let missing = |reason: String| StoreError::NoStore {
+                path: file.clone(),
+                url: shown.clone(),
+                reason,
+            };
+            let parent = file.parent().filter(|d| !d.as_os_str().is_empty());
+            if let Some(dir) = parent.filter(|d| !d.is_dir()) {
+                return Err(missing(format!(
+                    "its folder {} does not exist",
+                    dir.display()
+                )));
+            }
+            if !file.is_file() {
+                return Err(missing(format!("{} does not exist", file.display())));
+            }
+            // Open only; never create, even if the file goes away meanwhile.
+            target.url = target.url.replace("mode=rwc", "mode=rw");
+        }
         let backend = target.backend;
         let migrator = match backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
@@ -338,12 +388,24 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// Creates an experiment with status `"running"` and no summary; returns its id.
+    /// Creates an experiment with status `"running"` and no summary; returns its id. Names are
+    /// unique per store and never all digits (see [`validate_experiment_name`]): a taken name is
+    /// [`StoreError::ExperimentNameTaken`], naming the experiment that holds it.
     pub async fn create_experiment(&self, e: &NewExperiment) -> Result<i64> {
         const OP: &str = "create_experiment";
         let target = || format!("experiment {:?}", e.name);
+        crate::models::check_name_of(OP, "experiment", &e.name)?;
         let config = to_json(OP, &target, "config", &e.config)?;
-        sqlx::query_scalar(
+        let taken = |held: ExperimentRow| StoreError::ExperimentNameTaken {
+            op: OP,
+            name: e.name.clone(),
+            id: held.id,
+            status: held.status,
+        };
+        if let Some(held) = self.experiment_by_name(&e.name).await? {
+            return Err(taken(held));
+        }
+        let inserted = sqlx::query_scalar(
             "INSERT INTO experiments (name, strategy, dataset, dataset_hash, config, seed, status, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, 'running', $7) RETURNING id",
         )
@@ -355,11 +417,22 @@ impl Store {
         .bind(e.seed.to_string())
         .bind(e.created_at)
         .fetch_one(&self.pool)
-        .await
-        .map_err(db(OP, target))
+        .await;
+        match inserted {
+            Ok(id) => Ok(id),
+            // Another writer took the name between the check and the insert.
+            Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
+                match self.experiment_by_name(&e.name).await? {
+                    Some(held) => Err(taken(held)),
+                    None => Err(db(OP, target)(sqlx::Error::Database(d))),
+                }
+            }
+            Err(other) => Err(db(OP, target)(other)),
+        }
     }
 
-    /// Sets an experiment's status (e.g. `"done"`, `"failed"`) and summary (`None` clears it).
+    /// Sets an experiment's status (e.g. `"done"`) and summary (`None` clears it), clearing any
+    /// stored error ([`Store::fail_experiment`] sets one).
     pub async fn set_experiment_status(
         &self,
         id: i64,
@@ -371,13 +444,15 @@ impl Store {
         let summary = summary
             .map(|s| to_json(OP, &target, "summary", s))
             .transpose()?;
-        let done = sqlx::query("UPDATE experiments SET status = $1, summary = $2 WHERE id = $3")
-            .bind(status)
-            .bind(summary)
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(db(OP, target))?;
+        let done = sqlx::query(
+            "UPDATE experiments SET status = $1, summary = $2, error = NULL WHERE id = $3",
+        )
+        .bind(status)
+        .bind(summary)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(db(OP, target))?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound {
                 op: OP,
@@ -385,6 +460,66 @@ impl Store {
             });
         }
         Ok(())
+    }
+
+    /// Records who runs experiment `id` and sets it `"running"` again (a resumed run), clearing
+    /// the reason of an earlier failure.
+    pub async fn mark_running(&self, id: i64, runner: &Runner) -> Result<()> {
+        const OP: &str = "mark_running";
+        let target = || format!("experiment {id}");
+        let done = sqlx::query(
+            "UPDATE experiments SET status = 'running', error = NULL, pid = $1, host = $2,
+                 heartbeat_at = $3
+             WHERE id = $4",
+        )
+        .bind(runner.pid)
+        .bind(&runner.host)
+        .bind(runner.at)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(db(OP, target))?;
+        found(OP, done.rows_affected(), target)
+    }
+
+    /// Notes that the process running experiment `id` was alive at `at` (unix seconds).
+    pub async fn heartbeat(&self, id: i64, at: i64) -> Result<()> {
+        const OP: &str = "heartbeat";
+        let target = || format!("experiment {id}");
+        let done = sqlx::query("UPDATE experiments SET heartbeat_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db(OP, target))?;
+        found(OP, done.rows_affected(), target)
+    }
+
+    /// Ends experiment `id` in `status` (`"failed"`, `"interrupted"`) with the reason, kept for
+    /// `experiments list/show` and `report`.
+    pub async fn fail_experiment(&self, id: i64, status: &str, reason: &str) -> Result<()> {
+        const OP: &str = "fail_experiment";
+        let target = || format!("experiment {id}");
+        let done = sqlx::query("UPDATE experiments SET status = $1, error = $2 WHERE id = $3")
+            .bind(status)
+            .bind(reason)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db(OP, target))?;
+        found(OP, done.rows_affected(), target)
+    }
+
+    /// The experiment named exactly `name`, if any.
+    pub async fn experiment_by_name(&self, name: &str) -> Result<Option<ExperimentRow>> {
+        const OP: &str = "experiment_by_name";
+        let target = || format!("experiment {name:?}");
+        let row = sqlx::query(concat!(select_experiments!(), "WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db(OP, target))?;
+        row.map(|row| experiment_from_row(OP, &row)).transpose()
     }
 
     /// Stores a fold, replacing the one with the same `(experiment_id, fold)`.
@@ -639,7 +774,9 @@ impl Store {
             .collect()
     }
 
-    /// The experiment with this numeric id, else the newest one with this name.
+    /// The experiment with this numeric id, else the one with this name (names are unique; an
+    /// all-digit name, possible only in a store from before they were refused, is found by name
+    /// when no experiment has that id).
     pub async fn find_experiment(&self, id_or_name: &str) -> Result<Option<ExperimentRow>> {
         const OP: &str = "find_experiment";
         if let Ok(id) = id_or_name.trim().parse::<i64>()
@@ -832,6 +969,17 @@ fn url_from(database_url: Option<&str>, workdir: &Path) -> String {
 }
 
 /// Maps a sqlx error to [`StoreError::Database`], naming the operation and its rows.
+/// `NotFound` when an update touched no row.
+fn found(op: &'static str, rows: u64, target: impl Fn() -> String) -> Result<()> {
+    if rows == 0 {
+        return Err(StoreError::NotFound {
+            op,
+            target: target(),
+        });
+    }
+    Ok(())
+}
+
 fn db(op: &'static str, target: impl Fn() -> String) -> impl Fn(sqlx::Error) -> StoreError {
     move |source| StoreError::Database {
         op,
@@ -969,6 +1117,10 @@ fn experiment_from_row(op: &'static str, row: &AnyRow) -> Result<ExperimentRow> 
             })
             .transpose()?,
         created_at: get(op, row, "created_at")?,
+        error: get(op, row, "error")?,
+        pid: get(op, row, "pid")?,
+        host: get(op, row, "host")?,
+        heartbeat_at: get(op, row, "heartbeat_at")?,
     })
 }
 

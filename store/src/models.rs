@@ -274,18 +274,32 @@ pub fn validate_model_name(name: &str) -> Result<()> {
     check_name("validate_model_name", name)
 }
 
+/// Whether an experiment may be named `name`: the same rules as models' names (`experiments
+/// show` and `report` read an all-digit argument as an id). [`Store::create_experiment`] checks
+/// it too; this lets a caller check before any work.
+///
+/// [`Store::create_experiment`]: crate::Store::create_experiment
+pub fn validate_experiment_name(name: &str) -> Result<()> {
+    check_name_of("validate_experiment_name", "experiment", name)
+}
+
 fn check_name(op: &'static str, name: &str) -> Result<()> {
+    check_name_of(op, "model", name)
+}
+
+pub(crate) fn check_name_of(op: &'static str, what: &'static str, name: &str) -> Result<()> {
     let reason = if name.trim().is_empty() {
         "it is empty"
     } else if name.trim() != name {
         "it starts or ends with whitespace"
     } else if name.bytes().all(|b| b.is_ascii_digit()) {
-        "it is all digits, which would read as a model id"
+        "it is all digits, which would read as an id"
     } else {
         return Ok(());
     };
     Err(StoreError::InvalidName {
         op,
+        what,
         name: name.to_owned(),
         reason,
     })

@@ -1,4 +1,5 @@
-//! `find_experiment` takes a numeric id, else the newest experiment with that name.
+//! `find_experiment` takes a numeric id, else the experiment with that name (names are unique,
+//! and never all digits, so the two cannot be confused).
 
 use crate::support::{TestDb, experiment};
 
@@ -8,11 +9,12 @@ async fn scenario(db: TestDb) -> anyhow::Result<()> {
     assert!(store.list_experiments().await?.is_empty());
 
     let old = store.create_experiment(&experiment("sweep", 100)).await?;
-    let new = store.create_experiment(&experiment("sweep", 200)).await?;
     let alone = store.create_experiment(&experiment("alone", 150)).await?;
     // Created later but stamped earlier: "newest" follows created_at.
-    let backdated = store.create_experiment(&experiment("sweep", 50)).await?;
-    let numeric_name = store.create_experiment(&experiment("2024", 300)).await?;
+    let backdated = store.create_experiment(&experiment("sweep-2", 50)).await?;
+    let dated = store
+        .create_experiment(&experiment("2024-run", 300))
+        .await?;
 
     let by_id = store
         .find_experiment(&old.to_string())
@@ -31,16 +33,11 @@ async fn scenario(db: TestDb) -> anyhow::Result<()> {
     );
     assert_eq!(
         store.find_experiment("sweep").await?.map(|e| e.id),
-        Some(new)
+        Some(old)
     );
     assert_eq!(
-        store.find_experiment("alone").await?.map(|e| e.id),
-        Some(alone)
-    );
-    // A numeric name with no experiment of that id is still found by name.
-    assert_eq!(
-        store.find_experiment("2024").await?.map(|e| e.id),
-        Some(numeric_name)
+        store.find_experiment("2024-run").await?.map(|e| e.id),
+        Some(dated)
     );
     assert_eq!(store.find_experiment("nope").await?, None);
     assert_eq!(store.find_experiment("999999").await?, None);
@@ -51,7 +48,7 @@ async fn scenario(db: TestDb) -> anyhow::Result<()> {
         .iter()
         .map(|e| e.id)
         .collect();
-    assert_eq!(listed, vec![numeric_name, new, alone, old, backdated]);
+    assert_eq!(listed, vec![dated, alone, old, backdated]);
     Ok(())
 }
 

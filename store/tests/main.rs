@@ -22,10 +22,12 @@ macro_rules! on_both_backends {
 mod support;
 
 mod bad_url;
+mod experiment_state;
 mod find_experiment;
 mod float_exactness;
 mod generations;
 mod migrations;
 mod models;
+mod read_only;
 mod round_trip;
 mod url_scrubbing;

@@ -72,3 +72,104 @@ async fn first_connects_at_once_on_sqlite() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// A store made before names were unique may hold several experiments of one name: the migration
+/// that makes names unique keeps the newest under its name and renames the older ones
+/// `NAME#ID`, so nothing is lost and every name still finds one experiment.
+async fn duplicate_names_of_an_older_store(url: String) -> anyhow::Result<()> {
+    sqlx::any::install_default_drivers();
+    let backend = if url.starts_with("postgres") {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    // The schema as it was: only the first two migrations.
+    let old = tempfile::tempdir()?;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(backend);
+    for f in ["0001_experiments.sql", "0002_models.sql"] {
+        std::fs::copy(dir.join(f), old.path().join(f))?;
+    }
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await?;
+    sqlx::migrate::Migrator::new(old.path())
+        .await?
+        .run(&pool)
+        .await?;
+    let mut ids = Vec::new();
+    for (name, created_at) in [
+        ("sweep", 100_i64),
+        ("sweep", 300),
+        ("sweep", 200),
+        ("alone", 1),
+    ] {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO experiments (name, strategy, dataset, dataset_hash, config, seed, created_at)
+             VALUES ($1, 's', 'd', 'h', '{}', '1', $2) RETURNING id",
+        )
+        .bind(name)
+        .bind(created_at)
+        .fetch_one(&pool)
+        .await?;
+        ids.push(id);
+    }
+    pool.close().await;
+
+    let store = Store::connect(&url).await?;
+    let mut names: Vec<(i64, String)> = store
+        .list_experiments()
+        .await?
+        .into_iter()
+        .map(|e| (e.id, e.name))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            (ids[0], format!("sweep#{}", ids[0])),
+            (ids[1], "sweep".to_owned()),
+            (ids[2], format!("sweep#{}", ids[2])),
+            (ids[3], "alone".to_owned()),
+        ]
+    );
+    assert_eq!(
+        store.find_experiment("sweep").await?.map(|e| e.id),
+        Some(ids[1])
+    );
+    store.close().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn duplicate_names_of_an_older_sqlite_store_are_renamed() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("old.sqlite");
+    std::fs::File::create(&path)?;
+    duplicate_names_of_an_older_store(format!("sqlite:{}", path.display())).await
+}
+
+#[tokio::test]
+async fn duplicate_names_of_an_older_postgres_store_are_renamed() -> anyhow::Result<()> {
+    let name = format!("dexlab_store_test_dup_{}", std::process::id());
+    let mut admin = crate::support::postgres_admin().await?;
+    let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(drop.clone()))
+        .execute(&mut admin)
+        .await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await?;
+    let url = crate::support::with_database(&crate::support::postgres_admin_url(), &name);
+    let outcome = tokio::spawn(duplicate_names_of_an_older_store(url)).await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
+        .execute(&mut admin)
+        .await?;
+    admin.close().await?;
+    match outcome {
+        Ok(r) => r,
+        Err(join) => std::panic::resume_unwind(join.into_panic()),
+    }
+}

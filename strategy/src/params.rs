@@ -151,8 +151,11 @@ pub enum ParamError {
     Unknown { name: String, known: String },
     #[error("parameter `{name}` has no value (this strategy has: {known})")]
     Missing { name: String, known: String },
-    #[error("parameters must be an object of name: value pairs, got {value}")]
-    NotAnObject { value: String },
+    #[error(
+        "parameters must be a JSON object of name: value pairs, got {value} (this strategy has: \
+         {known}; `{{}}` keeps every default)"
+    )]
+    NotAnObject { value: String, known: String },
     #[error("parameter `{name}` = {value} is outside [{lo}, {hi}]")]
     OutOfBounds {
         name: String,
@@ -237,19 +240,16 @@ impl ParamSpace {
             .collect()
     }
 
-    /// Validates a JSON object of overrides on top of the defaults (`null` means none): unknown
-    /// names, wrong types and values out of bounds are errors that name the parameter, and
-    /// anything but an object or `null` is refused rather than read as "no overrides".
+    /// Validates a JSON object of overrides on top of the defaults (`{}`: none): unknown names,
+    /// wrong types and values out of bounds are errors that name the parameter, and anything but
+    /// an object (`null` included) is refused rather than read as "no overrides".
     pub fn parse(&self, overrides: &serde_json::Value) -> Result<Params, ParamError> {
         let mut p = self.defaults();
-        let obj = match overrides {
-            serde_json::Value::Null => return Ok(p),
-            serde_json::Value::Object(obj) => obj,
-            other => {
-                return Err(ParamError::NotAnObject {
-                    value: other.to_string(),
-                });
-            }
+        let serde_json::Value::Object(obj) = overrides else {
+            return Err(ParamError::NotAnObject {
+                value: overrides.to_string(),
+                known: self.known(),
+            });
         };
         for (name, v) in obj {
             let Some(spec) = self.specs.iter().find(|s| s.name == name) else {
@@ -426,14 +426,19 @@ mod tests {
     #[test]
     fn overrides_that_are_not_an_object_are_refused() {
         let s = space();
+        // `null` too: `--params null` is a mistake, not a way of asking for the defaults (which
+        // `{}` is).
         for v in [
-            serde_json::json!([1]),
+            serde_json::json!([1, 2, 3]),
             serde_json::json!("n=2"),
             serde_json::json!(3),
+            serde_json::Value::Null,
         ] {
-            assert!(s.parse(&v).is_err(), "{v}");
+            let e = s.parse(&v).unwrap_err().to_string();
+            assert!(e.contains("must be a JSON object"), "{v}: {e}");
+            assert!(e.contains(&format!("got {v}")), "{v}: {e}");
         }
-        assert_eq!(s.parse(&serde_json::Value::Null).unwrap(), s.defaults());
+        assert_eq!(s.parse(&serde_json::json!({})).unwrap(), s.defaults());
     }
 
     #[test]

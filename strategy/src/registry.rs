@@ -62,11 +62,12 @@ pub enum RegistryError {
     Unknown(String),
     #[error(transparent)]
     Model(#[from] gated::GateError),
-    #[error("strategy `{strategy}`: {source}")]
+    /// The parameter error is part of this message, not a separate source, so that a chain of
+    /// causes (`anyhow`'s `{:#}`) does not print it twice.
+    #[error("strategy `{strategy}`: {reason}")]
     Params {
         strategy: String,
-        #[source]
-        source: ParamError,
+        reason: ParamError,
     },
 }
 
@@ -82,9 +83,9 @@ pub fn parse_params(name: &str, overrides: &serde_json::Value) -> Result<Params,
     info(name)?
         .params
         .parse(overrides)
-        .map_err(|source| RegistryError::Params {
+        .map_err(|reason| RegistryError::Params {
             strategy: name.to_owned(),
-            source,
+            reason,
         })
 }
 
@@ -106,9 +107,9 @@ pub fn build(
         info(name)?
             .params
             .check(params)
-            .map_err(|source| RegistryError::Params {
+            .map_err(|reason| RegistryError::Params {
                 strategy: name.to_owned(),
-                source,
+                reason,
             })?;
     }
     match name {
@@ -157,5 +158,21 @@ mod tests {
             "{e}"
         );
         assert!(e.to_string().contains("min_profit_bps"), "{e}");
+    }
+
+    /// The parameter error is in the message once: a cause chain (`anyhow`'s `{:#}`) printing it
+    /// again as a source would say everything twice.
+    #[test]
+    fn a_parameter_error_is_told_once() {
+        let e = parse_params(arb::NAME, &serde_json::json!([1, 2, 3])).unwrap_err();
+        assert!(std::error::Error::source(&e).is_none(), "{e}");
+        let text = e.to_string();
+        assert!(
+            text.starts_with("strategy `cross-venue-arb`: parameters must be a JSON object"),
+            "{text}"
+        );
+        assert!(text.contains("got [1,2,3]"), "{text}");
+        assert!(text.contains("this strategy has: min_profit_bps"), "{text}");
+        assert_eq!(text.matches("got [1,2,3]").count(), 1, "{text}");
     }
 }

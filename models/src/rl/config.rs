@@ -89,18 +89,19 @@ impl DqnConfig {
     pub fn validate(&self, file: &str) -> Result<()> {
         let err = |key: &str, msg: &str| Err(ModelError::config(file, key, msg));
         check_common(file, &self.hidden, self.lr, self.gamma, self.grad_clip)?;
-        if self.batch_size == 0 {
-            return err("batch_size", "must be at least 1");
-        }
+        bounded(file, "batch_size", self.batch_size, 1, MAX_BUFFER)?;
+        bounded(file, "buffer_size", self.buffer_size, 1, MAX_BUFFER)?;
         if self.buffer_size < self.batch_size {
             return err("buffer_size", "must be at least batch_size");
         }
-        if self.train_every == 0 {
-            return err("train_every", "must be at least 1");
-        }
-        if self.target_update_every == 0 {
-            return err("target_update_every", "must be at least 1");
-        }
+        bounded(file, "train_every", self.train_every, 1, MAX_STEPS)?;
+        bounded(
+            file,
+            "target_update_every",
+            self.target_update_every,
+            1,
+            MAX_STEPS,
+        )?;
         for (key, v) in [
             ("epsilon_start", self.epsilon_start),
             ("epsilon_end", self.epsilon_end),
@@ -192,18 +193,14 @@ impl PpoConfig {
         if !(0.0..=1.0).contains(&self.gae_lambda) {
             return err("gae_lambda", "must be in [0, 1]");
         }
-        if self.n_steps == 0 {
-            return err("n_steps", "must be at least 1");
-        }
+        bounded(file, "n_steps", self.n_steps, 1, MAX_BUFFER)?;
         if self.normalize_advantage && self.n_steps < 2 {
             return err("n_steps", "must be at least 2 to normalise advantages");
         }
         if !(1..=self.n_steps).contains(&self.batch_size) {
             return err("batch_size", "must be between 1 and n_steps");
         }
-        if self.epochs == 0 {
-            return err("epochs", "must be at least 1");
-        }
+        bounded(file, "epochs", self.epochs, 1, 10_000)?;
         if !(self.clip_range > 0.0 && self.clip_range < 1.0) {
             return err("clip_range", "must be in (0, 1)");
         }
@@ -281,10 +278,42 @@ fn parse<T: DeserializeOwned>(
     Ok(value)
 }
 
+/// Upper bounds on sizes: far above any useful agent, low enough that the replay buffer, a
+/// rollout or a layer cannot ask for more memory than a machine has (which aborts the process).
+pub const MAX_WIDTH: usize = 65_536;
+pub const MAX_LAYERS: usize = 256;
+pub const MAX_BUFFER: usize = 10_000_000;
+pub const MAX_STEPS: usize = 1_000_000_000;
+
+/// `Err` naming `key` unless `v` is in `lo..=hi`.
+pub(crate) fn bounded(file: &str, key: &str, v: usize, lo: usize, hi: usize) -> Result<()> {
+    if (lo..=hi).contains(&v) {
+        Ok(())
+    } else {
+        Err(ModelError::config(
+            file,
+            key,
+            format!("{v} must be between {lo} and {hi}"),
+        ))
+    }
+}
+
 fn check_common(file: &str, hidden: &[usize], lr: f64, gamma: f64, grad_clip: f64) -> Result<()> {
     let err = |key: &str, msg: &str| Err(ModelError::config(file, key, msg));
     if hidden.is_empty() || hidden.contains(&0) {
         return err("hidden", "must list at least one layer, each of size >= 1");
+    }
+    if let Some(w) = hidden.iter().find(|&&w| w > MAX_WIDTH) {
+        return err(
+            "hidden",
+            &format!("a layer of {w} units: each must be at most {MAX_WIDTH}"),
+        );
+    }
+    if hidden.len() > MAX_LAYERS {
+        return err(
+            "hidden",
+            &format!("{} layers: at most {MAX_LAYERS}", hidden.len()),
+        );
     }
     if !(lr > 0.0 && lr <= 1.0) {
         return err("lr", "must be in (0, 1]");

@@ -72,9 +72,7 @@ impl RlConfig {
 
     /// `file` names the source of the values in errors.
     pub fn validate(&self, file: &str) -> Result<()> {
-        if self.episodes == 0 {
-            return Err(ModelError::config(file, "episodes", "must be at least 1"));
-        }
+        super::config::bounded(file, "episodes", self.episodes, 1, 1_000_000)?;
         if !(self.test_fraction > 0.0 && self.test_fraction < 1.0) {
             return Err(ModelError::config(
                 file,
@@ -132,8 +130,11 @@ impl Default for EnvConfig {
 impl EnvConfig {
     pub fn validate(&self, file: &str) -> Result<()> {
         let err = |key: &str, msg: &str| Err(ModelError::config(file, &format!("env.{key}"), msg));
-        if self.window == 0 {
-            return err("window", "must be at least 1");
+        if !(1..=4096).contains(&self.window) {
+            return err(
+                "window",
+                &format!("{} must be between 1 and 4096", self.window),
+            );
         }
         if self.decide_every == 0 {
             return err("decide_every", "must be at least 1");

@@ -424,3 +424,31 @@ fn config_errors_name_the_key() {
     );
     assert_eq!("PPO".parse::<AgentKind>().unwrap(), AgentKind::Ppo);
 }
+
+/// Sizes that no machine can allocate (the replay buffer, a rollout, a layer, an observation
+/// window) are refused with their key at load, instead of aborting the process later.
+#[test]
+fn huge_sizes_are_refused_with_their_key() {
+    let dqn = |s: &str| DqnConfig::from_toml(s, "a.toml").unwrap_err().to_string();
+    let ppo = |s: &str| PpoConfig::from_toml(s, "a.toml").unwrap_err().to_string();
+    let big = "9223372036854775807";
+    for key in ["buffer_size", "batch_size"] {
+        let e = dqn(&format!("{key} = {big}"));
+        assert!(e.contains(&format!("key `{key}`")), "{key}: {e}");
+    }
+    for key in ["n_steps", "epochs"] {
+        let e = ppo(&format!("{key} = {big}"));
+        assert!(e.contains(&format!("key `{key}`")), "{key}: {e}");
+    }
+    assert!(dqn(&format!("hidden = [{big}]")).contains("key `hidden`"));
+    assert!(ppo("hidden = [100000000]").contains("key `hidden`"));
+    assert!(dqn("lr = nan").contains("key `lr`"));
+    assert!(dqn("epsilon_start = nan").contains("key `epsilon_start`"));
+
+    let env = |s: &str| {
+        let c: env::RlConfig = toml::from_str(s).unwrap();
+        c.validate("r.toml").unwrap_err().to_string()
+    };
+    assert!(env(&format!("[env]\nwindow = {big}")).contains("key `env.window`"));
+    assert!(env(&format!("episodes = {big}")).contains("key `episodes`"));
+}
