@@ -1125,9 +1125,213 @@ pub fn content_hash(root: &Path) -> Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
+/// A small dataset on disk for tests across the crate.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+    use crate::types::{Protocol, TokenInfo};
+    use alloy::primitives::U256;
+    use alloy::sol_types::SolEvent;
+
+    pub(crate) fn pool() -> PoolInfo {
+        let token = |a: u8, symbol: &str, decimals| TokenInfo {
+            address: Address::repeat_byte(a),
+            symbol: symbol.into(),
+            decimals,
+        };
+        PoolInfo {
+            address: Address::repeat_byte(0x88),
+            protocol: Protocol::UniswapV3,
+            dex: "uniswap-v3".into(),
+            token0: token(1, "USDC", 6),
+            token1: token(2, "WETH", 18),
+            fee: 500,
+            tick_spacing: Some(10),
+            stable: None,
+        }
+    }
+
+    pub(crate) fn swap_log(block: u64, log_index: u64) -> RawLog {
+        let w = |v: U256| B256::from(v.to_be_bytes::<32>());
+        let i = |v: i64| B256::from(alloy::primitives::I256::try_from(v).unwrap().to_be_bytes::<32>());
+        let words = [
+            i(1000),
+            i(-990),
+            w(U256::from(1) << 96),
+            w(U256::from(10u64.pow(18))),
+            i(0),
+        ];
+        RawLog {
+            block_number: block,
+            block_hash: None,
+            transaction_index: 0,
+            log_index,
+            transaction_hash: B256::repeat_byte(block as u8),
+            address: pool().address,
+            topics: vec![
+                crate::decode::univ3::Swap::SIGNATURE_HASH,
+                Address::repeat_byte(3).into_word(),
+                Address::repeat_byte(4).into_word(),
+            ],
+            data: Bytes::from(words.iter().flat_map(|w| w.0).collect::<Vec<u8>>()),
+            chain_id: 1,
+        }
+    }
+
+    pub(crate) fn header(number: u64) -> BlockRow {
+        BlockRow {
+            number,
+            hash: None,
+            parent_hash: None,
+            timestamp: 1_704_412_823 + number * 12,
+            base_fee_per_gas: None,
+            gas_used: None,
+            gas_limit: None,
+            chain_id: 1,
+        }
+    }
+
+    /// A two-chunk dataset with a swap in blocks 10, 11 and 150 and their headers.
+    pub(crate) fn fixture(root: &Path) {
+        let pools = vec![pool()];
+        write_meta(
+            root,
+            &DatasetMeta {
+                dexlab_version: "test".into(),
+                chain_id: 1,
+                source: "import:test".into(),
+                pools: pools.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let map = pools.iter().map(|p| (p.address, p.clone())).collect();
+        crate::derive::write_chunk(
+            root,
+            0,
+            99,
+            &[swap_log(10, 0), swap_log(11, 4)],
+            &[header(10), header(11)],
+            None,
+            &map,
+        )
+        .unwrap();
+        crate::derive::write_chunk(root, 100, 199, &[swap_log(150, 1)], &[header(150)], None, &map)
+            .unwrap();
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::fixtures::*;
     use super::*;
+
+    #[test]
+    fn a_whole_dataset_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        fixture(dir.path());
+        let meta = read_meta(dir.path()).unwrap();
+        assert_eq!(meta.pools, vec![pool()]);
+    }
+
+    /// What a dataset needs to be opened: every table, every chunk readable and inside its block
+    /// range, a header for every block with an event, pool metadata that the math can use.
+    #[test]
+    fn a_dataset_missing_a_table_or_with_a_damaged_file_does_not_open() {
+        let garbage = |p: PathBuf| fs::write(p, b"not a parquet file").unwrap();
+        type Damage = Box<dyn Fn(&Path)>;
+        let cases: Vec<(&str, Damage, &str)> = vec![
+            (
+                "no blocks folder",
+                Box::new(|r| fs::remove_dir_all(r.join(BLOCKS)).unwrap()),
+                "blocks",
+            ),
+            (
+                "no swaps folder",
+                Box::new(|r| fs::remove_dir_all(r.join(SWAPS)).unwrap()),
+                "swaps",
+            ),
+            (
+                "no logs folder",
+                Box::new(|r| fs::remove_dir_all(r.join(LOGS)).unwrap()),
+                "logs",
+            ),
+            (
+                "corrupt swaps",
+                Box::new(move |r| garbage(chunk_path(r, SWAPS, 100, 199))),
+                "swaps_0000000100_0000000199.parquet",
+            ),
+            (
+                "corrupt liquidity_events",
+                Box::new(move |r| garbage(chunk_path(r, LIQUIDITY_EVENTS, 0, 99))),
+                "liquidity_events_0000000000_0000000099.parquet",
+            ),
+            (
+                "truncated logs",
+                Box::new(|r| {
+                    let p = chunk_path(r, LOGS, 0, 99);
+                    let bytes = fs::read(&p).unwrap();
+                    fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+                }),
+                "logs_0000000000_0000000099.parquet",
+            ),
+            (
+                "one swaps chunk missing",
+                Box::new(|r| fs::remove_file(chunk_path(r, SWAPS, 0, 99)).unwrap()),
+                "swaps_0000000000_0000000099.parquet",
+            ),
+            (
+                "a chunk whose rows lie outside its name's range",
+                Box::new(|r| {
+                    fs::rename(chunk_path(r, SWAPS, 100, 199), chunk_path(r, SWAPS, 200, 299))
+                        .unwrap();
+                    fs::copy(chunk_path(r, SWAPS, 0, 99), chunk_path(r, SWAPS, 100, 199)).unwrap();
+                }),
+                "swaps_0000000100_0000000199.parquet",
+            ),
+            (
+                "a block with events but no header",
+                Box::new(|r| {
+                    write_parquet(&chunk_path(r, BLOCKS, 0, 99), &blocks_batch(&[header(10)]))
+                        .unwrap()
+                }),
+                "block 11",
+            ),
+            (
+                "a swaps file in place of a blocks file",
+                Box::new(|r| {
+                    fs::copy(chunk_path(r, SWAPS, 0, 99), chunk_path(r, BLOCKS, 0, 99)).unwrap();
+                }),
+                "blocks_0000000000_0000000099.parquet",
+            ),
+            (
+                "corrupt pools.parquet",
+                Box::new(move |r| garbage(r.join("pools.parquet"))),
+                "pools.parquet",
+            ),
+            (
+                "tick spacing 0 in dataset.json",
+                Box::new(|r| {
+                    let p = r.join("dataset.json");
+                    let t = fs::read_to_string(&p).unwrap();
+                    fs::write(&p, t.replace("\"tick_spacing\": 10", "\"tick_spacing\": 0")).unwrap();
+                }),
+                "tick_spacing",
+            ),
+        ];
+        for (what, damage, fragment) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            fixture(dir.path());
+            damage(dir.path());
+            match read_meta(dir.path()) {
+                Ok(_) => panic!("{what}: the dataset opened"),
+                Err(e) => {
+                    let m = e.to_string();
+                    assert!(m.contains(fragment), "{what}: {m}");
+                }
+            }
+        }
+    }
 
     fn row(block: u64, index: u64, op: bool) -> TxRow {
         TxRow {

@@ -447,6 +447,183 @@ mod tests {
         assert_eq!(k, EventKind::Unknown);
     }
 
+    fn wu(v: U256) -> B256 {
+        B256::from(v.to_be_bytes::<32>())
+    }
+
+    fn wi(v: i64) -> B256 {
+        B256::from(I256::try_from(v).unwrap().to_be_bytes::<32>())
+    }
+
+    fn wa(byte: u8) -> B256 {
+        Address::repeat_byte(byte).into_word()
+    }
+
+    /// A well-formed log of each kind the decoder handles: (topics, data words).
+    fn valid(kind: EventKind) -> (Vec<B256>, Vec<B256>) {
+        let q96 = U256::from(1) << 96;
+        let amt = wu(U256::from(10u64.pow(18)));
+        match kind {
+            EventKind::V2Swap => (
+                vec![univ2::Swap::SIGNATURE_HASH, wa(1), wa(2)],
+                vec![amt, wu(U256::ZERO), wu(U256::ZERO), amt],
+            ),
+            EventKind::V2Sync => (vec![univ2::Sync::SIGNATURE_HASH], vec![amt, amt]),
+            EventKind::V2Mint => (vec![univ2::Mint::SIGNATURE_HASH, wa(1)], vec![amt, amt]),
+            EventKind::V2Burn => (
+                vec![univ2::Burn::SIGNATURE_HASH, wa(1), wa(2)],
+                vec![amt, amt],
+            ),
+            EventKind::V3Swap => (
+                vec![univ3::Swap::SIGNATURE_HASH, wa(1), wa(2)],
+                vec![wi(1000), wi(-990), wu(q96), amt, wi(-3)],
+            ),
+            EventKind::PancakeSwap => (
+                vec![pancakev3::Swap::SIGNATURE_HASH, wa(1), wa(2)],
+                vec![wi(1000), wi(-990), wu(q96), amt, wi(-3), amt, amt],
+            ),
+            EventKind::V3Mint => (
+                vec![univ3::Mint::SIGNATURE_HASH, wa(1), wi(-60), wi(60)],
+                vec![wa(3), amt, amt, amt],
+            ),
+            EventKind::V3Burn => (
+                vec![univ3::Burn::SIGNATURE_HASH, wa(1), wi(-60), wi(60)],
+                vec![amt, amt, amt],
+            ),
+            EventKind::V3Collect => (
+                vec![univ3::Collect::SIGNATURE_HASH, wa(1), wi(-60), wi(60)],
+                vec![wa(3), amt, amt],
+            ),
+            EventKind::V3Initialize => (
+                vec![univ3::Initialize::SIGNATURE_HASH],
+                vec![wu(q96), wi(0)],
+            ),
+            EventKind::SolidlySwap => (
+                vec![solidly::Swap::SIGNATURE_HASH, wa(1), wa(2)],
+                vec![amt, wu(U256::ZERO), wu(U256::ZERO), amt],
+            ),
+            EventKind::SolidlySync => (vec![solidly::Sync::SIGNATURE_HASH], vec![amt, amt]),
+            EventKind::SolidlyBurn => (
+                vec![solidly::Burn::SIGNATURE_HASH, wa(1), wa(2)],
+                vec![amt, amt],
+            ),
+            EventKind::SolidlyFees => (
+                vec![solidly::Fees::SIGNATURE_HASH, wa(1)],
+                vec![amt, amt],
+            ),
+            EventKind::Unknown => (vec![], vec![]),
+        }
+    }
+
+    fn words_log(topics: Vec<B256>, words: &[B256]) -> RawLog {
+        log(topics, words.iter().flat_map(|w| w.0).collect())
+    }
+
+    #[test]
+    fn every_valid_kind_decodes() {
+        for kind in [
+            EventKind::V2Swap,
+            EventKind::V2Sync,
+            EventKind::V2Mint,
+            EventKind::V2Burn,
+            EventKind::V3Swap,
+            EventKind::PancakeSwap,
+            EventKind::V3Mint,
+            EventKind::V3Burn,
+            EventKind::V3Collect,
+            EventKind::V3Initialize,
+            EventKind::SolidlySwap,
+            EventKind::SolidlySync,
+            EventKind::SolidlyBurn,
+            EventKind::SolidlyFees,
+        ] {
+            let (t, w) = valid(kind);
+            let (k, _) = decode_log(&words_log(t, &w))
+                .unwrap_or_else(|e| panic!("{}: {e}", kind.name()));
+            assert_eq!(k, kind);
+        }
+    }
+
+    /// Every field narrower than its 32-byte word, and every value the pool cannot hold, is a
+    /// malformed log naming the field, never a truncated or wrapped value.
+    #[test]
+    fn values_outside_their_type_are_malformed_naming_the_field() {
+        enum At {
+            Topic(usize),
+            Word(usize),
+        }
+        let high = |w: B256| {
+            let mut w = w;
+            w.0[0] = 0x01;
+            w
+        };
+        let q = |x: U256| wu(x);
+        let one = U256::from(1);
+        let mut not_int24 = [0u8; 32];
+        not_int24[29..].copy_from_slice(&[0xff, 0xff, 0xff]); // -1 without its sign extension
+        let not_int24 = B256::from(not_int24);
+        let mut positive_2_23 = [0u8; 32];
+        positive_2_23[29] = 0x80; // 2^23: int24's sign bit set, upper bytes zero
+        let positive_2_23 = B256::from(positive_2_23);
+        use EventKind::*;
+        let cases: Vec<(EventKind, At, B256, &str)> = vec![
+            (V2Swap, At::Topic(1), high(wa(1)), "sender"),
+            (V2Swap, At::Topic(2), high(wa(2)), "to"),
+            (V2Sync, At::Word(1), q(one << 112), "reserve1"),
+            (V2Sync, At::Word(0), q(one << 200), "reserve0"),
+            (V2Mint, At::Topic(1), high(wa(1)), "sender"),
+            (V2Burn, At::Topic(2), high(wa(2)), "to"),
+            (V3Swap, At::Topic(1), high(wa(1)), "sender"),
+            (V3Swap, At::Topic(2), high(wa(2)), "recipient"),
+            (V3Swap, At::Word(2), q(U256::ZERO), "sqrtPriceX96"),
+            (V3Swap, At::Word(2), q(one << 200), "sqrtPriceX96"),
+            (V3Swap, At::Word(2), q((one << 160) - one), "sqrtPriceX96"),
+            (V3Swap, At::Word(2), q(U256::from(4295128738u64)), "sqrtPriceX96"),
+            (V3Swap, At::Word(3), q(one << 128), "liquidity"),
+            (V3Swap, At::Word(4), not_int24, "tick"),
+            (V3Swap, At::Word(4), positive_2_23, "tick"),
+            (V3Swap, At::Word(4), wi(887_273), "tick"),
+            (PancakeSwap, At::Word(4), not_int24, "tick"),
+            (PancakeSwap, At::Word(2), q(U256::ZERO), "sqrtPriceX96"),
+            (PancakeSwap, At::Word(3), q(one << 128), "liquidity"),
+            (PancakeSwap, At::Word(5), q(one << 128), "protocolFeesToken0"),
+            (PancakeSwap, At::Word(6), q(one << 255), "protocolFeesToken1"),
+            (V3Mint, At::Topic(1), high(wa(1)), "owner"),
+            (V3Mint, At::Topic(2), not_int24, "tickLower"),
+            (V3Mint, At::Topic(3), positive_2_23, "tickUpper"),
+            (V3Mint, At::Topic(2), wi(60), "tickLower"),
+            (V3Mint, At::Topic(2), wi(-887_273), "tickLower"),
+            (V3Mint, At::Word(0), high(wa(3)), "sender"),
+            (V3Mint, At::Word(1), q(one << 128), "amount"),
+            (V3Burn, At::Topic(3), not_int24, "tickUpper"),
+            (V3Burn, At::Word(0), q(one << 128), "amount"),
+            (V3Collect, At::Topic(2), not_int24, "tickLower"),
+            (V3Collect, At::Word(0), high(wa(3)), "recipient"),
+            (V3Collect, At::Word(1), q(one << 128), "amount0"),
+            (V3Collect, At::Word(2), q(one << 128), "amount1"),
+            (V3Initialize, At::Word(0), q(U256::ZERO), "sqrtPriceX96"),
+            (V3Initialize, At::Word(1), not_int24, "tick"),
+            (SolidlySwap, At::Topic(2), high(wa(2)), "to"),
+            (SolidlyBurn, At::Topic(1), high(wa(1)), "sender"),
+            (SolidlyFees, At::Topic(1), high(wa(1)), "sender"),
+        ];
+        for (kind, at, word, field) in cases {
+            let (mut t, mut w) = valid(kind);
+            match at {
+                At::Topic(i) => t[i] = word,
+                At::Word(i) => w[i] = word,
+            }
+            match decode_log(&words_log(t, &w)) {
+                Ok(ev) => panic!("{} with a bad {field} decoded as {ev:?}", kind.name()),
+                Err(e) => {
+                    let m = e.to_string();
+                    assert!(m.contains(&format!("`{field}`")), "{}: {m}", kind.name());
+                    assert!(m.contains("log index 3"), "{m}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn v2_sync_above_uint112_is_rejected() {
         // A uint112 field with high bits set cannot come from a real pair.

@@ -310,6 +310,273 @@ pub fn import(opts: &ImportOptions) -> Result<ImportReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::univ3;
+    use crate::types::{Protocol, TokenInfo};
+    use alloy::sol_types::SolEvent;
+
+    const POOL: &str = "0x88e6a0c2ddd26feeb64f039a2c41296fcb3f5640";
+    const TX: &str = "0x0bb5e0dc49ae0b5a1949beabadc64522dd5615415a168650a3b592a84ae5ee05";
+
+    fn pool() -> PoolInfo {
+        let token = |a: u8, symbol: &str, decimals| TokenInfo {
+            address: Address::repeat_byte(a),
+            symbol: symbol.into(),
+            decimals,
+        };
+        PoolInfo {
+            address: POOL.parse().unwrap(),
+            protocol: Protocol::UniswapV3,
+            dex: "uniswap-v3".into(),
+            token0: token(1, "USDC", 6),
+            token1: token(2, "WETH", 18),
+            fee: 500,
+            tick_spacing: Some(10),
+            stable: None,
+        }
+    }
+
+    /// A well-formed V3 swap of `address` as one eth_getLogs JSON line.
+    fn swap_line(address: &str, block: &str, tx_index: &str, log_index: &str) -> String {
+        let word = |hex: &str| format!("{hex:0>64}");
+        let data = [
+            word("3e8"),
+            "f".repeat(61) + "c22",
+            word("1000000000000000000000000"),
+            word("de0b6b3a7640000"),
+            word("0"),
+        ]
+        .concat();
+        format!(
+            r#"{{"address":"{address}","topics":["{}","0x{}","0x{}"],"data":"0x{data}","blockNumber":"{block}","transactionHash":"{TX}","transactionIndex":"{tx_index}","logIndex":"{log_index}","removed":false}}"#,
+            univ3::Swap::SIGNATURE_HASH,
+            word("1"),
+            word("2"),
+        )
+    }
+
+    struct Imported {
+        dir: tempfile::TempDir,
+        result: Result<ImportReport>,
+    }
+
+    impl Imported {
+        fn out(&self) -> PathBuf {
+            self.dir.path().join("out")
+        }
+    }
+
+    /// Imports `text` (as `logs.jsonl`) with `csv` (as `ts.csv`) and the one-pool manifest.
+    fn import_text(text: &str, csv: Option<&str>) -> Imported {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("logs.jsonl");
+        fs::write(&input, text).unwrap();
+        let timestamps = csv.map(|c| {
+            let p = dir.path().join("ts.csv");
+            fs::write(&p, c).unwrap();
+            p
+        });
+        let result = import(&ImportOptions {
+            input,
+            out: dir.path().join("out"),
+            timestamps,
+            pools: vec![pool()],
+            chain_id: 1,
+            chunk_blocks: 100,
+        });
+        Imported { dir, result }
+    }
+
+    #[test]
+    fn a_valid_swap_imports() {
+        let r = import_text(&swap_line(POOL, "0x10", "0x1", "0x2"), Some("block_number,timestamp\n16,1704412823\n"));
+        let report = r.result.as_ref().unwrap();
+        assert_eq!((report.logs, report.swaps), (1, 1), "{report:?}");
+        assert!(report.malformed.is_empty(), "{report:?}");
+    }
+
+    /// The dataset stores block numbers, transaction and log indices as u32: a larger value is a
+    /// malformed log naming its line and field, never saturated to 4294967295 or a panic.
+    #[test]
+    fn indices_and_block_numbers_beyond_u32_are_malformed() {
+        for (line, field) in [
+            (swap_line(POOL, "0x10", "0x1", "0x10000000000"), "logIndex"),
+            (swap_line(POOL, "0x10", "0x100000000", "0x2"), "transactionIndex"),
+            (swap_line(POOL, "0x100000000", "0x1", "0x2"), "blockNumber"),
+        ] {
+            let good = swap_line(POOL, "0x11", "0x1", "0x2");
+            let r = import_text(&format!("{good}\n{line}\n"), None);
+            let report = r.result.as_ref().unwrap();
+            assert_eq!(report.malformed.len(), 1, "{field}: {report:?}");
+            let m = &report.malformed[0];
+            assert!(m.contains("logs.jsonl:2"), "{m}");
+            assert!(m.contains(field), "{m}");
+            let logs = dataset::read_all_logs(&r.out()).unwrap();
+            assert_eq!(logs.len(), 1, "{field}: only the good log is stored");
+            assert_eq!(logs[0].log_index, 2);
+        }
+    }
+
+    /// The same for a cryo Parquet file whose columns are 64-bit.
+    #[test]
+    fn parquet_rows_beyond_u32_are_malformed_not_a_panic() {
+        use arrow::array::{BinaryArray, UInt64Array};
+        use arrow::datatypes::{DataType, Field, Schema};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("cryo.parquet");
+        let bin = |n: &str, null: bool| Field::new(n, DataType::Binary, null);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("block_number", DataType::UInt64, false),
+            Field::new("transaction_index", DataType::UInt64, false),
+            Field::new("log_index", DataType::UInt64, false),
+            bin("transaction_hash", false),
+            bin("address", false),
+            bin("topic0", true),
+            bin("data", false),
+        ]));
+        let tx = TX.parse::<B256>().unwrap();
+        let addr = POOL.parse::<Address>().unwrap();
+        let topic = B256::repeat_byte(9);
+        let b = arrow::array::RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(UInt64Array::from(vec![16, 1 << 40])),
+                Arc::new(UInt64Array::from(vec![0, 0])),
+                Arc::new(UInt64Array::from(vec![0, 1])),
+                Arc::new(BinaryArray::from(vec![tx.as_slice(), tx.as_slice()])),
+                Arc::new(BinaryArray::from(vec![addr.as_slice(), addr.as_slice()])),
+                Arc::new(BinaryArray::from(vec![topic.as_slice(), topic.as_slice()])),
+                Arc::new(BinaryArray::from(vec![&b""[..], &b""[..]])),
+            ],
+        )
+        .unwrap();
+        dataset::write_parquet(&input, &b).unwrap();
+        let out = dir.path().join("out");
+        let report = import(&ImportOptions {
+            input,
+            out: out.clone(),
+            timestamps: None,
+            pools: vec![pool()],
+            chain_id: 1,
+            chunk_blocks: 100,
+        })
+        .unwrap();
+        assert_eq!(report.malformed.len(), 1, "{report:?}");
+        let m = &report.malformed[0];
+        assert!(m.contains("cryo.parquet") && m.contains("row 1"), "{m}");
+        assert!(m.contains("block_number"), "{m}");
+        assert_eq!(dataset::read_all_logs(&out).unwrap().len(), 1);
+    }
+
+    /// A saved RPC answer that is an error object: the node's code and message, not
+    /// "missing field `result`".
+    #[test]
+    fn an_rpc_error_object_reports_the_nodes_code_and_message() {
+        for text in [
+            r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"query returned more than 10000 results"}}"#,
+            r#"{ "id": 1, "jsonrpc": "2.0", "error": { "code": -32000, "message": "query returned more than 10000 results" } }"#,
+        ] {
+            let r = import_text(text, None);
+            let e = r.result.expect_err(text).to_string();
+            assert!(e.contains("logs.jsonl"), "{e}");
+            assert!(e.contains("-32000"), "{e}");
+            assert!(e.contains("query returned more than 10000 results"), "{e}");
+        }
+        // One error object among JSON lines: that line, with the node's message.
+        let good = swap_line(POOL, "0x10", "0x1", "0x2");
+        let err = r#"{"jsonrpc":"2.0","id":7,"error":{"code":-32005,"message":"limit exceeded"}}"#;
+        let r = import_text(&format!("{good}\n{err}\n"), None);
+        let report = r.result.unwrap();
+        assert_eq!(report.skipped_lines.len(), 1);
+        let m = &report.skipped_lines[0];
+        assert!(m.contains("logs.jsonl:2") && m.contains("-32005") && m.contains("limit exceeded"), "{m}");
+    }
+
+    /// A swap of a pool the manifest does not list is no swap row with a null price: it is an
+    /// unknown log, kept in `logs` only.
+    #[test]
+    fn a_log_of_a_pool_not_in_the_manifest_is_unknown_not_a_swap() {
+        let other = "0x8ad599c3a0ff1de082011efddc58f1908eb6e6d8";
+        let text = format!(
+            "{}\n{}\n",
+            swap_line(POOL, "0x10", "0x1", "0x2"),
+            swap_line(other, "0x10", "0x1", "0x3")
+        );
+        let r = import_text(&text, None);
+        let report = r.result.as_ref().unwrap();
+        assert_eq!(report.logs, 2, "{report:?}");
+        assert_eq!(report.swaps, 1, "{report:?}");
+        assert_eq!(report.unknown, 1, "{report:?}");
+        for (_, _, p) in dataset::list_chunks(&r.out(), dataset::SWAPS).unwrap() {
+            for b in dataset::read_parquet(&p).unwrap() {
+                let prices = dataset::f64_column(&p, &b, "price_float").unwrap();
+                assert!(prices.iter().all(Option::is_some), "{prices:?}");
+            }
+        }
+    }
+
+    fn ts_err(csv: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ts.csv");
+        fs::write(&p, csv).unwrap();
+        match read_timestamps(&p) {
+            Ok(m) => panic!("{csv:?} was accepted as {m:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn timestamps_csv_refuses_what_would_change_results_silently() {
+        // A duplicate block with another timestamp: the later row used to win silently.
+        let e = ts_err("block_number,timestamp\n10,1704412823\n11,1704412835\n10,1893456000\n");
+        assert!(e.contains("ts.csv:4") && e.contains("block 10") && e.contains("line 2"), "{e}");
+        // Time going backwards as blocks go forward.
+        let e = ts_err("block_number,timestamp\n10,1704412835\n11,1704412823\n");
+        assert!(e.contains("ts.csv:3") && e.contains("block 11") && e.contains("block 10"), "{e}");
+        let e = ts_err("block_number,timestamp\n11,1704412823\n10,1704412835\n");
+        assert!(e.contains("ts.csv:2") && e.contains("block 11") && e.contains("block 10"), "{e}");
+        // Not plausible unix seconds: u64::MAX used to show as 1969-12-31.
+        let e = ts_err("block_number,timestamp\n10,18446744073709551615\n");
+        assert!(e.contains("ts.csv:2") && e.contains("18446744073709551615"), "{e}");
+        let e = ts_err("block_number,timestamp\n10,10000-01-01 00:00:00\n");
+        assert!(e.contains("ts.csv:2"), "{e}");
+        // Impossible clock times and dates.
+        for bad in ["2024-01-05 24:00:00", "2024-02-30 00:00:00", "2024-01-05 00:60:00", "2024-01-05 00:00:nan"] {
+            let e = ts_err(&format!("block_number,timestamp\n10,{bad}\n"));
+            assert!(e.contains("ts.csv:2"), "{bad}: {e}");
+        }
+        // A block number the dataset cannot store.
+        let e = ts_err("block_number,timestamp\n4294967296,1704412823\n");
+        assert!(e.contains("ts.csv:2") && e.contains("4294967296"), "{e}");
+    }
+
+    #[test]
+    fn timestamps_csv_accepts_identical_duplicates_and_a_missing_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ts.csv");
+        fs::write(&p, "block_number,timestamp\n10,1704412823\n10,1704412823\n11,1704412823\n").unwrap();
+        let m = read_timestamps(&p).unwrap();
+        assert_eq!((m.len(), m[&10], m[&11]), (2, 1_704_412_823, 1_704_412_823));
+        // Without a header the first row is data, not lost.
+        fs::write(&p, "10,1704412823\n11,2024-01-05 00:00:35\n").unwrap();
+        let m = read_timestamps(&p).unwrap();
+        assert_eq!(m.get(&10), Some(&1_704_412_823), "{m:?}");
+        assert_eq!(m.get(&11), Some(&1_704_412_835), "{m:?}");
+    }
+
+    /// Every block with a log needs its timestamp when a CSV is given: a partial file would leave
+    /// events without time.
+    #[test]
+    fn a_timestamps_csv_missing_a_block_with_logs_is_refused() {
+        let text = format!(
+            "{}\n{}\n",
+            swap_line(POOL, "0x10", "0x1", "0x2"),
+            swap_line(POOL, "0x12", "0x1", "0x2")
+        );
+        let r = import_text(&text, Some("block_number,timestamp\n16,1704412823\n"));
+        let e = r.result.expect_err("partial timestamps").to_string();
+        assert!(e.contains("ts.csv") && e.contains("block 18"), "{e}");
+    }
 
     #[test]
     fn timestamps_parse_both_forms() {

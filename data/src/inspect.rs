@@ -273,8 +273,38 @@ impl std::fmt::Display for InspectReport {
 
 #[cfg(test)]
 mod tests {
+    use crate::dataset::{self, fixtures::fixture};
+
     #[test]
     fn formats_utc() {
         assert_eq!(super::fmt_ts(1_704_412_823), "2024-01-05 00:00:23 UTC");
+    }
+
+    /// `inspect` says which table is missing or which file is damaged instead of `swaps 0`.
+    #[test]
+    fn inspect_reports_missing_tables_and_damaged_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fixture(root);
+        let r = super::inspect(root).unwrap();
+        let text = r.to_string();
+        assert!(!text.contains("missing") && !text.contains("damaged"), "{text}");
+        std::fs::remove_dir_all(root.join(dataset::SWAPS)).unwrap();
+        std::fs::write(
+            dataset::chunk_path(root, dataset::LIQUIDITY_EVENTS, 0, 99),
+            b"garbage",
+        )
+        .unwrap();
+        let r = super::inspect(root).unwrap();
+        let text = r.to_string();
+        let swaps = root.join(dataset::SWAPS).display().to_string();
+        assert!(text.contains(&format!("swaps: missing ({swaps})")), "{text}");
+        assert!(
+            text.contains("liquidity_events_0000000000_0000000099.parquet"),
+            "{text}"
+        );
+        assert!(text.contains("damaged"), "{text}");
+        // What is readable is still summarised.
+        assert_eq!(r.logs, 3, "{text}");
     }
 }

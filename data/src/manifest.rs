@@ -90,3 +90,64 @@ impl ChainManifest {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MANIFEST: &str = r#"{
+  "chain_id": 1,
+  "first_block": 10,
+  "last_block": 20,
+  "pools": [
+    {
+      "address": "0x88e6a0c2ddd26feeb64f039a2c41296fcb3f5640",
+      "protocol": "uniswap_v3",
+      "dex": "uniswap-v3",
+      "token0": {"address": "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48", "symbol": "USDC", "decimals": 6},
+      "token1": {"address": "0xc02aaa39b223fe8d0a0e5c4f27ead9083c756cc2", "symbol": "WETH", "decimals": 18},
+      "fee": 500,
+      "tick_spacing": 10
+    }
+  ]
+}"#;
+
+    fn load(text: &str) -> Result<ChainManifest> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.json");
+        std::fs::write(&p, text).unwrap();
+        ChainManifest::load(&p)
+    }
+
+    #[test]
+    fn the_sample_manifest_loads() {
+        load(MANIFEST).unwrap();
+    }
+
+    /// Pool metadata the AMM math cannot use is refused when the manifest is loaded, naming the
+    /// file and the pool, instead of dividing by zero in a replay later.
+    #[test]
+    fn unusable_pool_metadata_is_refused_naming_file_and_pool() {
+        let cases = [
+            ("\"tick_spacing\": 10", "\"tick_spacing\": 0", "tick_spacing"),
+            ("\"tick_spacing\": 10", "\"tick_spacing\": -10", "tick_spacing"),
+            ("\"tick_spacing\": 10", "\"tick_spacing\": 16384", "tick_spacing"),
+            ("\"fee\": 500", "\"fee\": 1000000", "fee"),
+            ("\"decimals\": 18", "\"decimals\": 78", "decimals"),
+            ("\"decimals\": 6", "\"decimals\": 255", "decimals"),
+            ("\"symbol\": \"USDC\", \"decimals\": 6", "\"symbol\": \"USDC\", \"decimals\": 6", ""),
+        ];
+        for (from, to, field) in cases {
+            assert!(MANIFEST.contains(from), "{from}");
+            let text = MANIFEST.replace(from, to);
+            if field.is_empty() {
+                load(&text).unwrap();
+                continue;
+            }
+            let e = load(&text).expect_err(to).to_string();
+            assert!(e.contains("m.json"), "{e}");
+            assert!(e.contains("0x88e6a0c2ddd26feeb64f039a2c41296fcb3f5640"), "{e}");
+            assert!(e.contains(field), "{e}");
+        }
+    }
+}
