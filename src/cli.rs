@@ -329,7 +329,17 @@ fn import_cmd(a: ImportArgs) -> anyhow::Result<ExitCode> {
         out: staged.path().to_path_buf(),
         timestamps: a.timestamps,
         pools,
-        chain_id: a.chain_id.or(manifest.map(|m| m.chain_id)).unwrap_or(0),
+        chain_id: match (a.chain_id, &manifest) {
+            (Some(c), Some(m)) if c != m.chain_id => bail!(
+                "--chain-id {c} contradicts the manifest {}, which is for chain {}",
+                a.manifest
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                m.chain_id
+            ),
+            (c, m) => c.or(m.as_ref().map(|m| m.chain_id)).unwrap_or(0),
+        },
         chunk_blocks: a.chunk_blocks,
     };
     let r = import(&opts)?;
@@ -379,7 +389,17 @@ fn inspect_cmd(a: InspectArgs) -> anyhow::Result<ExitCode> {
     } else {
         print!("{r}");
     }
-    Ok(ExitCode::SUCCESS)
+    // A damaged or incomplete dataset is reported above, file by file, and fails the command.
+    Ok(if r.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "error: {} is damaged or incomplete: {} problem(s), listed above",
+            a.dir.display(),
+            r.problems.len()
+        );
+        ExitCode::FAILURE
+    })
 }
 
 fn verify_cmd(a: InspectArgs) -> anyhow::Result<ExitCode> {

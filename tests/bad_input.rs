@@ -295,6 +295,197 @@ fn cases() -> Vec<Case> {
             ],
             then: None,
         },
+        // Case 4 and deliverable 3: a dataset without a table, or with a damaged file, used to
+        // inspect, verify and backtest with exit 0 and different results.
+        Case {
+            name: "inspect a dataset without its blocks",
+            setup: |dir| {
+                let ds = dir.join("ds");
+                copy_dir(&base().dataset, &ds);
+                std::fs::remove_dir_all(ds.join("blocks")).unwrap();
+                let mut c = bin();
+                c.args(["data", "inspect"]).arg(&ds);
+                (c, Some(ds))
+            },
+            code: 1,
+            says: &["blocks: missing", "damaged or incomplete"],
+            then: None,
+        },
+        Case {
+            name: "backtest a dataset with a damaged swaps file",
+            setup: |dir| {
+                let ds = dir.join("ds");
+                copy_dir(&base().dataset, &ds);
+                let (_, _, file) = dataset::list_chunks(&ds, dataset::SWAPS).unwrap().remove(0);
+                let bytes = std::fs::read(&file).unwrap();
+                std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+                let mut c = bin();
+                c.args(["backtest", "--strategy", "price-reversion", "--data"])
+                    .arg(&ds);
+                (c, Some(ds))
+            },
+            code: 1,
+            says: &["cannot be used", "swaps"],
+            then: None,
+        },
+        // Case 3: a duplicate block in the timestamps CSV used to win silently.
+        Case {
+            name: "a timestamps CSV that gives a block twice",
+            setup: |dir| {
+                let csv = dir.join("ts.csv");
+                let text = std::fs::read_to_string(sample().join("block_timestamps.csv")).unwrap();
+                let second = text
+                    .lines()
+                    .nth(1)
+                    .unwrap()
+                    .split(',')
+                    .next()
+                    .unwrap()
+                    .to_owned();
+                std::fs::write(&csv, format!("{text}{second},2030-01-01 00:00:00\n")).unwrap();
+                let mut c = bin();
+                c.args(["data", "import"])
+                    .arg(&base().logs_100)
+                    .arg("--out")
+                    .arg(dir.join("ds"))
+                    .arg("--timestamps")
+                    .arg(&csv)
+                    .arg("--manifest")
+                    .arg(manifest());
+                (c, None)
+            },
+            code: 1,
+            says: &["ts.csv", "appears again"],
+            then: Some(|dir| assert!(!dir.join("ds").exists(), "no dataset written")),
+        },
+        // Case 6: tick_spacing = 0 divided by zero in the V3 math.
+        Case {
+            name: "a manifest with tick_spacing 0",
+            setup: |dir| {
+                let m = dir.join("m.json");
+                let text = std::fs::read_to_string(manifest()).unwrap();
+                std::fs::write(
+                    &m,
+                    text.replacen("\"tick_spacing\": 10", "\"tick_spacing\": 0", 1),
+                )
+                .unwrap();
+                let mut c = bin();
+                c.args(["data", "import"])
+                    .arg(&base().logs_100)
+                    .arg("--out")
+                    .arg(dir.join("ds"))
+                    .arg("--manifest")
+                    .arg(&m);
+                (c, None)
+            },
+            code: 1,
+            says: &["m.json", "tick_spacing 0"],
+            then: None,
+        },
+        // Case 7: a chain-1 manifest stored under another chain id without a word.
+        Case {
+            name: "a --chain-id that contradicts the manifest",
+            setup: |dir| {
+                let mut c = import_cmd(&base().logs_100, &dir.join("ds"));
+                c.args(["--chain-id", "8453"]);
+                (c, None)
+            },
+            code: 1,
+            says: &["8453", "chain 1"],
+            then: None,
+        },
+        // Case 5: --params that is not an object used to run the defaults.
+        Case {
+            name: "--params that is not a JSON object",
+            setup: |_| {
+                let mut c = bin();
+                c.args([
+                    "backtest",
+                    "--strategy",
+                    "price-reversion",
+                    "--params",
+                    "[1,2,3]",
+                    "--data",
+                ])
+                .arg(&base().dataset);
+                (c, None)
+            },
+            code: 1,
+            says: &["--params", "JSON object"],
+            then: None,
+        },
+        // Case 6: genevo panicked below its minimum population.
+        Case {
+            name: "evolve --population 4",
+            setup: |dir| {
+                let mut c = bin();
+                c.args([
+                    "evolve",
+                    "--strategy",
+                    "price-reversion",
+                    "--population",
+                    "4",
+                    "--quiet",
+                    "--data",
+                ])
+                .arg(&base().dataset)
+                .arg("--out")
+                .arg(dir.join("e"))
+                .env(
+                    "DATABASE_URL",
+                    format!("sqlite://{}", dir.join("store.sqlite").display()),
+                );
+                (c, None)
+            },
+            code: 1,
+            says: &["population", "at least 6"],
+            then: None,
+        },
+        // Case 6: the epoch count overflowed.
+        Case {
+            name: "train --epochs u64::MAX",
+            setup: |dir| {
+                let mut c = bin();
+                c.args([
+                    "train",
+                    "--model",
+                    "linear",
+                    "--task",
+                    "regression",
+                    "--epochs",
+                    "18446744073709551615",
+                    "--target",
+                    "label_fwd_ret_5__uniswap_v3_usdc_weth_500",
+                    "--features",
+                ])
+                .arg(&base().features)
+                .arg("--out")
+                .arg(dir.join("m"))
+                .env(
+                    "DATABASE_URL",
+                    format!("sqlite://{}", dir.join("store.sqlite").display()),
+                );
+                (c, None)
+            },
+            code: 1,
+            says: &["epochs", "at most"],
+            then: None,
+        },
+        // Case 8: a read-only command created the folder and an empty store.
+        Case {
+            name: "experiments list with a store in a missing folder",
+            setup: |dir| {
+                let mut c = bin();
+                c.args(["experiments", "list"]).env(
+                    "DATABASE_URL",
+                    format!("sqlite://{}", dir.join("nowhere/store.sqlite").display()),
+                );
+                (c, None)
+            },
+            code: 1,
+            says: &["does not exist"],
+            then: Some(|dir| assert!(!dir.join("nowhere").exists(), "folder created")),
+        },
         // Issue 13, case 6 and deliverable 5: a listing piped into `head` used to panic (exit
         // 101, "failed printing to stdout: Broken pipe").
         Case {

@@ -14,7 +14,7 @@ fn sample_logs() -> (Vec<RawLog>, String) {
         .join("../../shared/data/univ3-usdc-weth-2024-01-05/logs.jsonl");
     let text = std::fs::read_to_string(&root)
         .expect("the shared sample (../shared/data) is needed for this bench");
-    let (base, _, _) = import::parse_json_logs(&root, &text, 1);
+    let base = import::parse_json_logs(&root, &text, 1).unwrap().logs;
     let mut logs = Vec::new();
     let mut json = String::new();
     for r in 0..REPEAT {
@@ -42,7 +42,7 @@ fn bench(c: &mut Criterion) {
         .collect();
     let dir = tempfile::tempdir().unwrap();
     let pq = dir.path().join("logs.parquet");
-    dataset::write_parquet(&pq, &dataset::logs_batch(&logs)).unwrap();
+    dataset::write_parquet(&pq, &dataset::logs_batch(&logs).unwrap()).unwrap();
 
     let mut g = c.benchmark_group("decode");
     g.throughput(Throughput::Elements(logs.len() as u64));
@@ -72,7 +72,8 @@ fn bench(c: &mut Criterion) {
     g.bench_function("parse_json_and_decode", |b| {
         b.iter(|| {
             import::parse_json_logs(Path::new("x"), &json, 1)
-                .0
+                .unwrap()
+                .logs
                 .iter()
                 .filter(|l| decode::decode_log(l).is_ok())
                 .count()

@@ -19,6 +19,12 @@
 //!
 //! Every file is written to `*.tmp` and renamed, so a reader never sees half a file.
 //!
+//! A dataset checks itself when it is opened ([`read_meta`] runs [`check`]): every table present
+//! with a file for every block range, every file readable by its footer and holding only blocks of
+//! its range, a header for every block with a log, usable pool metadata. A dataset that fails is
+//! refused with the list of what is missing or damaged, each with its file; `data inspect` shows
+//! the same list instead of refusing.
+//!
 //! Representation of wide integers: 256-bit amounts and reserves, 160-bit sqrt prices and 128-bit
 //! liquidities are `Utf8` columns holding the exact base-10 integer (signed amounts with a leading
 //! `-`). That is lossless, readable by every Parquet reader and castable to Decimal/Int128 where the
@@ -26,6 +32,7 @@
 //! never for money paths. In `logs`, hashes, addresses, topics and data are raw `Binary` as in cryo;
 //! in derived tables hashes and addresses are `0x…` lowercase hex strings.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -109,6 +116,11 @@ pub struct DatasetMeta {
     /// Where the data came from: an RPC URL with credentials removed, or an imported file.
     pub source: String,
     pub pools: Vec<PoolInfo>,
+    /// Whether the dataset has a `transactions` table (ingested from a node with receipts).
+    /// `None` in imported datasets and in those written before it was recorded: then the table
+    /// is optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transactions: Option<bool>,
 }
 
 fn hex_str(b: &[u8]) -> String {
@@ -244,19 +256,37 @@ pub fn transactions_schema() -> SchemaRef {
     ]))
 }
 
-fn block_u32(n: u64) -> u32 {
-    u32::try_from(n).expect("block numbers beyond u32 are rejected at the ingestion boundary")
+/// `v` as the u32 the dataset stores it in; `at` says where, for the error.
+fn u32_at(v: u64, field: &'static str, at: impl FnOnce() -> String) -> Result<u32> {
+    u32::try_from(v).map_err(|_| DataError::OutOfRange {
+        at: at(),
+        field,
+        value: v,
+        ty: "u32",
+    })
 }
 
-fn u32_of(n: u64) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
+/// Whether a log's block number and indices fit the dataset's u32 columns: the first field that
+/// does not, with its value.
+pub fn log_fits(l: &RawLog) -> std::result::Result<(), (&'static str, u64)> {
+    for (field, v) in [
+        ("block_number", l.block_number),
+        ("transaction_index", l.transaction_index),
+        ("log_index", l.log_index),
+    ] {
+        if u32::try_from(v).is_err() {
+            return Err((field, v));
+        }
+    }
+    Ok(())
 }
 
 fn batch(schema: SchemaRef, cols: Vec<ArrayRef>) -> RecordBatch {
     RecordBatch::try_new(schema, cols).expect("column builders match their schema")
 }
 
-pub fn logs_batch(logs: &[RawLog]) -> RecordBatch {
+/// The `logs` rows of `logs`. A block number or index beyond u32 is an error naming the log.
+pub fn logs_batch(logs: &[RawLog]) -> Result<RecordBatch> {
     let n = logs.len();
     let mut bn = UInt32Builder::with_capacity(n);
     let mut bh = BinaryBuilder::with_capacity(n, n * 32);
@@ -270,17 +300,18 @@ pub fn logs_batch(logs: &[RawLog]) -> RecordBatch {
     let mut nd = UInt32Builder::with_capacity(n);
     let mut ci = UInt64Builder::with_capacity(n);
     for l in logs {
-        bn.append_value(block_u32(l.block_number));
+        let at = || format!("log at {}", l.location());
+        bn.append_value(u32_at(l.block_number, "block_number", at)?);
         bh.append_option(l.block_hash.as_ref().map(|h| h.as_slice()));
-        ti.append_value(u32_of(l.transaction_index));
-        li.append_value(u32_of(l.log_index));
+        ti.append_value(u32_at(l.transaction_index, "transaction_index", at)?);
+        li.append_value(u32_at(l.log_index, "log_index", at)?);
         th.append_value(l.transaction_hash.as_slice());
         ad.append_value(l.address.as_slice());
         for (i, b) in tp.iter_mut().enumerate() {
             b.append_option(l.topics.get(i).map(|t| t.as_slice()));
         }
         da.append_value(&l.data[..]);
-        nd.append_value(u32_of(l.data.len() as u64));
+        nd.append_value(u32_at(l.data.len() as u64, "n_data_bytes", at)?);
         ci.append_value(l.chain_id);
     }
     let [t0, t1, t2, t3] = tp;
@@ -298,10 +329,10 @@ pub fn logs_batch(logs: &[RawLog]) -> RecordBatch {
     cols.push(Arc::new(da.finish()));
     cols.push(Arc::new(nd.finish()));
     cols.push(Arc::new(ci.finish()));
-    batch(logs_schema(), cols)
+    Ok(batch(logs_schema(), cols))
 }
 
-pub fn blocks_batch(blocks: &[BlockRow]) -> RecordBatch {
+pub fn blocks_batch(blocks: &[BlockRow]) -> Result<RecordBatch> {
     let n = blocks.len();
     let mut num = UInt32Builder::with_capacity(n);
     let mut h = BinaryBuilder::with_capacity(n, n * 32);
@@ -312,7 +343,9 @@ pub fn blocks_batch(blocks: &[BlockRow]) -> RecordBatch {
     let mut gl = UInt64Builder::with_capacity(n);
     let mut ci = UInt64Builder::with_capacity(n);
     for b in blocks {
-        num.append_value(block_u32(b.number));
+        num.append_value(u32_at(b.number, "block_number", || {
+            format!("block {}", b.number)
+        })?);
         h.append_option(b.hash.as_ref().map(|x| x.as_slice()));
         p.append_option(b.parent_hash.as_ref().map(|x| x.as_slice()));
         ts.append_value(b.timestamp);
@@ -321,7 +354,7 @@ pub fn blocks_batch(blocks: &[BlockRow]) -> RecordBatch {
         gl.append_option(b.gas_limit);
         ci.append_value(b.chain_id);
     }
-    batch(
+    Ok(batch(
         blocks_schema(),
         vec![
             Arc::new(num.finish()),
@@ -333,7 +366,7 @@ pub fn blocks_batch(blocks: &[BlockRow]) -> RecordBatch {
             Arc::new(gl.finish()),
             Arc::new(ci.finish()),
         ],
-    )
+    ))
 }
 
 struct PrefixBuilders {
@@ -361,15 +394,24 @@ impl PrefixBuilders {
         }
     }
 
-    fn push(&mut self, k: &EventKey) {
+    fn push(&mut self, k: &EventKey) -> Result<()> {
+        let at = || {
+            format!(
+                "event at block {} tx {} log index {}",
+                k.block_number, k.transaction_hash, k.log_index
+            )
+        };
         self.ci.append_value(k.chain_id);
-        self.bn.append_value(block_u32(k.block_number));
+        self.bn
+            .append_value(u32_at(k.block_number, "block_number", at)?);
         self.ts.append_option(k.block_timestamp);
         self.th.append_value(hex_str(k.transaction_hash.as_slice()));
-        self.ti.append_value(u32_of(k.transaction_index));
-        self.li.append_value(u32_of(k.log_index));
+        self.ti
+            .append_value(u32_at(k.transaction_index, "transaction_index", at)?);
+        self.li.append_value(u32_at(k.log_index, "log_index", at)?);
         self.pool.append_value(hex_str(k.pool.as_slice()));
         self.proto.append_value(&k.protocol);
+        Ok(())
     }
 
     fn finish(mut self) -> Vec<ArrayRef> {
@@ -386,7 +428,7 @@ impl PrefixBuilders {
     }
 }
 
-pub fn swaps_batch(rows: &[SwapRow]) -> RecordBatch {
+pub fn swaps_batch(rows: &[SwapRow]) -> Result<RecordBatch> {
     let n = rows.len();
     let mut pre = PrefixBuilders::new(n);
     let mut s: [StringBuilder; 9] =
@@ -394,7 +436,7 @@ pub fn swaps_batch(rows: &[SwapRow]) -> RecordBatch {
     let mut tick = Int32Builder::with_capacity(n);
     let mut f: [Float64Builder; 3] = std::array::from_fn(|_| Float64Builder::with_capacity(n));
     for r in rows {
-        pre.push(&r.key);
+        pre.push(&r.key)?;
         s[0].append_value(&r.amount0);
         s[1].append_value(&r.amount1);
         s[2].append_option(r.sqrt_price_x96.as_deref());
@@ -420,10 +462,10 @@ pub fn swaps_batch(rows: &[SwapRow]) -> RecordBatch {
     for mut b in f {
         cols.push(Arc::new(b.finish()));
     }
-    batch(swaps_schema(), cols)
+    Ok(batch(swaps_schema(), cols))
 }
 
-pub fn liquidity_events_batch(rows: &[LiquidityEventRow]) -> RecordBatch {
+pub fn liquidity_events_batch(rows: &[LiquidityEventRow]) -> Result<RecordBatch> {
     let n = rows.len();
     let mut pre = PrefixBuilders::new(n);
     let mut kind = StringBuilder::with_capacity(n, n * 8);
@@ -434,7 +476,7 @@ pub fn liquidity_events_batch(rows: &[LiquidityEventRow]) -> RecordBatch {
         std::array::from_fn(|_| StringBuilder::with_capacity(n, n * 24));
     let mut tick = Int32Builder::with_capacity(n);
     for r in rows {
-        pre.push(&r.key);
+        pre.push(&r.key)?;
         kind.append_value(r.kind);
         owner.append_option(r.owner.map(|a| hex_str(a.as_slice())));
         tl.append_option(r.tick_lower);
@@ -454,7 +496,7 @@ pub fn liquidity_events_batch(rows: &[LiquidityEventRow]) -> RecordBatch {
         cols.push(Arc::new(b.finish()));
     }
     cols.push(Arc::new(tick.finish()));
-    batch(liquidity_events_schema(), cols)
+    Ok(batch(liquidity_events_schema(), cols))
 }
 
 pub fn pools_batch(pools: &[PoolInfo], chain_id: u64) -> RecordBatch {
@@ -499,7 +541,7 @@ pub fn pools_batch(pools: &[PoolInfo], chain_id: u64) -> RecordBatch {
     batch(pools_schema(), cols)
 }
 
-pub fn transactions_batch(rows: &[TxRow]) -> RecordBatch {
+pub fn transactions_batch(rows: &[TxRow]) -> Result<RecordBatch> {
     let n = rows.len();
     let mut ci = UInt64Builder::with_capacity(n);
     let mut bn = UInt32Builder::with_capacity(n);
@@ -515,9 +557,15 @@ pub fn transactions_batch(rows: &[TxRow]) -> RecordBatch {
     // l1_base_fee_scalar, l1_blob_base_fee_scalar, operator_fee_scalar, operator_fee_constant
     let mut u: [UInt64Builder; 4] = std::array::from_fn(|_| UInt64Builder::with_capacity(n));
     for r in rows {
+        let at = || {
+            format!(
+                "transaction {} in block {}",
+                r.transaction_hash, r.block_number
+            )
+        };
         ci.append_value(r.chain_id);
-        bn.append_value(block_u32(r.block_number));
-        ti.append_value(u32_of(r.transaction_index));
+        bn.append_value(u32_at(r.block_number, "block_number", at)?);
+        ti.append_value(u32_at(r.transaction_index, "transaction_index", at)?);
         th.append_value(hex_str(r.transaction_hash.as_slice()));
         from.append_value(hex_str(r.from.as_slice()));
         to.append_option(r.to.map(|a| hex_str(a.as_slice())));
@@ -544,7 +592,7 @@ pub fn transactions_batch(rows: &[TxRow]) -> RecordBatch {
     }
     let [mut egp, mut pf, mut l1f, mut l1gu, mut l1gp, mut l1bbf] = w;
     let [mut l1bfs, mut l1bbfs, mut ofs, mut ofc] = u;
-    batch(
+    Ok(batch(
         transactions_schema(),
         vec![
             Arc::new(ci.finish()),
@@ -566,7 +614,7 @@ pub fn transactions_batch(rows: &[TxRow]) -> RecordBatch {
             Arc::new(ofs.finish()),
             Arc::new(ofc.finish()),
         ],
-    )
+    ))
 }
 
 /// Writes `batch` to `path` through `path.tmp` and a rename.
@@ -856,6 +904,23 @@ pub fn read_blocks_file(path: &Path) -> Result<Vec<BlockRow>> {
     Ok(out)
 }
 
+/// The first chunk of `tables` that does not read whole, as the error that names it: for
+/// readers (Polars) whose own errors do not say which file failed.
+pub fn first_unreadable(root: &Path, tables: &[&str]) -> Option<DataError> {
+    for t in tables {
+        let chunks = match list_chunks(root, t) {
+            Ok(c) => c,
+            Err(e) => return Some(e),
+        };
+        for (_, _, p) in chunks {
+            if let Err(e) = read_parquet(&p) {
+                return Some(e);
+            }
+        }
+    }
+    None
+}
+
 /// All rows of a chunked table, in file order.
 pub fn read_table(root: &Path, table: &str) -> Result<Vec<RecordBatch>> {
     let mut out = Vec::new();
@@ -1017,8 +1082,295 @@ pub fn write_meta(root: &Path, meta: &DatasetMeta) -> Result<()> {
     )
 }
 
+/// Opens a dataset: reads `dataset.json` and runs the self-check ([`check`]). Every command that
+/// reads a dataset (verify, features, backtest, evolve, train through features) comes through
+/// here, so none of them runs on a dataset with a missing table or a damaged file; the error
+/// lists each problem with its file.
 pub fn read_meta(root: &Path) -> Result<DatasetMeta> {
+    let meta = read_meta_unchecked(root)?;
+    let problems = check(root, &meta);
+    if !problems.is_empty() {
+        return Err(DataError::Damaged {
+            path: root.to_path_buf(),
+            problems,
+        });
+    }
+    Ok(meta)
+}
+
+/// `dataset.json` alone, without the self-check: for `inspect`, which reports the problems
+/// instead of refusing the dataset.
+pub fn read_meta_unchecked(root: &Path) -> Result<DatasetMeta> {
     read_json(&root.join("dataset.json"))
+}
+
+/// One thing wrong with a dataset on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// `logs`, `blocks`, `swaps`, `liquidity_events`, `transactions` or `pools`.
+    pub table: String,
+    /// The folder or file that is missing or damaged.
+    pub path: PathBuf,
+    /// True when `path` does not exist.
+    pub missing: bool,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn missing(table: &str, path: PathBuf, message: impl Into<String>) -> Self {
+        Self {
+            table: table.into(),
+            path,
+            missing: true,
+            message: message.into(),
+        }
+    }
+
+    pub fn damaged(table: &str, path: PathBuf, message: impl Into<String>) -> Self {
+        Self {
+            table: table.into(),
+            path,
+            missing: false,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = if self.missing { "missing" } else { "damaged" };
+        write!(f, "{}: {state} ({})", self.table, self.path.display())?;
+        if !self.message.is_empty() {
+            write!(f, ": {}", self.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// `(first block, last block, file)` of one chunk file, as [`list_chunks`] gives it.
+type Chunk = (u64, u64, PathBuf);
+
+/// Columns a file of each table must have to be read as one.
+fn required_columns(table: &str) -> Vec<String> {
+    let names = |s: SchemaRef| s.fields().iter().map(|f| f.name().clone()).collect();
+    match table {
+        // What `read_logs_file` needs (the other columns are optional in cryo's layout).
+        LOGS => [
+            "block_number",
+            "transaction_index",
+            "log_index",
+            "transaction_hash",
+            "address",
+            "data",
+        ]
+        .map(String::from)
+        .to_vec(),
+        BLOCKS => names(blocks_schema()),
+        SWAPS => names(swaps_schema()),
+        LIQUIDITY_EVENTS => names(liquidity_events_schema()),
+        TRANSACTIONS => names(transactions_schema()),
+        _ => names(pools_schema()),
+    }
+}
+
+/// Opens a Parquet file of `table` by its footer, checks its columns, and reads one column
+/// (`block_number`, or nothing when `column` is `None`). Returns the row count and the column.
+fn probe(
+    table: &str,
+    path: &Path,
+    column: Option<&str>,
+) -> std::result::Result<(usize, Vec<u64>), String> {
+    let file = fs::File::open(path).map_err(|e| e.to_string())?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| format!("not a readable Parquet file: {e}"))?;
+    let schema = builder.schema().clone();
+    for c in required_columns(table) {
+        if schema.field_with_name(&c).is_err() {
+            return Err(format!("no column `{c}`: not a {table} file"));
+        }
+    }
+    let rows = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
+    let Some(column) = column else {
+        return Ok((rows, Vec::new()));
+    };
+    let mask = parquet::arrow::ProjectionMask::columns(builder.parquet_schema(), [column]);
+    let reader = builder
+        .with_projection(mask)
+        .build()
+        .map_err(|e| format!("unreadable: {e}"))?;
+    let mut out = Vec::with_capacity(rows);
+    for b in reader {
+        let b = b.map_err(|e| format!("unreadable: {e}"))?;
+        let a = col(path, &b, column).map_err(|e| e.to_string())?;
+        for (i, v) in int_values(path, column, a)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .enumerate()
+        {
+            out.push(v.ok_or_else(|| format!("row {}: `{column}` is null", out.len() + i))?);
+        }
+    }
+    Ok((rows, out))
+}
+
+/// The self-check of a dataset, without reading it whole: what is missing or damaged, each with
+/// its file. Empty when the dataset can be used.
+///
+/// - the pool metadata in `dataset.json` is usable ([`crate::manifest::validate_pools`]) and
+///   `pools.parquet` holds it;
+/// - `logs`, `blocks`, `swaps` and `liquidity_events` have a file for every block range any
+///   table has (and `transactions` too where the dataset records one), and ranges do not overlap;
+/// - every file opens by its footer, has its table's columns, and its `block_number` column (the
+///   one column read) lies within the range its name gives;
+/// - every block with a log has a header row, in datasets from a node and in imports with a
+///   timestamps file (an import without one has no headers at all).
+///
+/// A dataset with no chunk in any table (an empty import) passes. Data pages beyond the one
+/// column are not decoded here; a damaged page elsewhere is reported, with its file, by the
+/// reader that meets it.
+pub fn check(root: &Path, meta: &DatasetMeta) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if let Err(m) = crate::manifest::validate_pools(&meta.pools) {
+        problems.push(Problem::damaged("pools", root.join("dataset.json"), m));
+    }
+    let pools_file = root.join("pools.parquet");
+    match probe("pools", &pools_file, None) {
+        Ok((rows, _)) if rows != meta.pools.len() => problems.push(Problem::damaged(
+            "pools",
+            pools_file,
+            format!(
+                "{rows} row(s) for the {} pool(s) of dataset.json",
+                meta.pools.len()
+            ),
+        )),
+        Ok(_) => {}
+        Err(_) if !pools_file.exists() => problems.push(Problem::missing("pools", pools_file, "")),
+        Err(m) => problems.push(Problem::damaged("pools", pools_file, m)),
+    }
+    // Each table's chunks; `None` when its folder does not exist.
+    let mut tables: Vec<(&str, Option<Vec<Chunk>>)> = Vec::new();
+    for t in CHUNK_TABLES {
+        if !root.join(t).exists() {
+            tables.push((t, None));
+            continue;
+        }
+        match list_chunks(root, t) {
+            Ok(c) => tables.push((t, Some(c))),
+            Err(e) => {
+                problems.push(Problem::damaged(t, root.join(t), e.to_string()));
+                tables.push((t, Some(Vec::new())));
+            }
+        }
+    }
+    let ranges: std::collections::BTreeSet<(u64, u64)> = tables
+        .iter()
+        .flat_map(|(_, c)| c.iter().flatten().map(|c| (c.0, c.1)))
+        .collect();
+    if ranges.is_empty() {
+        return problems;
+    }
+    let mut prev: Option<(u64, u64)> = None;
+    for &(f, l) in &ranges {
+        if let Some((pf, pl)) = prev
+            && f <= pl
+        {
+            let with = tables
+                .iter()
+                .flat_map(|(_, c)| c.iter().flatten())
+                .find(|c| (c.0, c.1) == (f, l))
+                .map_or_else(|| root.to_path_buf(), |c| c.2.clone());
+            problems.push(Problem::damaged(
+                "chunks",
+                with,
+                format!("blocks {f}..={l} overlap another chunk's {pf}..={pl}"),
+            ));
+        }
+        if f > l {
+            problems.push(Problem::damaged(
+                "chunks",
+                root.to_path_buf(),
+                format!("a chunk is named for blocks {f}..={l}"),
+            ));
+        }
+        prev = Some((f, l));
+    }
+    let transactions_required = meta.transactions == Some(true)
+        || tables
+            .iter()
+            .any(|(t, c)| *t == TRANSACTIONS && c.as_ref().is_some_and(|c| !c.is_empty()));
+    // Blocks with logs, and blocks with headers, per range (of the files that could be read).
+    let mut log_blocks: BTreeMap<(u64, u64), Vec<u64>> = BTreeMap::new();
+    let mut headers: BTreeMap<(u64, u64), Vec<u64>> = BTreeMap::new();
+    for (t, chunks) in &tables {
+        if *t == TRANSACTIONS && !transactions_required {
+            continue;
+        }
+        let Some(chunks) = chunks else {
+            problems.push(Problem::missing(t, root.join(t), ""));
+            continue;
+        };
+        for &(f, l) in &ranges {
+            if !chunks.iter().any(|c| (c.0, c.1) == (f, l)) {
+                problems.push(Problem::missing(
+                    t,
+                    chunk_path(root, t, f, l),
+                    format!("other tables have blocks {f}..={l}"),
+                ));
+            }
+        }
+        for (f, l, p) in chunks {
+            match probe(t, p, Some("block_number")) {
+                Err(m) => problems.push(Problem::damaged(t, p.clone(), m)),
+                Ok((_, blocks)) => {
+                    let (lo, hi) = (blocks.iter().min(), blocks.iter().max());
+                    if let (Some(&lo), Some(&hi)) = (lo, hi)
+                        && (lo < *f || hi > *l)
+                    {
+                        problems.push(Problem::damaged(
+                            t,
+                            p.clone(),
+                            format!(
+                                "rows of blocks {lo}..={hi}, outside the file's range {f}..={l}"
+                            ),
+                        ));
+                        continue;
+                    }
+                    match *t {
+                        LOGS => {
+                            log_blocks.insert((*f, *l), blocks);
+                        }
+                        BLOCKS => {
+                            headers.insert((*f, *l), blocks);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    let any_headers = headers.values().any(|h| !h.is_empty());
+    if any_headers || meta.source.contains("://") {
+        for (range, blocks) in &log_blocks {
+            let Some(h) = headers.get(range) else {
+                continue;
+            };
+            let h: std::collections::HashSet<u64> = h.iter().copied().collect();
+            let mut lacking: Vec<u64> = blocks.iter().copied().filter(|b| !h.contains(b)).collect();
+            lacking.sort_unstable();
+            lacking.dedup();
+            if let Some(first) = lacking.first() {
+                problems.push(Problem::damaged(
+                    BLOCKS,
+                    chunk_path(root, BLOCKS, range.0, range.1),
+                    format!(
+                        "no header for block {first} ({} block(s) with logs in this range have none)",
+                        lacking.len()
+                    ),
+                ));
+            }
+        }
+    }
+    problems
 }
 
 pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
@@ -1125,9 +1477,234 @@ pub fn content_hash(root: &Path) -> Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
+/// A small dataset on disk for tests across the crate.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+    use crate::types::{Protocol, TokenInfo};
+    use alloy::primitives::U256;
+    use alloy::sol_types::SolEvent;
+
+    pub(crate) fn pool() -> PoolInfo {
+        let token = |a: u8, symbol: &str, decimals| TokenInfo {
+            address: Address::repeat_byte(a),
+            symbol: symbol.into(),
+            decimals,
+        };
+        PoolInfo {
+            address: Address::repeat_byte(0x88),
+            protocol: Protocol::UniswapV3,
+            dex: "uniswap-v3".into(),
+            token0: token(1, "USDC", 6),
+            token1: token(2, "WETH", 18),
+            fee: 500,
+            tick_spacing: Some(10),
+            stable: None,
+        }
+    }
+
+    pub(crate) fn swap_log(block: u64, log_index: u64) -> RawLog {
+        let w = |v: U256| B256::from(v.to_be_bytes::<32>());
+        let i = |v: i64| {
+            B256::from(
+                alloy::primitives::I256::try_from(v)
+                    .unwrap()
+                    .to_be_bytes::<32>(),
+            )
+        };
+        let words = [
+            i(1000),
+            i(-990),
+            w(U256::from(1) << 96),
+            w(U256::from(10u64.pow(18))),
+            i(0),
+        ];
+        RawLog {
+            block_number: block,
+            block_hash: None,
+            transaction_index: 0,
+            log_index,
+            transaction_hash: B256::repeat_byte(block as u8),
+            address: pool().address,
+            topics: vec![
+                crate::decode::univ3::Swap::SIGNATURE_HASH,
+                Address::repeat_byte(3).into_word(),
+                Address::repeat_byte(4).into_word(),
+            ],
+            data: Bytes::from(words.iter().flat_map(|w| w.0).collect::<Vec<u8>>()),
+            chain_id: 1,
+        }
+    }
+
+    pub(crate) fn header(number: u64) -> BlockRow {
+        BlockRow {
+            number,
+            hash: None,
+            parent_hash: None,
+            timestamp: 1_704_412_823 + number * 12,
+            base_fee_per_gas: None,
+            gas_used: None,
+            gas_limit: None,
+            chain_id: 1,
+        }
+    }
+
+    /// A two-chunk dataset with a swap in blocks 10, 11 and 150 and their headers.
+    pub(crate) fn fixture(root: &Path) {
+        let pools = vec![pool()];
+        write_meta(
+            root,
+            &DatasetMeta {
+                dexlab_version: "test".into(),
+                chain_id: 1,
+                source: "import:test".into(),
+                pools: pools.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let map = pools.iter().map(|p| (p.address, p.clone())).collect();
+        crate::derive::write_chunk(
+            root,
+            0,
+            99,
+            &[swap_log(10, 0), swap_log(11, 4)],
+            &[header(10), header(11)],
+            None,
+            &map,
+        )
+        .unwrap();
+        crate::derive::write_chunk(
+            root,
+            100,
+            199,
+            &[swap_log(150, 1)],
+            &[header(150)],
+            None,
+            &map,
+        )
+        .unwrap();
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::fixtures::*;
     use super::*;
+
+    #[test]
+    fn a_whole_dataset_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        fixture(dir.path());
+        let meta = read_meta(dir.path()).unwrap();
+        assert_eq!(meta.pools, vec![pool()]);
+    }
+
+    /// What a dataset needs to be opened: every table, every chunk readable and inside its block
+    /// range, a header for every block with an event, pool metadata that the math can use.
+    #[test]
+    fn a_dataset_missing_a_table_or_with_a_damaged_file_does_not_open() {
+        let garbage = |p: PathBuf| fs::write(p, b"not a parquet file").unwrap();
+        type Damage = Box<dyn Fn(&Path)>;
+        let cases: Vec<(&str, Damage, &str)> = vec![
+            (
+                "no blocks folder",
+                Box::new(|r| fs::remove_dir_all(r.join(BLOCKS)).unwrap()),
+                "blocks",
+            ),
+            (
+                "no swaps folder",
+                Box::new(|r| fs::remove_dir_all(r.join(SWAPS)).unwrap()),
+                "swaps",
+            ),
+            (
+                "no logs folder",
+                Box::new(|r| fs::remove_dir_all(r.join(LOGS)).unwrap()),
+                "logs",
+            ),
+            (
+                "corrupt swaps",
+                Box::new(move |r| garbage(chunk_path(r, SWAPS, 100, 199))),
+                "swaps_0000000100_0000000199.parquet",
+            ),
+            (
+                "corrupt liquidity_events",
+                Box::new(move |r| garbage(chunk_path(r, LIQUIDITY_EVENTS, 0, 99))),
+                "liquidity_events_0000000000_0000000099.parquet",
+            ),
+            (
+                "truncated logs",
+                Box::new(|r| {
+                    let p = chunk_path(r, LOGS, 0, 99);
+                    let bytes = fs::read(&p).unwrap();
+                    fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+                }),
+                "logs_0000000000_0000000099.parquet",
+            ),
+            (
+                "one swaps chunk missing",
+                Box::new(|r| fs::remove_file(chunk_path(r, SWAPS, 0, 99)).unwrap()),
+                "swaps_0000000000_0000000099.parquet",
+            ),
+            (
+                "a chunk whose rows lie outside its name's range",
+                Box::new(|r| {
+                    fs::rename(
+                        chunk_path(r, SWAPS, 100, 199),
+                        chunk_path(r, SWAPS, 200, 299),
+                    )
+                    .unwrap();
+                    fs::copy(chunk_path(r, SWAPS, 0, 99), chunk_path(r, SWAPS, 100, 199)).unwrap();
+                }),
+                "swaps_0000000100_0000000199.parquet",
+            ),
+            (
+                "a block with events but no header",
+                Box::new(|r| {
+                    write_parquet(
+                        &chunk_path(r, BLOCKS, 0, 99),
+                        &blocks_batch(&[header(10)]).unwrap(),
+                    )
+                    .unwrap()
+                }),
+                "block 11",
+            ),
+            (
+                "a swaps file in place of a blocks file",
+                Box::new(|r| {
+                    fs::copy(chunk_path(r, SWAPS, 0, 99), chunk_path(r, BLOCKS, 0, 99)).unwrap();
+                }),
+                "blocks_0000000000_0000000099.parquet",
+            ),
+            (
+                "corrupt pools.parquet",
+                Box::new(move |r| garbage(r.join("pools.parquet"))),
+                "pools.parquet",
+            ),
+            (
+                "tick spacing 0 in dataset.json",
+                Box::new(|r| {
+                    let p = r.join("dataset.json");
+                    let t = fs::read_to_string(&p).unwrap();
+                    fs::write(&p, t.replace("\"tick_spacing\": 10", "\"tick_spacing\": 0"))
+                        .unwrap();
+                }),
+                "tick_spacing",
+            ),
+        ];
+        for (what, damage, fragment) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            fixture(dir.path());
+            damage(dir.path());
+            match read_meta(dir.path()) {
+                Ok(_) => panic!("{what}: the dataset opened"),
+                Err(e) => {
+                    let m = e.to_string();
+                    assert!(m.contains(fragment), "{what}: {m}");
+                }
+            }
+        }
+    }
 
     fn row(block: u64, index: u64, op: bool) -> TxRow {
         TxRow {
@@ -1161,10 +1738,14 @@ mod tests {
         let a = vec![row(10, 0, true), row(10, 3, false), row(12, 2, true)];
         let b = vec![row(20, 1, false)];
         for (first, last, rows) in [(10, 19, &a), (20, 29, &b)] {
-            write_parquet(&chunk_path(root, LOGS, first, last), &logs_batch(&[])).unwrap();
+            write_parquet(
+                &chunk_path(root, LOGS, first, last),
+                &logs_batch(&[]).unwrap(),
+            )
+            .unwrap();
             write_parquet(
                 &chunk_path(root, TRANSACTIONS, first, last),
-                &transactions_batch(rows),
+                &transactions_batch(rows).unwrap(),
             )
             .unwrap();
         }
@@ -1178,7 +1759,7 @@ mod tests {
             Some("340282366920938463463374607431768211455")
         );
         // Logs over a block range the transactions table lacks: an error, not a partial answer.
-        write_parquet(&chunk_path(root, LOGS, 30, 39), &logs_batch(&[])).unwrap();
+        write_parquet(&chunk_path(root, LOGS, 30, 39), &logs_batch(&[]).unwrap()).unwrap();
         let e = read_all_transactions(root).unwrap_err().to_string();
         assert!(e.contains("without transactions"), "{e}");
     }

@@ -4,7 +4,9 @@
 //! known, only settles the two signatures that Uniswap V2 and Solidly (and Uniswap V3 and
 //! PancakeSwap V3) share. A log whose topic0 is not a DEX event is [`Event::Unknown`]; a log whose
 //! topic0 is known but whose topics or data do not fit the event is a [`DecodeError`] that says
-//! where it is.
+//! where it is and which field. "Fit" is strict: every field narrower than its 32-byte word must
+//! be a value of its Solidity type (no dropped high bytes), and V3 prices and ticks must lie in the
+//! domain of the pool's tick math, so no value is stored that the contract could not have emitted.
 
 use alloy::primitives::{Address, B256, I256, U256};
 use alloy::sol_types::SolEvent;
@@ -134,6 +136,112 @@ impl EventKind {
             EventKind::Unknown => return None,
         })
     }
+
+    /// Every field of the event narrower than its 32-byte word, where it sits and its Solidity
+    /// type. The ABI decoder masks such words without looking at the bytes it drops, so a word a
+    /// contract cannot have emitted would otherwise decode to a wrapped value (tick -1 for a word
+    /// that is not a sign-extended int24).
+    fn narrow_fields(self) -> &'static [(&'static str, Slot, Narrow)] {
+        use Narrow::*;
+        use Slot::*;
+        match self {
+            EventKind::V2Swap | EventKind::SolidlySwap => {
+                &[("sender", Topic(1), Addr), ("to", Topic(2), Addr)]
+            }
+            EventKind::V2Sync => &[
+                ("reserve0", Word(0), Uint(112)),
+                ("reserve1", Word(1), Uint(112)),
+            ],
+            EventKind::V2Mint | EventKind::SolidlyFees => &[("sender", Topic(1), Addr)],
+            EventKind::V2Burn | EventKind::SolidlyBurn => {
+                &[("sender", Topic(1), Addr), ("to", Topic(2), Addr)]
+            }
+            EventKind::V3Swap => &[
+                ("sender", Topic(1), Addr),
+                ("recipient", Topic(2), Addr),
+                ("sqrtPriceX96", Word(2), Uint(160)),
+                ("liquidity", Word(3), Uint(128)),
+                ("tick", Word(4), Int(24)),
+            ],
+            EventKind::PancakeSwap => &[
+                ("sender", Topic(1), Addr),
+                ("recipient", Topic(2), Addr),
+                ("sqrtPriceX96", Word(2), Uint(160)),
+                ("liquidity", Word(3), Uint(128)),
+                ("tick", Word(4), Int(24)),
+                ("protocolFeesToken0", Word(5), Uint(128)),
+                ("protocolFeesToken1", Word(6), Uint(128)),
+            ],
+            EventKind::V3Mint => &[
+                ("owner", Topic(1), Addr),
+                ("tickLower", Topic(2), Int(24)),
+                ("tickUpper", Topic(3), Int(24)),
+                ("sender", Word(0), Addr),
+                ("amount", Word(1), Uint(128)),
+            ],
+            EventKind::V3Burn => &[
+                ("owner", Topic(1), Addr),
+                ("tickLower", Topic(2), Int(24)),
+                ("tickUpper", Topic(3), Int(24)),
+                ("amount", Word(0), Uint(128)),
+            ],
+            EventKind::V3Collect => &[
+                ("owner", Topic(1), Addr),
+                ("tickLower", Topic(2), Int(24)),
+                ("tickUpper", Topic(3), Int(24)),
+                ("recipient", Word(0), Addr),
+                ("amount0", Word(1), Uint(128)),
+                ("amount1", Word(2), Uint(128)),
+            ],
+            EventKind::V3Initialize => &[
+                ("sqrtPriceX96", Word(0), Uint(160)),
+                ("tick", Word(1), Int(24)),
+            ],
+            EventKind::SolidlySync | EventKind::Unknown => &[],
+        }
+    }
+}
+
+/// Where a field of a log is: a topic, or a 32-byte word of the data.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Topic(usize),
+    Word(usize),
+}
+
+/// A Solidity type narrower than the 32-byte word that carries it.
+#[derive(Debug, Clone, Copy)]
+enum Narrow {
+    Addr,
+    Uint(usize),
+    Int(usize),
+}
+
+impl Narrow {
+    /// Whether `w` is the ABI encoding of a value of this type: zero (unsigned, address) or the
+    /// sign (signed) in every byte above the type's width.
+    fn holds(self, w: &[u8; 32]) -> bool {
+        let (bytes, signed) = match self {
+            Narrow::Addr => (20, false),
+            Narrow::Uint(bits) => (bits / 8, false),
+            Narrow::Int(bits) => (bits / 8, true),
+        };
+        let top = 32 - bytes;
+        let fill = if signed && w[top] & 0x80 != 0 {
+            0xff
+        } else {
+            0
+        };
+        w[..top].iter().all(|&b| b == fill)
+    }
+
+    fn name(self) -> String {
+        match self {
+            Narrow::Addr => "address".into(),
+            Narrow::Uint(bits) => format!("uint{bits}"),
+            Narrow::Int(bits) => format!("int{bits}"),
+        }
+    }
 }
 
 /// A decoded DEX event. Amounts are exact integers in the token's raw units.
@@ -236,8 +344,26 @@ pub fn decode_log(log: &RawLog) -> Result<(EventKind, Event), DecodeError> {
             log.data.len()
         )));
     }
-    let topics = log.topics.iter().copied();
     let data = &log.data[..];
+    for &(name, slot, ty) in kind.narrow_fields() {
+        let w: Option<&[u8; 32]> = match slot {
+            Slot::Topic(i) => log.topics.get(i).map(|t| &t.0),
+            Slot::Word(i) => data
+                .get(i * 32..(i + 1) * 32)
+                .and_then(|w| w.try_into().ok()),
+        };
+        let Some(w) = w else {
+            return Err(fail(format!("`{name}` is missing")));
+        };
+        if !ty.holds(w) {
+            return Err(fail(format!(
+                "`{name}` 0x{} is not a {}",
+                hex::encode(w),
+                ty.name()
+            )));
+        }
+    }
+    let topics = log.topics.iter().copied();
     let err = |e: alloy::sol_types::Error| fail(e.to_string());
     let ev = match kind {
         EventKind::V2Swap => {
@@ -259,10 +385,6 @@ pub fn decode_log(log: &RawLog) -> Result<(EventKind, Event), DecodeError> {
             }
         }
         EventKind::V2Sync => {
-            // Reserves are uint112: the ABI decoder does not check the 18 high bytes of each word.
-            if data[..18].iter().chain(&data[32..50]).any(|&b| b != 0) {
-                return Err(fail("reserve does not fit uint112".into()));
-            }
             let e = univ2::Sync::decode_raw_log(topics, data).map_err(err)?;
             Event::Sync {
                 reserve0: U256::from(e.reserve0),
@@ -367,7 +489,90 @@ pub fn decode_log(log: &RawLog) -> Result<(EventKind, Event), DecodeError> {
         }
         EventKind::Unknown => Event::Unknown,
     };
+    check_pool_values(&ev).map_err(fail)?;
     Ok((kind, ev))
+}
+
+/// Values of the right type that no Uniswap V3 pool can emit: a price outside the tick math's
+/// domain (zero would price the pool at 0 and its returns at -inf), a tick beyond ±887272, a
+/// position whose lower tick is not below its upper tick.
+fn check_pool_values(ev: &Event) -> Result<(), String> {
+    use dexlab_amm::tick_math::{MAX_SQRT_RATIO, MAX_TICK, MIN_SQRT_RATIO, MIN_TICK};
+    let tick = |name: &str, t: i32| {
+        if (MIN_TICK..=MAX_TICK).contains(&t) {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{name}` {t} is outside the V3 tick range {MIN_TICK}..={MAX_TICK}"
+            ))
+        }
+    };
+    let price = |p: U256| {
+        if (MIN_SQRT_RATIO..=MAX_SQRT_RATIO).contains(&p) {
+            Ok(())
+        } else {
+            Err(format!(
+                "`sqrtPriceX96` {p} is outside {MIN_SQRT_RATIO}..={MAX_SQRT_RATIO}"
+            ))
+        }
+    };
+    let range = |lower: i32, upper: i32| {
+        tick("tickLower", lower)?;
+        tick("tickUpper", upper)?;
+        if lower < upper {
+            Ok(())
+        } else {
+            Err(format!(
+                "`tickLower` {lower} is not below `tickUpper` {upper}"
+            ))
+        }
+    };
+    match *ev {
+        Event::V3Swap {
+            sqrt_price_x96,
+            tick: t,
+            ..
+        }
+        | Event::V3Initialize {
+            sqrt_price_x96,
+            tick: t,
+        } => {
+            price(sqrt_price_x96)?;
+            tick("tick", t)
+        }
+        Event::V3Mint {
+            tick_lower,
+            tick_upper,
+            ..
+        }
+        | Event::V3Burn {
+            tick_lower,
+            tick_upper,
+            ..
+        }
+        | Event::V3Collect {
+            tick_lower,
+            tick_upper,
+            ..
+        } => range(tick_lower, tick_upper),
+        _ => Ok(()),
+    }
+}
+
+/// Whether a pool of `protocol` can emit a log of `kind`: V2-style events (Uniswap V2 and
+/// Solidly, whose forks mix the two families' signatures) from V2 and Solidly pools, V3 events
+/// from V3 pools. A V2 `Swap` from a pool the metadata calls V3 would otherwise become a V3 swap
+/// row without a price.
+pub fn kind_fits_protocol(kind: EventKind, protocol: Protocol) -> bool {
+    use EventKind::*;
+    match kind {
+        V2Swap | V2Sync | V2Mint | V2Burn | SolidlySwap | SolidlySync | SolidlyBurn
+        | SolidlyFees => matches!(protocol, Protocol::UniswapV2 | Protocol::Solidly),
+        V3Swap => protocol == Protocol::UniswapV3,
+        PancakeSwap => protocol == Protocol::PancakeV3,
+        V3Mint | V3Burn | V3Collect | V3Initialize => protocol.is_v3(),
+        Unknown => true,
+    }
 }
 
 /// The protocol a log's own signature implies, where it is unambiguous.
@@ -445,6 +650,195 @@ mod tests {
         assert_eq!((k, ev), (EventKind::Unknown, Event::Unknown));
         let (k, _) = decode_log(&log(vec![], vec![])).unwrap();
         assert_eq!(k, EventKind::Unknown);
+    }
+
+    fn wu(v: U256) -> B256 {
+        B256::from(v.to_be_bytes::<32>())
+    }
+
+    fn wi(v: i64) -> B256 {
+        B256::from(I256::try_from(v).unwrap().to_be_bytes::<32>())
+    }
+
+    fn wa(byte: u8) -> B256 {
+        Address::repeat_byte(byte).into_word()
+    }
+
+    /// A well-formed log of each kind the decoder handles: (topics, data words).
+    fn valid(kind: EventKind) -> (Vec<B256>, Vec<B256>) {
+        let q96 = U256::from(1) << 96;
+        let amt = wu(U256::from(10u64.pow(18)));
+        match kind {
+            EventKind::V2Swap => (
+                vec![univ2::Swap::SIGNATURE_HASH, wa(1), wa(2)],
+                vec![amt, wu(U256::ZERO), wu(U256::ZERO), amt],
+            ),
+            EventKind::V2Sync => (vec![univ2::Sync::SIGNATURE_HASH], vec![amt, amt]),
+            EventKind::V2Mint => (vec![univ2::Mint::SIGNATURE_HASH, wa(1)], vec![amt, amt]),
+            EventKind::V2Burn => (
+                vec![univ2::Burn::SIGNATURE_HASH, wa(1), wa(2)],
+                vec![amt, amt],
+            ),
+            EventKind::V3Swap => (
+                vec![univ3::Swap::SIGNATURE_HASH, wa(1), wa(2)],
+                vec![wi(1000), wi(-990), wu(q96), amt, wi(-3)],
+            ),
+            EventKind::PancakeSwap => (
+                vec![pancakev3::Swap::SIGNATURE_HASH, wa(1), wa(2)],
+                vec![wi(1000), wi(-990), wu(q96), amt, wi(-3), amt, amt],
+            ),
+            EventKind::V3Mint => (
+                vec![univ3::Mint::SIGNATURE_HASH, wa(1), wi(-60), wi(60)],
+                vec![wa(3), amt, amt, amt],
+            ),
+            EventKind::V3Burn => (
+                vec![univ3::Burn::SIGNATURE_HASH, wa(1), wi(-60), wi(60)],
+                vec![amt, amt, amt],
+            ),
+            EventKind::V3Collect => (
+                vec![univ3::Collect::SIGNATURE_HASH, wa(1), wi(-60), wi(60)],
+                vec![wa(3), amt, amt],
+            ),
+            EventKind::V3Initialize => (
+                vec![univ3::Initialize::SIGNATURE_HASH],
+                vec![wu(q96), wi(0)],
+            ),
+            EventKind::SolidlySwap => (
+                vec![solidly::Swap::SIGNATURE_HASH, wa(1), wa(2)],
+                vec![amt, wu(U256::ZERO), wu(U256::ZERO), amt],
+            ),
+            EventKind::SolidlySync => (vec![solidly::Sync::SIGNATURE_HASH], vec![amt, amt]),
+            EventKind::SolidlyBurn => (
+                vec![solidly::Burn::SIGNATURE_HASH, wa(1), wa(2)],
+                vec![amt, amt],
+            ),
+            EventKind::SolidlyFees => (vec![solidly::Fees::SIGNATURE_HASH, wa(1)], vec![amt, amt]),
+            EventKind::Unknown => (vec![], vec![]),
+        }
+    }
+
+    fn words_log(topics: Vec<B256>, words: &[B256]) -> RawLog {
+        log(topics, words.iter().flat_map(|w| w.0).collect())
+    }
+
+    #[test]
+    fn every_valid_kind_decodes() {
+        for kind in [
+            EventKind::V2Swap,
+            EventKind::V2Sync,
+            EventKind::V2Mint,
+            EventKind::V2Burn,
+            EventKind::V3Swap,
+            EventKind::PancakeSwap,
+            EventKind::V3Mint,
+            EventKind::V3Burn,
+            EventKind::V3Collect,
+            EventKind::V3Initialize,
+            EventKind::SolidlySwap,
+            EventKind::SolidlySync,
+            EventKind::SolidlyBurn,
+            EventKind::SolidlyFees,
+        ] {
+            let (t, w) = valid(kind);
+            let (k, _) =
+                decode_log(&words_log(t, &w)).unwrap_or_else(|e| panic!("{}: {e}", kind.name()));
+            assert_eq!(k, kind);
+        }
+    }
+
+    /// Every field narrower than its 32-byte word, and every value the pool cannot hold, is a
+    /// malformed log naming the field, never a truncated or wrapped value.
+    #[test]
+    fn values_outside_their_type_are_malformed_naming_the_field() {
+        enum At {
+            Topic(usize),
+            Word(usize),
+        }
+        let high = |w: B256| {
+            let mut w = w;
+            w.0[0] = 0x01;
+            w
+        };
+        let q = |x: U256| wu(x);
+        let one = U256::from(1);
+        let mut not_int24 = [0u8; 32];
+        not_int24[29..].copy_from_slice(&[0xff, 0xff, 0xff]); // -1 without its sign extension
+        let not_int24 = B256::from(not_int24);
+        let mut positive_2_23 = [0u8; 32];
+        positive_2_23[29] = 0x80; // 2^23: int24's sign bit set, upper bytes zero
+        let positive_2_23 = B256::from(positive_2_23);
+        use EventKind::*;
+        let cases: Vec<(EventKind, At, B256, &str)> = vec![
+            (V2Swap, At::Topic(1), high(wa(1)), "sender"),
+            (V2Swap, At::Topic(2), high(wa(2)), "to"),
+            (V2Sync, At::Word(1), q(one << 112), "reserve1"),
+            (V2Sync, At::Word(0), q(one << 200), "reserve0"),
+            (V2Mint, At::Topic(1), high(wa(1)), "sender"),
+            (V2Burn, At::Topic(2), high(wa(2)), "to"),
+            (V3Swap, At::Topic(1), high(wa(1)), "sender"),
+            (V3Swap, At::Topic(2), high(wa(2)), "recipient"),
+            (V3Swap, At::Word(2), q(U256::ZERO), "sqrtPriceX96"),
+            (V3Swap, At::Word(2), q(one << 200), "sqrtPriceX96"),
+            (V3Swap, At::Word(2), q((one << 160) - one), "sqrtPriceX96"),
+            (
+                V3Swap,
+                At::Word(2),
+                q(U256::from(4295128738u64)),
+                "sqrtPriceX96",
+            ),
+            (V3Swap, At::Word(3), q(one << 128), "liquidity"),
+            (V3Swap, At::Word(4), not_int24, "tick"),
+            (V3Swap, At::Word(4), positive_2_23, "tick"),
+            (V3Swap, At::Word(4), wi(887_273), "tick"),
+            (PancakeSwap, At::Word(4), not_int24, "tick"),
+            (PancakeSwap, At::Word(2), q(U256::ZERO), "sqrtPriceX96"),
+            (PancakeSwap, At::Word(3), q(one << 128), "liquidity"),
+            (
+                PancakeSwap,
+                At::Word(5),
+                q(one << 128),
+                "protocolFeesToken0",
+            ),
+            (
+                PancakeSwap,
+                At::Word(6),
+                q(one << 255),
+                "protocolFeesToken1",
+            ),
+            (V3Mint, At::Topic(1), high(wa(1)), "owner"),
+            (V3Mint, At::Topic(2), not_int24, "tickLower"),
+            (V3Mint, At::Topic(3), positive_2_23, "tickUpper"),
+            (V3Mint, At::Topic(2), wi(60), "tickLower"),
+            (V3Mint, At::Topic(2), wi(-887_273), "tickLower"),
+            (V3Mint, At::Word(0), high(wa(3)), "sender"),
+            (V3Mint, At::Word(1), q(one << 128), "amount"),
+            (V3Burn, At::Topic(3), not_int24, "tickUpper"),
+            (V3Burn, At::Word(0), q(one << 128), "amount"),
+            (V3Collect, At::Topic(2), not_int24, "tickLower"),
+            (V3Collect, At::Word(0), high(wa(3)), "recipient"),
+            (V3Collect, At::Word(1), q(one << 128), "amount0"),
+            (V3Collect, At::Word(2), q(one << 128), "amount1"),
+            (V3Initialize, At::Word(0), q(U256::ZERO), "sqrtPriceX96"),
+            (V3Initialize, At::Word(1), not_int24, "tick"),
+            (SolidlySwap, At::Topic(2), high(wa(2)), "to"),
+            (SolidlyBurn, At::Topic(1), high(wa(1)), "sender"),
+            (SolidlyFees, At::Topic(1), high(wa(1)), "sender"),
+        ];
+        for (kind, at, word, field) in cases {
+            let (mut t, mut w) = valid(kind);
+            match at {
+                At::Topic(i) => t[i] = word,
+                At::Word(i) => w[i] = word,
+            }
+            match decode_log(&words_log(t, &w)) {
+                Ok(ev) => panic!("{} with a bad {field} decoded as {ev:?}", kind.name()),
+                Err(e) => {
+                    let m = e.to_string();
+                    assert!(m.contains(&format!("`{field}`")), "{}: {m}", kind.name());
+                    assert!(m.contains("log index 3"), "{m}");
+                }
+            }
+        }
     }
 
     #[test]

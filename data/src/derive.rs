@@ -9,15 +9,19 @@ use std::collections::{BTreeMap, HashMap};
 use alloy::primitives::{Address, B256, I256, U256};
 
 use crate::dataset::{EventKey, LiquidityEventRow, SwapRow};
-use crate::decode::{DecodeError, Event, EventKind, decode_log, protocol_of_kind};
-use crate::types::{PoolInfo, Protocol, RawLog};
+use crate::decode::{DecodeError, Event, EventKind, decode_log, kind_fits_protocol};
+use crate::types::{PoolInfo, RawLog};
 
 /// Counts of what a run decoded, by event kind name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DecodeStats {
     pub logs: u64,
     pub by_kind: BTreeMap<String, u64>,
+    /// Logs that gave no row: a topic0 that is no DEX event, or a pool without metadata.
     pub unknown: u64,
+    /// Of `unknown`, the logs of pools without metadata (kept in `logs` only).
+    #[serde(default)]
+    pub unknown_pool: u64,
     pub malformed: u64,
 }
 
@@ -25,6 +29,7 @@ impl DecodeStats {
     pub fn merge(&mut self, other: &DecodeStats) {
         self.logs += other.logs;
         self.unknown += other.unknown;
+        self.unknown_pool += other.unknown_pool;
         self.malformed += other.malformed;
         for (k, v) in &other.by_kind {
             *self.by_kind.entry(k.clone()).or_default() += v;
@@ -78,19 +83,35 @@ pub fn price_from_sqrt_x96(sqrt_price_x96: U256, dec0: u8, dec1: u8) -> f64 {
     s * s * pow10(dec0 as i32 - dec1 as i32)
 }
 
-/// Token1 per token0 in human units from reserves.
+/// Token1 per token0 in human units from reserves; `None` when either side is empty (no price).
 pub fn price_from_reserves(r0: U256, r1: U256, dec0: u8, dec1: u8) -> Option<f64> {
-    if r0.is_zero() {
+    if r0.is_zero() || r1.is_zero() {
         return None;
     }
     Some(f64::from(r1) / f64::from(r0) * pow10(dec0 as i32 - dec1 as i32))
 }
 
-fn signed(into: U256, out: U256) -> I256 {
-    I256::from_raw(into).wrapping_sub(I256::from_raw(out))
+/// The pool's net delta `into - out`, exactly; `None` when it does not fit an int256 (amounts
+/// no real pair emits: stored wrapped, they would flip sign).
+fn signed(into: U256, out: U256) -> Option<I256> {
+    if into >= out {
+        I256::try_from(into - out).ok()
+    } else {
+        let d = out - into;
+        if d == I256::MIN.unsigned_abs() {
+            Some(I256::MIN)
+        } else {
+            I256::try_from(d).ok().map(|v| -v)
+        }
+    }
 }
 
 /// Decodes `logs` (in chain order) into swap and liquidity rows.
+///
+/// Only logs of the pools in `pools` become rows: without a pool's protocol, tokens and decimals
+/// a swap would be a row with a guessed protocol and no price. Other logs are counted as unknown
+/// (`stats.unknown_pool`) and stay in the `logs` table, where a later import with the pool's
+/// metadata can decode them.
 pub fn derive(
     logs: &[RawLog],
     pools: &HashMap<Address, PoolInfo>,
@@ -101,6 +122,11 @@ pub fn derive(
     let mut syncs = SyncTracker::default();
     for log in logs {
         out.stats.logs += 1;
+        let Some(info) = pools.get(&log.address) else {
+            out.stats.unknown += 1;
+            out.stats.unknown_pool += 1;
+            continue;
+        };
         let (kind, ev) = match decode_log(log) {
             Ok(x) => x,
             Err(e) => {
@@ -114,17 +140,23 @@ pub fn derive(
             out.stats.unknown += 1;
             continue;
         }
+        if !kind_fits_protocol(kind, info.protocol) {
+            let e = DecodeError {
+                kind: kind.name(),
+                location: log.location(),
+                message: format!(
+                    "pool {:#x} is {} in the metadata and cannot emit this event",
+                    log.address, info.protocol
+                ),
+            };
+            tracing::warn!(%e, "skipping malformed log");
+            out.stats.malformed += 1;
+            out.malformed.push(e);
+            continue;
+        }
         *out.stats.by_kind.entry(kind.name().to_owned()).or_default() += 1;
-        let info = pools.get(&log.address);
-        let protocol = info
-            .map(|p| p.protocol)
-            .or_else(|| protocol_of_kind(kind))
-            .unwrap_or(if matches!(kind, EventKind::V2Mint) {
-                Protocol::UniswapV2
-            } else {
-                Protocol::UniswapV3
-            });
-        let (dec0, dec1) = info.map(|p| (p.token0.decimals, p.token1.decimals)).unzip();
+        let protocol = info.protocol;
+        let (dec0, dec1) = (Some(info.token0.decimals), Some(info.token1.decimals));
         let key = EventKey {
             chain_id: log.chain_id,
             block_number: log.block_number,
@@ -145,8 +177,20 @@ pub fn derive(
                 amount0_out,
                 amount1_out,
             } => {
-                let a0 = signed(amount0_in, amount0_out);
-                let a1 = signed(amount1_in, amount1_out);
+                let (Some(a0), Some(a1)) = (
+                    signed(amount0_in, amount0_out),
+                    signed(amount1_in, amount1_out),
+                ) else {
+                    let e = DecodeError {
+                        kind: kind.name(),
+                        location: log.location(),
+                        message: "the net amount in minus out does not fit an int256".into(),
+                    };
+                    tracing::warn!(%e, "skipping malformed log");
+                    out.stats.malformed += 1;
+                    out.malformed.push(e);
+                    continue;
+                };
                 let reserves = syncs.reserves_for(log);
                 let price = match (reserves, dec0, dec1) {
                     (Some((r0, r1)), Some(d0), Some(d1)) => price_from_reserves(r0, r1, d0, d1),
@@ -305,8 +349,22 @@ mod tests {
     #[test]
     fn signed_amounts_are_exact_at_the_extremes() {
         let max = U256::from(u128::MAX) << 100;
-        assert_eq!(signed(max, U256::ZERO).to_string(), max.to_string());
-        assert_eq!(signed(U256::ZERO, max).to_string(), format!("-{max}"));
+        assert_eq!(
+            signed(max, U256::ZERO).unwrap().to_string(),
+            max.to_string()
+        );
+        assert_eq!(
+            signed(U256::ZERO, max).unwrap().to_string(),
+            format!("-{max}")
+        );
+        let half = U256::from(1) << 255;
+        assert_eq!(signed(U256::ZERO, half), Some(I256::MIN));
+        assert_eq!(signed(half, U256::ZERO), None);
+        assert_eq!(signed(U256::MAX, U256::from(1)), None);
+        assert_eq!(
+            signed(U256::MAX, U256::MAX - U256::from(5)).unwrap(),
+            I256::try_from(5).unwrap()
+        );
     }
 }
 
@@ -337,23 +395,23 @@ pub fn write_chunk(
     use crate::dataset::*;
     let ts: HashMap<u64, u64> = blocks.iter().map(|b| (b.number, b.timestamp)).collect();
     let d = derive(logs, pools, &|n| ts.get(&n).copied());
-    write_parquet(&chunk_path(root, LOGS, first, last), &logs_batch(logs))?;
+    write_parquet(&chunk_path(root, LOGS, first, last), &logs_batch(logs)?)?;
     write_parquet(
         &chunk_path(root, BLOCKS, first, last),
-        &blocks_batch(blocks),
+        &blocks_batch(blocks)?,
     )?;
     write_parquet(
         &chunk_path(root, SWAPS, first, last),
-        &swaps_batch(&d.swaps),
+        &swaps_batch(&d.swaps)?,
     )?;
     write_parquet(
         &chunk_path(root, LIQUIDITY_EVENTS, first, last),
-        &liquidity_events_batch(&d.liquidity_events),
+        &liquidity_events_batch(&d.liquidity_events)?,
     )?;
     if let Some(txs) = txs {
         write_parquet(
             &chunk_path(root, TRANSACTIONS, first, last),
-            &transactions_batch(txs),
+            &transactions_batch(txs)?,
         )?;
     }
     Ok(ChunkSummary {

@@ -27,6 +27,9 @@ pub enum DataError {
         #[source]
         source: arrow::error::ArrowError,
     },
+    /// Something wrong with a whole input file (no one line to blame).
+    #[error("{path}: {message}")]
+    Input { path: PathBuf, message: String },
     #[error("{path}:{line}: {message}")]
     Parse {
         path: PathBuf,
@@ -64,6 +67,31 @@ pub enum DataError {
         "{path} already holds {what}: pass --force to replace it (atomically), or choose another output folder"
     )]
     OutputExists { path: PathBuf, what: String },
+    /// A value the dataset cannot store in its column's type (block numbers, transaction and log
+    /// indices are u32): refused, never truncated or saturated.
+    #[error("{at}: `{field}` {value} does not fit the dataset's {ty} column")]
+    OutOfRange {
+        at: String,
+        field: &'static str,
+        value: u64,
+        ty: &'static str,
+    },
+    /// The dataset's self-check found missing tables or damaged files (see
+    /// [`crate::dataset::check`]).
+    #[error("dataset {path} cannot be used: {}", list_problems(problems))]
+    Damaged {
+        path: PathBuf,
+        problems: Vec<crate::dataset::Problem>,
+    },
+}
+
+fn list_problems(problems: &[crate::dataset::Problem]) -> String {
+    let mut s = format!("{} problem(s)", problems.len());
+    for p in problems {
+        s.push_str("\n  ");
+        s.push_str(&p.to_string());
+    }
+    s
 }
 
 impl DataError {

@@ -668,7 +668,7 @@ pub fn raw_log(l: &Log, chain_id: u64) -> Result<RawLog> {
         attempts: 0,
         message: format!("log without {f} (pending logs are not ingested)"),
     };
-    Ok(RawLog {
+    let raw = RawLog {
         block_number: l.block_number.ok_or_else(|| missing("blockNumber"))?,
         block_hash: l.block_hash,
         transaction_index: l
@@ -682,7 +682,19 @@ pub fn raw_log(l: &Log, chain_id: u64) -> Result<RawLog> {
         topics: l.topics().to_vec(),
         data: l.data().data.clone(),
         chain_id,
-    })
+    };
+    // The dataset stores these as u32: a node answering more is refused, not saturated.
+    if let Err((field, v)) = dataset::log_fits(&raw) {
+        return Err(DataError::Rpc {
+            method: "eth_getLogs".into(),
+            attempts: 0,
+            message: format!(
+                "log at {}: `{field}` {v} does not fit the dataset's u32 column",
+                raw.location()
+            ),
+        });
+    }
+    Ok(raw)
 }
 
 /// The `transactions` rows of a chunk and what the receipts say about the chain.
@@ -861,6 +873,8 @@ pub async fn ingest(cfg: IngestConfig) -> Result<IngestReport> {
     if !cfg.pool_addresses.is_empty() {
         pools.extend(discover_pools(&provider, &cfg.pool_addresses).await?);
     }
+    crate::manifest::validate_pools(&pools)
+        .map_err(|m| DataError::Config(format!("pool metadata: {m}")))?;
     let mut pool_addrs: Vec<Address> = pools.iter().map(|p| p.address).collect();
     pool_addrs.sort();
     pool_addrs.dedup();
@@ -932,6 +946,7 @@ pub async fn ingest(cfg: IngestConfig) -> Result<IngestReport> {
             chain_id,
             source: redact(&cfg.rpc_url),
             pools,
+            transactions: Some(true),
         },
     )?;
 

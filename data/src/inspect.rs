@@ -1,11 +1,11 @@
 //! `dexlab data inspect`: what a dataset holds.
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::dataset::{self, SWAPS};
+use crate::dataset::{self, BLOCKS, LOGS, Problem, SWAPS, TRANSACTIONS};
 use crate::decode::EventKind;
 use crate::error::Result;
 
@@ -57,6 +57,9 @@ pub struct InspectReport {
     pub chunks: usize,
     /// `None` when the dataset has no transactions table (imported logs carry no receipts).
     pub transactions: Option<TransactionsSummary>,
+    /// What is missing or damaged ([`dataset::check`], plus any file that failed to read here).
+    /// Counts above leave those files out. Non-empty: other commands refuse the dataset.
+    pub problems: Vec<Problem>,
 }
 
 fn transactions_summary(rows: &[crate::types::TxRow]) -> TransactionsSummary {
@@ -79,10 +82,37 @@ fn transactions_summary(rows: &[crate::types::TxRow]) -> TransactionsSummary {
     }
 }
 
+/// Summarises a dataset, and says what is missing or damaged instead of failing on it: the
+/// summary covers the files that can be read.
 pub fn inspect(root: &Path) -> Result<InspectReport> {
-    let meta = dataset::read_meta(root)?;
-    let logs = dataset::read_all_logs(root)?;
-    let blocks = dataset::read_all_blocks(root)?;
+    let meta = dataset::read_meta_unchecked(root)?;
+    let mut problems = dataset::check(root, &meta);
+    let bad: HashSet<PathBuf> = problems.iter().map(|p| p.path.clone()).collect();
+    // The readable files of a table; a file that fails to read here joins the problems.
+    let read = |table: &str,
+                problems: &mut Vec<Problem>,
+                f: &mut dyn FnMut(&Path) -> Result<()>|
+     -> Result<()> {
+        for (_, _, p) in dataset::list_chunks(root, table)? {
+            if bad.contains(&p) {
+                continue;
+            }
+            if let Err(e) = f(&p) {
+                problems.push(Problem::damaged(table, p.clone(), e.to_string()));
+            }
+        }
+        Ok(())
+    };
+    let mut logs = Vec::new();
+    read(LOGS, &mut problems, &mut |p| {
+        logs.extend(dataset::read_logs_file(p, 0)?);
+        Ok(())
+    })?;
+    let mut blocks = Vec::new();
+    read(BLOCKS, &mut problems, &mut |p| {
+        blocks.extend(dataset::read_blocks_file(p)?);
+        Ok(())
+    })?;
     let mut events: BTreeMap<String, u64> = BTreeMap::new();
     for l in &logs {
         *events
@@ -90,11 +120,11 @@ pub fn inspect(root: &Path) -> Result<InspectReport> {
             .or_default() += 1;
     }
     let mut per_pool: BTreeMap<String, (String, u64, Option<f64>, Option<f64>)> = BTreeMap::new();
-    for (_, _, p) in dataset::list_chunks(root, SWAPS)? {
-        for b in dataset::read_parquet(&p)? {
-            let pools = dataset::string_column(&p, &b, "pool")?;
-            let protos = dataset::string_column(&p, &b, "protocol")?;
-            let prices = dataset::f64_column(&p, &b, "price_float")?;
+    read(SWAPS, &mut problems, &mut |p| {
+        for b in dataset::read_parquet(p)? {
+            let pools = dataset::string_column(p, &b, "pool")?;
+            let protos = dataset::string_column(p, &b, "protocol")?;
+            let prices = dataset::f64_column(p, &b, "price_float")?;
             for i in 0..b.num_rows() {
                 let e = per_pool
                     .entry(pools[i].clone().unwrap_or_default())
@@ -106,7 +136,23 @@ pub fn inspect(root: &Path) -> Result<InspectReport> {
                 }
             }
         }
-    }
+        Ok(())
+    })?;
+    let transactions = if problems.iter().any(|p| p.table == TRANSACTIONS) {
+        None
+    } else {
+        match dataset::read_all_transactions(root) {
+            Ok(t) => t.as_deref().map(transactions_summary),
+            Err(e) => {
+                problems.push(Problem::damaged(
+                    TRANSACTIONS,
+                    root.join(TRANSACTIONS),
+                    e.to_string(),
+                ));
+                None
+            }
+        }
+    };
     for p in &meta.pools {
         per_pool.entry(format!("{:#x}", p.address)).or_insert((
             p.protocol.to_string(),
@@ -162,9 +208,8 @@ pub fn inspect(root: &Path) -> Result<InspectReport> {
         events,
         pools,
         chunks: dataset::list_chunks(root, dataset::LOGS)?.len(),
-        transactions: dataset::read_all_transactions(root)?
-            .as_deref()
-            .map(transactions_summary),
+        transactions,
+        problems,
     })
 }
 
@@ -201,6 +246,16 @@ impl std::fmt::Display for InspectReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "source      {}", self.source)?;
         writeln!(f, "chain id    {}", self.chain_id)?;
+        if !self.problems.is_empty() {
+            writeln!(
+                f,
+                "problems    {}: backtest, verify and features refuse this dataset; the counts below leave these files out",
+                self.problems.len()
+            )?;
+            for p in &self.problems {
+                writeln!(f, "  {p}")?;
+            }
+        }
         match (self.first_block, self.last_block) {
             (Some(a), Some(b)) => writeln!(
                 f,
@@ -273,8 +328,44 @@ impl std::fmt::Display for InspectReport {
 
 #[cfg(test)]
 mod tests {
+    use crate::dataset::{self, fixtures::fixture};
+
     #[test]
     fn formats_utc() {
         assert_eq!(super::fmt_ts(1_704_412_823), "2024-01-05 00:00:23 UTC");
+    }
+
+    /// `inspect` says which table is missing or which file is damaged instead of `swaps 0`.
+    #[test]
+    fn inspect_reports_missing_tables_and_damaged_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fixture(root);
+        let r = super::inspect(root).unwrap();
+        let text = r.to_string();
+        assert!(
+            !text.contains("missing") && !text.contains("damaged"),
+            "{text}"
+        );
+        std::fs::remove_dir_all(root.join(dataset::SWAPS)).unwrap();
+        std::fs::write(
+            dataset::chunk_path(root, dataset::LIQUIDITY_EVENTS, 0, 99),
+            b"garbage",
+        )
+        .unwrap();
+        let r = super::inspect(root).unwrap();
+        let text = r.to_string();
+        let swaps = root.join(dataset::SWAPS).display().to_string();
+        assert!(
+            text.contains(&format!("swaps: missing ({swaps})")),
+            "{text}"
+        );
+        assert!(
+            text.contains("liquidity_events_0000000000_0000000099.parquet"),
+            "{text}"
+        );
+        assert!(text.contains("damaged"), "{text}");
+        // What is readable is still summarised.
+        assert_eq!(r.logs, 3, "{text}");
     }
 }

@@ -49,9 +49,8 @@ pub struct ChainManifest {
 impl ChainManifest {
     pub fn load(path: &Path) -> Result<Self> {
         let m: ChainManifest = crate::dataset::read_json(path)?;
-        m.validate().map_err(|message| DataError::Parse {
+        m.validate().map_err(|message| DataError::Input {
             path: path.into(),
-            line: 0,
             message,
         })?;
         Ok(m)
@@ -61,7 +60,7 @@ impl ChainManifest {
         crate::dataset::write_json_atomic(path, self)
     }
 
-    /// Checks what serde cannot: consistent pools.
+    /// Checks what serde cannot: consistent blocks and pools the AMM math can use.
     pub fn validate(&self) -> std::result::Result<(), String> {
         if self.first_block > self.last_block {
             return Err(format!(
@@ -69,24 +68,147 @@ impl ChainManifest {
                 self.first_block, self.last_block
             ));
         }
-        let mut seen = std::collections::HashSet::new();
-        for p in &self.pools {
-            if !seen.insert(p.address) {
-                return Err(format!("pool {} is listed twice", p.address));
-            }
-            if p.protocol.is_v3() && p.tick_spacing.is_none() {
-                return Err(format!(
-                    "pool {} is {} but has no tick_spacing",
-                    p.address, p.protocol
-                ));
-            }
-            if p.token0.address >= p.token1.address {
-                return Err(format!(
-                    "pool {}: token0 must sort before token1",
-                    p.address
-                ));
+        for t in &self.tokens {
+            check_decimals(t).map_err(|m| format!("token {:#x}: {m}", t.address))?;
+        }
+        validate_pools(&self.pools)
+    }
+}
+
+/// The most decimals a token can have for its amounts to fit a uint256 (10^77 < 2^256 < 10^78);
+/// more would also turn human-unit prices into infinities.
+pub const MAX_DECIMALS: u8 = 77;
+
+/// Uniswap V3's factory accepts LP fees below 1,000,000 pips (100 %); V2 and Solidly math
+/// subtracts the fee from 1,000,000.
+pub const MAX_FEE_PIPS: u32 = 999_999;
+
+/// Uniswap V3's factory accepts tick spacings in `(0, 16384)`.
+pub const MAX_TICK_SPACING: i32 = 16_383;
+
+fn check_decimals(t: &TokenInfo) -> std::result::Result<(), String> {
+    if t.decimals > MAX_DECIMALS {
+        return Err(format!(
+            "decimals {} is above {MAX_DECIMALS} (a uint256 amount cannot have more digits)",
+            t.decimals
+        ));
+    }
+    Ok(())
+}
+
+/// Checks pool metadata wherever it comes from (a manifest, `dataset.json`, an import's options,
+/// the chain): each pool once, tokens in the pools' order, and every number within what the
+/// contracts accept, so that the AMM math never meets a zero tick spacing or a fee above 100 %.
+/// The message names the pool and the field.
+pub fn validate_pools(pools: &[PoolInfo]) -> std::result::Result<(), String> {
+    let mut seen = std::collections::HashSet::new();
+    for p in pools {
+        let bad = |m: String| Err(format!("pool {:#x}: {m}", p.address));
+        if !seen.insert(p.address) {
+            return bad("is listed twice".into());
+        }
+        if p.token0.address >= p.token1.address {
+            return bad("token0 must sort before token1".into());
+        }
+        for t in [&p.token0, &p.token1] {
+            if let Err(m) = check_decimals(t) {
+                return bad(format!("token {:#x}: {m}", t.address));
             }
         }
-        Ok(())
+        if p.fee > MAX_FEE_PIPS {
+            return bad(format!("fee {} pips is not below 1000000 (100 %)", p.fee));
+        }
+        if p.protocol.is_v3() {
+            match p.tick_spacing {
+                None => return bad(format!("is {} but has no tick_spacing", p.protocol)),
+                Some(s) if !(1..=MAX_TICK_SPACING).contains(&s) => {
+                    return bad(format!(
+                        "tick_spacing {s} is outside 1..={MAX_TICK_SPACING}"
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MANIFEST: &str = r#"{
+  "chain_id": 1,
+  "first_block": 10,
+  "last_block": 20,
+  "pools": [
+    {
+      "address": "0x88e6a0c2ddd26feeb64f039a2c41296fcb3f5640",
+      "protocol": "uniswap_v3",
+      "dex": "uniswap-v3",
+      "token0": {"address": "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48", "symbol": "USDC", "decimals": 6},
+      "token1": {"address": "0xc02aaa39b223fe8d0a0e5c4f27ead9083c756cc2", "symbol": "WETH", "decimals": 18},
+      "fee": 500,
+      "tick_spacing": 10
+    }
+  ]
+}"#;
+
+    fn load(text: &str) -> Result<ChainManifest> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.json");
+        std::fs::write(&p, text).unwrap();
+        ChainManifest::load(&p)
+    }
+
+    #[test]
+    fn the_sample_manifest_loads() {
+        load(MANIFEST).unwrap();
+    }
+
+    /// Pool metadata the AMM math cannot use is refused when the manifest is loaded, naming the
+    /// file and the pool, instead of dividing by zero in a replay later.
+    #[test]
+    fn unusable_pool_metadata_is_refused_naming_file_and_pool() {
+        let cases = [
+            (
+                "\"tick_spacing\": 10",
+                "\"tick_spacing\": 0",
+                "tick_spacing",
+            ),
+            (
+                "\"tick_spacing\": 10",
+                "\"tick_spacing\": -10",
+                "tick_spacing",
+            ),
+            (
+                "\"tick_spacing\": 10",
+                "\"tick_spacing\": 16384",
+                "tick_spacing",
+            ),
+            ("\"fee\": 500", "\"fee\": 1000000", "fee"),
+            ("\"decimals\": 18", "\"decimals\": 78", "decimals"),
+            ("\"decimals\": 6", "\"decimals\": 255", "decimals"),
+            (
+                "\"symbol\": \"USDC\", \"decimals\": 6",
+                "\"symbol\": \"USDC\", \"decimals\": 6",
+                "",
+            ),
+        ];
+        for (from, to, field) in cases {
+            assert!(MANIFEST.contains(from), "{from}");
+            let text = MANIFEST.replace(from, to);
+            if field.is_empty() {
+                load(&text).unwrap();
+                continue;
+            }
+            let e = load(&text).expect_err(to).to_string();
+            assert!(e.contains("m.json"), "{e}");
+            assert!(
+                e.contains("0x88e6a0c2ddd26feeb64f039a2c41296fcb3f5640"),
+                "{e}"
+            );
+            assert!(e.contains(field), "{e}");
+        }
     }
 }

@@ -17,7 +17,7 @@ use dexlab_amm::v3::V3Pool;
 use dexlab_amm::{tick_math, v2};
 use serde::Serialize;
 
-use crate::decode::{Event, decode_log};
+use crate::decode::{Event, decode_log, kind_fits_protocol};
 use crate::derive::SyncTracker;
 use crate::types::{LogLocation, PoolInfo, Protocol, RawLog};
 
@@ -127,8 +127,14 @@ impl Replayer {
     /// Applies one log; returns the check of a swap, `None` for other events. Malformed logs are
     /// skipped (ingestion reports them).
     pub fn apply(&mut self, log: &RawLog) -> Option<SwapCheck> {
-        let (_, ev) = decode_log(log).ok()?;
+        let (kind, ev) = decode_log(log).ok()?;
         let info = self.infos.get(&log.address).cloned();
+        if info
+            .as_ref()
+            .is_some_and(|i| !kind_fits_protocol(kind, i.protocol))
+        {
+            return None;
+        }
         let check = |result| {
             Some(SwapCheck {
                 location: log.location(),
@@ -171,7 +177,10 @@ impl Replayer {
                 let (Some((p0, p1)), Some((q0, q1))) = (pre, post) else {
                     return check(Err(Mismatch::NoPriorState));
                 };
-                if p0 + amount0_in - amount0_out != q0 || p1 + amount1_in - amount1_out != q1 {
+                let after = |p: U256, i: U256, o: U256| p.checked_add(i)?.checked_sub(o);
+                if after(p0, amount0_in, amount0_out) != Some(q0)
+                    || after(p1, amount1_in, amount1_out) != Some(q1)
+                {
                     return check(Err(Mismatch::ReservesDiffer));
                 }
                 if info.protocol == Protocol::Solidly {

@@ -41,6 +41,15 @@ pub enum FeatureError {
     Empty(PathBuf),
     #[error("leakage: {0}")]
     Leakage(String),
+    /// A feature or label that is ±inf or NaN: written, it would train and backtest on garbage.
+    #[error(
+        "column `{column}` is {value} at block {block}: refusing to write non-finite features or labels (a zero or negative price in the dataset's swaps?)"
+    )]
+    NonFinite {
+        column: String,
+        block: i64,
+        value: f64,
+    },
 }
 
 pub type Result<T, E = FeatureError> = std::result::Result<T, E>;
@@ -128,6 +137,45 @@ pub fn load_inputs(root: &Path, cfg: &FeatureConfig) -> Result<pipeline::Inputs>
     })
 }
 
+/// A Polars error while reading the dataset's files, replaced by the error of the file that
+/// does not read (with its path) when there is one.
+fn name_unreadable_file(root: &Path, e: FeatureError) -> FeatureError {
+    match e {
+        FeatureError::Polars(p) => {
+            match dataset::first_unreadable(root, &[dataset::SWAPS, dataset::BLOCKS]) {
+                Some(d) => FeatureError::Data(d),
+                None => FeatureError::Polars(p),
+            }
+        }
+        other => other,
+    }
+}
+
+/// Refuses ±inf and NaN in any float column, naming the column and the first block.
+fn check_finite(df: &DataFrame) -> Result<()> {
+    let blocks = df.column("block_number")?.cast(&DataType::Int64)?;
+    let blocks = blocks.i64()?;
+    for c in df.columns() {
+        if !matches!(c.dtype(), DataType::Float32 | DataType::Float64) {
+            continue;
+        }
+        let f = c.cast(&DataType::Float64)?;
+        let bad = f
+            .f64()?
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| v.filter(|x| !x.is_finite()).map(|x| (i, x)));
+        if let Some((i, value)) = bad {
+            return Err(FeatureError::NonFinite {
+                column: c.name().to_string(),
+                block: blocks.get(i).unwrap_or(-1),
+                value,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// What a build produced.
 #[derive(Debug, Clone, Serialize)]
 pub struct BuildReport {
@@ -145,9 +193,14 @@ pub fn build(data: &Path, cfg: &FeatureConfig, out: &Path) -> Result<BuildReport
     let inputs = load_inputs(data, cfg)?;
     cfg.check_span(inputs.first_block, inputs.last_block)
         .map_err(|m| FeatureError::Config(format!("{m} (dataset {})", data.display())))?;
-    let mut df = pipeline::build_lazy(&inputs, cfg, None)?.collect()?;
-    let cuts = leakage::cut_points(&inputs)?;
-    leakage::check(&inputs, cfg, &cuts, None)?;
+    // Polars reads the swaps and blocks files itself and its errors do not say which file.
+    let named = |e: FeatureError| name_unreadable_file(data, e);
+    let mut df = pipeline::build_lazy(&inputs, cfg, None)
+        .and_then(|lf| lf.collect())
+        .map_err(|e| named(e.into()))?;
+    check_finite(&df)?;
+    let cuts = leakage::cut_points(&inputs).map_err(named)?;
+    leakage::check(&inputs, cfg, &cuts, None).map_err(named)?;
     fs::create_dir_all(out).map_err(|source| FeatureError::Io {
         path: out.into(),
         source,

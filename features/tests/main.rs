@@ -277,3 +277,85 @@ fn label_horizons_beyond_the_data_are_refused() {
     };
     build(&data, &cfg, &out).unwrap();
 }
+
+/// The first swaps chunk of the imported sample.
+fn swaps_file(data: &Path) -> PathBuf {
+    let chunks = dexlab_data::dataset::list_chunks(data, "swaps").unwrap();
+    chunks[0].2.clone()
+}
+
+/// A price of zero in the swaps (what a zero `sqrtPriceX96` used to give) would put -inf into the
+/// log returns and their labels: the build refuses, naming the column and the block.
+#[test]
+fn a_non_finite_feature_is_refused_naming_column_and_block() {
+    let (dir, data) = sample_dataset();
+    let p = swaps_file(&data);
+    let mut df = ParquetReader::new(std::fs::File::open(&p).unwrap())
+        .finish()
+        .unwrap();
+    let prices: Vec<Option<f64>> = df
+        .column("price_float")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, v)| if i == 10 { Some(0.0) } else { v })
+        .collect();
+    let block = df
+        .column("block_number")
+        .unwrap()
+        .cast(&DataType::Int64)
+        .unwrap()
+        .i64()
+        .unwrap()
+        .get(10)
+        .unwrap();
+    df.with_column(Column::new("price_float".into(), prices))
+        .unwrap();
+    ParquetWriter::new(std::fs::File::create(&p).unwrap())
+        .finish(&mut df)
+        .unwrap();
+    let e = build(
+        &data,
+        &FeatureConfig::default(),
+        &dir.path().join("features"),
+    )
+    .expect_err("a zero price")
+    .to_string();
+    assert!(e.contains("inf") && e.contains("column `"), "{e}");
+    assert!(e.contains(&format!("at block {block}")), "{e}");
+    assert!(!dir.path().join("features/features.parquet").exists());
+}
+
+/// A damaged swaps file is named by the error, whether its footer or one of its pages is broken
+/// (Polars' own error says neither which file nor which dataset).
+#[test]
+fn a_damaged_swaps_file_is_named() {
+    let (dir, data) = sample_dataset();
+    let p = swaps_file(&data);
+    let good = std::fs::read(&p).unwrap();
+    let page = {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let r = SerializedFileReader::new(std::fs::File::open(&p).unwrap()).unwrap();
+        let rg = r.metadata().row_group(0);
+        let i = (0..rg.num_columns())
+            .find(|&i| rg.column(i).column_path().string() == "price_float")
+            .unwrap();
+        rg.column(i).data_page_offset() as usize
+    };
+    // The footer: the file no longer ends with PAR1.
+    std::fs::write(&p, &good[..good.len() - 10]).unwrap();
+    let e = build(&data, &FeatureConfig::default(), &dir.path().join("f1"))
+        .expect_err("truncated swaps")
+        .to_string();
+    assert!(e.contains(&p.display().to_string()), "{e}");
+    // A page: the header of price_float's first data page overwritten, the footer intact.
+    let mut bad = good.clone();
+    bad[page..page + 16].fill(0xff);
+    std::fs::write(&p, &bad).unwrap();
+    let e = build(&data, &FeatureConfig::default(), &dir.path().join("f2"))
+        .expect_err("a damaged page")
+        .to_string();
+    assert!(e.contains(&p.display().to_string()), "{e}");
+}
