@@ -547,8 +547,10 @@ fn bad_input_ends_in_a_clear_error_and_loses_nothing() {
         if stderr.contains("panicked") {
             wrong.push("panicked".into());
         }
+        // Reports (inspect, verify) list problems on stdout, errors go to stderr.
+        let said = format!("{stderr}{}", String::from_utf8_lossy(&o.stdout));
         for s in case.says {
-            if !stderr.contains(s) {
+            if !said.contains(s) {
                 wrong.push(format!("does not say `{s}`"));
             }
         }
