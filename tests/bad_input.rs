@@ -140,6 +140,59 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
+/// The first log of `lines` whose first topic is `topic0`, as JSON.
+fn first_log(path: &Path, topic0: &str) -> serde_json::Value {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["topics"][0].as_str() == Some(topic0))
+        .expect("a log with that topic")
+}
+
+/// Uniswap V3 `Swap`.
+const V3_SWAP: &str = "0xc42079f94a6350d7e6235f29174924f928cc2ac818eb64fed8004e115fbcca67";
+
+/// A one-log file: the sample's first V3 swap with `edit` applied.
+fn one_swap(dir: &Path, edit: fn(&mut serde_json::Value)) -> PathBuf {
+    let mut log = first_log(&sample().join("logs.jsonl"), V3_SWAP);
+    edit(&mut log);
+    let p = dir.join("one.jsonl");
+    std::fs::write(&p, log.to_string()).unwrap();
+    p
+}
+
+/// Replaces 32-byte word `i` of a log's data.
+fn set_word(log: &mut serde_json::Value, i: usize, word: &str) {
+    let mut data = log["data"].as_str().unwrap().to_owned();
+    let at = 2 + 64 * i;
+    data.replace_range(at..at + 64, &format!("{word:0>64}"));
+    log["data"] = data.into();
+}
+
+fn evolve_with_config(dir: &Path, toml: &str) -> Command {
+    let cfg = dir.join("bad.toml");
+    std::fs::write(&cfg, toml).unwrap();
+    let mut c = bin();
+    c.args([
+        "evolve",
+        "--strategy",
+        "price-reversion",
+        "--quiet",
+        "--config",
+    ])
+    .arg(&cfg)
+    .arg("--data")
+    .arg(&base().dataset)
+    .arg("--out")
+    .arg(dir.join("e"))
+    .env(
+        "DATABASE_URL",
+        format!("sqlite://{}", dir.join("store.sqlite").display()),
+    );
+    c
+}
+
 /// One row of the table.
 struct Case {
     name: &'static str,
@@ -294,6 +347,124 @@ fn cases() -> Vec<Case> {
                 "--force",
             ],
             then: None,
+        },
+        // Case 2: values outside their on-chain type used to be stored wrong with "0 malformed".
+        Case {
+            name: "a logIndex beyond u32",
+            setup: |dir| {
+                let logs = one_swap(dir, |l| l["logIndex"] = "0x10000000000".into());
+                (import_cmd(&logs, &dir.join("ds")), None)
+            },
+            code: 1,
+            says: &["one.jsonl", "logIndex", "does not fit"],
+            then: None,
+        },
+        Case {
+            name: "a tick word that is not an int24",
+            setup: |dir| {
+                let logs = one_swap(dir, |l| set_word(l, 4, "800000"));
+                (import_cmd(&logs, &dir.join("ds")), None)
+            },
+            // Reported and skipped (exit 3), the rest imported.
+            code: 3,
+            says: &["tick", "int24"],
+            then: None,
+        },
+        Case {
+            name: "a zero sqrtPriceX96",
+            setup: |dir| {
+                let logs = one_swap(dir, |l| set_word(l, 2, "0"));
+                (import_cmd(&logs, &dir.join("ds")), None)
+            },
+            // Reported and skipped (exit 3), the rest imported.
+            code: 3,
+            says: &["sqrtPriceX96", "outside"],
+            then: None,
+        },
+        // Case 4: a log of a pool not in the manifest became a swap with a null price.
+        Case {
+            name: "a log of a pool not in the manifest",
+            setup: |dir| {
+                let logs = one_swap(dir, |l| {
+                    l["address"] = "0x1111111111111111111111111111111111111111".into()
+                });
+                let mut c = import_cmd(&logs, &dir.join("ds"));
+                c.arg("--json");
+                (c, None)
+            },
+            code: 0,
+            says: &[],
+            then: Some(|dir| {
+                let ds = dir.join("ds");
+                assert_eq!(logs_of(&ds), 1, "kept as a raw log");
+                let swaps: usize = dataset::list_chunks(&ds, dataset::SWAPS)
+                    .unwrap()
+                    .iter()
+                    .flat_map(|(_, _, p)| dataset::read_parquet(p).unwrap())
+                    .map(|b| b.num_rows())
+                    .sum();
+                assert_eq!(swaps, 0, "never a swap row");
+            }),
+        },
+        // Case 7: a saved RPC error answer was reported as "missing field `result`".
+        Case {
+            name: "an RPC error object instead of logs",
+            setup: |dir| {
+                let p = dir.join("answer.json");
+                std::fs::write(
+                    &p,
+                    r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32005,"message":"query returned more than 10000 results"}}"#,
+                )
+                .unwrap();
+                (import_cmd(&p, &dir.join("ds")), None)
+            },
+            code: 1,
+            says: &["-32005", "more than 10000 results"],
+            then: None,
+        },
+        // Case 6: genevo asserted on more crossover points than half the genes.
+        Case {
+            name: "multi-point crossover with too many points",
+            setup: |dir| {
+                let c = evolve_with_config(
+                    dir,
+                    "[ga]\npopulation = 6\ncrossover = { kind = \"multi_point\", points = 4 }\n",
+                );
+                (c, None)
+            },
+            code: 1,
+            says: &["ga.crossover.points = 4", "genes"],
+            then: None,
+        },
+        // Case 7: an impossible capital was "not a positive amount".
+        Case {
+            name: "a capital no uint256 can hold",
+            setup: |dir| {
+                let c = evolve_with_config(dir, "[backtest]\ncapital = 1e300\n");
+                (c, None)
+            },
+            code: 1,
+            says: &["capital", "too large"],
+            then: None,
+        },
+        // Case 7: labels whose horizon exceeds the data were all null, exit 0.
+        Case {
+            name: "a label horizon beyond the data",
+            setup: |dir| {
+                let cfg = dir.join("f.toml");
+                std::fs::write(&cfg, "label_horizons = [50000]\n").unwrap();
+                let mut c = bin();
+                c.args(["features", "build", "--config"])
+                    .arg(&cfg)
+                    .arg("--data")
+                    .arg(&base().dataset)
+                    .arg("--out")
+                    .arg(dir.join("f"));
+                (c, None)
+            },
+            code: 1,
+            says: &["label_horizons = 50000", "blocks"],
+            then: Some(|dir| assert!(!dir.join("f").exists(), "nothing written")),
         },
         // Case 4 and deliverable 3: a dataset without a table, or with a damaged file, used to
         // inspect, verify and backtest with exit 0 and different results.
