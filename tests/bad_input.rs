@@ -186,10 +186,7 @@ fn evolve_with_config(dir: &Path, toml: &str) -> Command {
     .arg(&base().dataset)
     .arg("--out")
     .arg(dir.join("e"))
-    .env(
-        "DATABASE_URL",
-        format!("sqlite://{}", dir.join("store.sqlite").display()),
-    );
+    .env("DATABASE_URL", store_in(dir));
     c
 }
 
@@ -335,10 +332,7 @@ fn cases() -> Vec<Case> {
                 .arg(&base().dataset)
                 .arg("--out")
                 .arg(&out)
-                .env(
-                    "DATABASE_URL",
-                    format!("sqlite://{}", dir.join("store.sqlite").display()),
-                );
+                .env("DATABASE_URL", store_in(dir));
                 (c, Some(out))
             },
             code: 1,
@@ -602,10 +596,7 @@ fn cases() -> Vec<Case> {
                 .arg(&base().dataset)
                 .arg("--out")
                 .arg(dir.join("e"))
-                .env(
-                    "DATABASE_URL",
-                    format!("sqlite://{}", dir.join("store.sqlite").display()),
-                );
+                .env("DATABASE_URL", store_in(dir));
                 (c, None)
             },
             code: 1,
@@ -632,10 +623,7 @@ fn cases() -> Vec<Case> {
                 .arg(&base().features)
                 .arg("--out")
                 .arg(dir.join("m"))
-                .env(
-                    "DATABASE_URL",
-                    format!("sqlite://{}", dir.join("store.sqlite").display()),
-                );
+                .env("DATABASE_URL", store_in(dir));
                 (c, None)
             },
             code: 1,
@@ -755,4 +743,9 @@ fn bad_input_ends_in_a_clear_error_and_loses_nothing() {
         cases().len(),
         failures.join("\n")
     );
+}
+
+/// A SQLite store of the row's own, in its folder.
+fn store_in(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("store.sqlite").display())
 }

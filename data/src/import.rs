@@ -553,27 +553,16 @@ pub fn import(opts: &ImportOptions) -> Result<ImportReport> {
 mod tests {
     use super::*;
     use crate::decode::univ3;
-    use crate::types::{Protocol, TokenInfo};
     use alloy::sol_types::SolEvent;
 
     const POOL: &str = "0x88e6a0c2ddd26feeb64f039a2c41296fcb3f5640";
     const TX: &str = "0x0bb5e0dc49ae0b5a1949beabadc64522dd5615415a168650a3b592a84ae5ee05";
 
+    /// The crate's test pool (`dataset::fixtures`) at the address these logs come from.
     fn pool() -> PoolInfo {
-        let token = |a: u8, symbol: &str, decimals| TokenInfo {
-            address: Address::repeat_byte(a),
-            symbol: symbol.into(),
-            decimals,
-        };
         PoolInfo {
             address: POOL.parse().unwrap(),
-            protocol: Protocol::UniswapV3,
-            dex: "uniswap-v3".into(),
-            token0: token(1, "USDC", 6),
-            token1: token(2, "WETH", 18),
-            fee: 500,
-            tick_spacing: Some(10),
-            stable: None,
+            ..crate::dataset::fixtures::pool()
         }
     }
 
