@@ -40,7 +40,7 @@ if [[ -n "${BENCH_BASE:-}" ]]; then
   git worktree remove --force "$BASE_DIR"
   # Cargo names a path crate's artifacts by its path inside the workspace, so the base build left
   # artifacts under the same names: make ours newer so cargo rebuilds them.
-  find amm data strategy evolve -name '*.rs' -exec touch {} +
+  find amm market data strategy engine evolve -name '*.rs' -exec touch {} +
   echo "== after: $(git rev-parse --short HEAD) =="
 fi
 DEXLAB_BENCH_DATA="$WORK/ds" cargo bench --profile dev -p dexlab-evolve --bench backtest

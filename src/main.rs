@@ -1,6 +1,7 @@
 //! The `dexlab` command line: subcommands grouped by noun (`dexlab chain …`, `dexlab data …`).
 
 mod cli;
+mod live;
 mod ml;
 mod report_input;
 mod research;

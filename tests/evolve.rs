@@ -93,7 +93,6 @@ fn strategies_list_their_parameter_spaces() {
         "max_notional_frac",
         "size_fraction",
         "bid_share",
-        "latency_blocks",
     ] {
         assert!(params.contains(&p), "{p} missing from {params:?}");
     }
@@ -106,14 +105,14 @@ fn strategies_list_their_parameter_spaces() {
             "--strategy",
             "cross-venue-arb",
             "--params",
-            r#"{"latency_blocks": 9}"#,
+            r#"{"bid_share": 9}"#,
         ])
         .output()
         .unwrap();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("latency_blocks") && err.contains("[1, 5]"),
+        err.contains("bid_share") && err.contains("[0, 0.95]"),
         "{err}"
     );
 }

@@ -20,6 +20,7 @@ pub mod derive;
 pub mod devnet;
 pub mod discover;
 pub mod error;
+pub mod events;
 pub mod import;
 pub mod ingest;
 pub mod inspect;

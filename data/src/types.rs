@@ -6,7 +6,7 @@ use alloy::primitives::{Address, B256, Bytes};
 use serde::{Deserialize, Serialize};
 
 /// One EVM log as `eth_getLogs` returns it, plus the chain it came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RawLog {
     pub block_number: u64,
     /// Unknown for some imported samples.
@@ -61,7 +61,7 @@ impl fmt::Display for LogLocation {
 }
 
 /// One block header, as much of it as the dataset keeps.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlockRow {
     pub number: u64,
     pub hash: Option<B256>,

@@ -3,15 +3,10 @@
 
 use std::path::Path;
 
-use alloy_primitives::Address;
-use dexlab_strategy::TradingEnv;
-use dexlab_strategy::gas::GasConfig;
-use dexlab_strategy::market::from_human;
+pub use dexlab_engine::config::{BacktestConfig, MAX_DECIMALS, MAX_LATENCY_BLOCKS, MAX_PERIODS};
 use serde::{Deserialize, Serialize};
 
-use crate::backtest::{Competition, ExecConfig, QueueAssumption};
 use crate::error::{EvolveError, Result};
-use crate::tape::Tape;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -19,41 +14,6 @@ pub struct ExperimentConfig {
     pub backtest: BacktestConfig,
     pub ga: GaConfig,
     pub walk_forward: WalkForwardConfig,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BacktestConfig {
-    /// Token PnL is measured in: a symbol from the dataset's pools or a 0x address.
-    pub quote: String,
-    /// Wrapped native token (gas is paid in it).
-    pub native: String,
-    /// Starting balance, in quote-token units.
-    pub capital: f64,
-    pub periods: usize,
-    pub block_time_secs: f64,
-    pub competition: Competition,
-    pub gas: GasConfig,
-    /// Where our bundles land in blocks whose transactions' priority fees the data lacks.
-    pub queue_without_fees: QueueAssumption,
-    /// Most blocks before a window that warm a strategy up.
-    pub max_warmup_blocks: usize,
-}
-
-impl Default for BacktestConfig {
-    fn default() -> Self {
-        Self {
-            quote: "USDC".into(),
-            native: "WETH".into(),
-            capital: 100_000.0,
-            periods: 200,
-            block_time_secs: 2.0,
-            competition: Competition::default(),
-            gas: GasConfig::default(),
-            queue_without_fees: QueueAssumption::default(),
-            max_warmup_blocks: 2_000,
-        }
-    }
 }
 
 /// What the optimiser maximises.
@@ -207,8 +167,7 @@ impl ExperimentConfig {
     /// that no product or sum of them overflows and nothing asks for more memory than exists.
     pub fn validate(&self) -> std::result::Result<(), String> {
         let g = &self.ga;
-        let b = &self.backtest;
-        b.competition.validate("backtest.competition")?;
+        self.backtest.validate()?;
         let within = |key: &str, v: usize, lo: usize, hi: usize, why: &str| {
             if (lo..=hi).contains(&v) {
                 Ok(())
@@ -238,13 +197,6 @@ impl ExperimentConfig {
             MAX_FOLDS,
             "",
         )?;
-        within(
-            "backtest.periods",
-            b.periods,
-            2,
-            MAX_PERIODS,
-            " (return periods per backtest window)",
-        )?;
         if g.elitism >= g.population {
             return Err(format!(
                 "ga.elitism = {} must be below ga.population ({})",
@@ -255,15 +207,6 @@ impl ExperimentConfig {
             return Err(format!(
                 "ga.max_drawdown = {} must be in (0, 1]",
                 g.max_drawdown
-            ));
-        }
-        if !(b.capital.is_finite() && b.capital > 0.0) {
-            return Err(format!("backtest.capital = {} must be positive", b.capital));
-        }
-        if !(b.block_time_secs.is_finite() && b.block_time_secs > 0.0) {
-            return Err(format!(
-                "backtest.block_time_secs = {} must be a positive number of seconds",
-                b.block_time_secs
             ));
         }
         match &g.mutation {
@@ -308,7 +251,6 @@ impl ExperimentConfig {
                  (and at most half the strategy's genes)"
             ));
         }
-        b.gas.validate().map_err(|e| format!("backtest.gas.{e}"))?;
         Ok(())
     }
 }
@@ -320,7 +262,6 @@ pub const MIN_POPULATION: usize = 6;
 pub const MAX_POPULATION: usize = 1_000_000;
 pub const MAX_GENERATIONS: usize = 1_000_000;
 pub const MAX_FOLDS: usize = 10_000;
-pub const MAX_PERIODS: usize = 10_000_000;
 pub const MAX_CROSSOVER_POINTS: usize = 1_000;
 pub const MAX_PRECISION: u8 = 52;
 
@@ -344,124 +285,10 @@ impl GaConfig {
     }
 }
 
-impl BacktestConfig {
-    /// Resolves token names against the tape's pools.
-    pub fn resolve(&self, tape: &Tape, seed: u64) -> Result<ExecConfig> {
-        let quote = resolve_token(tape, &self.quote, "backtest.quote")?;
-        let native = resolve_token(tape, &self.native, "backtest.native")?;
-        let capital = self.capital_units(tape, quote)?;
-        Ok(ExecConfig {
-            env: TradingEnv {
-                quote,
-                native,
-                gas: self.gas.clone(),
-                model: None,
-            },
-            capital,
-            competition: self.competition.clone(),
-            periods: self.periods,
-            block_time_secs: self.block_time_secs,
-            seed,
-            queue_without_fees: self.queue_without_fees,
-            max_warmup_blocks: self.max_warmup_blocks,
-        })
-    }
-}
-
-impl BacktestConfig {
-    /// The capital in the quote token's smallest unit. A token whose decimals no uint256 amount
-    /// can carry, a capital too large for one, and one that rounds to nothing are each told
-    /// apart.
-    fn capital_units(&self, tape: &Tape, quote: Address) -> Result<alloy_primitives::U256> {
-        let market = tape.market();
-        let dec = market.decimals(quote).unwrap_or(18);
-        let symbol = tape
-            .pools
-            .iter()
-            .find_map(|p| {
-                (p.token0 == quote)
-                    .then_some(&p.symbol0)
-                    .or((p.token1 == quote).then_some(&p.symbol1))
-            })
-            .map_or_else(|| quote.to_string(), Clone::clone);
-        if dec > MAX_DECIMALS {
-            return Err(EvolveError::Invalid(format!(
-                "backtest.quote = `{}`: the dataset's pools give {symbol} ({quote}) {dec} \
-                 decimals, which no uint256 amount can carry (10^{dec} > 2^256; ERC-20 decimals \
-                 must be at most {MAX_DECIMALS}): check the token metadata in the dataset's \
-                 manifest",
-                self.quote
-            )));
-        }
-        let shown = short_number(self.capital);
-        match from_human(self.capital, dec) {
-            None => {
-                let max = 2f64.powi(256) / 10f64.powi(i32::from(dec));
-                Err(EvolveError::Invalid(format!(
-                    "backtest.capital = {shown} {symbol} is too large: in {symbol}'s smallest \
-                     unit ({dec} decimals) it does not fit a uint256 amount (at most about \
-                     {max:.3e} {symbol})"
-                )))
-            }
-            Some(c) if c.is_zero() => Err(EvolveError::Invalid(format!(
-                "backtest.capital = {shown} {symbol} rounds to 0 in {symbol}'s smallest unit \
-                 ({dec} decimals)"
-            ))),
-            Some(c) => Ok(c),
-        }
-    }
-}
-
-/// The largest decimals for which one whole token (10^decimals units) fits a uint256.
-pub const MAX_DECIMALS: u8 = 77;
-
-/// `1e300` rather than 301 digits; plain notation for ordinary amounts.
-fn short_number(x: f64) -> String {
-    if x != 0.0 && !(1e-6..1e15).contains(&x.abs()) {
-        format!("{x:e}")
-    } else {
-        format!("{x}")
-    }
-}
-
-fn resolve_token(tape: &Tape, name: &str, key: &str) -> Result<Address> {
-    let mut tokens: Vec<(Address, &str)> = Vec::new();
-    for p in &tape.pools {
-        for t in [
-            (p.token0, p.symbol0.as_str()),
-            (p.token1, p.symbol1.as_str()),
-        ] {
-            if !tokens.iter().any(|x| x.0 == t.0) {
-                tokens.push(t);
-            }
-        }
-    }
-    if let Ok(a) = name.parse::<Address>()
-        && tokens.iter().any(|t| t.0 == a)
-    {
-        return Ok(a);
-    }
-    let want = if name.eq_ignore_ascii_case("ETH") {
-        "WETH"
-    } else {
-        name
-    };
-    tokens
-        .iter()
-        .find(|t| t.1.eq_ignore_ascii_case(want))
-        .map(|t| t.0)
-        .ok_or_else(|| {
-            let known: Vec<&str> = tokens.iter().map(|t| t.1).collect();
-            EvolveError::Invalid(format!(
-                "{key} = `{name}` is not a token of the dataset's pools (tokens: {})",
-                known.join(", ")
-            ))
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dexlab_strategy::gas::GasConfig;
 
     #[test]
     fn a_bad_gas_value_is_refused_with_its_key() {

@@ -6,8 +6,6 @@ use std::path::PathBuf;
 pub enum EvolveError {
     #[error(transparent)]
     Data(#[from] dexlab_data::DataError),
-    #[error("log at {location} does not decode: {message}")]
-    Decode { location: String, message: String },
     #[error("{0}")]
     Strategy(#[from] dexlab_strategy::registry::RegistryError),
     #[error("{path}: {message}")]

@@ -16,12 +16,13 @@
 //!
 //! No cargo features.
 
-pub mod backtest;
 pub mod config;
 pub mod error;
-pub mod metrics;
 pub mod optimise;
-pub mod tape;
 pub mod walkforward;
+
+/// The backtester lives in `dexlab-engine` (the runtime backtest, paper and live trading share);
+/// re-exported here so research code keeps one import path.
+pub use dexlab_engine::{backtest, metrics, tape};
 
 pub use error::{EvolveError, Result};

@@ -1,8 +1,6 @@
-//! Scenario tests of the backtester and the optimiser: hand-built tapes where every fill can be
-//! checked against the pool formulas, and the real USDC/WETH sample for determinism.
+//! Scenario tests of the optimiser and of bad input to it; the backtester's own scenarios are
+//! `dexlab-engine`'s tests.
 
 mod bad_input;
-mod execution;
-mod honest;
 mod optimiser;
 mod support;

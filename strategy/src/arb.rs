@@ -10,10 +10,10 @@
 
 use alloy_primitives::{Address, U256, U512};
 
-use crate::gas::{bundle_gas, convert, cost_wei};
+use crate::gas::{bundle_gas, convert, cost_at};
 use crate::market::{Market, PoolState};
-use crate::params::{self, ParamKind, ParamSpace, ParamSpec, Params};
-use crate::{Action, Bundle, Context, Leg, Strategy, TradingEnv};
+use crate::params::{ParamKind, ParamSpace, ParamSpec, Params};
+use crate::{Action, Bundle, BundleTag, Context, Leg, Strategy, TradingEnv};
 
 pub const NAME: &str = "cross-venue-arb";
 
@@ -60,7 +60,6 @@ pub fn space() -> ParamSpace {
             help: "priority fee bid, as a share of the profit left after base-fee gas: the higher \
                    bidder lands first in a block ordered by priority fee",
         },
-        params::latency_blocks(),
     ])
 }
 
@@ -78,7 +77,6 @@ pub struct CrossVenueArb {
     max_notional_frac: f64,
     size_fraction: f64,
     bid_share: f64,
-    latency: u64,
     pairs: Vec<Pair>,
     dirty: Vec<bool>,
     quote: Address,
@@ -108,7 +106,6 @@ impl CrossVenueArb {
             max_notional_frac: p.get("max_notional_frac"),
             size_fraction: p.get("size_fraction"),
             bid_share: p.get("bid_share"),
-            latency: p.get_int("latency_blocks").max(1) as u64,
             pairs,
             dirty: vec![false; n],
             quote: env.quote,
@@ -186,9 +183,8 @@ impl CrossVenueArb {
             amount_in,
             min_amount_out: amount_in + gas_quote,
             priority_fee,
-            latency: self.latency,
             expected_out: out,
-            tag: "arb",
+            tag: BundleTag::Arb,
         })
     }
 }
@@ -256,12 +252,12 @@ pub fn bid(
     profit: U256,
     share: f64,
 ) -> Option<(u128, U256)> {
-    let base_cost = cost_wei(&env.gas, market.block.base_fee, gas, 0, legs).total();
+    let base_cost = cost_at(&env.gas, &market.block, gas, 0, legs).total();
     let base_quote = convert(market, U256::from(base_cost), env.native, quote)?;
     let surplus = profit.saturating_sub(base_quote);
     let bid_native = convert(market, scale(surplus, share), quote, env.native)?;
     let priority_fee = u128::try_from(bid_native / U256::from(gas.max(1))).unwrap_or(u128::MAX / 2);
-    let cost = cost_wei(&env.gas, market.block.base_fee, gas, priority_fee, legs).total();
+    let cost = cost_at(&env.gas, &market.block, gas, priority_fee, legs).total();
     let total = convert(market, U256::from(cost), env.native, quote)?;
     Some((priority_fee, total))
 }

@@ -6,7 +6,7 @@
 use alloy_primitives::{Address, U256, U512};
 use serde::{Deserialize, Serialize};
 
-use crate::market::{Family, Market, PoolState};
+use crate::market::{BlockInfo, Family, Market, PoolState};
 
 /// Gas used by one executor bundle, by leg type. The defaults are typical mainnet figures for a
 /// swap through a thin executor contract; calibrate them to your executor.
@@ -270,6 +270,32 @@ pub fn cost_wei(
     }
 }
 
+/// [`cost_wei`] at `block`: its base fee, and on the OP stack the L1 fee inputs it carries (the
+/// L1Block values in force there, recorded live or read from the data) instead of the
+/// configured ones.
+pub fn cost_at(
+    cfg: &GasConfig,
+    block: &BlockInfo,
+    gas: u64,
+    priority_fee: u128,
+    legs: usize,
+) -> TxCost {
+    let mut cost = cost_wei(cfg, block.base_fee, gas, priority_fee, legs);
+    if cfg.op_stack
+        && let Some(l1) = block.l1
+    {
+        let at_block = L1FeeConfig {
+            l1_base_fee_wei: l1.l1_base_fee_wei,
+            blob_base_fee_wei: l1.blob_base_fee_wei,
+            base_fee_scalar: l1.base_fee_scalar,
+            blob_base_fee_scalar: l1.blob_base_fee_scalar,
+            ..cfg.l1.clone()
+        };
+        cost.l1_wei = at_block.fee_wei(legs);
+    }
+    cost
+}
+
 /// Converts `amount` of `from` into `to` at the mid price of the first known pool holding both,
 /// in integer math (no fee, no impact: a valuation, not a trade). `None` when no pool prices it.
 pub fn convert(market: &Market, amount: U256, from: Address, to: Address) -> Option<U256> {
@@ -442,6 +468,43 @@ mod tests {
         };
         let c = cost_wei(&l1_chain, Some(20_000_000), 200_000, 1_000_000, 2);
         assert_eq!((c.l1_wei, c.operator_wei, c.total()), (0, 0, c.l2_wei));
+    }
+
+    #[test]
+    fn a_block_that_carries_its_l1_fees_is_charged_those() {
+        let cfg = GasConfig::default();
+        let mut block = BlockInfo {
+            number: 1,
+            base_fee: Some(20_000_000),
+            ..BlockInfo::default()
+        };
+        // Without per-block values: the configured ones.
+        assert_eq!(
+            cost_at(&cfg, &block, 200_000, 0, 2),
+            cost_wei(&cfg, Some(20_000_000), 200_000, 0, 2)
+        );
+        // With them: a blob fee ten times the configured one costs more, by the formula.
+        let l1 = crate::market::L1BlockFees {
+            l1_base_fee_wei: cfg.l1.l1_base_fee_wei,
+            blob_base_fee_wei: cfg.l1.blob_base_fee_wei * 10,
+            base_fee_scalar: cfg.l1.base_fee_scalar,
+            blob_base_fee_scalar: cfg.l1.blob_base_fee_scalar,
+        };
+        block.l1 = Some(l1);
+        let want = L1FeeConfig {
+            blob_base_fee_wei: cfg.l1.blob_base_fee_wei * 10,
+            ..cfg.l1.clone()
+        }
+        .fee_wei(2);
+        let c = cost_at(&cfg, &block, 200_000, 0, 2);
+        assert_eq!(c.l1_wei, want);
+        assert!(c.l1_wei > cfg.l1.fee_wei(2));
+        // Off the OP stack there is no L1 fee to charge.
+        let l1_chain = GasConfig {
+            op_stack: false,
+            ..cfg
+        };
+        assert_eq!(cost_at(&l1_chain, &block, 200_000, 0, 2).l1_wei, 0);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! The model must be a regression of `label_fwd_ret_<h>__<pool>`: the strategy trades that pool,
 //! buying the pool's other token with quote when the predicted h-block log return exceeds
 //! `entry_bps` and selling the whole position when it falls below `exit_bps`. The thresholds,
-//! size, slippage, gas bid and latency are ordinary parameters, so `dexlab evolve` tunes them.
+//! size, slippage and gas bid are ordinary parameters, so `dexlab evolve` tunes them.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -155,7 +155,6 @@ pub fn space() -> ParamSpace {
         params::trade_fraction(),
         params::max_slippage_bps(),
         params::gas_price_multiplier(1.1),
-        params::latency_blocks(),
     ])
 }
 
@@ -218,7 +217,6 @@ pub struct ModelGated {
     trade_fraction: f64,
     slippage_bps: f64,
     gas_multiplier: f64,
-    latency: u64,
     pending: bool,
     /// Decisions the model could not score (its error), counted rather than fatal: the live
     /// engine skips a decision, it does not stop trading on one bad row.
@@ -251,7 +249,6 @@ impl ModelGated {
             trade_fraction: p.get("trade_fraction"),
             slippage_bps: p.get("max_slippage_bps"),
             gas_multiplier: p.get("gas_price_multiplier"),
-            latency: p.get_int("latency_blocks").max(1) as u64,
             pending: false,
             score_errors: 0,
             first_error: None,
@@ -263,7 +260,6 @@ impl ModelGated {
         SwapPlan {
             slippage_bps: self.slippage_bps,
             gas_multiplier: self.gas_multiplier,
-            latency: self.latency,
             max_gas_bps: Some(100),
         }
     }
@@ -385,6 +381,7 @@ pub(crate) mod tests {
             number: 5,
             timestamp: 0,
             base_fee: Some(1),
+            ..BlockInfo::default()
         };
         m
     }
@@ -406,10 +403,7 @@ pub(crate) mod tests {
     fn decide(env: &TradingEnv) -> Vec<Action> {
         let m = market();
         let mut s = ModelGated::new(&m, env, &space().defaults()).unwrap();
-        let clock = ReplayClock {
-            block: 5,
-            timestamp: 0,
-        };
+        let clock = ReplayClock::at(&m.block);
         let bal = |t: Address| {
             if t == USDC {
                 U256::from(10_000e6 as u128)
@@ -442,7 +436,7 @@ pub(crate) mod tests {
         let buys = decide(&env(0.01, TARGET, MID));
         assert_eq!(buys.len(), 1);
         let Action::Submit(b) = &buys[0];
-        assert_eq!((b.token_in(), b.tag), (USDC, "buy"));
+        assert_eq!((b.token_in(), b.tag), (USDC, crate::BundleTag::Buy));
         assert_eq!(
             b.amount_in,
             U256::from(2_500e6 as u128),

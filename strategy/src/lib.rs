@@ -11,7 +11,7 @@
 //! Models enter through the [`Scorer`] trait and [`online`] features, which compute the feature
 //! columns of a dataset from the market block by block; the crate knows nothing of burn.
 //!
-//! The crate depends on `dexlab-amm` and `alloy-primitives` only: no tokio, no provider stack, no
+//! The crate depends on `dexlab-market`, `dexlab-amm` and `alloy-primitives` only: no tokio, no provider stack, no
 //! Polars. Amounts are integers in the token's smallest unit; floats appear only in signals
 //! (mid prices, z-scores) and in reports.
 //!
@@ -20,12 +20,14 @@
 pub mod arb;
 pub mod gas;
 pub mod gated;
-pub mod market;
 pub mod online;
 pub mod params;
 pub mod registry;
 pub mod reversion;
 pub mod single;
+
+/// The market strategies see: `dexlab-market`, re-exported so strategy code needs one import.
+pub use dexlab_market as market;
 
 use alloy_primitives::{Address, U256};
 use serde::{Deserialize, Serialize};
@@ -37,10 +39,16 @@ pub use params::{ParamKind, ParamSpace, ParamSpec, Params};
 
 /// Time as a strategy sees it. The backtester drives a [`ReplayClock`] from block timestamps; the
 /// live engine implements it over the node's latest header.
+/// Several blocks can share one seconds timestamp (Base makes one every 200 ms): order is the
+/// block number, never the timestamp.
 pub trait Clock {
     /// Unix seconds of the current block.
     fn now(&self) -> u64;
     fn block(&self) -> u64;
+    /// Unix milliseconds of the current block, where the chain gives them.
+    fn now_ms(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A clock set from replayed blocks.
@@ -48,6 +56,17 @@ pub trait Clock {
 pub struct ReplayClock {
     pub block: u64,
     pub timestamp: u64,
+    pub timestamp_ms: Option<u64>,
+}
+
+impl ReplayClock {
+    pub fn at(block: &BlockInfo) -> Self {
+        Self {
+            block: block.number,
+            timestamp: block.timestamp,
+            timestamp_ms: block.timestamp_ms,
+        }
+    }
 }
 
 impl Clock for ReplayClock {
@@ -56,6 +75,9 @@ impl Clock for ReplayClock {
     }
     fn block(&self) -> u64 {
         self.block
+    }
+    fn now_ms(&self) -> Option<u64> {
+        self.timestamp_ms
     }
 }
 
@@ -116,11 +138,37 @@ pub struct Bundle {
     pub min_amount_out: U256,
     /// Priority fee bid, wei per gas.
     pub priority_fee: u128,
-    /// Blocks from decision to inclusion (at least 1: a transaction lands in a later block).
-    pub latency: u64,
     /// The output the strategy expected at decision time.
     pub expected_out: U256,
-    pub tag: &'static str,
+    pub tag: BundleTag,
+}
+
+/// What a bundle is for. The backtester's rival goes after arbitrages only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BundleTag {
+    /// A cycle that starts and ends in the same token.
+    Arb,
+    /// A single swap that spends the quote token.
+    Buy,
+    /// A single swap into the quote token (or between two other tokens).
+    Sell,
+}
+
+impl BundleTag {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BundleTag::Arb => "arb",
+            BundleTag::Buy => "buy",
+            BundleTag::Sell => "sell",
+        }
+    }
+}
+
+impl std::fmt::Display for BundleTag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Bundle {
@@ -135,7 +183,7 @@ pub enum Action {
     Submit(Bundle),
 }
 
-/// How a submitted bundle ended.
+/// How a submitted bundle ended. Every bundle sent gets exactly one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FillStatus {
@@ -144,10 +192,13 @@ pub enum FillStatus {
     Reverted,
     /// Not sent: the balance or capital limit did not allow it.
     Rejected,
+    /// Sent but not included by its deadline block (or dropped by the node): no gas, nothing
+    /// moved.
+    Expired,
 }
 
 /// The outcome of a bundle, reported back to the strategy.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fill {
     pub bundle: Bundle,
     pub status: FillStatus,
@@ -163,7 +214,8 @@ pub trait Strategy: Send {
     /// A pool's state changed (a replayed or observed event, or one of our fills).
     fn on_pool_update(&mut self, _market: &Market, _pool: usize) {}
 
-    /// The block is complete: push actions for inclusion at `block + latency`.
+    /// The block is complete: push actions, to be included after the execution latency (a chain
+    /// fact set in the execution config, not a strategy parameter).
     fn on_block(&mut self, market: &Market, ctx: &Context<'_>, out: &mut Vec<Action>);
 
     /// The outcome of one of this strategy's bundles.

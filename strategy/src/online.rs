@@ -312,6 +312,7 @@ mod tests {
             number: block,
             timestamp: 0,
             base_fee: Some(100),
+            ..BlockInfo::default()
         };
         for (i, p) in prices.iter().enumerate() {
             m.states[i] = PoolState::V2 {

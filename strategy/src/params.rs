@@ -124,20 +124,6 @@ pub fn max_slippage_bps() -> ParamSpec {
     }
 }
 
-/// `latency_blocks`: blocks from decision to inclusion.
-pub fn latency_blocks() -> ParamSpec {
-    ParamSpec {
-        name: "latency_blocks",
-        kind: ParamKind::Int,
-        lo: 1.0,
-        hi: 5.0,
-        default: 1.0,
-        log_scale: false,
-        unit: "blocks",
-        help: "blocks from decision to inclusion",
-    }
-}
-
 /// A strategy's parameter space.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ParamSpace {
@@ -156,6 +142,14 @@ pub enum ParamError {
          {known}; `{{}}` keeps every default)"
     )]
     NotAnObject { value: String, known: String },
+    #[error(
+        "`{name}` is not a strategy parameter any more: it is a fact of the chain, set it as \
+         `{config_key}` in the experiment config"
+    )]
+    Moved {
+        name: String,
+        config_key: &'static str,
+    },
     #[error("parameter `{name}` = {value} is outside [{lo}, {hi}]")]
     OutOfBounds {
         name: String,
@@ -253,6 +247,12 @@ impl ParamSpace {
         };
         for (name, v) in obj {
             let Some(spec) = self.specs.iter().find(|s| s.name == name) else {
+                if name == "latency_blocks" {
+                    return Err(ParamError::Moved {
+                        name: name.clone(),
+                        config_key: "backtest.latency_blocks",
+                    });
+                }
                 return Err(ParamError::Unknown {
                     name: name.clone(),
                     known: self.known(),
@@ -410,6 +410,10 @@ mod tests {
         assert!(e.to_string().contains("`n` = 11"), "{e}");
         let e = s.parse(&serde_json::json!({"m": 1})).unwrap_err();
         assert!(e.to_string().contains("unknown parameter `m`"), "{e}");
+        let e = s
+            .parse(&serde_json::json!({"latency_blocks": 2}))
+            .unwrap_err();
+        assert!(e.to_string().contains("`backtest.latency_blocks`"), "{e}");
         let e = s.parse(&serde_json::json!({"n": 1.5})).unwrap_err();
         assert!(e.to_string().contains("must be Int"), "{e}");
         let p = s.parse(&serde_json::json!({"x": 2.5})).unwrap();

@@ -51,7 +51,6 @@ pub fn space() -> ParamSpace {
         params::trade_fraction(),
         params::max_slippage_bps(),
         params::gas_price_multiplier(1.1),
-        params::latency_blocks(),
     ])
 }
 
@@ -64,7 +63,6 @@ pub struct PriceReversion {
     trade_fraction: f64,
     slippage_bps: f64,
     gas_multiplier: f64,
-    latency: u64,
     pool: Option<usize>,
     base: Address,
     quote: Address,
@@ -103,7 +101,6 @@ impl PriceReversion {
             trade_fraction: p.get("trade_fraction"),
             slippage_bps: p.get("max_slippage_bps"),
             gas_multiplier: p.get("gas_price_multiplier"),
-            latency: p.get_int("latency_blocks").max(1) as u64,
             pool,
             base,
             quote: env.quote,
@@ -120,7 +117,6 @@ impl PriceReversion {
         SwapPlan {
             slippage_bps: self.slippage_bps,
             gas_multiplier: self.gas_multiplier,
-            latency: self.latency,
             max_gas_bps: Some(100),
         }
     }

@@ -4,9 +4,9 @@
 use alloy_primitives::{Address, U256};
 
 use crate::arb::scale;
-use crate::gas::{bundle_gas, convert, cost_wei};
+use crate::gas::{bundle_gas, convert, cost_at};
 use crate::market::Market;
-use crate::{Bundle, Context, Leg};
+use crate::{Bundle, BundleTag, Context, Leg};
 
 /// How a strategy sends single swaps.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -15,8 +15,6 @@ pub struct SwapPlan {
     pub slippage_bps: f64,
     /// Total gas price bid as a multiple of the base fee.
     pub gas_multiplier: f64,
-    /// Blocks from decision to inclusion.
-    pub latency: u64,
     /// Skip a trade whose gas exceeds this many bps of its notional (`None`: never skip).
     pub max_gas_bps: Option<u32>,
 }
@@ -38,7 +36,7 @@ impl SwapPlan {
         let priority_fee = (base_fee as f64 * (self.gas_multiplier - 1.0)) as u128;
         if let Some(max) = self.max_gas_bps {
             let gas = bundle_gas(&ctx.env.gas, market, &[pool], q.ticks_crossed);
-            let cost = cost_wei(&ctx.env.gas, market.block.base_fee, gas, priority_fee, 1);
+            let cost = cost_at(&ctx.env.gas, &market.block, gas, priority_fee, 1);
             let gas_quote = convert(market, U256::from(cost.total()), ctx.env.native, quote)?;
             let notional = convert(market, amount_in, token_in, quote)?;
             if gas_quote * U256::from(10_000u32) > notional * U256::from(max) {
@@ -50,9 +48,12 @@ impl SwapPlan {
             amount_in,
             min_amount_out: q.amount_out - scale(q.amount_out, self.slippage_bps / 1e4),
             priority_fee,
-            latency: self.latency,
             expected_out: q.amount_out,
-            tag: if token_in == quote { "buy" } else { "sell" },
+            tag: if token_in == quote {
+                BundleTag::Buy
+            } else {
+                BundleTag::Sell
+            },
         })
     }
 

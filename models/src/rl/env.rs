@@ -1,5 +1,5 @@
 //! The trading environment of the RL agents: an agent wrapped as a [`Strategy`], so that the
-//! real backtester (`dexlab-evolve`) runs it with the same fills, LP fees, gas, latency and
+//! real backtester (`dexlab-engine`) runs it with the same fills, LP fees, gas, latency and
 //! competition as every other strategy, and the live engine can run the same policy.
 //!
 //! - **Observation**: the last `window` rows of [`OnlineFeatures`] (standardised with the
@@ -107,7 +107,6 @@ pub struct EnvConfig {
     pub buy_fractions: Vec<f64>,
     pub max_slippage_bps: f64,
     pub gas_price_multiplier: f64,
-    pub latency_blocks: u64,
     /// Reward units per bps of starting capital.
     pub reward_scale: f64,
 }
@@ -121,7 +120,6 @@ impl Default for EnvConfig {
             buy_fractions: vec![0.25, 1.0],
             max_slippage_bps: 30.0,
             gas_price_multiplier: 1.1,
-            latency_blocks: 1,
             reward_scale: 1.0,
         }
     }
@@ -152,9 +150,6 @@ impl EnvConfig {
         }
         if !(self.gas_price_multiplier >= 1.0 && self.gas_price_multiplier.is_finite()) {
             return err("gas_price_multiplier", "must be at least 1");
-        }
-        if !(1..=5).contains(&self.latency_blocks) {
-            return err("latency_blocks", "must be in [1, 5]");
         }
         if !(self.reward_scale > 0.0 && self.reward_scale.is_finite()) {
             return err("reward_scale", "must be positive");
@@ -387,7 +382,6 @@ impl<'a> AgentStrategy<'a> {
             plan: SwapPlan {
                 slippage_bps: cfg.max_slippage_bps,
                 gas_multiplier: cfg.gas_price_multiplier,
-                latency: cfg.latency_blocks,
                 max_gas_bps: None,
             },
             pending: false,

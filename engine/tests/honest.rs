@@ -3,11 +3,11 @@
 
 use alloy_primitives::U256;
 use dexlab_amm::v2::get_amount_out;
-use dexlab_evolve::backtest::run;
+use dexlab_engine::backtest::run;
 use dexlab_strategy::gas::{bundle_gas, convert, cost_wei};
 use dexlab_strategy::market::Market;
 use dexlab_strategy::registry;
-use dexlab_strategy::{Action, Bundle, Context, FillStatus, Leg, Strategy};
+use dexlab_strategy::{Action, Bundle, BundleTag, Context, FillStatus, Leg, Strategy};
 
 use crate::support::*;
 
@@ -94,21 +94,20 @@ impl Strategy for BuyOnce {
             amount_in: self.amount,
             min_amount_out: q - q * U256::from(self.slippage_bps) / U256::from(10_000u64),
             priority_fee: self.priority_fee,
-            latency: 1,
             expected_out: q,
-            tag: "buy",
+            tag: BundleTag::Buy,
         }));
     }
 }
 
 /// Runs [`BuyOnce`] over the whole tape, recording.
 fn buy_once(
-    tape: &dexlab_evolve::tape::Tape,
-    cfg: &dexlab_evolve::backtest::ExecConfig,
+    tape: &dexlab_engine::tape::Tape,
+    cfg: &dexlab_engine::backtest::ExecConfig,
     amount: U256,
     slippage_bps: u64,
     priority_fee: u128,
-) -> dexlab_evolve::backtest::BacktestResult {
+) -> dexlab_engine::backtest::BacktestResult {
     let mut s = BuyOnce {
         amount,
         slippage_bps,
@@ -175,7 +174,7 @@ fn a_single_swap_slips_and_its_minimum_output_binds() {
 }
 
 /// The same pump, in a tape that records each transaction's priority fee: the pump paid `fee`.
-fn priced_pump(fee: u64) -> (dexlab_evolve::tape::Tape, (U256, U256)) {
+fn priced_pump(fee: u64) -> (dexlab_engine::tape::Tape, (U256, U256)) {
     let (blocks, after) = pump_in_the_inclusion_block();
     let mut tape = two_pool_tape(&blocks);
     for e in &mut tape.events {
@@ -310,7 +309,7 @@ fn a_window_warms_the_strategy_up_on_the_blocks_before_it() {
     let run_with = |from: usize| {
         let start = tape.market_at(from);
         let mut s = registry::build("price-reversion", &start, &cfg.env, &params).unwrap();
-        dexlab_evolve::backtest::run_from(
+        dexlab_engine::backtest::run_from(
             &tape,
             &start,
             from,

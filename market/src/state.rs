@@ -1,4 +1,4 @@
-//! What a strategy sees: pool metadata, the exact state of every pool, the current block.
+//! Pool metadata, the exact state of every pool, the current block.
 
 use alloy_primitives::{Address, I256, U256};
 use dexlab_amm::solidly::SolidlyPool;
@@ -242,13 +242,43 @@ pub fn from_human(x: f64, decimals: u8) -> Option<U256> {
     digits.parse().ok()
 }
 
-/// One block's header, as far as strategies and execution need it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// One block's header, as far as strategies and execution need it. Nothing may assume one block
+/// per second or unique timestamps: on Base (a block every 200 ms) several blocks share one
+/// seconds timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct BlockInfo {
     pub number: u64,
+    /// Unix seconds (0 when the data has no timestamps).
     pub timestamp: u64,
+    /// Unix milliseconds, where the node gives them (OP-stack nodes may); `None` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp_ms: Option<u64>,
     /// Wei; `None` when the data does not have it (execution then uses its configured default).
     pub base_fee: Option<u128>,
+    /// The OP-stack L1 fee inputs in force at this block (the L1Block predeploy's values), where
+    /// the data records them; `None`: execution uses its configured ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l1: Option<L1BlockFees>,
+}
+
+impl BlockInfo {
+    /// A block with a number and a timestamp only.
+    pub fn at(number: u64, timestamp: u64) -> Self {
+        Self {
+            number,
+            timestamp,
+            ..Self::default()
+        }
+    }
+}
+
+/// The inputs of an OP-stack (Ecotone/Fjord) L1 data fee that change block by block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct L1BlockFees {
+    pub l1_base_fee_wei: u128,
+    pub blob_base_fee_wei: u128,
+    pub base_fee_scalar: u64,
+    pub blob_base_fee_scalar: u64,
 }
 
 /// Every pool's metadata and current state, indexed by pool id (its position in `pools`).
@@ -265,11 +295,7 @@ impl Market {
         Self {
             pools,
             states,
-            block: BlockInfo {
-                number: 0,
-                timestamp: 0,
-                base_fee: None,
-            },
+            block: BlockInfo::default(),
         }
     }
 

@@ -2,11 +2,11 @@
 
 use alloy_primitives::U256;
 use dexlab_amm::v2::get_amount_out;
-use dexlab_evolve::backtest::run;
+use dexlab_engine::backtest::run;
 use dexlab_strategy::gas::{bundle_gas, convert, cost_wei};
 use dexlab_strategy::market::Market;
 use dexlab_strategy::registry;
-use dexlab_strategy::{Action, Bundle, Context, FillStatus, Leg, Strategy};
+use dexlab_strategy::{Action, Bundle, BundleTag, Context, FillStatus, Leg, Strategy};
 
 use crate::support::*;
 
@@ -15,10 +15,10 @@ fn gap() -> Vec<(u32, U256, U256)> {
     vec![(0, e6(2_000_000), e18(1000)), (1, e6(2_100_000), e18(1000))]
 }
 
-fn arb(latency: i64) -> dexlab_strategy::Params {
+fn arb() -> dexlab_strategy::Params {
     registry::parse_params(
         "cross-venue-arb",
-        &serde_json::json!({"latency_blocks": latency, "min_profit_bps": 0.0, "max_notional_frac": 1.0}),
+        &serde_json::json!({"min_profit_bps": 0.0, "max_notional_frac": 1.0}),
     )
     .unwrap()
 }
@@ -28,7 +28,7 @@ fn an_arbitrage_fills_at_the_exact_pool_math_and_pays_gas() {
     let tape = two_pool_tape(&[gap(), vec![], vec![]]);
     let cfg = exec(e6(1_000_000), 0.0);
     let market = tape.market();
-    let mut s = registry::build("cross-venue-arb", &market, &cfg.env, &arb(1)).unwrap();
+    let mut s = registry::build("cross-venue-arb", &market, &cfg.env, &arb()).unwrap();
     let r = run(&tape, &market, 0..tape.blocks.len(), s.as_mut(), &cfg, true);
     assert_eq!(r.trades.len(), 1, "{:#?}", r.trades);
     let t = &r.trades[0];
@@ -87,9 +87,10 @@ fn a_bundle_reverts_when_the_gap_closes_before_inclusion_and_still_pays_gas() {
     // Decided at block 100 with latency 2; block 101 closes the gap; included at 102.
     let closed = vec![(0, e6(2_050_000), e18(1000)), (1, e6(2_050_000), e18(1000))];
     let tape = two_pool_tape(&[gap(), closed, vec![]]);
-    let cfg = exec(e6(1_000_000), 0.0);
+    let mut cfg = exec(e6(1_000_000), 0.0);
+    cfg.timing.latency_blocks = 2;
     let market = tape.market();
-    let mut s = registry::build("cross-venue-arb", &market, &cfg.env, &arb(2)).unwrap();
+    let mut s = registry::build("cross-venue-arb", &market, &cfg.env, &arb()).unwrap();
     let r = run(&tape, &market, 0..tape.blocks.len(), s.as_mut(), &cfg, true);
     let t = &r.trades[0];
     assert_eq!(t.status, FillStatus::Reverted);
@@ -166,9 +167,8 @@ impl Strategy for Greedy {
             amount_in: ctx.balance(usdc()) * U256::from(self.1),
             min_amount_out: U256::ZERO,
             priority_fee: 0,
-            latency: 1,
             expected_out: U256::ZERO,
-            tag: "test",
+            tag: BundleTag::Buy,
         }));
     }
 }

@@ -24,6 +24,9 @@ pub struct Metrics {
     pub reverts: u64,
     /// Not sent: over the balance.
     pub rejected: u64,
+    /// Sent but not included by their deadline block (or dropped by the node).
+    #[serde(default)]
+    pub expired: u64,
     /// Bundles a competitor front-ran (they then usually revert).
     pub lost_to_competition: u64,
     /// Profitable realisations over all realisations (reverts count as losses).
@@ -151,6 +154,7 @@ pub(crate) fn compute_metrics(
         filled: tally.filled,
         reverts: tally.reverted,
         rejected: tally.rejected,
+        expired: tally.expired,
         lost_to_competition: tally.lost,
         hit_rate: if tally.realizations > 0 {
             tally.wins as f64 / tally.realizations as f64

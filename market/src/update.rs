@@ -1,36 +1,26 @@
-//! The replay tape: a dataset decoded once into compact, typed pool-state updates grouped by
-//! block, so that thousands of backtests replay it without touching Parquet or ABI decoding.
-//!
-//! Every update carries the pool's absolute state after the event where the chain gives it (V2 and
-//! Solidly `Sync`, V3 `Swap`), so replaying is a field copy. V3 `Mint`/`Burn` change per-tick
-//! liquidity net. Pools are seeded from the dataset's RPC snapshot when it has one; otherwise a V3
-//! pool starts at its first `Initialize` or `Swap`, and ticks initialized before the data begins
-//! are unknown (quotes that would cross them assume no liquidity change there; `dexlab data
-//! verify` measures how often that matters).
+//! The event -> state step: what one pool event does to a pool's state, as history has it
+//! ([`apply`]) and on a pool our own trades have moved away from history ([`replay_flow`]).
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::collections::BTreeMap;
 
-use alloy_primitives::{Address, I256, U256, U512};
+use alloy_primitives::{I256, U256, U512};
 use dexlab_amm::solidly::SolidlyPool;
 use dexlab_amm::v3::V3Pool;
-use dexlab_data::decode::{Event, decode_log};
-use dexlab_data::types::{PoolInfo, Protocol};
-use dexlab_data::{dataset, replay, snapshot};
-use dexlab_strategy::market::{BlockInfo, Family, Market, PoolMeta, PoolState};
+use serde::{Deserialize, Serialize};
 
-use crate::error::{EvolveError, Result};
+use crate::state::{Family, Market, PoolMeta, PoolState, u256_to_f64};
 
 /// The flow of a historical swap: what its sender sold. Replayed as an exact-input swap on a pool
 /// our own trades have moved away from history.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SwapIn {
     pub zero_for_one: bool,
     pub amount_in: U256,
 }
 
 /// One pool-state update.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Update {
     /// V2/Solidly reserves after the event, and the swap that caused it when the `Swap` log follows
     /// its `Sync` (mints, burns, `sync()` and `skim()` have none).
@@ -59,356 +49,20 @@ pub enum Update {
     },
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct TapeEvent {
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolEvent {
     pub pool: u32,
     /// Priority fee per gas (wei) its transaction paid; meaningful only when the tape
-    /// [`has_priority_fees`](Tape::has_priority_fees). `u64::MAX` for transactions nobody can
+    /// `has_priority_fees` (the data records fees). `u64::MAX` for transactions nobody can
     /// outbid (OP-stack deposits, blocks without a base fee).
     pub priority_fee: u64,
     pub update: Update,
 }
 
-/// A dataset as a replayable sequence of blocks.
-#[derive(Debug, Clone)]
-pub struct Tape {
-    pub pools: Vec<PoolMeta>,
-    /// Pool states before the first event (snapshots), `Unknown` where none.
-    pub initial: Vec<PoolState>,
-    /// Every block that has events or a header, ascending.
-    pub blocks: Vec<BlockInfo>,
-    /// `events[block_starts[i]..block_starts[i + 1]]` belong to `blocks[i]`.
-    pub block_starts: Vec<u32>,
-    pub events: Vec<TapeEvent>,
-    pub chain_id: u64,
-    /// SHA-256 of the dataset's content.
-    pub dataset_hash: String,
-    /// Whether every event carries its transaction's priority fee (the dataset has a
-    /// `transactions` table); otherwise the backtester states its queue assumption.
-    pub has_priority_fees: bool,
-}
-
-/// Where a log stands in the chain: (block, transaction index, log index).
-type LogKey = (u64, u64, u64);
-
-/// The fee a transaction paid for its place in the block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TxFee {
-    pub block_number: u64,
-    pub transaction_index: u64,
-    /// Wei per gas above the base fee; `None` when unknown. `Some(u64::MAX)` for transactions we
-    /// cannot outbid (OP-stack deposits, blocks without a base fee).
-    pub priority_fee: Option<u64>,
-}
-
-/// The priority fees of the dataset's transactions, `None` when it has no `transactions` table
-/// (imported logs carry no receipts).
-fn read_fees(root: &Path) -> Result<Option<Vec<TxFee>>> {
-    Ok(dataset::read_all_transactions(root)?.map(|rows| {
-        rows.iter()
-            .map(|t| TxFee {
-                block_number: t.block_number,
-                transaction_index: t.transaction_index,
-                // No priority fee: an OP-stack deposit (ordered before every user transaction)
-                // or a block without a base fee. Either way we cannot outbid it: it goes first.
-                // Wei per gas above u64 (18.4 ETH per gas) is beyond any real bid as well.
-                priority_fee: Some(
-                    t.priority_fee_per_gas
-                        .map_or(u64::MAX, |f| u64::try_from(f).unwrap_or(u64::MAX)),
-                ),
-            })
-            .collect()
-    }))
-}
-
-pub fn pool_meta(p: &PoolInfo) -> PoolMeta {
-    PoolMeta {
-        address: p.address,
-        family: match p.protocol {
-            Protocol::UniswapV2 => Family::V2,
-            Protocol::UniswapV3 | Protocol::PancakeV3 => Family::V3,
-            Protocol::Solidly => Family::Solidly,
-        },
-        dex: p.dex.clone(),
-        token0: p.token0.address,
-        token1: p.token1.address,
-        symbol0: p.token0.symbol.clone(),
-        symbol1: p.token1.symbol.clone(),
-        decimals0: p.token0.decimals,
-        decimals1: p.token1.decimals,
-        fee: p.fee,
-        tick_spacing: p.tick_spacing.unwrap_or(1),
-        stable: p.stable.unwrap_or(false),
-    }
-}
-
-impl Tape {
-    /// Reads and decodes a dataset folder (as written by `dexlab data ingest|import`).
-    pub fn load(root: &Path) -> Result<Tape> {
-        let meta = dataset::read_meta(root)?;
-        let logs = dataset::read_all_logs(root)?;
-        let headers = dataset::read_all_blocks(root)?;
-        let snaps = snapshot::load(root)?;
-        let hash = dataset::content_hash(root)?;
-        let txs = read_fees(root)?;
-        let mut tape = Tape::build(&meta.pools, &logs, &headers, &snaps, txs.as_deref())?;
-        tape.chain_id = meta.chain_id;
-        tape.dataset_hash = hash;
-        Ok(tape)
-    }
-
-    /// Imports `eth_getLogs` JSON lines (with a `block,timestamp` CSV and a chain manifest for the
-    /// pools) into a dataset at `out`, then loads it: how tests, benchmarks and examples read the
-    /// real sample.
-    pub fn import_jsonl(
-        logs: &Path,
-        timestamps: &Path,
-        manifest: &Path,
-        chain_id: u64,
-        out: &Path,
-    ) -> Result<Tape> {
-        let manifest = dexlab_data::manifest::ChainManifest::load(manifest)?;
-        dexlab_data::import::import(&dexlab_data::import::ImportOptions {
-            input: logs.to_path_buf(),
-            out: out.to_path_buf(),
-            timestamps: Some(timestamps.to_path_buf()),
-            pools: manifest.pools,
-            chain_id,
-            chunk_blocks: 10_000,
-        })?;
-        Tape::load(out)
-    }
-
-    /// Builds a tape from decoded parts. Logs of unknown pools and events that do not change pool
-    /// state are skipped; a log that does not decode is an error naming where it is.
-    pub fn build(
-        pools: &[PoolInfo],
-        logs: &[dexlab_data::RawLog],
-        headers: &[dexlab_data::BlockRow],
-        snapshots: &[snapshot::PoolSnapshot],
-        transactions: Option<&[TxFee]>,
-    ) -> Result<Tape> {
-        let metas: Vec<PoolMeta> = pools.iter().map(pool_meta).collect();
-        let index: HashMap<Address, u32> = metas
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (m.address, i as u32))
-            .collect();
-        let mut initial = vec![PoolState::Unknown; metas.len()];
-        if !snapshots.is_empty() {
-            let mut rp = replay::Replayer::new(pools);
-            for s in snapshots {
-                s.seed(&mut rp)?;
-            }
-            for (addr, st) in &rp.states {
-                if let Some(&i) = index.get(addr) {
-                    initial[i as usize] = convert_state(&metas[i as usize], st);
-                }
-            }
-        }
-        let mut by_block: BTreeMap<u64, BlockInfo> = headers
-            .iter()
-            .map(|h| {
-                (
-                    h.number,
-                    BlockInfo {
-                        number: h.number,
-                        timestamp: h.timestamp,
-                        base_fee: h.base_fee_per_gas.map(u128::from),
-                    },
-                )
-            })
-            .collect();
-        // A pair's `Swap` rides on its `Sync`: it is kept as `Err(flow)` until paired.
-        type Decoded = (LogKey, u32, std::result::Result<Update, SwapIn>);
-        let mut raw: Vec<Decoded> = Vec::with_capacity(logs.len());
-        for log in logs {
-            let Some(&pool) = index.get(&log.address) else {
-                continue;
-            };
-            let (_, ev) = decode_log(log).map_err(|e| EvolveError::Decode {
-                location: log.location().to_string(),
-                message: e.to_string(),
-            })?;
-            let update = match ev {
-                Event::Sync { reserve0, reserve1 } => Ok(Update::Reserves {
-                    reserve0,
-                    reserve1,
-                    swap: None,
-                }),
-                Event::PairSwap {
-                    amount0_in,
-                    amount1_in,
-                    ..
-                } => match (amount0_in.is_zero(), amount1_in.is_zero()) {
-                    (false, true) => Err(SwapIn {
-                        zero_for_one: true,
-                        amount_in: amount0_in,
-                    }),
-                    (true, false) => Err(SwapIn {
-                        zero_for_one: false,
-                        amount_in: amount1_in,
-                    }),
-                    // Both sides in (a flash swap) or neither: the reserve deltas say the rest.
-                    _ => continue,
-                },
-                Event::V3Swap {
-                    amount0,
-                    amount1,
-                    sqrt_price_x96,
-                    liquidity,
-                    tick,
-                    ..
-                } => Ok(Update::V3Swap {
-                    sqrt_price_x96,
-                    tick,
-                    liquidity,
-                    swap: if amount0.is_positive() {
-                        Some(Box::new(SwapIn {
-                            zero_for_one: true,
-                            amount_in: amount0.into_raw(),
-                        }))
-                    } else if amount1.is_positive() {
-                        Some(Box::new(SwapIn {
-                            zero_for_one: false,
-                            amount_in: amount1.into_raw(),
-                        }))
-                    } else {
-                        None
-                    },
-                }),
-                Event::V3Mint {
-                    tick_lower,
-                    tick_upper,
-                    amount,
-                    ..
-                } => Ok(Update::V3Liquidity {
-                    lower: tick_lower,
-                    upper: tick_upper,
-                    delta: amount as i128,
-                }),
-                Event::V3Burn {
-                    tick_lower,
-                    tick_upper,
-                    amount,
-                    ..
-                } => Ok(Update::V3Liquidity {
-                    lower: tick_lower,
-                    upper: tick_upper,
-                    delta: -(amount as i128),
-                }),
-                Event::V3Initialize {
-                    sqrt_price_x96,
-                    tick,
-                } => Ok(Update::V3Initialize {
-                    sqrt_price_x96,
-                    tick,
-                }),
-                _ => continue,
-            };
-            by_block.entry(log.block_number).or_insert(BlockInfo {
-                number: log.block_number,
-                timestamp: 0,
-                base_fee: None,
-            });
-            raw.push((
-                (log.block_number, log.transaction_index, log.log_index),
-                pool,
-                update,
-            ));
-        }
-        // Chain order, whatever order the files were in.
-        raw.sort_by_key(|(k, _, _)| *k);
-        let priority: HashMap<(u64, u64), u64> = transactions
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|t| Some(((t.block_number, t.transaction_index), t.priority_fee?)))
-            .collect();
-        let mut events: Vec<(u64, TapeEvent)> = Vec::with_capacity(raw.len());
-        // Per pool: the position in `events` of its last `Sync`, and that log's transaction.
-        let mut last_sync: HashMap<u32, (usize, u64, u64)> = HashMap::new();
-        let mut all_priced = transactions.is_some();
-        for ((block, tx, _), pool, update) in raw {
-            let update = match update {
-                Ok(u) => u,
-                Err(flow) => {
-                    // A V2/Solidly `Swap` comes right after the `Sync` of the same transaction.
-                    if let Some(&(at, b, t)) = last_sync.get(&pool)
-                        && (b, t) == (block, tx)
-                        && let Update::Reserves { swap, .. } = &mut events[at].1.update
-                        && swap.is_none()
-                    {
-                        *swap = Some(Box::new(flow));
-                    }
-                    continue;
-                }
-            };
-            if matches!(update, Update::Reserves { .. }) {
-                last_sync.insert(pool, (events.len(), block, tx));
-            }
-            let priority_fee = priority.get(&(block, tx)).copied();
-            all_priced &= priority_fee.is_some();
-            let priority_fee = priority_fee.unwrap_or(0);
-            events.push((
-                block,
-                TapeEvent {
-                    pool,
-                    priority_fee,
-                    update,
-                },
-            ));
-        }
-        let blocks: Vec<BlockInfo> = by_block.into_values().collect();
-        let mut block_starts = Vec::with_capacity(blocks.len() + 1);
-        let mut j = 0usize;
-        for b in &blocks {
-            block_starts.push(j as u32);
-            while j < events.len() && events[j].0 == b.number {
-                j += 1;
-            }
-        }
-        block_starts.push(j as u32);
-        Ok(Tape {
-            pools: metas,
-            initial,
-            blocks,
-            block_starts,
-            events: events.into_iter().map(|(_, e)| e).collect(),
-            chain_id: 0,
-            dataset_hash: String::new(),
-            has_priority_fees: all_priced,
-        })
-    }
-
-    pub fn events_of(&self, block_idx: usize) -> &[TapeEvent] {
-        &self.events
-            [self.block_starts[block_idx] as usize..self.block_starts[block_idx + 1] as usize]
-    }
-
-    /// A market with the initial states.
-    pub fn market(&self) -> Market {
-        let mut m = Market::new(self.pools.clone());
-        m.states.clone_from(&self.initial);
-        m
-    }
-
-    /// The market after replaying blocks `..block_idx`.
-    pub fn market_at(&self, block_idx: usize) -> Market {
-        let mut m = self.market();
-        for i in 0..block_idx.min(self.blocks.len()) {
-            for e in self.events_of(i) {
-                apply(&mut m, e);
-            }
-            m.block = self.blocks[i];
-        }
-        m
-    }
-}
-
 /// Applies one update to the market. This is the whole of state replay: field copies, plus a tick
 /// map update for V3 liquidity changes.
 #[inline]
-pub fn apply(market: &mut Market, e: &TapeEvent) {
+pub fn apply(market: &mut Market, e: &PoolEvent) {
     let i = e.pool as usize;
     apply_state(&market.pools[i], &mut market.states[i], &e.update);
 }
@@ -663,7 +317,7 @@ fn clip_input(
     (h0, h1): (U256, U256),
     fee_pips: u32,
 ) -> Option<U256> {
-    let f = dexlab_strategy::market::u256_to_f64;
+    let f = u256_to_f64;
     let (a, b, t) = if zero_for_one {
         (f(r0), f(r1), f(h0) / f(h1))
     } else {
@@ -714,32 +368,11 @@ fn reserve_change(state: &mut PoolState, before: (U256, U256), after: (U256, U25
     true
 }
 
-fn convert_state(meta: &PoolMeta, st: &replay::PoolState) -> PoolState {
-    match st {
-        replay::PoolState::Unknown => PoolState::Unknown,
-        replay::PoolState::Reserves { reserve0, reserve1 } if meta.family == Family::Solidly => {
-            PoolState::Solidly(SolidlyPool::new(
-                *reserve0,
-                *reserve1,
-                meta.decimals0,
-                meta.decimals1,
-                meta.stable,
-                meta.fee,
-            ))
-        }
-        replay::PoolState::Reserves { reserve0, reserve1 } => PoolState::V2 {
-            reserve0: *reserve0,
-            reserve1: *reserve1,
-        },
-        replay::PoolState::V3 { pool, .. } => PoolState::V3(pool.clone()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use crate::state::{Family, PoolMeta, PoolState};
     use alloy_primitives::{Address, U256};
     use dexlab_amm::v2::get_amount_out;
-    use dexlab_strategy::market::{Family, PoolMeta, PoolState};
 
     use super::{SwapIn, Update, replay_flow};
 
@@ -772,6 +405,51 @@ mod tests {
             reserve0: U256::from(r0),
             reserve1: U256::from(r1),
             swap: swap.map(Box::new),
+        }
+    }
+
+    #[test]
+    fn events_round_trip_through_serde() {
+        let events = [
+            super::PoolEvent {
+                pool: 3,
+                priority_fee: u64::MAX,
+                update: reserves(
+                    1,
+                    2,
+                    Some(SwapIn {
+                        zero_for_one: true,
+                        amount_in: U256::MAX,
+                    }),
+                ),
+            },
+            super::PoolEvent {
+                pool: 0,
+                priority_fee: 7,
+                update: Update::V3Liquidity {
+                    lower: -887_220,
+                    upper: 887_220,
+                    delta: i128::MIN,
+                },
+            },
+            super::PoolEvent {
+                pool: 1,
+                priority_fee: 0,
+                update: Update::V3Swap {
+                    sqrt_price_x96: U256::from(1u64) << 160,
+                    tick: -5,
+                    liquidity: u128::MAX,
+                    swap: None,
+                },
+            },
+        ];
+        for e in events {
+            let text = serde_json::to_string(&e).unwrap();
+            assert_eq!(
+                serde_json::from_str::<super::PoolEvent>(&text).unwrap(),
+                e,
+                "{text}"
+            );
         }
     }
 

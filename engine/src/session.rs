@@ -1,0 +1,421 @@
+//! A paper or live session on disk, and its replay through the backtester's driver.
+//!
+//! A session folder holds `session.json` (what was run: chain, pools, strategy, parameters,
+//! execution config, seed, and the pool snapshots it started from) and `blocks.jsonl`, one line
+//! per block in the order the engine processed them: the header facts, the tracked pools' raw
+//! logs, the bundles the strategy sent and the outcomes booked in that block. A reorg is a line
+//! of its own that voids the blocks after the common ancestor. Each line is written and synced
+//! before the next block is read, so a killed process loses at most the block in progress; a
+//! torn last line is recognised and dropped when the session is read or resumed.
+//!
+//! [`SessionRun`] is the engine of a session whatever feeds it: [`SessionRun::replay`] rebuilds
+//! one from its records (to resume it, or to check it), and [`replay`] reports whether a fresh
+//! run of the recorded blocks takes every decision the session took.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use alloy_primitives::{Address, B256};
+use dexlab_data::RawLog;
+use dexlab_data::events::block_events;
+use dexlab_data::snapshot::PoolSnapshot;
+use dexlab_data::types::PoolInfo;
+use dexlab_strategy::market::{BlockInfo, Market};
+use dexlab_strategy::{Strategy, TradingEnv};
+use serde::{Deserialize, Serialize};
+
+use crate::backtest::ExecConfig;
+use crate::config::BacktestConfig;
+use crate::driver::{Driver, InFlight, OutcomeRecord, StepLog};
+use crate::ledger::Ledger;
+use crate::sim::SimExecutor;
+use crate::tape::{initial_market, pool_index};
+
+pub const META_FILE: &str = "session.json";
+pub const BLOCKS_FILE: &str = "blocks.jsonl";
+/// The format this build writes and reads.
+pub const FORMAT: u32 = 1;
+
+/// Why a session cannot be used, saying which file and what.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error(transparent)]
+    Data(#[from] dexlab_data::DataError),
+    #[error("session config: {0}")]
+    Config(#[from] crate::config::ConfigError),
+}
+
+pub type Result<T, E = SessionError> = std::result::Result<T, E>;
+
+/// How bundles were carried out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionMode {
+    /// Simulated fills at the node's head.
+    Paper,
+    /// Signed transactions through the executor contract.
+    Live,
+}
+
+/// What a session runs, fixed when it starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionMeta {
+    pub format: u32,
+    pub mode: SessionMode,
+    pub chain_id: u64,
+    pub pools: Vec<PoolInfo>,
+    pub strategy: String,
+    pub params: serde_json::Value,
+    pub backtest: BacktestConfig,
+    pub seed: u64,
+    /// The model directory of a model-driven strategy, and its content hash.
+    #[serde(default)]
+    pub model: Option<ModelRef>,
+    /// The session starts from the pools' state at the end of this block.
+    pub bootstrap_block: u64,
+    pub snapshots: Vec<PoolSnapshot>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelRef {
+    pub dir: PathBuf,
+    pub hash: String,
+}
+
+/// One block as the engine processed it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlockRecord {
+    pub block: BlockInfo,
+    pub hash: Option<B256>,
+    pub parent_hash: Option<B256>,
+    /// The tracked pools' logs of the block.
+    pub logs: Vec<RawLog>,
+    /// Bundles the strategy sent on this block's final state.
+    pub sent: Vec<InFlight>,
+    /// Outcomes booked in this block (fills, reverts, refusals, expiries).
+    pub outcomes: Vec<OutcomeRecord>,
+    /// Paper mode: what the node said of each bundle sent here, when it was asked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_checks: Vec<NodeCheck>,
+}
+
+/// A bundle simulated on the node next to the engine's exact math.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeCheck {
+    pub id: u64,
+    /// The amount the engine's math expects.
+    pub expected_out: String,
+    /// The node's amount, or why it could not give one.
+    pub node: Result<String, String>,
+}
+
+/// A line of `blocks.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Record {
+    Block(Box<BlockRecord>),
+    /// The chain reorganised: blocks after `common_ancestor` are void.
+    Reorg {
+        common_ancestor: u64,
+    },
+}
+
+/// A session's records, reorgs applied: the blocks of the chain the session ended on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    pub meta: SessionMeta,
+    pub blocks: Vec<BlockRecord>,
+    pub reorgs: u64,
+    /// Bytes of `blocks.jsonl` that hold complete lines (a torn last line is not counted).
+    pub complete_len: u64,
+    /// A torn last line was found (the process was killed while writing it).
+    pub torn: bool,
+}
+
+/// Reads a session folder.
+pub fn read(dir: &Path) -> Result<Recorded> {
+    let meta_path = dir.join(META_FILE);
+    let text = std::fs::read_to_string(&meta_path).map_err(|source| SessionError::Io {
+        path: meta_path.clone(),
+        source,
+    })?;
+    let meta: SessionMeta = serde_json::from_str(&text).map_err(|e| SessionError::Invalid {
+        path: meta_path.clone(),
+        message: e.to_string(),
+    })?;
+    if meta.format != FORMAT {
+        return Err(SessionError::Invalid {
+            path: meta_path,
+            message: format!("format {} (this build reads format {FORMAT})", meta.format),
+        });
+    }
+    let path = dir.join(BLOCKS_FILE);
+    let mut blocks: Vec<BlockRecord> = Vec::new();
+    let mut reorgs = 0;
+    let mut complete_len = 0u64;
+    let mut torn = false;
+    let file = match File::open(&path) {
+        Ok(f) => Some(f),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(source) => return Err(SessionError::Io { path, source }),
+    };
+    if let Some(file) = file {
+        let mut reader = BufReader::new(file);
+        let mut line = String::new();
+        let mut n = 0u64;
+        loop {
+            line.clear();
+            let read = reader
+                .read_line(&mut line)
+                .map_err(|source| SessionError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+            if read == 0 {
+                break;
+            }
+            n += 1;
+            if !line.ends_with('\n') {
+                // Killed mid-write: the block it held was not finished, so it never counted.
+                torn = true;
+                break;
+            }
+            let record: Record =
+                serde_json::from_str(line.trim_end()).map_err(|e| SessionError::Invalid {
+                    path: path.clone(),
+                    message: format!("line {n}: {e}"),
+                })?;
+            match record {
+                Record::Block(b) => {
+                    if let Some(last) = blocks.last()
+                        && b.block.number != last.block.number + 1
+                    {
+                        return Err(SessionError::Invalid {
+                            path: path.clone(),
+                            message: format!(
+                                "line {n}: block {} follows block {} (a session has every block)",
+                                b.block.number, last.block.number
+                            ),
+                        });
+                    }
+                    blocks.push(*b);
+                }
+                Record::Reorg { common_ancestor } => {
+                    reorgs += 1;
+                    blocks.retain(|b| b.block.number <= common_ancestor);
+                }
+            }
+            complete_len += read as u64;
+        }
+    }
+    Ok(Recorded {
+        meta,
+        blocks,
+        reorgs,
+        complete_len,
+        torn,
+    })
+}
+
+/// Appends records, one synced line each.
+pub struct SessionWriter {
+    path: PathBuf,
+    file: File,
+}
+
+impl SessionWriter {
+    /// Creates a new session folder (refused if it already holds a session).
+    pub fn create(dir: &Path, meta: &SessionMeta) -> Result<Self> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| SessionError::Io { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let meta_path = dir.join(META_FILE);
+        if meta_path.exists() {
+            return Err(SessionError::Invalid {
+                path: meta_path,
+                message: "already holds a session: resume it with the same command, or choose \
+                          another --session folder"
+                    .into(),
+            });
+        }
+        let text = serde_json::to_string_pretty(meta).map_err(|e| SessionError::Invalid {
+            path: meta_path.clone(),
+            message: e.to_string(),
+        })?;
+        let tmp = dir.join(format!(".{META_FILE}.tmp"));
+        std::fs::write(&tmp, text).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &meta_path).map_err(io(&meta_path))?;
+        Self::append_to(dir, 0)
+    }
+
+    /// Opens a session's `blocks.jsonl` for appending after its first `complete_len` bytes
+    /// (dropping a torn last line).
+    pub fn append_to(dir: &Path, complete_len: u64) -> Result<Self> {
+        let path = dir.join(BLOCKS_FILE);
+        let io = |source| SessionError::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        file.set_len(complete_len).map_err(io)?;
+        let mut w = Self { path, file };
+        use std::io::Seek;
+        w.file
+            .seek(std::io::SeekFrom::Start(complete_len))
+            .map_err(|source| SessionError::Io {
+                path: w.path.clone(),
+                source,
+            })?;
+        Ok(w)
+    }
+
+    pub fn write(&mut self, record: &Record) -> Result<()> {
+        let mut line = serde_json::to_string(record).map_err(|e| SessionError::Invalid {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })?;
+        line.push('\n');
+        let io = |source| SessionError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        self.file.write_all(line.as_bytes()).map_err(io)?;
+        self.file.sync_data().map_err(io)
+    }
+}
+
+/// Builds the strategy of a session on its starting market (the caller loads any model).
+pub type StrategyFactory<'a> =
+    dyn FnMut(&Market, &TradingEnv) -> std::result::Result<Box<dyn Strategy>, String> + 'a;
+
+/// A session's engine: the driver with the simulated executor, its strategy, and the index that
+/// turns logs into pool events.
+pub struct SessionRun<'c> {
+    pub driver: Driver<'c, SimExecutor<'c>>,
+    pub strategy: Box<dyn Strategy>,
+    index: HashMap<Address, u32>,
+    pub blocks: u64,
+}
+
+impl<'c> SessionRun<'c> {
+    /// The execution config of a session, resolved against its pools.
+    pub fn exec_config(meta: &SessionMeta) -> Result<ExecConfig> {
+        let (metas, _) = initial_market(&meta.pools, &[])?;
+        Ok(meta.backtest.resolve_for(&metas, meta.seed)?)
+    }
+
+    /// A session at its bootstrap state, before any block.
+    pub fn start(
+        meta: &SessionMeta,
+        cfg: &'c ExecConfig,
+        build: &mut StrategyFactory<'_>,
+    ) -> Result<Self> {
+        let (metas, states) = initial_market(&meta.pools, &meta.snapshots)?;
+        let index = pool_index(&metas);
+        let mut market = Market::new(metas);
+        market.states = states;
+        market.block = BlockInfo::at(meta.bootstrap_block, 0);
+        let strategy = build(&market, &cfg.env).map_err(|message| SessionError::Invalid {
+            path: META_FILE.into(),
+            message: format!("strategy `{}`: {message}", meta.strategy),
+        })?;
+        let quote_dec = market.decimals(cfg.env.quote).unwrap_or(18);
+        let ledger = Ledger::new(cfg.env.quote, cfg.env.native, quote_dec, cfg.capital, false);
+        // The node feed has no receipts: our place in a block follows the queue assumption.
+        let exec = SimExecutor::new(cfg, market.pools.len(), false);
+        let mut driver = Driver::new(&cfg.env, cfg.timing, market, exec, ledger);
+        driver.log = Some(StepLog::default());
+        Ok(Self {
+            driver,
+            strategy,
+            index,
+            blocks: 0,
+        })
+    }
+
+    /// One block: its logs become pool events, the driver steps, and the decisions and
+    /// outcomes of the block are returned for the record.
+    pub fn step(&mut self, block: BlockInfo, logs: &[RawLog]) -> Result<StepLog> {
+        let events = block_events(logs, &self.index)?;
+        self.driver.step(block, &events, self.strategy.as_mut());
+        self.blocks += 1;
+        Ok(self
+            .driver
+            .log
+            .replace(StepLog::default())
+            .unwrap_or_default())
+    }
+
+    /// Re-runs recorded blocks. With `check`, stops at the first block whose decisions differ
+    /// from the record and returns it.
+    pub fn replay(&mut self, blocks: &[BlockRecord], check: bool) -> Result<Option<Difference>> {
+        for (i, b) in blocks.iter().enumerate() {
+            let log = self.step(b.block, &b.logs)?;
+            if check && log.sent != b.sent {
+                return Ok(Some(Difference {
+                    block: b.block.number,
+                    index: i,
+                    recorded: b.sent.clone(),
+                    replayed: log.sent,
+                }));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Where a replay first decided otherwise than the session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Difference {
+    pub block: u64,
+    /// Position of the block in the session.
+    pub index: usize,
+    pub recorded: Vec<InFlight>,
+    pub replayed: Vec<InFlight>,
+}
+
+/// What a replay found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplayReport {
+    pub blocks: u64,
+    /// Bundles the session sent.
+    pub decisions: u64,
+    pub identical: bool,
+    pub first_difference: Option<Difference>,
+    pub reorgs: u64,
+    /// The session's last line was torn (a killed process) and was left out.
+    pub torn_last_line: bool,
+}
+
+/// Replays a session through the backtester's driver and compares every decision.
+pub fn replay(dir: &Path, build: &mut StrategyFactory<'_>) -> Result<ReplayReport> {
+    let rec = read(dir)?;
+    let cfg = SessionRun::exec_config(&rec.meta)?;
+    let mut run = SessionRun::start(&rec.meta, &cfg, build)?;
+    let diff = run.replay(&rec.blocks, true)?;
+    Ok(ReplayReport {
+        blocks: rec.blocks.len() as u64,
+        decisions: rec.blocks.iter().map(|b| b.sent.len() as u64).sum(),
+        identical: diff.is_none(),
+        first_difference: diff,
+        reorgs: rec.reorgs,
+        torn_last_line: rec.torn,
+    })
+}

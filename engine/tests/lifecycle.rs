@@ -1,0 +1,371 @@
+//! A bundle's life through the driver (ids, reservations, one outcome each, expiry), and sessions:
+//! recorded block by block, read back after a kill, replayed with identical decisions.
+
+use std::collections::BTreeMap;
+
+use alloy_primitives::U256;
+use dexlab_engine::backtest::run;
+use dexlab_engine::config::BacktestConfig;
+use dexlab_engine::driver::{Driver, Executor, InFlight, Observer, StepLog};
+use dexlab_engine::ledger::Ledger;
+use dexlab_engine::session::{
+    self, BlockRecord, Record, SessionMeta, SessionMode, SessionRun, SessionWriter,
+};
+use dexlab_strategy::market::{BlockInfo, Market, PoolEvent, PoolState, apply};
+use dexlab_strategy::{
+    Action, Bundle, BundleTag, Context, Fill, FillStatus, Leg, Strategy, registry,
+};
+
+use crate::support::*;
+
+/// Sends `n` bundles of `fraction` of its available USDC in the first block, then records the
+/// USDC balance it is shown every block and every fill it is told of.
+struct Spender {
+    n: usize,
+    fraction: u64,
+    sent: bool,
+    seen: Vec<U256>,
+    fills: Vec<Fill>,
+}
+
+impl Spender {
+    fn new(n: usize, fraction: u64) -> Self {
+        Self {
+            n,
+            fraction,
+            sent: false,
+            seen: Vec::new(),
+            fills: Vec::new(),
+        }
+    }
+}
+
+impl Strategy for Spender {
+    fn name(&self) -> &'static str {
+        "spender"
+    }
+    fn on_block(&mut self, _: &Market, ctx: &Context<'_>, out: &mut Vec<Action>) {
+        let available = ctx.balance(usdc());
+        self.seen.push(available);
+        if std::mem::replace(&mut self.sent, true) {
+            return;
+        }
+        for _ in 0..self.n {
+            out.push(Action::Submit(Bundle {
+                legs: vec![Leg {
+                    pool: 0,
+                    token_in: usdc(),
+                }],
+                amount_in: available / U256::from(self.fraction),
+                min_amount_out: U256::ZERO,
+                priority_fee: 0,
+                expected_out: U256::ZERO,
+                tag: BundleTag::Buy,
+            }));
+        }
+    }
+    fn on_fill(&mut self, fill: &Fill) {
+        self.fills.push(fill.clone());
+    }
+}
+
+fn flat() -> Vec<(u32, U256, U256)> {
+    vec![(0, e6(2_000_000), e18(1000)), (1, e6(2_000_000), e18(1000))]
+}
+
+#[test]
+fn what_a_bundle_in_flight_commits_is_reserved_when_it_is_sent() {
+    // Latency 3: the bundle sent at block 100 lands at 103. Until then its input is committed,
+    // so the strategy is shown the rest, and a second bundle for the same money is refused at
+    // once (never sent, no gas) instead of being found short when it lands.
+    let tape = two_pool_tape(&[flat(), vec![], vec![], vec![], vec![]]);
+    let mut cfg = exec(e6(1000), 0.0);
+    cfg.timing.latency_blocks = 3;
+    let market = tape.market();
+    let mut s = Spender::new(1, 2);
+    let r = run(&tape, &market, 0..tape.blocks.len(), &mut s, &cfg, true);
+    assert_eq!(s.seen[0], e6(1000));
+    assert_eq!(&s.seen[1..3], &[e6(500), e6(500)], "half is in flight");
+    assert_eq!((r.metrics.filled, r.metrics.rejected), (1, 0));
+    // Two bundles for half each fit together: both are sent.
+    let mut s = Spender::new(2, 2);
+    let r = run(&tape, &market, 0..tape.blocks.len(), &mut s, &cfg, true);
+    assert_eq!(s.seen[1], U256::ZERO);
+    assert_eq!(
+        (r.metrics.filled, r.metrics.rejected),
+        (2, 0),
+        "{:#?}",
+        r.trades
+    );
+    // Now each asks for all of it: the second is refused in the block it was decided.
+    let mut s = Spender::new(2, 1);
+    let r = run(&tape, &market, 0..tape.blocks.len(), &mut s, &cfg, true);
+    assert_eq!((r.metrics.filled, r.metrics.rejected), (1, 1));
+    let rejected = r
+        .trades
+        .iter()
+        .find(|t| t.status == FillStatus::Rejected)
+        .unwrap();
+    assert_eq!(
+        (rejected.decided_block, rejected.included_block),
+        (100, 100)
+    );
+    assert_eq!(rejected.gas_used, 0);
+    assert_eq!(
+        s.seen[1],
+        U256::ZERO,
+        "everything is committed to the bundle in flight"
+    );
+    assert_eq!(s.fills[0].status, FillStatus::Rejected, "told at once");
+    assert_eq!(s.fills[1].status, FillStatus::Filled);
+    assert_eq!(s.fills[1].included_block, 103);
+}
+
+/// An executor that applies history and never includes anything: the chain that ignores us.
+struct Ignored;
+
+impl Executor for Ignored {
+    fn run_block(
+        &mut self,
+        market: &mut Market,
+        events: &[PoolEvent],
+        _: &[InFlight],
+        obs: &mut Observer<'_>,
+    ) {
+        for e in events {
+            apply(market, e);
+            obs.pool_updated(market, e.pool as usize);
+        }
+    }
+    fn reference<'m>(&'m self, market: &'m Market, pool: usize) -> &'m PoolState {
+        &market.states[pool]
+    }
+}
+
+#[test]
+fn a_bundle_never_included_expires_at_its_deadline_and_frees_its_input() {
+    let tape = two_pool_tape(&[flat(), vec![], vec![], vec![], vec![], vec![]]);
+    let cfg = exec(e6(1000), 0.0);
+    let timing = dexlab_engine::driver::Timing {
+        latency_blocks: 1,
+        deadline_blocks: 2,
+    };
+    let ledger = Ledger::new(usdc(), weth(), 6, cfg.capital, false);
+    let mut d = Driver::new(&cfg.env, timing, tape.market(), Ignored, ledger);
+    d.log = Some(StepLog::default());
+    let mut s = Spender::new(1, 1);
+    let mut outcomes = Vec::new();
+    for (i, b) in tape.blocks.iter().enumerate() {
+        d.step(*b, tape.events_of(i), &mut s);
+        outcomes.extend(d.log.replace(StepLog::default()).unwrap().outcomes);
+    }
+    // Sent at 100, could land at 101..=103: expired in block 103, never before.
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+    assert_eq!(outcomes[0].status, FillStatus::Expired);
+    assert_eq!(outcomes[0].included_block, 103);
+    assert_eq!(s.fills.len(), 1);
+    assert_eq!(s.seen[1..3], [U256::ZERO, U256::ZERO]);
+    assert_eq!(
+        s.seen[3],
+        e6(1000),
+        "the reservation is released, no gas was paid"
+    );
+    assert!(d.inflight.is_empty());
+    assert_eq!(d.ledger.tally.expired, 1);
+}
+
+/// Mean reversion on the real sample (its two fee tiers never drift apart by more than their
+/// fees, so the arbitrage would not trade there), as a session would run it.
+fn sample_meta() -> SessionMeta {
+    let ds = sample_dataset();
+    let meta = dexlab_data::dataset::read_meta(ds).unwrap();
+    let backtest = BacktestConfig {
+        quote: "USDC".into(),
+        native: "WETH".into(),
+        ..BacktestConfig::default()
+    };
+    SessionMeta {
+        format: session::FORMAT,
+        mode: SessionMode::Paper,
+        chain_id: meta.chain_id,
+        pools: meta.pools,
+        strategy: "price-reversion".into(),
+        params: serde_json::json!({"window_blocks": 20, "entry_z": 0.5}),
+        backtest,
+        seed: 7,
+        model: None,
+        bootstrap_block: 0,
+        snapshots: Vec::new(),
+    }
+}
+
+fn build(
+    meta: &SessionMeta,
+) -> impl FnMut(&Market, &dexlab_strategy::TradingEnv) -> Result<Box<dyn Strategy>, String> {
+    let (name, params) = (meta.strategy.clone(), meta.params.clone());
+    move |market, env| {
+        let p = registry::parse_params(&name, &params).map_err(|e| e.to_string())?;
+        registry::build(&name, market, env, &p).map_err(|e| e.to_string())
+    }
+}
+
+/// Records the sample as a session would, block by block; returns the session's records.
+fn record_sample(dir: &std::path::Path, meta: &SessionMeta) -> Vec<BlockRecord> {
+    let ds = sample_dataset();
+    let logs = dexlab_data::dataset::read_all_logs(ds).unwrap();
+    let headers = dexlab_data::dataset::read_all_blocks(ds).unwrap();
+    let mut by_block: BTreeMap<u64, Vec<dexlab_data::RawLog>> = BTreeMap::new();
+    for l in logs {
+        by_block.entry(l.block_number).or_default().push(l);
+    }
+    let cfg = SessionRun::exec_config(meta).unwrap();
+    let mut run = SessionRun::start(meta, &cfg, &mut build(meta)).unwrap();
+    let mut w = SessionWriter::create(dir, meta).unwrap();
+    let mut out = Vec::new();
+    let first = headers[0].number;
+    let last = headers.last().unwrap().number;
+    let stamps: BTreeMap<u64, u64> = headers.iter().map(|h| (h.number, h.timestamp)).collect();
+    for n in first..=last {
+        // A session has every block, with or without events.
+        let block = BlockInfo::at(n, stamps.get(&n).copied().unwrap_or(0));
+        let logs = by_block.remove(&n).unwrap_or_default();
+        let log = run.step(block, &logs).unwrap();
+        let rec = BlockRecord {
+            block,
+            hash: None,
+            parent_hash: None,
+            logs,
+            sent: log.sent,
+            outcomes: log.outcomes,
+            node_checks: Vec::new(),
+        };
+        w.write(&Record::Block(Box::new(rec.clone()))).unwrap();
+        out.push(rec);
+    }
+    out
+}
+
+#[test]
+fn a_recorded_session_replays_with_identical_decisions_and_a_tampered_one_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = sample_meta();
+    let recs = record_sample(dir.path(), &meta);
+    let decisions: usize = recs.iter().map(|r| r.sent.len()).sum();
+    assert!(
+        decisions > 3,
+        "the sample must make the strategy trade: {decisions}"
+    );
+    // Every bundle sent got exactly one outcome, and ids are unique.
+    let mut sent: Vec<u64> = recs
+        .iter()
+        .flat_map(|r| r.sent.iter().map(|s| s.id))
+        .collect();
+    let mut done: Vec<u64> = recs
+        .iter()
+        .flat_map(|r| r.outcomes.iter().map(|o| o.id))
+        .collect();
+    sent.sort_unstable();
+    done.sort_unstable();
+    let n = sent.len();
+    sent.dedup();
+    assert_eq!(sent.len(), n, "ids are unique");
+    // The last bundles may still be in flight when the data ends.
+    assert!(done.len() <= n && done.iter().all(|id| sent.binary_search(id).is_ok()));
+    let mut once = done.clone();
+    once.dedup();
+    assert_eq!(once, done, "one outcome per bundle");
+
+    let report = session::replay(dir.path(), &mut build(&meta)).unwrap();
+    assert!(report.identical, "{:#?}", report.first_difference);
+    assert_eq!(report.blocks as usize, recs.len());
+    assert_eq!(report.decisions as usize, decisions);
+
+    // Change one recorded decision: the replay finds it, at its block.
+    let (i, rec) = recs
+        .iter()
+        .enumerate()
+        .find(|(_, r)| !r.sent.is_empty())
+        .unwrap();
+    let text = std::fs::read_to_string(dir.path().join(session::BLOCKS_FILE)).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let mut changed = rec.clone();
+    changed.sent[0].bundle.amount_in += U256::ONE;
+    lines[i] = serde_json::to_string(&Record::Block(Box::new(changed))).unwrap();
+    std::fs::write(
+        dir.path().join(session::BLOCKS_FILE),
+        lines.join("\n") + "\n",
+    )
+    .unwrap();
+    let report = session::replay(dir.path(), &mut build(&meta)).unwrap();
+    assert!(!report.identical);
+    let d = report.first_difference.unwrap();
+    assert_eq!(d.block, rec.block.number);
+    assert_eq!(d.replayed, rec.sent);
+}
+
+#[test]
+fn a_session_killed_mid_write_loses_only_that_block_and_resumes_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = sample_meta();
+    let recs = record_sample(dir.path(), &meta);
+    let path = dir.path().join(session::BLOCKS_FILE);
+    let full = std::fs::read_to_string(&path).unwrap();
+    // Keep 60 % of the blocks, then half of the next line: a process killed while writing.
+    let keep = recs.len() * 6 / 10;
+    let lines: Vec<&str> = full.lines().collect();
+    let mut torn = lines[..keep].join("\n") + "\n";
+    torn.push_str(&lines[keep][..lines[keep].len() / 2]);
+    std::fs::write(&path, &torn).unwrap();
+
+    let read = session::read(dir.path()).unwrap();
+    assert!(read.torn);
+    assert_eq!(read.blocks.len(), keep);
+    // Resume: rebuild the engine from the records, drop the torn line, go on with the rest.
+    let cfg = SessionRun::exec_config(&read.meta).unwrap();
+    let mut run = SessionRun::start(&read.meta, &cfg, &mut build(&meta)).unwrap();
+    assert_eq!(run.replay(&read.blocks, true).unwrap(), None);
+    let mut w = SessionWriter::append_to(dir.path(), read.complete_len).unwrap();
+    for rec in &recs[keep..] {
+        let log = run.step(rec.block, &rec.logs).unwrap();
+        let again = BlockRecord {
+            sent: log.sent,
+            outcomes: log.outcomes,
+            ..rec.clone()
+        };
+        w.write(&Record::Block(Box::new(again))).unwrap();
+    }
+    // The resumed session is the uninterrupted one, line for line.
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), full);
+    let report = session::replay(dir.path(), &mut build(&meta)).unwrap();
+    assert!(report.identical && !report.torn_last_line);
+}
+
+#[test]
+fn a_reorg_record_voids_the_blocks_after_the_common_ancestor() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = sample_meta();
+    let recs = record_sample(dir.path(), &meta);
+    let ancestor = recs[recs.len() / 2].block.number;
+    let mut w = SessionWriter::append_to(
+        dir.path(),
+        std::fs::metadata(dir.path().join(session::BLOCKS_FILE))
+            .unwrap()
+            .len(),
+    )
+    .unwrap();
+    w.write(&Record::Reorg {
+        common_ancestor: ancestor,
+    })
+    .unwrap();
+    let read = session::read(dir.path()).unwrap();
+    assert_eq!(read.reorgs, 1);
+    assert_eq!(read.blocks.last().unwrap().block.number, ancestor);
+    assert_eq!(read.blocks.len(), recs.len() / 2 + 1);
+    // A gap is refused, with the line.
+    let mut w = SessionWriter::append_to(dir.path(), read.complete_len).unwrap();
+    let mut skip = recs[recs.len() - 1].clone();
+    skip.block.number = ancestor + 5;
+    w.write(&Record::Block(Box::new(skip))).unwrap();
+    let e = session::read(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("follows block"), "{e}");
+}
