@@ -59,9 +59,9 @@ enum Command {
     /// sample next to a random policy, no trading and the tuned heuristic.
     #[command(subcommand)]
     Rl(crate::rl::RlCmd),
-    /// Paper and live trading sessions: replay a recorded one.
-    #[command(subcommand)]
-    Live(crate::live::LiveCmd),
+    /// Trade on a node (paper: simulated fills at the head), recording the session; `live
+    /// replay DIR` checks a recorded session decision for decision.
+    Live(crate::live::LiveArgs),
 }
 
 #[derive(Subcommand)]
@@ -239,7 +239,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Train(a) => crate::ml::train_cmd(a, &rt),
         Command::Models(c) => crate::ml::models_cmd(c, &rt),
         Command::Rl(c) => crate::rl::rl_cmd(c, &rt),
-        Command::Live(c) => crate::live::live_cmd(c),
+        Command::Live(a) => crate::live::live_cmd(a, &rt),
     }
 }
 

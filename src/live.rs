@@ -10,11 +10,72 @@ use dexlab_models::scorer::ModelScorer;
 use dexlab_strategy::market::Market;
 use dexlab_strategy::{Strategy, TradingEnv, registry};
 
+/// `dexlab live [--mode paper] …` runs a session; `dexlab live replay DIR` checks one.
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct LiveArgs {
+    #[command(subcommand)]
+    pub cmd: Option<LiveCmd>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
 #[derive(Subcommand)]
 pub enum LiveCmd {
     /// Replay a recorded session through the backtester's driver and check that every decision
     /// (same bundles, same block) is the one the session took.
     Replay(ReplayArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Simulated fills at the node's head; nothing is signed or sent.
+    Paper,
+    /// Signed transactions through the executor contract.
+    Live,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The node: ws://… (subscriptions) or http://… (polling).
+    #[arg(long, required = true)]
+    pub rpc: Option<String>,
+    /// Polled over HTTP while the WebSocket is down.
+    #[arg(long)]
+    pub http_fallback: Option<String>,
+    #[arg(long, value_enum, default_value = "paper")]
+    pub mode: Mode,
+    /// Pools to track, with their metadata (`dexlab chain up` writes one).
+    #[arg(long, conflicts_with = "pool")]
+    pub manifest: Option<PathBuf>,
+    /// Pools to track, their metadata read from the node.
+    #[arg(long)]
+    pub pool: Vec<alloy::primitives::Address>,
+    /// A promoted deployment (strategy, parameters, model and risk limits).
+    #[arg(long, conflicts_with = "strategy")]
+    pub deployment: Option<String>,
+    #[arg(long)]
+    pub strategy: Option<String>,
+    /// Strategy parameters as a JSON object (`{}`: defaults).
+    #[arg(long, default_value = "{}")]
+    pub params: String,
+    /// The model directory of a model-driven strategy.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Experiment config; its `[backtest]` section is the execution config.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Seed of the simulated competition.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// The session folder: created, or resumed when it holds one.
+    #[arg(long, required = true)]
+    pub session: Option<PathBuf>,
+    /// Stop after this many blocks.
+    #[arg(long)]
+    pub blocks: Option<u64>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
@@ -60,10 +121,128 @@ pub(crate) fn strategy_factory(
     Ok((model, build))
 }
 
-pub fn live_cmd(cmd: LiveCmd) -> anyhow::Result<ExitCode> {
-    match cmd {
-        LiveCmd::Replay(a) => replay_cmd(&a.dir, a.json),
+pub fn live_cmd(a: LiveArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
+    match a.cmd {
+        Some(LiveCmd::Replay(r)) => replay_cmd(&r.dir, r.json),
+        None => rt.block_on(run_cmd(a.run)),
     }
+}
+
+async fn run_cmd(a: RunArgs) -> anyhow::Result<ExitCode> {
+    if a.mode == Mode::Live {
+        bail!(
+            "--mode live needs the executor contract and the signing executor, which this build \
+             does not have yet; --mode paper runs the same strategy with simulated fills"
+        );
+    }
+    if a.deployment.is_some() {
+        bail!(
+            "--deployment needs promoted deployments, which this build does not have yet; give \
+             --strategy and --params"
+        );
+    }
+    let (Some(rpc), Some(dir)) = (a.rpc, a.session) else {
+        bail!("--rpc and --session are required");
+    };
+    let resuming = dir.join(session::META_FILE).exists();
+    let new = match &a.strategy {
+        None if resuming => None,
+        None => bail!("say what to trade: --strategy NAME [--params JSON]"),
+        Some(name) => {
+            let params: serde_json::Value = serde_json::from_str(&a.params)
+                .map_err(|e| anyhow::anyhow!("--params is not JSON: {e}"))?;
+            // Refused here rather than after connecting: a wrong name or value says so at once.
+            registry::parse_params(name, &params).context("--params")?;
+            let cfg = match &a.config {
+                Some(p) => dexlab_evolve::config::ExperimentConfig::load(p)?,
+                None => dexlab_evolve::config::ExperimentConfig::default(),
+            };
+            let pools = match &a.manifest {
+                Some(m) => dexlab_data::manifest::ChainManifest::load(m)?.pools,
+                None if a.pool.is_empty() => {
+                    bail!("say which pools to track: --manifest FILE or --pool ADDR...")
+                }
+                None => Vec::new(),
+            };
+            let model = match &a.model {
+                None => None,
+                Some(d) => Some(session::ModelRef {
+                    dir: std::path::absolute(d)?,
+                    hash: dexlab_store::content_hash(d)?,
+                }),
+            };
+            Some(dexlab_live::paper::NewSession {
+                pools,
+                pool_addresses: a.pool.clone(),
+                strategy: name.clone(),
+                params,
+                backtest: cfg.backtest,
+                seed: a.seed,
+                model,
+            })
+        }
+    };
+    // The strategy and model come from the session once it exists: a new one's are written
+    // first, so build the factory from what the session will hold.
+    let meta_for_factory = |n: &dexlab_live::paper::NewSession| SessionMeta {
+        format: session::FORMAT,
+        mode: session::SessionMode::Paper,
+        chain_id: 0,
+        pools: Vec::new(),
+        strategy: n.strategy.clone(),
+        params: n.params.clone(),
+        backtest: n.backtest.clone(),
+        seed: n.seed,
+        model: n.model.clone(),
+        bootstrap_block: 0,
+        bootstrap_hash: None,
+        snapshots: Vec::new(),
+    };
+    let meta = match &new {
+        Some(n) => meta_for_factory(n),
+        None => session::read(&dir)?.meta,
+    };
+    let (model, mut build) = strategy_factory(&meta)?;
+    let opts = dexlab_live::paper::PaperOptions {
+        rpc,
+        http_fallback: a.http_fallback,
+        session: dir,
+        blocks: a.blocks,
+    };
+    let quiet = a.json;
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let summary = dexlab_live::paper::run_paper(&opts, new, model, &mut build, stop, |p| {
+        if !quiet && (p.sent > 0 || p.outcomes > 0) {
+            eprintln!(
+                "block {}: {} log(s), {} bundle(s) sent, {} outcome(s)",
+                p.block, p.logs, p.sent, p.outcomes
+            );
+        }
+    })
+    .await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        println!(
+            "{} block(s) ({}..={}), {} bundle(s): {} filled, {} reverted, {} rejected, {} \
+             expired; {} reorg(s); session {} ({} blocks{})",
+            summary.blocks,
+            summary.first_block.map_or("-".into(), |b| b.to_string()),
+            summary.last_block.map_or("-".into(), |b| b.to_string()),
+            summary.bundles,
+            summary.fills,
+            summary.reverts,
+            summary.rejected,
+            summary.expired,
+            summary.reorgs,
+            summary.session.display(),
+            summary.session_blocks,
+            if summary.resumed { ", resumed" } else { "" }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn replay_cmd(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {

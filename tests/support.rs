@@ -57,7 +57,21 @@ pub struct Chain {
 }
 
 impl Chain {
+    /// A chain that keeps trading, a block every `block_time_ms`, after `blocks` blocks of
+    /// history.
+    pub fn up_live(seed: u64, blocks: u64, block_time_ms: u64) -> Chain {
+        Self::start(
+            seed,
+            blocks,
+            &["--live", "--block-time-ms", &block_time_ms.to_string()],
+        )
+    }
+
     pub fn up(seed: u64, blocks: u64) -> Chain {
+        Self::start(seed, blocks, &[])
+    }
+
+    fn start(seed: u64, blocks: u64, extra: &[&str]) -> Chain {
         let dir = tempfile::tempdir().unwrap();
         let manifest_path = dir.path().join("manifest.json");
         let port = free_port();
@@ -74,6 +88,7 @@ impl Chain {
             ])
             .arg("--manifest")
             .arg(&manifest_path)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

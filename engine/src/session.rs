@@ -83,6 +83,8 @@ pub struct SessionMeta {
     pub model: Option<ModelRef>,
     /// The session starts from the pools' state at the end of this block.
     pub bootstrap_block: u64,
+    #[serde(default)]
+    pub bootstrap_hash: Option<B256>,
     pub snapshots: Vec<PoolSnapshot>,
 }
 

@@ -195,6 +195,7 @@ fn sample_meta() -> SessionMeta {
         seed: 7,
         model: None,
         bootstrap_block: 0,
+        bootstrap_hash: None,
         snapshots: Vec::new(),
     }
 }

@@ -1,0 +1,328 @@
+//! Paper trading: the session engine of `dexlab-engine` driven by the node feed, bundles filled
+//! by the simulated executor at the head, every block recorded in the session folder.
+//!
+//! A new session bootstraps the tracked pools' state from the node at its head (pinned by hash)
+//! and starts the feed right after that block. An existing session is resumed: its records are
+//! replayed through the same engine (which must take the same decisions again, or the code or
+//! the model changed and the session is refused), and the feed starts after its last recorded
+//! block, so a killed process loses at most the block it was writing. A reorg is recorded, and
+//! the engine is rebuilt from the records up to the common ancestor before the new branch is
+//! applied, so its state is what a run that never saw the dropped blocks would have.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use dexlab_data::types::PoolInfo;
+use dexlab_engine::backtest::ExecConfig;
+use dexlab_engine::config::BacktestConfig;
+use dexlab_engine::session::{
+    self, BlockRecord, ModelRef, Record, SessionMeta, SessionMode, SessionRun, SessionWriter,
+    StrategyFactory,
+};
+use dexlab_strategy::market::BlockInfo;
+use dexlab_strategy::{FillStatus, ModelHandle};
+use serde::Serialize;
+
+use crate::feed::{BlockRef, FeedConfig, FeedEvent, NodeFeed, Start};
+
+/// Why a paper session stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum PaperError {
+    #[error(transparent)]
+    Session(#[from] session::SessionError),
+    #[error(transparent)]
+    Feed(#[from] crate::FeedError),
+    #[error(transparent)]
+    Bootstrap(#[from] crate::BootstrapError),
+    #[error("node {url}: {message}")]
+    Node { url: String, message: String },
+    #[error("session {}: {message}", dir.display())]
+    Refused { dir: PathBuf, message: String },
+}
+
+/// Where and how long to trade.
+#[derive(Debug, Clone)]
+pub struct PaperOptions {
+    /// `ws://…` (subscriptions) or `http://…` (polling).
+    pub rpc: String,
+    /// Polled while the WebSocket is down.
+    pub http_fallback: Option<String>,
+    pub session: PathBuf,
+    /// Stop after this many blocks of this run.
+    pub blocks: Option<u64>,
+}
+
+/// What a new session runs (a resumed one runs what it recorded).
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// Pools with their metadata (a manifest's) ...
+    pub pools: Vec<PoolInfo>,
+    /// ... and pools to discover from the node by address.
+    pub pool_addresses: Vec<alloy::primitives::Address>,
+    pub strategy: String,
+    pub params: serde_json::Value,
+    pub backtest: BacktestConfig,
+    pub seed: u64,
+    pub model: Option<ModelRef>,
+}
+
+/// The run's figures.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PaperSummary {
+    pub session: PathBuf,
+    /// Blocks processed by this run.
+    pub blocks: u64,
+    /// Blocks in the session after this run (a resumed session counts its earlier ones too).
+    pub session_blocks: u64,
+    pub first_block: Option<u64>,
+    pub last_block: Option<u64>,
+    /// Bundles sent, and how they ended, in this run.
+    pub bundles: u64,
+    pub fills: u64,
+    pub reverts: u64,
+    pub rejected: u64,
+    pub expired: u64,
+    pub reorgs: u64,
+    /// The run continued a session found in the folder.
+    pub resumed: bool,
+    /// Time inside the engine per block (logs in, decision out; the node's time excluded).
+    pub step_us_p50: Option<f64>,
+    pub step_us_p99: Option<f64>,
+}
+
+/// One block as it went, for progress lines.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub block: u64,
+    pub logs: usize,
+    pub sent: usize,
+    pub outcomes: usize,
+}
+
+async fn connect(url: &str) -> Result<DynProvider, PaperError> {
+    let p = ProviderBuilder::new()
+        .connect(url)
+        .await
+        .map_err(|e| PaperError::Node {
+            url: dexlab_data::ingest::redact(url),
+            message: e.to_string(),
+        })?;
+    Ok(p.erased())
+}
+
+/// Runs a paper session until `stop` resolves, the block budget is spent, or an error.
+pub async fn run_paper(
+    opts: &PaperOptions,
+    new: Option<NewSession>,
+    model: Option<ModelHandle>,
+    build: &mut StrategyFactory<'_>,
+    stop: impl Future<Output = ()>,
+    mut progress: impl FnMut(&Progress),
+) -> Result<PaperSummary, PaperError> {
+    let dir = opts.session.clone();
+    let refused = |message: String| PaperError::Refused {
+        dir: dir.clone(),
+        message,
+    };
+    // One writer per session: a second `dexlab live` on it is refused, naming the first.
+    let _lock = dexlab_data::outdir::OutputLock::acquire(&dir)
+        .map_err(|e| refused(e.to_string()))?;
+    let provider = connect(&opts.rpc).await?;
+    let chain_id = provider
+        .get_chain_id()
+        .await
+        .map_err(|e| PaperError::Node {
+            url: dexlab_data::ingest::redact(&opts.rpc),
+            message: format!("eth_chainId: {e}"),
+        })?;
+    let resumed = dir.join(session::META_FILE).exists();
+    let (meta, start_after, mut writer, records) = if resumed {
+        let rec = session::read(&dir)?;
+        if rec.meta.mode != SessionMode::Paper {
+            return Err(refused("it is not a paper session".into()));
+        }
+        if rec.meta.chain_id != chain_id {
+            return Err(refused(format!(
+                "it trades chain {}, the node serves chain {chain_id}",
+                rec.meta.chain_id
+            )));
+        }
+        if let Some(n) = &new
+            && (n.strategy != rec.meta.strategy || n.params != rec.meta.params)
+        {
+            return Err(refused(format!(
+                "it runs `{}` with {}; resume it with the same strategy and parameters, or \
+                 choose another --session folder",
+                rec.meta.strategy, rec.meta.params
+            )));
+        }
+        let after = match rec.blocks.last() {
+            Some(b) => BlockRef {
+                number: b.block.number,
+                hash: b.hash.ok_or_else(|| {
+                    refused(format!("block {} was recorded without its hash", b.block.number))
+                })?,
+            },
+            None => bootstrap_ref(&rec.meta, &provider).await?,
+        };
+        let writer = SessionWriter::append_to(&dir, rec.complete_len)?;
+        (rec.meta.clone(), after, writer, rec.blocks)
+    } else {
+        let Some(n) = new else {
+            return Err(refused(
+                "holds no session; give the strategy to start one".into(),
+            ));
+        };
+        let mut pools = n.pools;
+        if !n.pool_addresses.is_empty() {
+            pools.extend(
+                dexlab_data::discover::discover_pools(&provider, &n.pool_addresses)
+                    .await
+                    .map_err(|e| refused(format!("--pool: {e}")))?,
+            );
+        }
+        dexlab_data::manifest::validate_pools(&pools)
+            .map_err(|m| refused(format!("pool metadata: {m}")))?;
+        let states = crate::bootstrap_at_head(&provider, &pools).await?;
+        let meta = SessionMeta {
+            format: session::FORMAT,
+            mode: SessionMode::Paper,
+            chain_id,
+            pools,
+            strategy: n.strategy,
+            params: n.params,
+            backtest: n.backtest,
+            seed: n.seed,
+            model: n.model,
+            bootstrap_block: states.block.number,
+            bootstrap_hash: Some(states.block.hash),
+            snapshots: states.pools,
+        };
+        let writer = SessionWriter::create(&dir, &meta)?;
+        (meta, states.block, writer, Vec::new())
+    };
+
+    let mut cfg: ExecConfig = SessionRun::exec_config(&meta)?;
+    cfg.env.model = model;
+    let cfg = cfg;
+    let mut run = SessionRun::start(&meta, &cfg, build)?;
+    if let Some(d) = run.replay(&records, true)? {
+        return Err(refused(format!(
+            "replaying its records decides otherwise at block {} than the session did (the \
+             code, the model or the config changed since it was recorded): check it with \
+             `dexlab live replay`, and start a new session",
+            d.block
+        )));
+    }
+    let mut session_blocks = records.len() as u64;
+    drop(records);
+
+    let addresses = meta.pools.iter().map(|p| p.address).collect();
+    let mut feed_cfg = FeedConfig::new(opts.rpc.clone(), addresses).starting(Start::After(start_after));
+    if let Some(h) = &opts.http_fallback {
+        feed_cfg = feed_cfg.with_http_fallback(h.clone());
+    }
+    let mut feed = NodeFeed::new(feed_cfg)?;
+    let mut summary = PaperSummary {
+        session: dir.clone(),
+        resumed,
+        ..PaperSummary::default()
+    };
+    let mut step_us: Vec<f64> = Vec::new();
+    tokio::pin!(stop);
+    loop {
+        if opts.blocks.is_some_and(|n| summary.blocks >= n) {
+            break;
+        }
+        let ev = tokio::select! {
+            () = &mut stop => break,
+            ev = feed.next() => ev?,
+        };
+        match ev {
+            FeedEvent::Block(b) => {
+                let block = BlockInfo {
+                    number: b.number,
+                    timestamp: b.timestamp,
+                    timestamp_ms: b.timestamp_ms,
+                    base_fee: b.base_fee,
+                    l1: None,
+                };
+                let t = Instant::now();
+                let log = run.step(block, &b.logs)?;
+                step_us.push(t.elapsed().as_secs_f64() * 1e6);
+                for o in &log.outcomes {
+                    match o.status {
+                        FillStatus::Filled => summary.fills += 1,
+                        FillStatus::Reverted => summary.reverts += 1,
+                        FillStatus::Rejected => summary.rejected += 1,
+                        FillStatus::Expired => summary.expired += 1,
+                    }
+                }
+                summary.bundles += log.sent.len() as u64;
+                progress(&Progress {
+                    block: b.number,
+                    logs: b.logs.len(),
+                    sent: log.sent.len(),
+                    outcomes: log.outcomes.len(),
+                });
+                writer.write(&Record::Block(Box::new(BlockRecord {
+                    block,
+                    hash: Some(b.hash),
+                    parent_hash: Some(b.parent_hash),
+                    logs: b.logs,
+                    sent: log.sent,
+                    outcomes: log.outcomes,
+                    node_checks: Vec::new(),
+                })))?;
+                summary.blocks += 1;
+                session_blocks += 1;
+                summary.first_block.get_or_insert(b.number);
+                summary.last_block = Some(b.number);
+            }
+            FeedEvent::Reorg {
+                common_ancestor, ..
+            } => {
+                if common_ancestor < meta.bootstrap_block {
+                    return Err(refused(format!(
+                        "the chain reorganised below block {}, where the session's pool state \
+                         was read: start a new session",
+                        meta.bootstrap_block
+                    )));
+                }
+                writer.write(&Record::Reorg { common_ancestor })?;
+                summary.reorgs += 1;
+                // Rebuild from the records the reorg left standing.
+                let rec = session::read(&dir)?;
+                run = SessionRun::start(&meta, &cfg, build)?;
+                run.replay(&rec.blocks, false)?;
+                session_blocks = rec.blocks.len() as u64;
+                writer = SessionWriter::append_to(&dir, rec.complete_len)?;
+                summary.last_block = Some(common_ancestor);
+            }
+        }
+    }
+    summary.session_blocks = session_blocks;
+    if !step_us.is_empty() {
+        step_us.sort_by(f64::total_cmp);
+        let q = |p: f64| step_us[((step_us.len() - 1) as f64 * p).round() as usize];
+        summary.step_us_p50 = Some(q(0.5));
+        summary.step_us_p99 = Some(q(0.99));
+    }
+    Ok(summary)
+}
+
+/// The block a session without records starts after: its bootstrap block, which must still be
+/// the node's.
+async fn bootstrap_ref(meta: &SessionMeta, provider: &DynProvider) -> Result<BlockRef, PaperError> {
+    let hash = meta.bootstrap_hash.ok_or_else(|| PaperError::Node {
+        url: "the node".into(),
+        message: "the session recorded no hash for its bootstrap block".into(),
+    })?;
+    let _ = provider;
+    Ok(BlockRef {
+        number: meta.bootstrap_block,
+        hash,
+    })
+}
