@@ -13,4 +13,5 @@ mod model_gated;
 mod model_window;
 mod models_registry;
 mod online_features;
+mod resume_store;
 mod rl;
