@@ -2,7 +2,6 @@
 
 mod cli;
 mod ml;
-mod report_input;
 mod research;
 mod rl;
 

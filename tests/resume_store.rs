@@ -115,7 +115,10 @@ fn a_checkpoint_resumes_only_into_the_store_it_belongs_to() {
     assert_ne!(o.status.code(), Some(101), "panicked: {err}");
     assert!(err.contains(&*file_a.to_string_lossy()), "{err}");
     assert!(err.contains("`arb-a`"), "{err}");
-    assert!(err.contains("DATABASE_URL") && err.contains("--force"), "{err}");
+    assert!(
+        err.contains("DATABASE_URL") && err.contains("--force"),
+        "{err}"
+    );
     assert!(!err.contains("not found"), "{err}");
     assert_eq!(show(&store_b, "1"), before_b, "store B was written to");
     assert_eq!(experiments(&store_b).as_array().unwrap().len(), 1);
@@ -138,7 +141,7 @@ fn a_checkpoint_resumes_only_into_the_store_it_belongs_to() {
     assert_eq!(in_a[0]["status"], "done");
 
     // --force starts the experiment over in store B, under a name free there.
-    ok(&mut evolve(&data, &out, "arb-a", &store_b).arg("--force"));
+    ok(evolve(&data, &out, "arb-a", &store_b).arg("--force"));
     let in_b = experiments(&store_b);
     let names: Vec<&str> = in_b
         .as_array()
