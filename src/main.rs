@@ -3,7 +3,6 @@
 mod cli;
 mod live;
 mod ml;
-mod report_input;
 mod research;
 mod rl;
 

@@ -1,24 +1,18 @@
 //! ML commands: train a predictive model on a features folder into a model directory and register
-//! it in the store; list, show and compare the registered models.
-//!
-//! The directory is the model; the registry row (`dexlab_store::NewModel`) is read from the
-//! directory's files right after training, plus its content hash. A registered name or directory
-//! is never overwritten with other content: when the name is already registered, the new training
-//! goes to a hidden sibling first and replaces the directory only if it reproduces the registered
-//! model byte for byte (a rerun of the same deterministic training).
+//! it in the store; list, show and compare the registered models (`dexlab_lab::train`,
+//! `dexlab_lab::registry`). Argument parsing and printing only.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use dexlab_models::artifact::Artifact;
-use dexlab_models::{
-    Backend, Metrics, ModelKind, Predictor, SchemaDiff, Task, TestReport, TrainOptions,
+use dexlab_lab::registry::{
+    self, Comparison, higher_is_better, metric_names, metric_values, test_report,
 };
-use dexlab_store::{ModelRow, NewModel, Store};
-use serde::Serialize;
+use dexlab_lab::train::{TrainRequest, train};
+use dexlab_lab::{Access, Event, open_store};
+use dexlab_models::{Backend, Metrics, ModelKind, Task};
+use dexlab_store::{ModelRow, RegisteredTask};
 use serde_json::json;
 
 #[derive(Args)]
@@ -120,130 +114,42 @@ pub enum ModelsCmd {
     },
 }
 
-/// The store of `DATABASE_URL` (default `./dexlab.sqlite`), created if missing: for the
-/// commands that write it (`evolve`, `train`, `rl train`).
-pub(crate) fn store(rt: &tokio::runtime::Runtime) -> anyhow::Result<Store> {
-    let cwd = std::env::current_dir()?;
-    let url = Store::url_from_env(&cwd);
-    Ok(rt.block_on(Store::connect(&url))?)
-}
-
-/// The same store for commands that only read it (`experiments`, `models`, `report`): one that
-/// does not exist is an error, and nothing is created.
-pub(crate) fn store_existing(rt: &tokio::runtime::Runtime) -> anyhow::Result<Store> {
-    let cwd = std::env::current_dir()?;
-    let url = Store::url_from_env(&cwd);
-    Ok(rt.block_on(Store::open_existing(&url))?)
-}
-
 pub fn train_cmd(a: TrainArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
     let model: ModelKind = a.model.parse()?;
     let task: Task = a.task.parse()?;
     let backend: Backend = a.backend.parse()?;
-    dexlab_models::training::check_epochs(a.epochs).context("--epochs")?;
-    let out = a.out.clone().unwrap_or_else(|| {
-        PathBuf::from("models").join(format!(
-            "{}-{}-seed{}",
-            model.as_str(),
-            task.as_str(),
-            a.seed
-        ))
-    });
-    let name = match &a.name {
-        Some(n) => n.clone(),
-        None => out
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .with_context(|| format!("--out {} does not name a directory", out.display()))?,
+    let req = TrainRequest {
+        features: a.features.clone(),
+        model,
+        task,
+        target: a.target.clone(),
+        seed: a.seed,
+        epochs: a.epochs,
+        config: a.config.clone(),
+        backend,
+        out: a.out.clone(),
+        name: a.name.clone(),
     };
-    dexlab_store::validate_model_name(&name).with_context(|| {
-        if a.name.is_some() {
-            "--name".to_owned()
-        } else {
-            format!("the name taken from --out {}; pass --name", out.display())
+    // Refused before the store is opened (or created).
+    req.check()?;
+    let store = rt.block_on(open_store(Access::Write))?;
+    let o = train(&req, &store, rt.handle(), &mut |e: Event<'_>| {
+        if let Event::Warning(w) = e {
+            tracing::warn!("{w}");
         }
     })?;
-    // One training per model directory at a time.
-    let _lock = dexlab_data::outdir::OutputLock::acquire(&out)?;
-    let dir = std::path::absolute(&out).with_context(|| format!("resolving {}", out.display()))?;
-    let dir_text = dir.to_string_lossy().into_owned();
-
-    // Before training, so that a clash costs nothing and overwrites nothing.
-    let store = store(rt)?;
-    let registered = rt.block_on(store.list_models())?;
-    let held = registered.iter().find(|m| m.model.name == name);
-    match held {
-        Some(h) if h.model.dir != dir_text => bail!(
-            "model name `{name}` is already registered (model {}) for directory {}: choose another --name, \
-             or --out {} to reproduce that model",
-            h.id,
-            h.model.dir,
-            h.model.dir
-        ),
-        None => {
-            if let Some(other) = registered.iter().find(|m| m.model.dir == dir_text) {
-                bail!(
-                    "directory {dir_text} holds registered model {} `{}`: choose another --out \
-                     (or --name {} to reproduce that model)",
-                    other.id,
-                    other.model.name,
-                    other.model.name
-                );
-            }
-        }
-        Some(_) => {}
-    }
-
-    let candidate = held.map(|_| Candidate::beside(&dir)).transpose()?;
-    let train_dir = candidate.as_ref().map_or(dir.clone(), |c| c.path.clone());
-    let mut opts = TrainOptions::new(&a.features, &train_dir, model, task);
-    opts.target = a.target.clone();
-    opts.seed = a.seed;
-    opts.epochs = a.epochs;
-    opts.config = a.config.clone();
-    opts.backend = backend;
-    let mut r = dexlab_models::train(&opts)?;
-    let content_hash = dexlab_store::content_hash(&train_dir)?;
-    if let (Some(h), Some(c)) = (held, candidate) {
-        if h.model.content_hash != content_hash {
-            drop(c);
-            bail!(
-                "model `{name}` is already registered (model {}, directory {}) with other content: \
-                 this training gave {}, the registry holds {}; the directory was left as it was. \
-                 Train under another --name and --out to keep both",
-                h.id,
-                h.model.dir,
-                short(&content_hash),
-                short(&h.model.content_hash)
-            );
-        }
-        // The same bytes: put them in place (this restores a deleted or edited directory).
-        c.replace(&dir)?;
-        r.model_dir = out.clone();
-    }
-    let artifact = Artifact::read(&dir)?;
-    let new = registry_row(&name, &dir_text, content_hash, &artifact, r.train_seconds)?;
-    let id = rt.block_on(store.register_model(&new)).with_context(|| {
-        format!(
-            "registering model `{name}` in the {} store",
-            store.backend()
-        )
-    })?;
-    let fresh = held.is_none();
-    // Views of the metrics and predictions; the registry's content hash leaves them out.
-    if let Err(e) = dexlab_report::write_model_plots(&dir) {
-        tracing::warn!("model plots not written: {e}");
-    }
-
+    let r = &o.report;
+    let (id, name, fresh) = (o.registered.id, &o.registered.name, o.registered.new);
     if a.json {
-        let mut v = serde_json::to_value(&r)?;
+        let mut v = serde_json::to_value(r)?;
+        let g = &o.registered;
         v["registered"] = json!({
-            "id": id,
-            "name": name,
-            "dir": dir_text,
-            "content_hash": new.content_hash,
-            "store": store.backend(),
-            "new": fresh,
+            "id": g.id,
+            "name": g.name,
+            "dir": g.dir,
+            "content_hash": g.content_hash,
+            "store": g.store,
+            "new": g.new,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
@@ -295,183 +201,36 @@ pub fn train_cmd(a: TrainArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<E
     Ok(ExitCode::SUCCESS)
 }
 
-/// The registry row of a model directory, from its files.
-fn registry_row(
-    name: &str,
-    dir: &str,
-    content_hash: String,
-    art: &Artifact,
-    train_seconds: f64,
-) -> anyhow::Result<NewModel> {
-    let m = &art.metrics;
-    Ok(NewModel {
-        name: name.to_owned(),
-        kind: art.config.model_kind.as_str().to_owned(),
-        task: art.schema.task.as_str().to_owned(),
-        target: art.schema.target.clone(),
-        dir: dir.to_owned(),
-        content_hash,
-        features: art.schema.features.clone(),
-        window: u32::try_from(art.schema.window).context("window")?,
-        seed: art.config.seed,
-        backend: art.config.backend.as_str().to_owned(),
-        dataset_hash: art.dataset.dataset_hash.clone(),
-        git_commit: art.config.git_commit.clone(),
-        config: serde_json::to_value(&art.config)?,
-        dataset: serde_json::to_value(&art.dataset)?,
-        training: json!({
-            "epochs_run": m.epochs_run,
-            "best_epoch": m.best_epoch,
-            "best_valid_loss": m.best_valid_loss,
-            "stopped_early": m.stopped_early,
-        }),
-        metrics: serde_json::to_value(&m.test)?,
-        train_seconds: Some(train_seconds).filter(|s| s.is_finite()),
-        created_at: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64),
-    })
-}
-
-/// A model trained beside its registered directory; removed unless it replaces it.
-struct Candidate {
-    path: PathBuf,
-    placed: bool,
-}
-
-impl Candidate {
-    fn beside(dir: &Path) -> anyhow::Result<Self> {
-        let name = dir.file_name().context("the model directory has no name")?;
-        let parent = dir.parent().unwrap_or(Path::new("."));
-        let path = parent.join(format!(
-            ".{}.candidate-{}",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
-        if path.exists() {
-            std::fs::remove_dir_all(&path)
-                .with_context(|| format!("removing {}", path.display()))?;
-        }
-        Ok(Self {
-            path,
-            placed: false,
-        })
-    }
-
-    fn replace(mut self, dir: &Path) -> anyhow::Result<()> {
-        if dir.exists() {
-            std::fs::remove_dir_all(dir).with_context(|| format!("replacing {}", dir.display()))?;
-        }
-        std::fs::rename(&self.path, dir)
-            .with_context(|| format!("moving the model into {}", dir.display()))?;
-        self.placed = true;
-        Ok(())
-    }
-}
-
-impl Drop for Candidate {
-    fn drop(&mut self) {
-        if !self.placed {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
-}
-
 pub fn models_cmd(c: ModelsCmd, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
-    let store = store_existing(rt)?;
+    let store = rt.block_on(open_store(Access::Read))?;
     match c {
         ModelsCmd::List { json } => list(&store, rt, json),
         ModelsCmd::Show { model, json } => {
-            let row = find(&store, rt, &model)?;
+            let row = rt.block_on(registry::find(&store, &model))?;
             show(&row, json)
         }
         ModelsCmd::Compare { models, json } => {
             let rows = models
                 .iter()
-                .map(|m| find(&store, rt, m))
-                .collect::<anyhow::Result<Vec<_>>>()?;
+                .map(|m| rt.block_on(registry::find(&store, m)))
+                .collect::<Result<Vec<_>, _>>()?;
             compare(&rows, json)
         }
     }
 }
 
-fn find(store: &Store, rt: &tokio::runtime::Runtime, name_or_id: &str) -> anyhow::Result<ModelRow> {
-    rt.block_on(store.model_by_name_or_id(name_or_id))?.with_context(|| {
-        format!(
-            "no model `{name_or_id}` in the {} store at {}; `dexlab models list` shows the registered ones",
-            store.backend(),
-            store.url()
-        )
-    })
-}
-
-/// The test split and metrics of a predictive model (`None` for rows of other kinds).
-fn test_report(row: &ModelRow) -> Option<TestReport> {
-    serde_json::from_value(row.model.metrics.clone()).ok()
-}
-
-#[derive(Serialize)]
-struct Headline {
-    /// The task's loss: `mse` or `log_loss`; lower is better.
-    metric: &'static str,
-    model: f64,
-    best_baseline: Option<NamedValue>,
-}
-
-#[derive(Serialize)]
-struct NamedValue {
-    name: String,
-    value: f64,
-}
-
-fn headline(t: &TestReport) -> Headline {
-    let metric = match t.model {
-        Metrics::Regression(_) => "mse",
-        Metrics::Classification(_) => "log_loss",
-    };
-    let best_baseline = t
-        .baselines
-        .iter()
-        .map(|b| NamedValue {
-            name: b.name.clone(),
-            value: b.metrics.loss(),
-        })
-        .filter(|b| b.value.is_finite())
-        .min_by(|a, b| a.value.total_cmp(&b.value));
-    Headline {
-        metric,
-        model: t.model.loss(),
-        best_baseline,
-    }
-}
-
-/// An RL agent's out-of-sample net PnL and the best baseline's (higher is better).
-fn agent_headline(r: &ModelRow) -> Option<(String, String)> {
-    let runs = r.model.metrics.get("runs")?.as_array()?;
-    let pnl = |run: &serde_json::Value| run.pointer("/metrics/net_pnl_quote")?.as_f64();
-    let mine = runs
-        .iter()
-        .find(|x| x["kind"] == r.model.kind.as_str())
-        .and_then(pnl)?;
-    let best = runs
-        .iter()
-        .filter(|x| x["kind"] != r.model.kind.as_str())
-        .filter_map(|x| Some((x["kind"].as_str()?, pnl(x)?)))
-        .max_by(|a, b| a.1.total_cmp(&b.1))?;
-    Some((
-        format!("net PnL {}", num(mine)),
-        format!("{} {}", best.0, num(best.1)),
-    ))
-}
-
-fn list(store: &Store, rt: &tokio::runtime::Runtime, json: bool) -> anyhow::Result<ExitCode> {
-    let rows = rt.block_on(store.list_models())?;
+fn list(
+    store: &dexlab_store::Store,
+    rt: &tokio::runtime::Runtime,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let rows = rt.block_on(registry::list(store))?;
     if json {
         let models = rows
             .iter()
             .map(|r| {
-                let mut v = serde_json::to_value(r)?;
-                v["headline"] = serde_json::to_value(test_report(r).as_ref().map(headline))?;
+                let mut v = serde_json::to_value(&r.row)?;
+                v["headline"] = serde_json::to_value(&r.headline)?;
                 Ok(v)
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -503,21 +262,26 @@ fn list(store: &Store, rt: &tokio::runtime::Runtime, json: bool) -> anyhow::Resu
         .map(String::from)
         .to_vec(),
     ];
-    for r in &rows {
-        let m = &r.model;
-        let (loss, base) = match test_report(r).as_ref().map(headline) {
-            Some(h) => (
+    for l in &rows {
+        let (r, m) = (&l.row, &l.row.model);
+        let (loss, base) = match (&l.headline, &l.agent_headline) {
+            (Some(h), _) => (
                 format!("{} {}", h.metric, num(h.model)),
                 h.best_baseline
+                    .as_ref()
                     .map_or("-".into(), |b| format!("{} {}", b.name, num(b.value))),
             ),
-            None => agent_headline(r).unwrap_or_else(|| ("-".into(), "-".into())),
+            (None, Some((mine, best, value))) => (
+                format!("net PnL {}", num(*mine)),
+                format!("{best} {}", num(*value)),
+            ),
+            (None, None) => ("-".into(), "-".into()),
         };
         table.push(vec![
             r.id.to_string(),
             m.name.clone(),
-            m.kind.clone(),
-            m.task.clone(),
+            m.kind.to_string(),
+            m.task.to_string(),
             m.target.clone(),
             loss,
             base,
@@ -528,112 +292,8 @@ fn list(store: &Store, rt: &tokio::runtime::Runtime, json: bool) -> anyhow::Resu
     Ok(ExitCode::SUCCESS)
 }
 
-/// Whether a model directory still holds what the registry says.
-#[derive(Serialize)]
-struct DirStatus {
-    path: String,
-    exists: bool,
-    /// The weights load (burn, CPU backend) and the model files parse.
-    loads: bool,
-    /// The directory's content hash now; `None` when it cannot be read.
-    content_hash: Option<String>,
-    content_matches: bool,
-    /// Everything that differs from the registry or fails, in words; empty when intact.
-    problems: Vec<String>,
-}
-
-fn check_dir(row: &ModelRow) -> DirStatus {
-    let m = &row.model;
-    let dir = Path::new(&m.dir);
-    let mut s = DirStatus {
-        path: m.dir.clone(),
-        exists: dir.is_dir(),
-        loads: false,
-        content_hash: None,
-        content_matches: false,
-        problems: Vec::new(),
-    };
-    if !s.exists {
-        s.problems.push(if dir.exists() {
-            "not a directory".to_owned()
-        } else {
-            "the directory is missing".to_owned()
-        });
-        return s;
-    }
-    match dexlab_store::content_hash(dir) {
-        Ok(h) => {
-            s.content_matches = h == m.content_hash;
-            if !s.content_matches {
-                s.problems.push(format!(
-                    "its content changed since registration (registered {}, now {})",
-                    short(&m.content_hash),
-                    short(&h)
-                ));
-            }
-            s.content_hash = Some(h);
-        }
-        Err(e) => s.problems.push(format!("{:#}", anyhow::Error::from(e))),
-    }
-    if m.task == "rl" {
-        // An RL agent: its networks and environment, not a predictive model's artifact.
-        match dexlab_models::rl::load_agent(dir) {
-            Ok(agent) if agent.kind().as_str() == m.kind => s.loads = true,
-            Ok(agent) => s.problems.push(format!(
-                "kind differs: registry {}, directory {}",
-                m.kind,
-                agent.kind()
-            )),
-            Err(e) => s.problems.push(format!("the agent does not load: {e}")),
-        }
-        return s;
-    }
-    let art = match Artifact::read(dir) {
-        Ok(a) => a,
-        Err(e) => {
-            s.problems.push(format!("the model files do not read: {e}"));
-            return s;
-        }
-    };
-    if let Some(diff) = SchemaDiff::between(&m.features, &art.schema.features) {
-        s.problems.push(format!(
-            "schema.json's feature columns differ from the registered ones: {diff}"
-        ));
-    }
-    let mut differs = |what: &str, registered: String, now: String| {
-        if registered != now {
-            s.problems.push(format!(
-                "{what} differs: registry {registered}, directory {now}"
-            ));
-        }
-    };
-    differs("target", m.target.clone(), art.schema.target.clone());
-    differs("task", m.task.clone(), art.schema.task.as_str().to_owned());
-    differs(
-        "window",
-        m.window.to_string(),
-        art.schema.window.to_string(),
-    );
-    differs(
-        "kind",
-        m.kind.clone(),
-        art.config.model_kind.as_str().to_owned(),
-    );
-    let hash = |h: &Option<String>| h.clone().unwrap_or_else(|| "unknown".into());
-    differs(
-        "dataset hash",
-        hash(&m.dataset_hash),
-        hash(&art.dataset.dataset_hash),
-    );
-    match Predictor::load_unchecked(dir, Backend::default()) {
-        Ok(_) => s.loads = true,
-        Err(e) => s.problems.push(format!("the weights do not load: {e}")),
-    }
-    s
-}
-
 fn show(row: &ModelRow, json: bool) -> anyhow::Result<ExitCode> {
-    let status = check_dir(row);
+    let status = dexlab_lab::model_dir::check_dir(row);
     if json {
         println!(
             "{}",
@@ -689,7 +349,7 @@ fn show(row: &ModelRow, json: bool) -> anyhow::Result<ExitCode> {
         );
     }
     let t = &m.training;
-    if m.task == "rl" {
+    if m.task == RegisteredTask::Rl {
         println!(
             "  training     seed {}, backend {}, {} episodes (reward {} → {}), {}, git {}",
             m.seed,
@@ -778,203 +438,13 @@ fn show(row: &ModelRow, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn metric_names(m: &Metrics) -> Vec<&'static str> {
-    match m {
-        Metrics::Regression(_) => vec!["mse", "mae", "directional_accuracy"],
-        Metrics::Classification(_) => vec!["auc", "accuracy", "log_loss"],
-    }
-}
-
-/// Each metric of [`metric_names`] (`None` where undefined, e.g. AUC on one class).
-fn metric_values(m: &Metrics) -> BTreeMap<&'static str, Option<f64>> {
-    match m {
-        Metrics::Regression(r) => BTreeMap::from([
-            ("mse", Some(r.mse)),
-            ("mae", Some(r.mae)),
-            ("directional_accuracy", r.directional_accuracy),
-        ]),
-        Metrics::Classification(c) => BTreeMap::from([
-            ("auc", c.auc),
-            ("accuracy", Some(c.accuracy)),
-            ("log_loss", Some(c.log_loss)),
-        ]),
-    }
-}
-
-/// Whether a higher value of the metric is better.
-fn higher_is_better(metric: &str) -> bool {
-    matches!(metric, "directional_accuracy" | "auc" | "accuracy")
-}
-
-#[derive(Serialize)]
-struct TestSplit {
-    rows: usize,
-    first_block: i64,
-    last_block: i64,
-}
-
-#[derive(Serialize)]
-struct BaselineMetrics {
-    name: String,
-    metrics: BTreeMap<&'static str, Option<f64>>,
-}
-
-#[derive(Serialize)]
-struct BestBaseline {
-    name: String,
-    /// The task's loss (`mse` or `log_loss`).
-    metric: &'static str,
-    value: f64,
-}
-
-#[derive(Serialize)]
-struct Compared {
-    id: i64,
-    name: String,
-    kind: String,
-    task: String,
-    target: String,
-    dataset_hash: Option<String>,
-    window: u32,
-    test_split: Option<TestSplit>,
-    metrics: BTreeMap<&'static str, Option<f64>>,
-    baselines: Vec<BaselineMetrics>,
-    best_baseline: Option<BestBaseline>,
-}
-
-/// Why `rows` cannot be compared metric for metric; empty when they can.
-fn comparability(rows: &[ModelRow], reports: &[Option<TestReport>]) -> Vec<String> {
-    let mut problems = Vec::new();
-    for (r, t) in rows.iter().zip(reports) {
-        if t.is_none() {
-            problems.push(format!(
-                "`{}` has no test metrics of a predictive model",
-                r.model.name
-            ));
-        }
-    }
-    let mut differ = |what: &str, why: &str, values: Vec<String>| {
-        let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
-        for (r, v) in rows.iter().zip(values) {
-            match groups.iter_mut().find(|(g, _)| *g == v) {
-                Some((_, names)) => names.push(&r.model.name),
-                None => groups.push((v, vec![&r.model.name])),
-            }
-        }
-        if groups.len() > 1 {
-            let parts: Vec<String> = groups
-                .iter()
-                .map(|(v, names)| {
-                    format!(
-                        "{v} for {}",
-                        names
-                            .iter()
-                            .map(|n| format!("`{n}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                })
-                .collect();
-            problems.push(format!("{what} differ ({why}): {}", parts.join("; ")));
-        }
-    };
-    differ(
-        "tasks",
-        "their metrics measure different things",
-        rows.iter().map(|r| r.model.task.clone()).collect(),
-    );
-    differ(
-        "targets",
-        "they predict different labels",
-        rows.iter()
-            .map(|r| format!("`{}`", r.model.target))
-            .collect(),
-    );
-    differ(
-        "datasets",
-        "features computed from different chain data",
-        rows.iter()
-            .map(|r| {
-                r.model
-                    .dataset_hash
-                    .as_deref()
-                    .map_or("an unknown dataset".into(), |h| {
-                        format!("dataset {}", short(h))
-                    })
-            })
-            .collect(),
-    );
-    differ(
-        "test splits",
-        "scored on different rows",
-        reports
-            .iter()
-            .map(|t| {
-                t.as_ref().map_or("no test split".into(), |t| {
-                    format!(
-                        "blocks {}..{} ({} rows)",
-                        t.first_block, t.last_block, t.rows
-                    )
-                })
-            })
-            .collect(),
-    );
-    // All unknown is no difference above, but no evidence of the same data either.
-    if rows.iter().all(|r| r.model.dataset_hash.is_none()) {
-        problems.push("the dataset is unknown (no dataset hash): cannot tell whether the models saw the same data".into());
-    }
-    problems
-}
-
 fn compare(rows: &[ModelRow], json: bool) -> anyhow::Result<ExitCode> {
-    let reports: Vec<Option<TestReport>> = rows.iter().map(test_report).collect();
-    let problems = comparability(rows, &reports);
-    let comparable = problems.is_empty();
-    // The metrics of the first model's task (all share it when comparable).
-    let names = reports
-        .iter()
-        .flatten()
-        .next()
-        .map(|t| metric_names(&t.model))
-        .unwrap_or_default();
-    let compared: Vec<Compared> = rows
-        .iter()
-        .zip(&reports)
-        .map(|(r, t)| Compared {
-            id: r.id,
-            name: r.model.name.clone(),
-            kind: r.model.kind.clone(),
-            task: r.model.task.clone(),
-            target: r.model.target.clone(),
-            dataset_hash: r.model.dataset_hash.clone(),
-            window: r.model.window,
-            test_split: t.as_ref().map(|t| TestSplit {
-                rows: t.rows,
-                first_block: t.first_block,
-                last_block: t.last_block,
-            }),
-            metrics: t
-                .as_ref()
-                .map(|t| metric_values(&t.model))
-                .unwrap_or_default(),
-            baselines: t
-                .iter()
-                .flat_map(|t| &t.baselines)
-                .map(|b| BaselineMetrics {
-                    name: b.name.clone(),
-                    metrics: metric_values(&b.metrics),
-                })
-                .collect(),
-            best_baseline: t.as_ref().and_then(|t| {
-                let h = headline(t);
-                h.best_baseline.map(|b| BestBaseline {
-                    name: b.name,
-                    metric: h.metric,
-                    value: b.value,
-                })
-            }),
-        })
-        .collect();
+    let Comparison {
+        comparable,
+        problems,
+        metrics: names,
+        models: compared,
+    } = registry::compare(rows);
     if json {
         let v = json!({
             "comparable": comparable,
@@ -996,8 +466,14 @@ fn compare(rows: &[ModelRow], json: bool) -> anyhow::Result<ExitCode> {
         table.push(std::iter::once(label.to_owned()).chain(cells).collect())
     };
     row("id", compared.iter().map(|c| c.id.to_string()).collect());
-    row("kind", compared.iter().map(|c| c.kind.clone()).collect());
-    row("task", compared.iter().map(|c| c.task.clone()).collect());
+    row(
+        "kind",
+        compared.iter().map(|c| c.kind.to_string()).collect(),
+    );
+    row(
+        "task",
+        compared.iter().map(|c| c.task.to_string()).collect(),
+    );
     row(
         "target",
         compared.iter().map(|c| c.target.clone()).collect(),

@@ -14,4 +14,5 @@ mod model_window;
 mod models_registry;
 mod online_features;
 mod paper;
+mod resume_store;
 mod rl;

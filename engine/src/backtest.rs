@@ -211,14 +211,8 @@ pub struct TradeRecord {
     pub realized_pnl_quote: Option<f64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct EquityPoint {
-    pub block: u64,
-    pub timestamp: u64,
-    /// Quote-token value of all balances, human units: at reference prices, and at the last block
-    /// what closing every position would really return.
-    pub equity: f64,
-}
+/// Shared with the store, the lab and the live engine (`dexlab-types`).
+pub use dexlab_types::EquityPoint;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BacktestResult {

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use dexlab_strategy::market::Market;
 use dexlab_strategy::params::ParamSpace;
 use dexlab_strategy::registry::{self, NO_TRADE};
+use dexlab_types::RunKind;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -22,8 +23,7 @@ use crate::tape::Tape;
 /// One optimisation or baseline, in sample and out of sample.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunOutcome {
-    /// `ga`, `random_search`, `default` or `no_trade`.
-    pub kind: String,
+    pub kind: RunKind,
     pub params: serde_json::Value,
     pub train_objective: f64,
     pub test_objective: f64,
@@ -46,7 +46,7 @@ pub struct FoldResult {
 }
 
 impl FoldResult {
-    pub fn run(&self, kind: &str) -> Option<&RunOutcome> {
+    pub fn run(&self, kind: RunKind) -> Option<&RunOutcome> {
         self.runs.iter().find(|r| r.kind == kind)
     }
 }
@@ -324,7 +324,7 @@ pub fn run_experiment(
         let (rs_genome, _) = random_search(&ev, space, budget, spec.seed, fold);
 
         let outcome =
-            |kind: &str, params: &dexlab_strategy::Params, strategy: &str| -> RunOutcome {
+            |kind: RunKind, params: &dexlab_strategy::Params, strategy: &str| -> RunOutcome {
                 let eval = |w: &Range<usize>, record: bool| -> BacktestResult {
                     let from = warm(w.start);
                     let start = market_at(from);
@@ -335,7 +335,7 @@ pub fn run_experiment(
                 let tr = eval(train, false);
                 let te = eval(test, true);
                 RunOutcome {
-                    kind: kind.to_owned(),
+                    kind,
                     params: params.to_json(space),
                     train_objective: cfg.ga.objective.of(&tr.metrics),
                     test_objective: cfg.ga.objective.of(&te.metrics),
@@ -345,7 +345,7 @@ pub fn run_experiment(
                 }
             };
         let no_trade = {
-            let mut o = outcome("no_trade", &space.defaults(), NO_TRADE);
+            let mut o = outcome(RunKind::NoTrade, &space.defaults(), NO_TRADE);
             o.params = serde_json::json!({});
             o
         };
@@ -372,9 +372,13 @@ pub fn run_experiment(
                 tape.blocks[test.end - 1].number,
             ),
             runs: vec![
-                outcome("ga", &space.decode(&best_genome), &spec.strategy),
-                outcome("random_search", &space.decode(&rs_genome), &spec.strategy),
-                outcome("default", &space.defaults(), &spec.strategy),
+                outcome(RunKind::Ga, &space.decode(&best_genome), &spec.strategy),
+                outcome(
+                    RunKind::RandomSearch,
+                    &space.decode(&rs_genome),
+                    &spec.strategy,
+                ),
+                outcome(RunKind::Default, &space.defaults(), &spec.strategy),
                 no_trade,
             ],
             generations: state.history.clone(),

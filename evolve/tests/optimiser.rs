@@ -84,8 +84,8 @@ fn the_result_depends_on_the_seed_not_on_the_thread_count() {
         let kinds: Vec<&str> = f.runs.iter().map(|r| r.kind.as_str()).collect();
         assert_eq!(kinds, ["ga", "random_search", "default", "no_trade"]);
         assert_eq!(f.generations.len(), 4, "generations 0..=3");
-        let ga = f.run("ga").unwrap();
-        let default = f.run("default").unwrap();
+        let ga = f.run(dexlab_types::RunKind::Ga).unwrap();
+        let default = f.run(dexlab_types::RunKind::Default).unwrap();
         // The defaults are in the initial population and the best ever is kept.
         assert!(
             ga.train_objective >= default.train_objective - 1e-9,
@@ -93,7 +93,7 @@ fn the_result_depends_on_the_seed_not_on_the_thread_count() {
             ga.train_objective,
             default.train_objective
         );
-        let nt = f.run("no_trade").unwrap();
+        let nt = f.run(dexlab_types::RunKind::NoTrade).unwrap();
         assert_eq!((nt.test_metrics.trades, nt.test_objective), (0, 0.0));
         assert!(f.train_blocks.1 < f.test_blocks.0, "test follows train");
     }

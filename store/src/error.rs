@@ -138,7 +138,7 @@ pub enum StoreError {
         op: &'static str,
         name: String,
         id: i64,
-        status: String,
+        status: dexlab_types::ExperimentStatus,
     },
 
     /// A read-only open ([`crate::Store::open_existing`]) of a SQLite store that is not there.

@@ -40,6 +40,7 @@ pub use crate::models::{
 };
 pub use crate::url::scrub_url;
 use crate::url::{Backend, resolve};
+pub use dexlab_types::{ExperimentStatus, RegisteredKind, RegisteredTask, RunKind};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
@@ -103,12 +104,12 @@ pub struct ExperimentRow {
     pub dataset_hash: String,
     pub config: Value,
     pub seed: u64,
-    /// `"running"` at creation.
-    pub status: String,
+    /// [`ExperimentStatus::Running`] at creation.
+    pub status: ExperimentStatus,
     pub summary: Option<Value>,
     /// Unix seconds.
     pub created_at: i64,
-    /// Why the run failed or stopped (status `"failed"` or `"interrupted"`).
+    /// Why the run failed or stopped (status `failed` or `interrupted`).
     pub error: Option<String>,
     /// The process running it (see [`Store::mark_running`]).
     pub pid: Option<i64>,
@@ -143,8 +144,7 @@ pub struct FoldRow {
 pub struct NewRun {
     pub experiment_id: i64,
     pub fold: i32,
-    /// `"ga"`, `"random_search"`, `"default"` or `"no_trade"`.
-    pub kind: String,
+    pub kind: RunKind,
     pub params: Value,
     pub train_objective: Option<f64>,
     pub test_objective: Option<f64>,
@@ -156,7 +156,7 @@ pub struct RunRow {
     pub id: i64,
     pub experiment_id: i64,
     pub fold: i32,
-    pub kind: String,
+    pub kind: RunKind,
     pub params: Value,
     pub train_objective: Option<f64>,
     pub test_objective: Option<f64>,
@@ -181,11 +181,21 @@ pub struct IndividualRow {
     pub fitness: f64,
 }
 
-/// One point of an equity curve.
+/// One point of a stored equity curve: what the `equity_curves` table keeps of a
+/// [`dexlab_types::EquityPoint`] (no timestamp).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct EquityPoint {
     pub block: u64,
     pub equity: f64,
+}
+
+impl From<&dexlab_types::EquityPoint> for EquityPoint {
+    fn from(p: &dexlab_types::EquityPoint) -> Self {
+        EquityPoint {
+            block: p.block,
+            equity: p.equity,
+        }
+    }
 }
 
 /// Everything stored about one experiment.
@@ -431,12 +441,12 @@ impl Store {
         }
     }
 
-    /// Sets an experiment's status (e.g. `"done"`) and summary (`None` clears it), clearing any
-    /// stored error ([`Store::fail_experiment`] sets one).
+    /// Sets an experiment's status (e.g. [`ExperimentStatus::Done`]) and summary (`None` clears
+    /// it), clearing any stored error ([`Store::fail_experiment`] sets one).
     pub async fn set_experiment_status(
         &self,
         id: i64,
-        status: &str,
+        status: ExperimentStatus,
         summary: Option<&Value>,
     ) -> Result<()> {
         const OP: &str = "set_experiment_status";
@@ -447,7 +457,7 @@ impl Store {
         let done = sqlx::query(
             "UPDATE experiments SET status = $1, summary = $2, error = NULL WHERE id = $3",
         )
-        .bind(status)
+        .bind(status.as_str())
         .bind(summary)
         .bind(id)
         .execute(&self.pool)
@@ -495,13 +505,19 @@ impl Store {
         found(OP, done.rows_affected(), target)
     }
 
-    /// Ends experiment `id` in `status` (`"failed"`, `"interrupted"`) with the reason, kept for
-    /// `experiments list/show` and `report`.
-    pub async fn fail_experiment(&self, id: i64, status: &str, reason: &str) -> Result<()> {
+    /// Ends experiment `id` in `status` ([`ExperimentStatus::Failed`] or
+    /// [`ExperimentStatus::Interrupted`]) with the reason, kept for `experiments list/show` and
+    /// `report`.
+    pub async fn fail_experiment(
+        &self,
+        id: i64,
+        status: ExperimentStatus,
+        reason: &str,
+    ) -> Result<()> {
         const OP: &str = "fail_experiment";
         let target = || format!("experiment {id}");
         let done = sqlx::query("UPDATE experiments SET status = $1, error = $2 WHERE id = $3")
-            .bind(status)
+            .bind(status.as_str())
             .bind(reason)
             .bind(id)
             .execute(&self.pool)
@@ -560,7 +576,7 @@ impl Store {
         )
         .bind(r.experiment_id)
         .bind(r.fold)
-        .bind(&r.kind)
+        .bind(r.kind.as_str())
         .bind(params)
         .bind(has_train)
         .bind(train)
@@ -613,7 +629,7 @@ impl Store {
         &self,
         experiment_id: i64,
         fold: i32,
-        kind: &str,
+        kind: RunKind,
     ) -> Result<Option<RunRow>> {
         const OP: &str = "find_run";
         let target = || format!("experiment {experiment_id} fold {fold} {kind}");
@@ -624,7 +640,7 @@ impl Store {
         )
         .bind(experiment_id)
         .bind(fold)
-        .bind(kind)
+        .bind(kind.as_str())
         .fetch_optional(&self.pool)
         .await
         .map_err(db(OP, target))?;
@@ -1072,6 +1088,24 @@ fn json_column(
     })
 }
 
+/// A text column that holds one of an enum's names (see `dexlab-types`); any other text is
+/// [`StoreError::Corrupt`], naming the row and the value.
+pub(crate) fn name_column<T>(
+    op: &'static str,
+    row: &AnyRow,
+    column: &'static str,
+    target: impl Fn() -> String,
+    parse: fn(&str) -> Option<T>,
+) -> Result<T> {
+    let text: String = get(op, row, column)?;
+    parse(&text).ok_or_else(|| StoreError::Corrupt {
+        op,
+        target: target(),
+        field: column,
+        detail: format!("unknown {column} {text:?}"),
+    })
+}
+
 fn block_column(
     op: &'static str,
     row: &AnyRow,
@@ -1105,7 +1139,7 @@ fn experiment_from_row(op: &'static str, row: &AnyRow) -> Result<ExperimentRow> 
             field: "seed",
             detail: format!("{seed:?}: {e}"),
         })?,
-        status: get(op, row, "status")?,
+        status: name_column(op, row, "status", target, ExperimentStatus::from_name)?,
         summary: summary
             .map(|text| {
                 serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
@@ -1144,7 +1178,7 @@ fn run_from_row(op: &'static str, row: &AnyRow) -> Result<RunRow> {
         id,
         experiment_id: get(op, row, "experiment_id")?,
         fold: get(op, row, "fold")?,
-        kind: get(op, row, "kind")?,
+        kind: name_column(op, row, "kind", || format!("run {id}"), RunKind::from_name)?,
         params: json_column(op, row, "params", || format!("run {id}"))?,
         train_objective: get(op, row, "train_objective")?,
         test_objective: get(op, row, "test_objective")?,

@@ -16,7 +16,10 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 
-use crate::{Result, Store, StoreError, db, get, json_column, optional_f64, to_json};
+use crate::{
+    RegisteredKind, RegisteredTask, Result, Store, StoreError, db, get, json_column, optional_f64,
+    to_json,
+};
 
 /// The start of every query that feeds `model_from_row`, as a literal for `concat!`.
 macro_rules! select_models {
@@ -33,10 +36,10 @@ macro_rules! select_models {
 pub struct NewModel {
     /// Unique; not empty, no surrounding whitespace, not all digits.
     pub name: String,
-    /// `linear`, `mlp`, `gru`, `transformer` (and later agents such as `dqn`, `ppo`).
-    pub kind: String,
-    /// `regression` or `classification` for the predictive models.
-    pub task: String,
+    /// A predictive model's architecture or an RL agent's algorithm.
+    pub kind: RegisteredKind,
+    /// `regression` or `classification` for the predictive models, `rl` for agents.
+    pub task: RegisteredTask,
     /// The label column the model predicts.
     pub target: String,
     /// The model directory, as an absolute path. Unique.
@@ -111,8 +114,8 @@ impl Store {
              RETURNING id",
         )
         .bind(&m.name)
-        .bind(&m.kind)
-        .bind(&m.task)
+        .bind(m.kind.as_str())
+        .bind(m.task.as_str())
         .bind(&m.target)
         .bind(&m.dir)
         .bind(&m.content_hash)
@@ -328,8 +331,8 @@ fn model_from_row(op: &'static str, row: &AnyRow) -> Result<ModelRow> {
         id,
         model: NewModel {
             name: get(op, row, "name")?,
-            kind: get(op, row, "kind")?,
-            task: get(op, row, "task")?,
+            kind: crate::name_column(op, row, "kind", target, RegisteredKind::from_name)?,
+            task: crate::name_column(op, row, "task", target, RegisteredTask::from_name)?,
             target: get(op, row, "target")?,
             dir: get(op, row, "dir")?,
             content_hash: get(op, row, "content_hash")?,

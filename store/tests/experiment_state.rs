@@ -2,6 +2,7 @@
 //! resumed one is running again under its new process, and names are unique per store (and never
 //! all digits, which `find_experiment` would read as an id).
 
+use dexlab_store::ExperimentStatus;
 use dexlab_store::{Runner, StoreError};
 
 use crate::support::{TestDb, experiment};
@@ -56,23 +57,27 @@ async fn scenario(db: TestDb) -> anyhow::Result<()> {
     store.mark_running(id, &runner).await?;
     store.heartbeat(id, 1_060).await?;
     let e = store.find_experiment("sweep").await?.expect("stored");
-    assert_eq!(e.status, "running");
+    assert_eq!(e.status, ExperimentStatus::Running);
     assert_eq!((e.pid, e.host.as_deref()), (Some(4242), Some("lab-1")));
     assert_eq!(e.heartbeat_at, Some(1_060));
     assert_eq!(e.error, None);
 
     // A failure is stored with its reason, and shown in the list and the detail.
     store
-        .fail_experiment(id, "failed", "the dataset has 2 blocks with events")
+        .fail_experiment(
+            id,
+            ExperimentStatus::Failed,
+            "the dataset has 2 blocks with events",
+        )
         .await?;
     let listed = store.list_experiments().await?;
-    assert_eq!(listed[0].status, "failed");
+    assert_eq!(listed[0].status, ExperimentStatus::Failed);
     assert_eq!(
         listed[0].error.as_deref(),
         Some("the dataset has 2 blocks with events")
     );
     let d = store.experiment_detail(id).await?;
-    assert_eq!(d.experiment.status, "failed");
+    assert_eq!(d.experiment.status, ExperimentStatus::Failed);
     assert!(d.experiment.error.is_some());
 
     // Resumed: running again, the old reason cleared; done clears it too.
@@ -89,17 +94,31 @@ async fn scenario(db: TestDb) -> anyhow::Result<()> {
         .find_experiment(&id.to_string())
         .await?
         .expect("stored");
-    assert_eq!((e.status.as_str(), e.error.as_deref()), ("running", None));
-    store.fail_experiment(id, "interrupted", "SIGINT").await?;
+    assert_eq!(
+        (e.status, e.error.as_deref()),
+        (ExperimentStatus::Running, None)
+    );
     store
-        .set_experiment_status(id, "done", Some(&serde_json::json!({"ok": 1})))
+        .fail_experiment(id, ExperimentStatus::Interrupted, "SIGINT")
+        .await?;
+    store
+        .set_experiment_status(
+            id,
+            ExperimentStatus::Done,
+            Some(&serde_json::json!({"ok": 1})),
+        )
         .await?;
     let e = store.find_experiment("sweep").await?.expect("stored");
-    assert_eq!((e.status.as_str(), e.error.as_deref()), ("done", None));
+    assert_eq!(
+        (e.status, e.error.as_deref()),
+        (ExperimentStatus::Done, None)
+    );
 
     // Unknown ids are reported, not ignored.
     assert!(matches!(
-        store.fail_experiment(999_999, "failed", "x").await,
+        store
+            .fail_experiment(999_999, ExperimentStatus::Failed, "x")
+            .await,
         Err(StoreError::NotFound { .. })
     ));
     assert!(matches!(

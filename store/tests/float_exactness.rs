@@ -1,5 +1,6 @@
 //! Every f64 comes back bit for bit, wherever it is stored; NaN and infinities are refused.
 
+use dexlab_store::RunKind;
 use dexlab_store::{EquityPoint, GenerationRow, IndividualRow, NewRun, StoreError};
 use serde_json::json;
 
@@ -42,7 +43,7 @@ async fn scenario(db: TestDb) -> anyhow::Result<()> {
     let base = NewRun {
         experiment_id: id,
         fold: 0,
-        kind: "ga".to_owned(),
+        kind: RunKind::Ga,
         params: json!({}),
         train_objective: None,
         test_objective: None,

@@ -1,5 +1,6 @@
 //! `add_generation` is one transaction and idempotent: re-adding a generation replaces it.
 
+use dexlab_store::RunKind;
 use dexlab_store::{GenerationRow, IndividualRow, NewRun, StoreError};
 use serde_json::json;
 
@@ -21,7 +22,7 @@ async fn scenario(db: TestDb) -> anyhow::Result<()> {
     let run = NewRun {
         experiment_id: id,
         fold: 0,
-        kind: "ga".to_owned(),
+        kind: RunKind::Ga,
         params: json!({}),
         train_objective: None,
         test_objective: None,

@@ -30,4 +30,5 @@ mod migrations;
 mod models;
 mod read_only;
 mod round_trip;
+mod text_columns;
 mod url_scrubbing;

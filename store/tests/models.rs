@@ -2,6 +2,7 @@
 //! model, registering the same model again is a no-op, and every clash says who holds what.
 
 use dexlab_store::{NewModel, StoreError};
+use dexlab_store::{RegisteredKind, RegisteredTask};
 use serde_json::json;
 
 use crate::support::{TestDb, everything_printed};
@@ -9,8 +10,8 @@ use crate::support::{TestDb, everything_printed};
 fn model(name: &str, dir: &str, created_at: i64) -> NewModel {
     NewModel {
         name: name.to_owned(),
-        kind: "mlp".to_owned(),
-        task: "regression".to_owned(),
+        kind: RegisteredKind::Model(dexlab_types::ModelKind::Mlp),
+        task: RegisteredTask::Regression,
         target: "label_fwd_ret_1__uniswap_v3_usdc_weth_500".to_owned(),
         dir: dir.to_owned(),
         content_hash: format!("{:064x}", created_at),
@@ -49,7 +50,7 @@ async fn scenario(db: TestDb) -> anyhow::Result<()> {
     assert_eq!(store.register_model(&lin).await?, lin_id);
     // Two identical registrations at once: both succeed with one row.
     let gru = NewModel {
-        kind: "gru".into(),
+        kind: RegisteredKind::Model(dexlab_types::ModelKind::Gru),
         dataset_hash: None,
         train_seconds: None,
         ..model("gru-w8", "/models/gru", 200)

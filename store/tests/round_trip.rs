@@ -4,6 +4,7 @@ use dexlab_store::{
     EquityPoint, ExperimentDetail, FoldRow, GenerationRow, IndividualRow, NewRun, RunRow,
     StoreError,
 };
+use dexlab_store::{ExperimentStatus, RunKind};
 use serde_json::json;
 
 use crate::support::{TestDb, experiment};
@@ -26,13 +27,13 @@ async fn scenario(db: TestDb) -> anyhow::Result<()> {
         .await?;
 
     let fresh = store.experiment_detail(id).await?;
-    assert_eq!(fresh.experiment.status, "running");
+    assert_eq!(fresh.experiment.status, ExperimentStatus::Running);
     assert_eq!(fresh.experiment.summary, None);
     assert!(fresh.folds.is_empty() && fresh.runs.is_empty() && fresh.final_population.is_empty());
 
     let summary = json!({"best_test": 0.25, "runs": 3});
     store
-        .set_experiment_status(id, "done", Some(&summary))
+        .set_experiment_status(id, ExperimentStatus::Done, Some(&summary))
         .await?;
 
     let fold0 = FoldRow {
@@ -79,7 +80,7 @@ async fn scenario(db: TestDb) -> anyhow::Result<()> {
     let ga = NewRun {
         experiment_id: id,
         fold: 0,
-        kind: "ga".to_owned(),
+        kind: RunKind::Ga,
         params: json!({}),
         train_objective: None,
         test_objective: None,
@@ -87,7 +88,7 @@ async fn scenario(db: TestDb) -> anyhow::Result<()> {
     let ga_id = store.add_run(&ga).await?;
     let default_id = store
         .add_run(&NewRun {
-            kind: "default".to_owned(),
+            kind: RunKind::Default,
             params: json!({"lookback": 20}),
             train_objective: Some(1.5),
             test_objective: None,
@@ -97,7 +98,7 @@ async fn scenario(db: TestDb) -> anyhow::Result<()> {
     let no_trade_id = store
         .add_run(&NewRun {
             fold: 1,
-            kind: "no_trade".to_owned(),
+            kind: RunKind::NoTrade,
             train_objective: Some(0.0),
             test_objective: Some(-0.0),
             ..ga.clone()
@@ -127,21 +128,21 @@ async fn scenario(db: TestDb) -> anyhow::Result<()> {
         .await?;
 
     let found = store
-        .find_run(id, 0, "ga")
+        .find_run(id, 0, RunKind::Ga)
         .await?
         .expect("ga run of fold 0");
     let ga_row = RunRow {
         id: ga_id,
         experiment_id: id,
         fold: 0,
-        kind: "ga".to_owned(),
+        kind: RunKind::Ga,
         params: json!({"lookback": 14, "band": 2.5}),
         train_objective: Some(0.75),
         test_objective: Some(-0.125),
     };
     assert_eq!(found, ga_row);
-    assert_eq!(store.find_run(id, 1, "ga").await?, None);
-    assert_eq!(store.find_run(id, 0, "random_search").await?, None);
+    assert_eq!(store.find_run(id, 1, RunKind::Ga).await?, None);
+    assert_eq!(store.find_run(id, 0, RunKind::RandomSearch).await?, None);
 
     let gens: Vec<GenerationRow> = (0..3)
         .map(|generation| GenerationRow {
@@ -203,7 +204,7 @@ async fn scenario(db: TestDb) -> anyhow::Result<()> {
         .expect("by id");
     assert_eq!(expected_experiment.seed, u64::MAX);
     assert_eq!(expected_experiment.config, experiment("wf-2024", 0).config);
-    expected_experiment.status = "done".to_owned();
+    expected_experiment.status = ExperimentStatus::Done;
     expected_experiment.summary = Some(summary.clone());
     let expected = ExperimentDetail {
         experiment: expected_experiment,
@@ -214,7 +215,7 @@ async fn scenario(db: TestDb) -> anyhow::Result<()> {
                 id: default_id,
                 experiment_id: id,
                 fold: 0,
-                kind: "default".to_owned(),
+                kind: RunKind::Default,
                 params: json!({"lookback": 20}),
                 train_objective: Some(1.5),
                 test_objective: None,
@@ -223,7 +224,7 @@ async fn scenario(db: TestDb) -> anyhow::Result<()> {
                 id: no_trade_id,
                 experiment_id: id,
                 fold: 1,
-                kind: "no_trade".to_owned(),
+                kind: RunKind::NoTrade,
                 params: json!({}),
                 train_objective: Some(0.0),
                 test_objective: Some(-0.0),
@@ -249,7 +250,7 @@ async fn scenario(db: TestDb) -> anyhow::Result<()> {
         ],
     };
     assert_eq!(detail, expected);
-    assert_eq!(detail.experiment.status, "done");
+    assert_eq!(detail.experiment.status, ExperimentStatus::Done);
     assert_eq!(detail.experiment.summary, Some(summary));
 
     // Newest first.
@@ -274,7 +275,7 @@ async fn scenario(db: TestDb) -> anyhow::Result<()> {
         "{missing}"
     );
     let missing = store
-        .set_experiment_status(id + 1000, "done", None)
+        .set_experiment_status(id + 1000, ExperimentStatus::Done, None)
         .await
         .unwrap_err();
     assert!(
@@ -311,12 +312,17 @@ async fn scenario(db: TestDb) -> anyhow::Result<()> {
     );
 
     // Clearing the summary.
-    store.set_experiment_status(id, "failed", None).await?;
+    store
+        .set_experiment_status(id, ExperimentStatus::Failed, None)
+        .await?;
     let cleared = store
         .find_experiment(&id.to_string())
         .await?
         .expect("by id");
-    assert_eq!((cleared.status.as_str(), cleared.summary), ("failed", None));
+    assert_eq!(
+        (cleared.status, cleared.summary),
+        (ExperimentStatus::Failed, None)
+    );
     Ok(())
 }
 

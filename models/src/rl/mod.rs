@@ -37,9 +37,7 @@ pub mod ppo;
 #[cfg(test)]
 mod tests;
 
-use std::fmt;
 use std::path::Path;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -108,44 +106,8 @@ impl StepEnd {
     }
 }
 
-/// Which algorithm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AgentKind {
-    Dqn,
-    Ppo,
-}
-
-impl AgentKind {
-    /// The name used in configs, file contents and CLI flags.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AgentKind::Dqn => "dqn",
-            AgentKind::Ppo => "ppo",
-        }
-    }
-}
-
-impl fmt::Display for AgentKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.as_str())
-    }
-}
-
-impl FromStr for AgentKind {
-    type Err = ModelError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [AgentKind::Dqn, AgentKind::Ppo]
-            .into_iter()
-            .find(|k| k.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| ModelError::Parse {
-                what: "agent",
-                value: s.into(),
-                expected: "dqn|ppo",
-            })
-    }
-}
+/// Which algorithm: shared with the store and the lab (`dexlab-types`), re-exported here.
+pub use dexlab_types::AgentKind;
 
 /// A snapshot of an agent's training, for logs and reports.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -2,15 +2,31 @@
 //! can be made on any machine that reaches it.
 
 use dexlab_report::{FitnessSeries, FoldBars, ParamDistribution, ReportInput, Series, Table};
-use dexlab_store::ExperimentDetail;
+use dexlab_store::{ExperimentDetail, RunKind, Store};
 use dexlab_strategy::registry;
 
-const KINDS: [(&str, &str); 4] = [
-    ("ga", "GA (optimised)"),
-    ("random_search", "random search"),
-    ("default", "default parameters"),
-    ("no_trade", "no trading"),
+use crate::error::{LabError, Result};
+use crate::experiments::{ShownState, check_reportable};
+
+/// Each run kind with its label in the report, in the report's order.
+pub const KINDS: [(RunKind, &str); 4] = [
+    (RunKind::Ga, "GA (optimised)"),
+    (RunKind::RandomSearch, "random search"),
+    (RunKind::Default, "default parameters"),
+    (RunKind::NoTrade, "no trading"),
 ];
+
+/// The report input of the experiment of this id or name, refused unless it finished (see
+/// [`check_reportable`]).
+pub async fn input(store: &Store, id_or_name: &str) -> Result<ReportInput> {
+    let e = store
+        .find_experiment(id_or_name)
+        .await?
+        .ok_or_else(|| LabError::NoExperiment(id_or_name.to_owned()))?;
+    let d = store.experiment_detail(e.id).await?;
+    check_reportable(&e, &ShownState::here(&e), d.folds.len())?;
+    build(&d)
+}
 
 /// What an experiment's config records about the model of a model-driven strategy: its id, the
 /// blocks it was trained, validated and tested on, its embargo and the blocks the run evaluated.
@@ -65,7 +81,8 @@ pub fn model_rows(config: &serde_json::Value) -> Vec<(String, String)> {
     rows
 }
 
-pub fn build(d: &ExperimentDetail) -> anyhow::Result<ReportInput> {
+/// The report input of an experiment's stored detail.
+pub fn build(d: &ExperimentDetail) -> Result<ReportInput> {
     let e = &d.experiment;
     let quote = e
         .config
@@ -81,7 +98,7 @@ pub fn build(d: &ExperimentDetail) -> anyhow::Result<ReportInput> {
         ("dataset".to_owned(), e.dataset.clone()),
         ("dataset sha256".to_owned(), e.dataset_hash.clone()),
         ("seed".to_owned(), e.seed.to_string()),
-        ("status".to_owned(), e.status.clone()),
+        ("status".to_owned(), e.status.to_string()),
         ("objective".to_owned(), objective.clone()),
         ("folds".to_owned(), d.folds.len().to_string()),
     ];
@@ -125,7 +142,7 @@ pub fn build(d: &ExperimentDetail) -> anyhow::Result<ReportInput> {
     let mut folds: Vec<i32> = d.folds.iter().map(|f| f.fold).collect();
     folds.sort_unstable();
     for &fold in &folds {
-        let run = |kind: &str| d.runs.iter().find(|r| r.fold == fold && r.kind == kind);
+        let run = |kind: RunKind| d.runs.iter().find(|r| r.fold == fold && r.kind == kind);
         for (kind, label) in KINDS {
             let Some(r) = run(kind) else { continue };
             let f = |x: Option<f64>| x.map_or("-".into(), |v| format!("{v:.6}"));
@@ -143,14 +160,14 @@ pub fn build(d: &ExperimentDetail) -> anyhow::Result<ReportInput> {
                 f(metric(r.id, "test", "max_drawdown")),
             ]);
         }
-        if let Some(ga) = run("ga") {
+        if let Some(ga) = run(RunKind::Ga) {
             bars.push(FoldBars {
                 fold: fold as usize + 1,
                 in_sample: ga.train_objective.unwrap_or(0.0),
                 out_of_sample: ga.test_objective.unwrap_or(0.0),
                 baselines: KINDS[1..]
                     .iter()
-                    .filter_map(|(k, label)| Some(((*label).to_owned(), run(k)?.test_objective?)))
+                    .filter_map(|(k, label)| Some(((*label).to_owned(), run(*k)?.test_objective?)))
                     .collect(),
             });
         }
@@ -158,7 +175,7 @@ pub fn build(d: &ExperimentDetail) -> anyhow::Result<ReportInput> {
     let fitness = d
         .runs
         .iter()
-        .filter(|r| r.kind == "ga")
+        .filter(|r| r.kind == RunKind::Ga)
         .map(|r| {
             let gens: Vec<_> = d.generations.iter().filter(|g| g.run_id == r.id).collect();
             FitnessSeries {
@@ -203,7 +220,7 @@ pub fn build(d: &ExperimentDetail) -> anyhow::Result<ReportInput> {
     let last_ga = d
         .runs
         .iter()
-        .filter(|r| r.kind == "ga")
+        .filter(|r| r.kind == RunKind::Ga)
         .max_by_key(|r| r.fold)
         .map(|r| r.id);
     let final_pop = d
