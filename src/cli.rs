@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use alloy::primitives::Address;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use dexlab_data::devnet::{ChainUpConfig, chain_up};
+use dexlab_data::devnet::{self, ChainUpConfig, DEFAULT_LIVE_BLOCK_TIME_MS};
 use dexlab_data::import::{ImportOptions, import};
 use dexlab_data::ingest::{IngestConfig, ingest};
 use dexlab_data::manifest::ChainManifest;
@@ -90,7 +90,8 @@ struct FeaturesBuildArgs {
 #[derive(Subcommand)]
 enum ChainCmd {
     /// Start anvil, deploy Uniswap V2 (x2), Uniswap V3 and PancakeSwap V3 from their npm bytecode,
-    /// mine a reproducible market, write the manifest and keep serving until stopped.
+    /// mine a reproducible market, write the manifest and keep serving until stopped; with
+    /// `--live`, keep the market trading block after block until stopped.
     Up(ChainUpArgs),
 }
 
@@ -107,12 +108,20 @@ struct ChainUpArgs {
     manifest: PathBuf,
     #[arg(long, default_value_t = 31337)]
     chain_id: u64,
-    /// Seconds between blocks.
+    /// Seconds between the history's blocks.
     #[arg(long, default_value_t = 2)]
     block_time: u64,
     /// Exit after writing the manifest instead of serving.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "live")]
     exit: bool,
+    /// After the history, keep mining market blocks in real time until stopped (Ctrl-C or
+    /// SIGTERM). Prints the node's RPC and WebSocket URLs on stdout once the manifest is written.
+    #[arg(long)]
+    live: bool,
+    /// Milliseconds between live blocks [default: 200, like Base]. Block timestamps stay whole
+    /// seconds: shorter blocks share them.
+    #[arg(long, requires = "live", value_name = "N")]
+    block_time_ms: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -251,14 +260,24 @@ async fn chain_up_cmd(a: ChainUpArgs) -> anyhow::Result<ExitCode> {
         chain_id: a.chain_id,
         block_time: a.block_time,
         manifest: a.manifest.clone(),
+        live_block_time_ms: a
+            .live
+            .then(|| a.block_time_ms.unwrap_or(DEFAULT_LIVE_BLOCK_TIME_MS)),
     };
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let started = std::time::Instant::now();
-    let (mut node, m) =
-        chain_up(&cfg, std::io::IsTerminal::is_terminal(&std::io::stderr())).await?;
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // A stop during the start-up drops it, and anvil with it.
+    let mut devnet = tokio::select! {
+        d = devnet::start(&cfg, progress) => d?,
+        _ = tokio::signal::ctrl_c() => bail!("stopped before the chain was ready"),
+        _ = term.recv() => bail!("stopped before the chain was ready"),
+    };
+    let m = &devnet.manifest;
     eprintln!(
         "chain {} on {} ready in {:.1}s: {} pools on {} DEXes, blocks {}..{}; manifest {}",
         m.chain_id,
-        node.url,
+        devnet.node.url,
         started.elapsed().as_secs_f64(),
         m.pools.len(),
         m.dexes.len(),
@@ -267,11 +286,30 @@ async fn chain_up_cmd(a: ChainUpArgs) -> anyhow::Result<ExitCode> {
         a.manifest.display()
     );
     if a.exit {
-        node.stop().await;
+        devnet.node.stop().await;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(ms) = cfg.live_block_time_ms {
+        println!("rpc {}", devnet.http_url());
+        println!("ws {}", devnet.ws_url());
+        eprintln!("live: a market block every {ms} ms until stopped (Ctrl-C or SIGTERM)");
+        let stop = async {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        };
+        let report = devnet.mine_live(ms, stop).await;
+        devnet.node.stop().await;
+        let r = report.context("live mining stopped")?;
+        eprintln!(
+            "stopped after {} live blocks ({} trades, {} late), last block {}",
+            r.blocks, r.trades, r.late_blocks, r.last_block
+        );
         return Ok(ExitCode::SUCCESS);
     }
     eprintln!("serving until stopped (Ctrl-C or SIGTERM)");
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut node = devnet.node;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => { node.stop().await; }
         _ = term.recv() => { node.stop().await; }

@@ -139,3 +139,98 @@ async fn blocks_are_ordered_by_priority_fee_and_arbitrage_outbids_noise() {
     assert!(mixed_blocks > 5, "{mixed_blocks} blocks with both kinds");
     assert!(bids > 50, "{bids} transactions bid their own priority fee");
 }
+
+/// `chain up --live`: the manifest and both URLs before going live, blocks at about the block
+/// time with swaps in them, and a clean stop on SIGTERM that takes anvil with it.
+#[test]
+fn chain_up_live_mines_until_sigterm_then_stops_with_its_node() {
+    use std::io::BufRead;
+    use std::time::{Duration, Instant};
+
+    // Flags that make no sense without --live, or with --exit, are refused up front.
+    for args in [
+        &["chain", "up", "--block-time-ms", "200"][..],
+        &["chain", "up", "--live", "--exit"][..],
+    ] {
+        let o = crate::support::dexlab().args(args).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("m.json");
+    let port = crate::support::free_port();
+    let mut child = crate::support::dexlab()
+        .args([
+            "chain",
+            "up",
+            "--live",
+            "--blocks",
+            "3",
+            "--block-time-ms",
+            "200",
+        ])
+        .args(["--seed", "17", "--port", &port.to_string()])
+        .arg("--manifest")
+        .arg(&manifest)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let rpc = lines.next().unwrap().unwrap();
+    let ws = lines.next().unwrap().unwrap();
+    assert_eq!(rpc, format!("rpc http://127.0.0.1:{port}"));
+    assert_eq!(ws, format!("ws ws://127.0.0.1:{port}"));
+    // Written before going live, with the WebSocket URL for feeds.
+    let m = dexlab_data::manifest::ChainManifest::load(&manifest).unwrap();
+    assert_eq!(m.ws_url.as_deref(), Some(&ws[3..]));
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let p = alloy::providers::ProviderBuilder::new()
+        .disable_recommended_fillers()
+        .connect_http(rpc[4..].parse().unwrap())
+        .erased();
+    let (from, t0) = (rt.block_on(p.get_block_number()).unwrap(), Instant::now());
+    std::thread::sleep(Duration::from_secs(2));
+    let to = rt.block_on(p.get_block_number()).unwrap();
+    let per_s = (to - from) as f64 / t0.elapsed().as_secs_f64();
+    assert!(
+        (3.0..=6.0).contains(&per_s),
+        "{per_s:.2} blocks/s at 200 ms"
+    );
+    let swaps = rt
+        .block_on(
+            p.get_logs(
+                &alloy::rpc::types::Filter::new()
+                    .address(m.pools.iter().map(|x| x.address).collect::<Vec<_>>())
+                    .from_block(from + 1)
+                    .to_block(to),
+            ),
+        )
+        .unwrap()
+        .len();
+    assert!(
+        swaps as u64 >= to - from,
+        "{swaps} pool logs in {} blocks",
+        to - from
+    );
+
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "chain up --live ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(Instant::now() < deadline, "anvil outlived chain up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

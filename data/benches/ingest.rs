@@ -31,6 +31,7 @@ fn bench(c: &mut Criterion) {
         chain_id: 31337,
         block_time: 2,
         manifest: dir.path().join("m.json"),
+        live_block_time_ms: None,
     };
     let (node, m) = rt.block_on(chain_up(&cfg, false)).unwrap();
     let url = node.url.clone();

@@ -31,6 +31,9 @@ pub struct ChainManifest {
     /// RPC endpoint the chain was served on (local devnets only; never a URL with credentials).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rpc_url: Option<String>,
+    /// WebSocket endpoint of the same node (local devnets only), for subscriptions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ws_url: Option<String>,
     /// Seed of the simulated market, when this chain was made by `dexlab chain up`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,

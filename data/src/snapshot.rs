@@ -72,15 +72,66 @@ impl PoolSnapshot {
     }
 }
 
-/// Reads a V2/Solidly pool's reserves at `block`. `None` if the pool did not exist yet.
+/// How a pool that does not answer its first state call is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Absent {
+    /// Any failure of the first call means "not created yet" (the dataset ingest's rule).
+    AnyFailure,
+    /// Only a call the node answered without a result (no code at the address, a revert, an
+    /// undecodable answer); a failed request is an error.
+    NoAnswer,
+}
+
+/// `Ok(None)` when `e` says the pool is absent under `rule`, the error otherwise.
+fn absent<T>(
+    e: alloy::contract::Error,
+    rule: Absent,
+    pool: Address,
+    what: &str,
+) -> Result<Option<T>> {
+    use alloy::contract::Error as E;
+    let no_answer = match &e {
+        E::ZeroData(..) | E::AbiError(_) => true,
+        E::TransportError(t) => t.as_error_resp().is_some_and(|p| {
+            p.as_revert_data().is_some() || p.message.to_lowercase().contains("revert")
+        }),
+        _ => false,
+    };
+    if no_answer || rule == Absent::AnyFailure {
+        Ok(None)
+    } else {
+        Err(rpc(pool, what, e))
+    }
+}
+
+/// Reads a V2/Solidly pool's reserves at `block`. `None` if the pool did not exist yet (or did
+/// not answer).
 pub async fn snapshot_reserves(
     provider: &DynProvider,
     info: &PoolInfo,
     block: u64,
 ) -> Result<Option<ReservesSnapshot>> {
+    reserves_at(
+        provider,
+        info,
+        block,
+        BlockId::number(block),
+        Absent::AnyFailure,
+    )
+    .await
+}
+
+async fn reserves_at(
+    provider: &DynProvider,
+    info: &PoolInfo,
+    block: u64,
+    at: BlockId,
+    rule: Absent,
+) -> Result<Option<ReservesSnapshot>> {
     let c = IPairReserves::new(info.address, provider);
-    let Ok(r) = c.getReserves().block(BlockId::number(block)).call().await else {
-        return Ok(None);
+    let r = match c.getReserves().block(at).call().await {
+        Ok(r) => r,
+        Err(e) => return absent(e, rule, info.address, "getReserves()"),
     };
     Ok(Some(ReservesSnapshot {
         pool: info.address,
@@ -90,18 +141,50 @@ pub async fn snapshot_reserves(
     }))
 }
 
-/// Snapshots every pool at `block`.
+/// Snapshots every pool at `block`. A pool that does not answer is taken as not created yet.
 pub async fn snapshot_pools(
     provider: &DynProvider,
     pools: &[PoolInfo],
     block: u64,
 ) -> Result<Vec<PoolSnapshot>> {
+    pools_at(
+        provider,
+        pools,
+        block,
+        BlockId::number(block),
+        Absent::AnyFailure,
+    )
+    .await
+}
+
+/// Snapshots every pool at the block `at` (by hash, to pin one branch, or by number), whose
+/// number is `block`. Strict, for a live engine: a pool is left out only when the node answers
+/// that it has no such state (no code yet, a revert, an uninitialized V3 pool); a failed request
+/// is an error, never a missing pool.
+pub async fn snapshot_pools_at(
+    provider: &DynProvider,
+    pools: &[PoolInfo],
+    block: u64,
+    at: BlockId,
+) -> Result<Vec<PoolSnapshot>> {
+    pools_at(provider, pools, block, at, Absent::NoAnswer).await
+}
+
+async fn pools_at(
+    provider: &DynProvider,
+    pools: &[PoolInfo],
+    block: u64,
+    at: BlockId,
+    rule: Absent,
+) -> Result<Vec<PoolSnapshot>> {
     let mut out = Vec::new();
     for p in pools {
         let snap = if p.protocol.is_v3() {
-            snapshot_v3(provider, p, block).await?.map(PoolSnapshot::V3)
+            v3_at(provider, p, block, at, rule)
+                .await?
+                .map(PoolSnapshot::V3)
         } else {
-            snapshot_reserves(provider, p, block)
+            reserves_at(provider, p, block, at, rule)
                 .await?
                 .map(PoolSnapshot::Reserves)
         };
@@ -133,17 +216,35 @@ fn rpc(pool: Address, what: &str, e: impl std::fmt::Display) -> DataError {
     }
 }
 
-/// Reads a V3 pool's state at `block`. `None` if the pool was not initialized yet.
+/// Reads a V3 pool's state at `block`. `None` if the pool was not initialized yet (or did not
+/// answer).
 pub async fn snapshot_v3(
     provider: &DynProvider,
     info: &PoolInfo,
     block: u64,
 ) -> Result<Option<V3Snapshot>> {
+    v3_at(
+        provider,
+        info,
+        block,
+        BlockId::number(block),
+        Absent::AnyFailure,
+    )
+    .await
+}
+
+async fn v3_at(
+    provider: &DynProvider,
+    info: &PoolInfo,
+    block: u64,
+    at: BlockId,
+    rule: Absent,
+) -> Result<Option<V3Snapshot>> {
     let pool = info.address;
-    let at = BlockId::number(block);
     let c = IV3PoolState::new(pool, provider);
-    let Ok(s0) = c.slot0().block(at).call().await else {
-        return Ok(None);
+    let s0 = match c.slot0().block(at).call().await {
+        Ok(s0) => s0,
+        Err(e) => return absent(e, rule, pool, "slot0()"),
     };
     if s0.sqrtPriceX96.is_zero() {
         return Ok(None);

@@ -24,6 +24,11 @@ pub enum LabError {
     #[error(transparent)]
     Data(#[from] dexlab_data::DataError),
 
+    /// A value of the execution config (`[backtest]`) that cannot be used with the dataset.
+    #[cfg(feature = "evolve")]
+    #[error(transparent)]
+    ExecConfig(#[from] dexlab_engine::config::ConfigError),
+
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -127,8 +127,8 @@ pub async fn run_paper(
         message,
     };
     // One writer per session: a second `dexlab live` on it is refused, naming the first.
-    let _lock = dexlab_data::outdir::OutputLock::acquire(&dir)
-        .map_err(|e| refused(e.to_string()))?;
+    let _lock =
+        dexlab_data::outdir::OutputLock::acquire(&dir).map_err(|e| refused(e.to_string()))?;
     let provider = connect(&opts.rpc).await?;
     let chain_id = provider
         .get_chain_id()
@@ -162,7 +162,10 @@ pub async fn run_paper(
             Some(b) => BlockRef {
                 number: b.block.number,
                 hash: b.hash.ok_or_else(|| {
-                    refused(format!("block {} was recorded without its hash", b.block.number))
+                    refused(format!(
+                        "block {} was recorded without its hash",
+                        b.block.number
+                    ))
                 })?,
             },
             None => bootstrap_ref(&rec.meta, &provider).await?,
@@ -220,7 +223,8 @@ pub async fn run_paper(
     drop(records);
 
     let addresses = meta.pools.iter().map(|p| p.address).collect();
-    let mut feed_cfg = FeedConfig::new(opts.rpc.clone(), addresses).starting(Start::After(start_after));
+    let mut feed_cfg =
+        FeedConfig::new(opts.rpc.clone(), addresses).starting(Start::After(start_after));
     if let Some(h) = &opts.http_fallback {
         feed_cfg = feed_cfg.with_http_fallback(h.clone());
     }

@@ -98,6 +98,7 @@ fn backtest_metrics_and_equity_round_trip() {
         filled: 2,
         reverts: 1,
         rejected: 0,
+        expired: 1,
         lost_to_competition: 1,
         hit_rate: 0.5,
         sharpe: -0.0,

@@ -94,9 +94,21 @@ impl Deployment {
         Ok(hash)
     }
 
-    /// Mines one block at the next timestamp. Returns its number.
+    /// Mines one block `block_time` seconds after the last. Returns its number.
     pub async fn mine(&mut self) -> Result<u64> {
-        self.timestamp += self.block_time;
+        self.mine_at(self.timestamp + self.block_time).await
+    }
+
+    /// Mines one block with this timestamp (seconds), which may equal the last block's: blocks
+    /// shorter than a second share their second, as on Base. Returns its number.
+    pub async fn mine_at(&mut self, timestamp: u64) -> Result<u64> {
+        if timestamp < self.timestamp {
+            return Err(DataError::Devnet(format!(
+                "block timestamp {timestamp} is before the last block's {}",
+                self.timestamp
+            )));
+        }
+        self.timestamp = timestamp;
         self.provider
             .anvil_set_next_block_timestamp(self.timestamp)
             .await
@@ -166,6 +178,7 @@ impl Deployment {
         let m = ChainManifest {
             chain_id: self.chain_id,
             rpc_url: Some(self.url.clone()),
+            ws_url: Some(self.url.replacen("http://", "ws://", 1)),
             seed: Some(cfg.seed),
             first_block: self.first_block,
             last_block: self.last_block,

@@ -29,7 +29,8 @@ use super::deploy::{DEFAULT_PRIORITY_FEE, Deployment, INFORMED, NOISE, sqrt_pric
 use crate::error::{DataError, Result};
 use crate::types::{PoolInfo, Protocol};
 
-/// Market parameters. Per-block figures assume 2-second blocks.
+/// Market parameters. Per-block figures assume 2-second blocks; [`Self::for_block_time_ms`]
+/// rescales them to other block lengths.
 #[derive(Debug, Clone)]
 pub struct MarketParams {
     pub calm_vol: f64,
@@ -70,6 +71,25 @@ impl Default for MarketParams {
             noise_priority_fee: DEFAULT_PRIORITY_FEE / 10..=DEFAULT_PRIORITY_FEE * 2,
             informed_priority_fee_floor: DEFAULT_PRIORITY_FEE * 10,
             informed_fee_per_bps: 2_000_000.0,
+        }
+    }
+}
+
+impl MarketParams {
+    /// The default market on blocks `ms` milliseconds apart: the reference price moves as much
+    /// per second as on 2-second blocks (volatility scaled by the square root of the block
+    /// length, regime switches and jumps in proportion to it). Trading stays per block (noise
+    /// arrivals and informed visits), so short blocks still carry swaps and cross-venue gaps
+    /// still close venue by venue, in fewer seconds.
+    pub fn for_block_time_ms(ms: u64) -> Self {
+        let d = Self::default();
+        let share = ms as f64 / 2000.0;
+        Self {
+            calm_vol: d.calm_vol * share.sqrt(),
+            stressed_vol: d.stressed_vol * share.sqrt(),
+            regime_switch_prob: (d.regime_switch_prob * share).min(1.0),
+            jump_prob: (d.jump_prob * share).min(1.0),
+            ..d
         }
     }
 }
@@ -126,9 +146,9 @@ async fn trade(
     amount_in: U256,
     limit_raw_price: Option<f64>,
     priority_fee: u128,
-) -> Result<()> {
+) -> Result<bool> {
     if amount_in.is_zero() {
-        return Ok(());
+        return Ok(false);
     }
     let from = d.accounts[from];
     let router = d.router;
@@ -163,7 +183,7 @@ async fn trade(
     };
     d.send_with_priority_fee(from, Some(router), input, 2_500_000, priority_fee, "trade")
         .await?;
-    Ok(())
+    Ok(true)
 }
 
 /// `want`, capped at what `trader` bid earlier in this block (see the module docs).
@@ -173,48 +193,95 @@ fn bid(bids: &mut HashMap<usize, u128>, trader: usize, want: u128) -> u128 {
     b
 }
 
-/// Mines `cfg.blocks` blocks of market activity.
-pub async fn run(d: &mut Deployment, cfg: &ChainUpConfig, progress: bool) -> Result<()> {
-    let p = MarketParams::default();
-    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-    let normal = Normal::new(0.0, 1.0).expect("valid normal");
-    let pareto = Pareto::new(p.noise_scale_usd, p.noise_shape).expect("valid pareto");
-    let poisson = Poisson::new(p.noise_rate).expect("valid poisson");
-    let mut log_usd: Vec<f64> = d.usd.iter().map(|u| u.ln()).collect();
-    let stable: Vec<bool> = d.tokens.iter().map(|t| t.symbol == "USDC").collect();
-    let mut stressed = false;
-    let pools = d.pools.clone();
-    let bar = if progress {
-        indicatif::ProgressBar::new(cfg.blocks)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "mining {bar:40} {pos}/{len} blocks {per_sec} eta {eta}",
-        )
-        .expect("valid template"),
-    );
-    for block in 0..cfg.blocks {
-        if rng.random_bool(p.regime_switch_prob) {
-            stressed = !stressed;
+/// The market's state between blocks: the reference prices, the regime and the random stream.
+/// History and live mining share one, so a live devnet continues the seeded market where its
+/// history stopped.
+pub struct Market {
+    p: MarketParams,
+    rng: ChaCha8Rng,
+    normal: Normal<f64>,
+    pareto: Pareto<f64>,
+    poisson: Poisson<f64>,
+    log_usd: Vec<f64>,
+    stable: Vec<bool>,
+    stressed: bool,
+    /// Market blocks mined so far (the informed traders' latency counts these).
+    block: u64,
+}
+
+impl std::fmt::Debug for Market {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Market")
+            .field("block", &self.block)
+            .field("stressed", &self.stressed)
+            .finish()
+    }
+}
+
+/// What one market block sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MarketBlock {
+    pub number: u64,
+    pub timestamp: u64,
+    /// Trades sent (some may revert, as on chain).
+    pub trades: u64,
+}
+
+impl Market {
+    pub fn new(d: &Deployment, seed: u64, p: MarketParams) -> Self {
+        Self {
+            normal: Normal::new(0.0, 1.0).expect("valid normal"),
+            pareto: Pareto::new(p.noise_scale_usd, p.noise_shape).expect("valid pareto"),
+            poisson: Poisson::new(p.noise_rate).expect("valid poisson"),
+            p,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            log_usd: d.usd.iter().map(|u| u.ln()).collect(),
+            stable: d.tokens.iter().map(|t| t.symbol == "USDC").collect(),
+            stressed: false,
+            block: 0,
         }
-        let vol = if stressed { p.stressed_vol } else { p.calm_vol };
-        for (i, lp) in log_usd.iter_mut().enumerate() {
-            if stable[i] {
+    }
+
+    /// Switches to other parameters (e.g. live blocks of another length), keeping the prices,
+    /// the regime and the random stream.
+    pub fn set_params(&mut self, p: MarketParams) {
+        self.pareto = Pareto::new(p.noise_scale_usd, p.noise_shape).expect("valid pareto");
+        self.poisson = Poisson::new(p.noise_rate).expect("valid poisson");
+        self.p = p;
+    }
+
+    /// Sends one block of trades and mines it at `timestamp`.
+    pub async fn step(&mut self, d: &mut Deployment, timestamp: u64) -> Result<MarketBlock> {
+        let block = self.block;
+        let p = &self.p;
+        let rng = &mut self.rng;
+        if rng.random_bool(p.regime_switch_prob) {
+            self.stressed = !self.stressed;
+        }
+        let vol = if self.stressed {
+            p.stressed_vol
+        } else {
+            p.calm_vol
+        };
+        for (i, lp) in self.log_usd.iter_mut().enumerate() {
+            if self.stable[i] {
                 continue;
             }
-            *lp += vol * normal.sample(&mut rng);
+            *lp += vol * self.normal.sample(rng);
             if rng.random_bool(p.jump_prob) {
-                *lp += p.jump_vol * normal.sample(&mut rng);
+                *lp += p.jump_vol * self.normal.sample(rng);
             }
         }
-        let usd: Vec<f64> = log_usd.iter().map(|x| x.exp()).collect();
+        let usd: Vec<f64> = self.log_usd.iter().map(|x| x.exp()).collect();
         let mut bids: HashMap<usize, u128> = HashMap::new();
+        let pools = d.pools.clone();
+        let mut trades = 0;
 
         // Informed traders (they outbid the noise, so the block puts them first).
         for (k, pool) in pools.iter().enumerate() {
-            if block % latency(&pool.dex, pool.fee) != 0 || !rng.random_bool(p.informed_presence) {
+            if !block.is_multiple_of(latency(&pool.dex, pool.fee))
+                || !rng.random_bool(p.informed_presence)
+            {
                 continue;
             }
             let trader = INFORMED.start + (k + block as usize) % INFORMED.len();
@@ -238,7 +305,7 @@ pub async fn run(d: &mut Deployment, cfg: &ChainUpConfig, progress: bool) -> Res
                 p.informed_priority_fee_floor
                     + (gap_bps * p.informed_fee_per_bps * rng.random_range(0.5..1.5)) as u128,
             );
-            match pool.protocol {
+            let sent = match pool.protocol {
                 Protocol::UniswapV3 | Protocol::PancakeV3 => {
                     // The price limit stops the swap at the target; the amount is only a cap.
                     let cap = U256::from(10u64).pow(U256::from(
@@ -258,7 +325,7 @@ pub async fn run(d: &mut Deployment, cfg: &ChainUpConfig, progress: bool) -> Res
                         Some(target),
                         priority_fee,
                     )
-                    .await?;
+                    .await?
                 }
                 Protocol::UniswapV2 | Protocol::Solidly => {
                     let (x, y) = (f64::from(r0), f64::from(r1));
@@ -277,17 +344,18 @@ pub async fn run(d: &mut Deployment, cfg: &ChainUpConfig, progress: bool) -> Res
                         None,
                         priority_fee,
                     )
-                    .await?;
+                    .await?
                 }
-            }
+            };
+            trades += u64::from(sent);
         }
 
         // Noise traders.
-        let n_noise = poisson.sample(&mut rng) as usize;
+        let n_noise = self.poisson.sample(rng) as usize;
         for _ in 0..n_noise {
             let pool = &pools[rng.random_range(0..pools.len())];
             let zero_for_one = rng.random_bool(0.5);
-            let size_usd = pareto.sample(&mut rng).min(p.noise_cap_usd);
+            let size_usd = self.pareto.sample(rng).min(p.noise_cap_usd);
             let token = if zero_for_one {
                 &pool.token0
             } else {
@@ -301,7 +369,7 @@ pub async fn run(d: &mut Deployment, cfg: &ChainUpConfig, progress: bool) -> Res
                 trader,
                 rng.random_range(p.noise_priority_fee.clone()),
             );
-            trade(
+            let sent = trade(
                 d,
                 trader,
                 pool,
@@ -311,13 +379,41 @@ pub async fn run(d: &mut Deployment, cfg: &ChainUpConfig, progress: bool) -> Res
                 priority_fee,
             )
             .await?;
+            trades += u64::from(sent);
         }
         d.forget_pending();
-        d.mine().await?;
+        let number = d.mine_at(timestamp).await?;
+        self.block += 1;
+        Ok(MarketBlock {
+            number,
+            timestamp,
+            trades,
+        })
+    }
+}
+
+/// Mines `cfg.blocks` blocks of market activity, `cfg.block_time` seconds apart, and returns the
+/// market to continue from.
+pub async fn run(d: &mut Deployment, cfg: &ChainUpConfig, progress: bool) -> Result<Market> {
+    let mut market = Market::new(d, cfg.seed, MarketParams::default());
+    let bar = if progress {
+        indicatif::ProgressBar::new(cfg.blocks)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "mining {bar:40} {pos}/{len} blocks {per_sec} eta {eta}",
+        )
+        .expect("valid template"),
+    );
+    for _ in 0..cfg.blocks {
+        let timestamp = d.timestamp + d.block_time;
+        market.step(d, timestamp).await?;
         bar.inc(1);
     }
     bar.finish_and_clear();
-    Ok(())
+    Ok(market)
 }
 
 /// Calldata of a router V3 swap selling `amount_in` with no price limit (for tests and tools).

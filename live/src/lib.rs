@@ -1,0 +1,26 @@
+//! dexlab-live: dexlab's link to a running chain, a node feed of blocks with the logs of the
+//! tracked pools, and the pools' state bootstrapped from the node.
+//!
+//! [`feed::NodeFeed`] is the collector a live engine drives: it turns a node (WebSocket
+//! subscription to new heads, or HTTP polling) into an ordered stream of
+//! [`feed::FeedEvent`]s, one [`feed::NodeBlock`] per block with no gap and no duplicate, and a
+//! [`feed::FeedEvent::Reorg`] when the chain it delivered is replaced. Heads are only hints: blocks
+//! are fetched by number and chained by parent hash, so a lost notification, a dropped connection
+//! or a reorg all end in the same backfill from the last block delivered. Nothing assumes one
+//! block per second or unique timestamps; a node's millisecond timestamp is kept when it sends
+//! one. [`bootstrap`] reads the tracked pools' state at one block (pinned by hash) with the
+//! dataset's snapshot code, so that the feed can start right after it.
+//!
+//! [`paper`] runs `dexlab-engine`'s session engine on the feed: paper trading, recorded block
+//! by block and resumable.
+//!
+//! No cargo features.
+
+pub mod bootstrap;
+pub mod error;
+pub mod feed;
+pub mod paper;
+
+pub use bootstrap::{PoolStates, bootstrap, bootstrap_at_head};
+pub use error::{BootstrapError, FeedError};
+pub use feed::{BlockRef, FeedConfig, FeedEvent, FeedStats, NodeBlock, NodeFeed, Start, Transport};
