@@ -83,6 +83,17 @@ pub struct StepLog {
     pub outcomes: Vec<OutcomeRecord>,
 }
 
+impl StepLog {
+    fn outcome(&mut self, id: u64, fill: &Fill) {
+        self.outcomes.push(OutcomeRecord {
+            id,
+            status: fill.status,
+            included_block: fill.included_block,
+            amount_out: fill.amount_out,
+        });
+    }
+}
+
 /// Hears what the executor does in a block: tells the strategy of pool updates, and books
 /// outcomes in the ledger before telling the strategy of its fill.
 pub struct Observer<'a> {
@@ -113,12 +124,7 @@ impl Observer<'_> {
         let fill = self.ledger.settle(sent, o, market, value);
         self.resolved.push(sent.id);
         if let Some(log) = self.log.as_deref_mut() {
-            log.outcomes.push(OutcomeRecord {
-                id: sent.id,
-                status: fill.status,
-                included_block: fill.included_block,
-                amount_out: fill.amount_out,
-            });
+            log.outcome(sent.id, &fill);
         }
         self.strategy.on_fill(&fill);
     }
@@ -270,12 +276,7 @@ impl<'c, E: Executor> Driver<'c, E> {
                 };
                 let fill = self.ledger.settle(&p, &o, &self.market, &|a, _, _| Some(a));
                 if let Some(log) = self.log.as_mut() {
-                    log.outcomes.push(OutcomeRecord {
-                        id: p.id,
-                        status: fill.status,
-                        included_block: fill.included_block,
-                        amount_out: fill.amount_out,
-                    });
+                    log.outcome(p.id, &fill);
                 }
                 strategy.on_fill(&fill);
             }
@@ -318,12 +319,7 @@ impl<'c, E: Executor> Driver<'c, E> {
             } else {
                 let fill = self.ledger.rejected(&p, &self.market);
                 if let Some(log) = self.log.as_mut() {
-                    log.outcomes.push(OutcomeRecord {
-                        id: p.id,
-                        status: fill.status,
-                        included_block: fill.included_block,
-                        amount_out: fill.amount_out,
-                    });
+                    log.outcome(p.id, &fill);
                 }
                 strategy.on_fill(&fill);
             }
