@@ -68,7 +68,7 @@ pub enum StoreError {
         source: sqlx::Error,
     },
 
-    /// The experiment, run or model named does not exist.
+    /// The experiment, run, model or session named does not exist.
     #[error("{op}: {target} not found")]
     NotFound { op: &'static str, target: String },
 
@@ -140,6 +140,25 @@ pub enum StoreError {
         id: i64,
         status: dexlab_types::ExperimentStatus,
     },
+
+    /// A session folder whose row records another session than the one being started in it:
+    /// the folder was reused, or the command that resumes it changed.
+    #[error(
+        "{op}: session folder {dir} holds session {id}, started with {differences}; resume it \
+         with what it was started with, or choose another session folder"
+    )]
+    SessionMismatch {
+        op: &'static str,
+        dir: String,
+        id: i64,
+        /// What differs, e.g. ``strategy `momentum` (not `mean_reversion`)``, comma-separated.
+        differences: String,
+    },
+
+    /// A session folder that is not an absolute path: rows are keyed by the absolute path, so a
+    /// relative one would register a resumed session again under another key.
+    #[error("{op}: session folder {dir:?} is not an absolute path")]
+    SessionDirNotAbsolute { op: &'static str, dir: String },
 
     /// A read-only open ([`crate::Store::open_existing`]) of a SQLite store that is not there.
     #[error(

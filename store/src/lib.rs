@@ -1,5 +1,5 @@
-//! dexlab's experiment store: experiments, folds, runs, GA generations and results, and the
-//! registry of trained models, in SQL.
+//! dexlab's experiment store: experiments, folds, runs, GA generations and results, the registry
+//! of trained models, and the registry of trading sessions, in SQL.
 //!
 //! One code path serves both databases through sqlx's `Any` driver: every statement is written
 //! once, in the SQL both dialects share (`$n` placeholders, `ON CONFLICT … DO UPDATE`,
@@ -17,10 +17,16 @@
 //! directory with its provenance and test metrics; a name and a directory each belong to one
 //! model, and [`content_hash`] tells whether a directory still holds what was registered.
 //!
+//! The session registry ([`Store::start_session`], in `sessions.rs`) keeps one row per paper or
+//! live trading session folder: what it runs, its status and progress, and the process that last
+//! ran it. Starting a session in a registered folder resumes its row, and is refused when the row
+//! records another session.
+//!
 //! No cargo features.
 
 mod error;
 mod models;
+mod sessions;
 mod url;
 
 use std::fmt;
@@ -38,9 +44,12 @@ pub use crate::error::StoreError;
 pub use crate::models::{
     ModelRow, NewModel, content_hash, validate_experiment_name, validate_model_name,
 };
+pub use crate::sessions::{NewSessionRow, SessionProgress, SessionRow};
 pub use crate::url::scrub_url;
 use crate::url::{Backend, resolve};
-pub use dexlab_types::{ExperimentStatus, RegisteredKind, RegisteredTask, RunKind};
+pub use dexlab_types::{
+    ExperimentStatus, RegisteredKind, RegisteredTask, RunKind, SessionMode, SessionStatus,
+};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");

@@ -30,5 +30,6 @@ mod migrations;
 mod models;
 mod read_only;
 mod round_trip;
+mod sessions;
 mod text_columns;
 mod url_scrubbing;

@@ -125,6 +125,36 @@ impl ExperimentStatus {
 }
 
 text_enum! {
+    /// How a trading session carries out its bundles (the `sessions.mode` column; the same words
+    /// as the `mode` of a session folder's `session.json`).
+    pub enum SessionMode as "session mode" {
+        /// Simulated fills at the node's head.
+        Paper = "paper",
+        /// Signed transactions through the executor contract.
+        Live = "live",
+    }
+}
+
+text_enum! {
+    /// Where a paper or live trading session stands (the `sessions.status` column).
+    pub enum SessionStatus as "session status" {
+        /// Started, or resumed, and not ended (its process may since have died: see `pid`/`host`).
+        Running = "running",
+        /// Ended on purpose: a signal, or the block budget spent; resuming its folder continues it.
+        Stopped = "stopped",
+        /// Ended by an error, whose reason is stored with it.
+        Failed = "failed",
+    }
+}
+
+impl SessionStatus {
+    /// Whether the session has ended, one way or another.
+    pub fn is_ended(self) -> bool {
+        self != SessionStatus::Running
+    }
+}
+
+text_enum! {
     /// One optimisation or baseline of a walk-forward fold (the `runs.kind` column).
     pub enum RunKind as "run kind" {
         /// The genetic optimiser's best parameters.

@@ -57,6 +57,8 @@ fn names_keep_the_spellings_the_store_holds() {
     names(&ModelKind::ALL, &["linear", "mlp", "gru", "transformer"]);
     names(&Task::ALL, &["regression", "classification"]);
     names(&AgentKind::ALL, &["dqn", "ppo"]);
+    names(&SessionMode::ALL, &["paper", "live"]);
+    names(&SessionStatus::ALL, &["running", "stopped", "failed"]);
     names(
         &RegisteredTask::ALL,
         &["regression", "classification", "rl"],
