@@ -25,6 +25,14 @@ pub enum LiveCmd {
     /// Replay a recorded session through the backtester's driver and check that every decision
     /// (same bundles, same block) is the one the session took.
     Replay(ReplayArgs),
+    /// Sessions in the store (DATABASE_URL, default ./dexlab.sqlite), newest first.
+    Sessions(SessionsArgs),
+}
+
+#[derive(Args)]
+pub struct SessionsArgs {
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -88,6 +96,8 @@ pub struct ReplayArgs {
 
 /// The strategy of a session, its model loaded and checked against the hash the session
 /// recorded.
+// The factory is an unnameable closure; spelling its type out is the clearest it gets.
+#[allow(clippy::type_complexity)]
 pub(crate) fn strategy_factory(
     meta: &SessionMeta,
 ) -> anyhow::Result<(
@@ -124,6 +134,7 @@ pub(crate) fn strategy_factory(
 pub fn live_cmd(a: LiveArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
     match a.cmd {
         Some(LiveCmd::Replay(r)) => replay_cmd(&r.dir, r.json),
+        Some(LiveCmd::Sessions(a)) => rt.block_on(sessions_cmd(a.json)),
         None => rt.block_on(run_cmd(a.run)),
     }
 }
@@ -208,12 +219,22 @@ async fn run_cmd(a: RunArgs) -> anyhow::Result<ExitCode> {
         http_fallback: a.http_fallback,
         session: dir,
         blocks: a.blocks,
+        // The session's row, for `dexlab live sessions` and the dashboard.
+        registry: Some(dexlab_live::paper::Registry {
+            store: dexlab_lab::open_store(dexlab_lab::Access::Write).await?,
+            host: dexlab_lab::experiments::host_name(),
+        }),
     };
     let quiet = a.json;
     let stop = async {
         let _ = tokio::signal::ctrl_c().await;
     };
     let summary = dexlab_live::paper::run_paper(&opts, new, model, &mut build, stop, |p| {
+        // A disagreement between the node and the exact math is an error, printed even with
+        // --json (on stderr, so the summary on stdout stays one JSON document).
+        for c in &p.mismatches {
+            eprintln!("error: node check: {c}");
+        }
         if !quiet && (p.sent > 0 || p.outcomes > 0) {
             eprintln!(
                 "block {}: {} log(s), {} bundle(s) sent, {} outcome(s)",
@@ -240,6 +261,58 @@ async fn run_cmd(a: RunArgs) -> anyhow::Result<ExitCode> {
             summary.session.display(),
             summary.session_blocks,
             if summary.resumed { ", resumed" } else { "" }
+        );
+        println!(
+            "node check: {} bundle(s) simulated on the node, {} disagreed with the exact math, \
+             {} could not be asked{}",
+            summary.node_checked,
+            summary.node_mismatches,
+            summary.node_unavailable,
+            summary
+                .first_node_unavailable
+                .as_deref()
+                .map_or(String::new(), |r| format!(" (first: {r})"))
+        );
+    }
+    if summary.node_mismatches > 0 {
+        eprintln!(
+            "error: {} bundle(s) where the node and the exact math disagree; first: {}",
+            summary.node_mismatches,
+            summary.first_node_mismatch.as_deref().unwrap_or("-")
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn sessions_cmd(json: bool) -> anyhow::Result<ExitCode> {
+    let store = dexlab_lab::open_store(dexlab_lab::Access::Read).await?;
+    let rows = store.list_sessions().await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        println!("no sessions in {}", store.url());
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:>4}  {:<5}  {:<8}  {:<18}  {:>8}  {:>10}  {:>7}  {:>6}  dir",
+        "id", "mode", "status", "strategy", "blocks", "last", "bundles", "fills"
+    );
+    for r in rows {
+        println!(
+            "{:>4}  {:<5}  {:<8}  {:<18}  {:>8}  {:>10}  {:>7}  {:>6}  {}{}",
+            r.id,
+            r.mode.as_str(),
+            r.status.as_str(),
+            r.strategy,
+            r.progress.blocks,
+            r.progress.last_block.map_or("-".into(), |b| b.to_string()),
+            r.progress.bundles,
+            r.progress.fills,
+            r.dir,
+            r.error.map_or(String::new(), |e| format!("  ({e})"))
         );
     }
     Ok(ExitCode::SUCCESS)

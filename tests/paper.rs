@@ -62,6 +62,12 @@ fn a_paper_session_replays_identically_and_resumes_after_a_kill() {
     let chain = Chain::up_live(4, 200, 100);
     let dir = tempfile::tempdir().unwrap();
     let session = dir.path().join("session");
+    let db = format!("sqlite:{}", dir.path().join("dexlab.sqlite").display());
+    let dexlab = || {
+        let mut c = dexlab();
+        c.env("DATABASE_URL", &db);
+        c
+    };
 
     let s = json_of(
         &dexlab()
@@ -75,6 +81,10 @@ fn a_paper_session_replays_identically_and_resumes_after_a_kill() {
         "no arbitrage in 120 blocks: {s}"
     );
     assert_eq!(s["resumed"], false);
+    // Every bundle was simulated on the node through the executor's code, and agreed to the wei.
+    assert_eq!(s["node_checked"], s["bundles"], "{s}");
+    assert_eq!(s["node_mismatches"], 0, "{s}");
+    assert_eq!(s["node_unavailable"], 0, "{s}");
     let r = replay(&session);
     assert_eq!(r["identical"], true, "{r}");
     assert_eq!(r["blocks"], 120);
@@ -118,4 +128,18 @@ fn a_paper_session_replays_identically_and_resumes_after_a_kill() {
     let r = replay(&session);
     assert_eq!(r["identical"], true, "{r}");
     assert_eq!(r["blocks"].as_u64().unwrap() as usize, before + 30);
+
+    // One row for the session in the store, back to stopped after the kill and the resume.
+    let rows = json_of(
+        &dexlab()
+            .args(["live", "sessions", "--json"])
+            .output()
+            .unwrap(),
+    );
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["status"], "stopped");
+    assert_eq!(rows[0]["mode"], "paper");
+    assert_eq!(rows[0]["blocks"].as_u64().unwrap() as usize, before + 30);
+    assert_eq!(rows[0]["last_block"].as_u64(), blocks.last().copied());
 }

@@ -2,7 +2,8 @@
 // Writes .dexlab/artifacts/<Name>.json = {contractName, abi, bytecode (creation, 0x...), source} for
 //  - the DEX contracts shipped as prebuilt artifacts in npm packages (never recompiled: their creation
 //    code, hence their CREATE2 init-code hashes, must stay the canonical ones), and
-//  - our own contracts in contracts/*.sol, compiled with the pinned npm solc (standard JSON, optimizer 200).
+//  - our own contracts in contracts/*.sol, compiled with the pinned npm solc (standard JSON, optimizer 200),
+//    with their runtime code as well (deployedBytecode).
 // Skips the solc run when nothing changed since the last run (stamp in .dexlab/artifacts/.stamp);
 // pass --force to recompile anyway.
 'use strict';
@@ -108,7 +109,7 @@ function main() {
     sources,
     settings: {
       optimizer: { enabled: true, runs: 200 },
-      outputSelection: { '*': { '*': ['abi', 'evm.bytecode.object', 'evm.methodIdentifiers'] } },
+      outputSelection: { '*': { '*': ['abi', 'evm.bytecode.object', 'evm.deployedBytecode.object', 'evm.methodIdentifiers'] } },
     },
   };
   const output = JSON.parse(solc.compile(JSON.stringify(input)));
@@ -123,7 +124,14 @@ function main() {
     for (const [name, c] of Object.entries(contracts)) {
       if (!c.evm.bytecode.object) continue; // interfaces and abstract contracts
       if (names.includes(name)) fail(`duplicate contract name ${name} (${file})`);
-      write({ contractName: name, abi: c.abi, bytecode: normalizeBytecode(name, c.evm.bytecode.object), source: file });
+      write({
+        contractName: name,
+        abi: c.abi,
+        bytecode: normalizeBytecode(name, c.evm.bytecode.object),
+        // The runtime code: what a state-override eth_call puts at an address (paper trading's node check).
+        deployedBytecode: normalizeBytecode(name, c.evm.deployedBytecode.object),
+        source: file,
+      });
       names.push(name);
     }
   }

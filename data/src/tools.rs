@@ -69,6 +69,9 @@ pub struct Artifact {
     #[serde(rename = "contractName")]
     pub contract_name: String,
     pub bytecode: Bytes,
+    /// Runtime code (our own contracts only; the npm artifacts are copied as shipped).
+    #[serde(rename = "deployedBytecode", default)]
+    pub deployed_bytecode: Option<Bytes>,
     #[serde(default)]
     pub source: String,
 }

@@ -13,7 +13,7 @@
 
 use alloy_primitives::{Address, U256};
 use dexlab_strategy::gas::{TxCost, bundle_gas, convert_with, cost_at};
-use dexlab_strategy::market::{BlockInfo, Market, PoolEvent, PoolState, to_human};
+use dexlab_strategy::market::{BlockInfo, Market, PoolEvent, PoolMeta, PoolState, to_human};
 use dexlab_strategy::{
     Action, Bundle, Context, Fill, FillStatus, ReplayClock, Strategy, TradingEnv,
 };
@@ -327,6 +327,17 @@ impl<'c, E: Executor> Driver<'c, E> {
         sent
     }
 
+    /// Each leg's output of `bundle` by exact pool math on the reference state (the chain's own,
+    /// without our simulated trades): what a node asked to simulate the bundle now must answer.
+    /// `None` when the bundle would revert there.
+    pub fn reference_legs(&self, bundle: &Bundle) -> Option<Vec<U256>> {
+        leg_outputs(
+            &self.market.pools,
+            |i| self.exec.reference(&self.market, i),
+            bundle,
+        )
+    }
+
     /// `amount` of `from` in `to` at reference mid prices.
     pub fn value(&self, amount: U256, from: Address, to: Address) -> Option<U256> {
         convert_with(
@@ -384,4 +395,38 @@ impl<'c, E: Executor> Driver<'c, E> {
         let dec = self.ledger.quote_decimals;
         to_human(total, dec) - to_human(cost, dec) - to_human(self.ledger.unpaid_gas, dec)
     }
+}
+
+/// Each leg's output of `bundle` by exact pool math on the states `state` gives, as the executor
+/// contract would produce them; `None` when the bundle would revert (a pool cannot fill, or a leg
+/// gives nothing). A route that visits a pool twice trades each time on the state the previous
+/// legs left.
+pub fn leg_outputs<'a>(
+    pools: &[PoolMeta],
+    state: impl Fn(usize) -> &'a PoolState,
+    bundle: &Bundle,
+) -> Option<Vec<U256>> {
+    let mut moved: Vec<(usize, PoolState)> = Vec::new();
+    let mut amount = bundle.amount_in;
+    let mut outs = Vec::with_capacity(bundle.legs.len());
+    for leg in &bundle.legs {
+        let meta = pools.get(leg.pool)?;
+        let k = match moved.iter().position(|(i, _)| *i == leg.pool) {
+            Some(k) => k,
+            None => {
+                moved.push((leg.pool, state(leg.pool).clone()));
+                moved.len() - 1
+            }
+        };
+        let q = moved[k]
+            .1
+            .swap_exact_in(meta, meta.token0 == leg.token_in, amount)
+            .ok()?;
+        if q.amount_out.is_zero() {
+            return None;
+        }
+        amount = q.amount_out;
+        outs.push(amount);
+    }
+    Some(outs)
 }

@@ -17,7 +17,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use alloy_primitives::{Address, B256};
+use alloy_primitives::{Address, B256, U256};
 use dexlab_data::RawLog;
 use dexlab_data::events::block_events;
 use dexlab_data::snapshot::PoolSnapshot;
@@ -57,15 +57,8 @@ pub enum SessionError {
 
 pub type Result<T, E = SessionError> = std::result::Result<T, E>;
 
-/// How bundles were carried out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SessionMode {
-    /// Simulated fills at the node's head.
-    Paper,
-    /// Signed transactions through the executor contract.
-    Live,
-}
+/// How bundles were carried out (paper: simulated fills; live: signed transactions).
+pub use dexlab_types::SessionMode;
 
 /// What a session runs, fixed when it starts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,14 +104,70 @@ pub struct BlockRecord {
     pub node_checks: Vec<NodeCheck>,
 }
 
-/// A bundle simulated on the node next to the engine's exact math.
+/// A bundle simulated on the node (paper mode), next to the engine's exact math on the same state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeCheck {
+    /// The bundle's id.
     pub id: u64,
-    /// The amount the engine's math expects.
-    pub expected_out: String,
-    /// The node's amount, or why it could not give one.
-    pub node: Result<String, String>,
+    /// The block whose state both sides used (the bundle's decision block).
+    pub block: u64,
+    /// Each leg's output by the engine's exact math on the chain's state (without our simulated
+    /// trades); `None`: the math says the bundle reverts.
+    pub math: Option<Vec<U256>>,
+    pub node: NodeAnswer,
+}
+
+/// What the node said of a simulated bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum NodeAnswer {
+    /// The executor's call returned each leg's output.
+    Filled { amounts: Vec<U256> },
+    /// The call reverted, with the decoded reason.
+    Reverted { reason: String },
+    /// The node could not be asked (an RPC error, state it no longer keeps, a token whose
+    /// balance slot could not be found, a family the executor does not trade yet).
+    Unavailable { reason: String },
+}
+
+impl NodeCheck {
+    /// `Some(true)` when the node and the math agree to the wei (both revert, or both fill with
+    /// the same output on every leg), `Some(false)` when they differ, `None` when the node could
+    /// not be asked.
+    pub fn agrees(&self) -> Option<bool> {
+        match (&self.math, &self.node) {
+            (_, NodeAnswer::Unavailable { .. }) => None,
+            (Some(m), NodeAnswer::Filled { amounts }) => Some(m == amounts),
+            (None, NodeAnswer::Reverted { .. }) => Some(true),
+            _ => Some(false),
+        }
+    }
+}
+
+impl std::fmt::Display for NodeCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let math = match &self.math {
+            Some(m) => format!("fills with {}", join(m)),
+            None => "reverts".into(),
+        };
+        let node = match &self.node {
+            NodeAnswer::Filled { amounts } => format!("fills with {}", join(amounts)),
+            NodeAnswer::Reverted { reason } => format!("reverts ({reason})"),
+            NodeAnswer::Unavailable { reason } => format!("could not be asked ({reason})"),
+        };
+        write!(
+            f,
+            "block {} bundle {}: the exact math {math}, the node {node}",
+            self.block, self.id
+        )
+    }
+}
+
+fn join(xs: &[U256]) -> String {
+    xs.iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join(" -> ")
 }
 
 /// A line of `blocks.jsonl`.

@@ -12,12 +12,14 @@
 //! dataset's snapshot code, so that the feed can start right after it.
 //!
 //! [`paper`] runs `dexlab-engine`'s session engine on the feed: paper trading, recorded block
-//! by block and resumable.
+//! by block and resumable, every bundle checked against the node through [`executor`]'s
+//! simulation of the on-chain executor contract.
 //!
 //! No cargo features.
 
 pub mod bootstrap;
 pub mod error;
+pub mod executor;
 pub mod feed;
 pub mod paper;
 

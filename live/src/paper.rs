@@ -1,6 +1,11 @@
 //! Paper trading: the session engine of `dexlab-engine` driven by the node feed, bundles filled
 //! by the simulated executor at the head, every block recorded in the session folder.
 //!
+//! Every bundle is also put to the node: simulated through the executor contract's code with
+//! `eth_call` and a state override at its decision block, next to the engine's exact math on the
+//! same state (the chain's, without our simulated trades). Both are recorded; any difference is
+//! an error naming the block and the bundle.
+//!
 //! A new session bootstraps the tracked pools' state from the node at its head (pinned by hash)
 //! and starts the feed right after that block. An existing session is resumed: its records are
 //! replayed through the same engine (which must take the same decisions again, or the code or
@@ -14,17 +19,20 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::types::BlockId;
 use dexlab_data::types::PoolInfo;
 use dexlab_engine::backtest::ExecConfig;
 use dexlab_engine::config::BacktestConfig;
+use dexlab_engine::driver::Executor as _;
 use dexlab_engine::session::{
-    self, BlockRecord, ModelRef, Record, SessionMeta, SessionMode, SessionRun, SessionWriter,
-    StrategyFactory,
+    self, BlockRecord, ModelRef, NodeCheck, Record, SessionMeta, SessionMode, SessionRun,
+    SessionWriter, StrategyFactory,
 };
-use dexlab_strategy::market::BlockInfo;
+use dexlab_strategy::market::{BlockInfo, PoolState};
 use dexlab_strategy::{FillStatus, ModelHandle};
 use serde::Serialize;
 
+use crate::executor::NodeSim;
 use crate::feed::{BlockRef, FeedConfig, FeedEvent, NodeFeed, Start};
 
 /// Why a paper session stopped with an error.
@@ -40,6 +48,12 @@ pub enum PaperError {
     Node { url: String, message: String },
     #[error("session {}: {message}", dir.display())]
     Refused { dir: PathBuf, message: String },
+    #[error("session {}: the store: {source}", dir.display())]
+    Store {
+        dir: PathBuf,
+        #[source]
+        source: dexlab_store::StoreError,
+    },
 }
 
 /// Where and how long to trade.
@@ -52,6 +66,33 @@ pub struct PaperOptions {
     pub session: PathBuf,
     /// Stop after this many blocks of this run.
     pub blocks: Option<u64>,
+    /// Where the session's row goes (the store the dashboard reads), if anywhere.
+    pub registry: Option<Registry>,
+}
+
+/// The store that lists sessions, and this machine's name for their rows.
+#[derive(Clone)]
+pub struct Registry {
+    pub store: dexlab_store::Store,
+    pub host: String,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("store", &self.store.url())
+            .field("host", &self.host)
+            .finish()
+    }
+}
+
+/// How often a running session's row is brought up to date.
+const ROW_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// What a new session runs (a resumed one runs what it recorded).
@@ -85,20 +126,36 @@ pub struct PaperSummary {
     pub rejected: u64,
     pub expired: u64,
     pub reorgs: u64,
+    /// Bundles simulated on the node through the executor's code (paper mode's node check) ...
+    pub node_checked: u64,
+    /// ... of which the node and the exact math disagreed: each is an error, logged with its
+    /// block and bundle, and the first is kept here.
+    pub node_mismatches: u64,
+    pub first_node_mismatch: Option<String>,
+    /// Bundles the node could not be asked about (RPC error, state no longer kept, a family
+    /// the executor does not trade yet), and the first reason.
+    pub node_unavailable: u64,
+    pub first_node_unavailable: Option<String>,
     /// The run continued a session found in the folder.
     pub resumed: bool,
     /// Time inside the engine per block (logs in, decision out; the node's time excluded).
     pub step_us_p50: Option<f64>,
     pub step_us_p99: Option<f64>,
+    /// The tracked pools' state as the chain has it at the end (our simulated trades left out),
+    /// for checks against a fresh bootstrap.
+    #[serde(skip)]
+    pub reference_states: Vec<PoolState>,
 }
 
 /// One block as it went, for progress lines.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Progress {
     pub block: u64,
     pub logs: usize,
     pub sent: usize,
     pub outcomes: usize,
+    /// Node checks of this block that disagreed with the exact math.
+    pub mismatches: Vec<NodeCheck>,
 }
 
 async fn connect(url: &str) -> Result<DynProvider, PaperError> {
@@ -220,7 +277,51 @@ pub async fn run_paper(
         )));
     }
     let mut session_blocks = records.len() as u64;
+    // The session's totals before this run, for its row.
+    let before = dexlab_store::SessionProgress {
+        blocks: session_blocks,
+        last_block: records.last().map(|b| b.block.number),
+        bundles: records.iter().map(|b| b.sent.len() as u64).sum(),
+        fills: records
+            .iter()
+            .flat_map(|b| &b.outcomes)
+            .filter(|o| o.status == FillStatus::Filled)
+            .count() as u64,
+        node_mismatches: records
+            .iter()
+            .flat_map(|b| &b.node_checks)
+            .filter(|c| c.agrees() == Some(false))
+            .count() as u64,
+        updated_at: unix_now(),
+    };
     drop(records);
+    let store_err = |source| PaperError::Store {
+        dir: dir.clone(),
+        source,
+    };
+    let row = match &opts.registry {
+        None => None,
+        Some(r) => {
+            let abs = std::path::absolute(&dir).map_err(|e| refused(e.to_string()))?;
+            let id = r
+                .store
+                .start_session(&dexlab_store::NewSessionRow {
+                    dir: abs.display().to_string(),
+                    mode: meta.mode,
+                    chain_id: meta.chain_id,
+                    strategy: meta.strategy.clone(),
+                    params: meta.params.clone(),
+                    model_hash: meta.model.as_ref().map(|m| m.hash.clone()),
+                    bootstrap_block: meta.bootstrap_block,
+                    pid: i64::from(std::process::id()),
+                    host: r.host.clone(),
+                    started_at: unix_now(),
+                })
+                .await
+                .map_err(store_err)?;
+            Some((&r.store, id))
+        }
+    };
 
     let addresses = meta.pools.iter().map(|p| p.address).collect();
     let mut feed_cfg =
@@ -229,6 +330,11 @@ pub async fn run_paper(
         feed_cfg = feed_cfg.with_http_fallback(h.clone());
     }
     let mut feed = NodeFeed::new(feed_cfg)?;
+    let mut node_sim =
+        NodeSim::from_artifact(provider.clone()).map_err(|message| PaperError::Node {
+            url: dexlab_data::ingest::redact(&opts.rpc),
+            message: format!("node check: {message}"),
+        })?;
     let mut summary = PaperSummary {
         session: dir.clone(),
         resumed,
@@ -236,78 +342,158 @@ pub async fn run_paper(
     };
     let mut step_us: Vec<f64> = Vec::new();
     tokio::pin!(stop);
-    loop {
-        if opts.blocks.is_some_and(|n| summary.blocks >= n) {
-            break;
+    let mut row_at = Instant::now();
+    let progress_of = |s: &PaperSummary, blocks: u64, before: &dexlab_store::SessionProgress| {
+        dexlab_store::SessionProgress {
+            blocks,
+            last_block: s.last_block.or(before.last_block),
+            bundles: before.bundles + s.bundles,
+            fills: before.fills + s.fills,
+            node_mismatches: before.node_mismatches + s.node_mismatches,
+            updated_at: unix_now(),
         }
-        let ev = tokio::select! {
-            () = &mut stop => break,
-            ev = feed.next() => ev?,
-        };
-        match ev {
-            FeedEvent::Block(b) => {
-                let block = BlockInfo {
-                    number: b.number,
-                    timestamp: b.timestamp,
-                    timestamp_ms: b.timestamp_ms,
-                    base_fee: b.base_fee,
-                    l1: None,
-                };
-                let t = Instant::now();
-                let log = run.step(block, &b.logs)?;
-                step_us.push(t.elapsed().as_secs_f64() * 1e6);
-                for o in &log.outcomes {
-                    match o.status {
-                        FillStatus::Filled => summary.fills += 1,
-                        FillStatus::Reverted => summary.reverts += 1,
-                        FillStatus::Rejected => summary.rejected += 1,
-                        FillStatus::Expired => summary.expired += 1,
+    };
+    let ended: Result<(), PaperError> = async {
+        loop {
+            if opts.blocks.is_some_and(|n| summary.blocks >= n) {
+                break;
+            }
+            let ev = tokio::select! {
+                () = &mut stop => break,
+                ev = feed.next() => ev?,
+            };
+            match ev {
+                FeedEvent::Block(b) => {
+                    let block = BlockInfo {
+                        number: b.number,
+                        timestamp: b.timestamp,
+                        timestamp_ms: b.timestamp_ms,
+                        base_fee: b.base_fee,
+                        l1: None,
+                    };
+                    let t = Instant::now();
+                    let log = run.step(block, &b.logs)?;
+                    step_us.push(t.elapsed().as_secs_f64() * 1e6);
+                    // The node check: every bundle sent here, simulated through the executor's code
+                    // on the node's state at this block, next to the exact math on the same state.
+                    let maths: Vec<_> = log
+                        .sent
+                        .iter()
+                        .map(|p| run.driver.reference_legs(&p.bundle))
+                        .collect();
+                    let mut node_checks = Vec::with_capacity(log.sent.len());
+                    for (p, math) in log.sent.iter().zip(maths) {
+                        let node = node_sim
+                            .simulate(BlockId::hash(b.hash), &run.driver.market.pools, &p.bundle)
+                            .await;
+                        node_checks.push(NodeCheck {
+                            id: p.id,
+                            block: b.number,
+                            math,
+                            node,
+                        });
+                    }
+                    let mut mismatches = Vec::new();
+                    for c in &node_checks {
+                        match c.agrees() {
+                            Some(true) => summary.node_checked += 1,
+                            Some(false) => {
+                                summary.node_checked += 1;
+                                summary.node_mismatches += 1;
+                                tracing::error!("node check: {c}");
+                                summary
+                                    .first_node_mismatch
+                                    .get_or_insert_with(|| c.to_string());
+                                mismatches.push(c.clone());
+                            }
+                            None => {
+                                summary.node_unavailable += 1;
+                                if summary.first_node_unavailable.is_none() {
+                                    tracing::warn!("node check: {c}");
+                                    summary.first_node_unavailable = Some(c.to_string());
+                                }
+                            }
+                        }
+                    }
+                    for o in &log.outcomes {
+                        match o.status {
+                            FillStatus::Filled => summary.fills += 1,
+                            FillStatus::Reverted => summary.reverts += 1,
+                            FillStatus::Rejected => summary.rejected += 1,
+                            FillStatus::Expired => summary.expired += 1,
+                        }
+                    }
+                    summary.bundles += log.sent.len() as u64;
+                    progress(&Progress {
+                        block: b.number,
+                        logs: b.logs.len(),
+                        sent: log.sent.len(),
+                        outcomes: log.outcomes.len(),
+                        mismatches,
+                    });
+                    writer.write(&Record::Block(Box::new(BlockRecord {
+                        block,
+                        hash: Some(b.hash),
+                        parent_hash: Some(b.parent_hash),
+                        logs: b.logs,
+                        sent: log.sent,
+                        outcomes: log.outcomes,
+                        node_checks,
+                    })))?;
+                    summary.blocks += 1;
+                    session_blocks += 1;
+                    summary.first_block.get_or_insert(b.number);
+                    summary.last_block = Some(b.number);
+                    if let Some((store, id)) = row
+                        && row_at.elapsed() >= ROW_EVERY
+                    {
+                        let p = progress_of(&summary, session_blocks, &before);
+                        store.update_session(id, &p).await.map_err(store_err)?;
+                        row_at = Instant::now();
                     }
                 }
-                summary.bundles += log.sent.len() as u64;
-                progress(&Progress {
-                    block: b.number,
-                    logs: b.logs.len(),
-                    sent: log.sent.len(),
-                    outcomes: log.outcomes.len(),
-                });
-                writer.write(&Record::Block(Box::new(BlockRecord {
-                    block,
-                    hash: Some(b.hash),
-                    parent_hash: Some(b.parent_hash),
-                    logs: b.logs,
-                    sent: log.sent,
-                    outcomes: log.outcomes,
-                    node_checks: Vec::new(),
-                })))?;
-                summary.blocks += 1;
-                session_blocks += 1;
-                summary.first_block.get_or_insert(b.number);
-                summary.last_block = Some(b.number);
-            }
-            FeedEvent::Reorg {
-                common_ancestor, ..
-            } => {
-                if common_ancestor < meta.bootstrap_block {
-                    return Err(refused(format!(
-                        "the chain reorganised below block {}, where the session's pool state \
-                         was read: start a new session",
-                        meta.bootstrap_block
-                    )));
+                FeedEvent::Reorg {
+                    common_ancestor, ..
+                } => {
+                    if common_ancestor < meta.bootstrap_block {
+                        return Err(refused(format!(
+                            "the chain reorganised below block {}, where the session's pool state \
+                             was read: start a new session",
+                            meta.bootstrap_block
+                        )));
+                    }
+                    writer.write(&Record::Reorg { common_ancestor })?;
+                    summary.reorgs += 1;
+                    // Rebuild from the records the reorg left standing.
+                    let rec = session::read(&dir)?;
+                    run = SessionRun::start(&meta, &cfg, build)?;
+                    run.replay(&rec.blocks, false)?;
+                    session_blocks = rec.blocks.len() as u64;
+                    writer = SessionWriter::append_to(&dir, rec.complete_len)?;
+                    summary.last_block = Some(common_ancestor);
                 }
-                writer.write(&Record::Reorg { common_ancestor })?;
-                summary.reorgs += 1;
-                // Rebuild from the records the reorg left standing.
-                let rec = session::read(&dir)?;
-                run = SessionRun::start(&meta, &cfg, build)?;
-                run.replay(&rec.blocks, false)?;
-                session_blocks = rec.blocks.len() as u64;
-                writer = SessionWriter::append_to(&dir, rec.complete_len)?;
-                summary.last_block = Some(common_ancestor);
             }
         }
+        Ok(())
     }
+    .await;
+    if let Some((store, id)) = row {
+        let p = progress_of(&summary, session_blocks, &before);
+        let (status, error) = match &ended {
+            Ok(()) => (dexlab_store::SessionStatus::Stopped, None),
+            Err(e) => (dexlab_store::SessionStatus::Failed, Some(e.to_string())),
+        };
+        let done = store.finish_session(id, status, error.as_deref(), &p).await;
+        // The session's own error says more than the store's.
+        if ended.is_ok() {
+            done.map_err(store_err)?;
+        }
+    }
+    ended?;
     summary.session_blocks = session_blocks;
+    summary.reference_states = (0..run.driver.market.pools.len())
+        .map(|i| run.driver.exec.reference(&run.driver.market, i).clone())
+        .collect();
     if !step_us.is_empty() {
         step_us.sort_by(f64::total_cmp);
         let q = |p: f64| step_us[((step_us.len() - 1) as f64 * p).round() as usize];

@@ -6,5 +6,7 @@ mod support;
 mod bootstrap;
 mod devnet;
 mod disconnect;
+mod executor;
 mod feed;
+mod paper;
 mod reorg;

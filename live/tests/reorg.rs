@@ -12,7 +12,12 @@ use dexlab_live::{FeedConfig, FeedEvent, NodeFeed, bootstrap};
 use crate::support::*;
 
 /// One block of the other branch: a V3 swap by a noise trader (anvil fills nonce and fees).
-async fn mine_other_block(p: &DynProvider, d: &dexlab_data::devnet::Devnet, i: u64, ts: u64) {
+pub(crate) async fn mine_other_block(
+    p: &DynProvider,
+    d: &dexlab_data::devnet::Devnet,
+    i: u64,
+    ts: u64,
+) {
     let pool = d
         .manifest
         .pools

@@ -1,0 +1,181 @@
+//! A paper session through a reorg (anvil `evm_snapshot` / `evm_revert`): it records the reorg,
+//! and ends with the pools' state equal to a fresh bootstrap at the new head; every bundle it sent
+//! was checked on the node and agreed with the exact math.
+
+use std::time::{Duration, Instant};
+
+use alloy::providers::{Provider, ext::AnvilApi};
+use dexlab_engine::config::BacktestConfig;
+use dexlab_engine::session;
+use dexlab_engine::tape::initial_market;
+use dexlab_live::bootstrap_at_head;
+use dexlab_live::paper::{NewSession, PaperOptions, PaperSummary, run_paper};
+use dexlab_strategy::market::Market;
+use dexlab_strategy::{Strategy, TradingEnv, registry};
+
+use crate::reorg::mine_other_block;
+use crate::support::*;
+
+fn devnet_backtest_config() -> BacktestConfig {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/evolve-devnet.toml"
+    ))
+    .unwrap();
+    #[derive(serde::Deserialize)]
+    struct Experiment {
+        backtest: BacktestConfig,
+    }
+    toml::from_str::<Experiment>(&text)
+        .expect("[backtest]")
+        .backtest
+}
+
+/// The last recorded block of the session (reorgs applied) and its hash.
+fn recorded_head(dir: &std::path::Path) -> Option<(u64, alloy::primitives::B256)> {
+    let r = session::read(dir).ok()?;
+    let b = r.blocks.last()?;
+    Some((b.block.number, b.hash?))
+}
+
+async fn wait_recorded(dir: &std::path::Path, p: &alloy::providers::DynProvider) {
+    let head = p
+        .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+        .await
+        .unwrap()
+        .unwrap()
+        .header;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while recorded_head(dir) != Some((head.number, head.hash)) {
+        assert!(
+            Instant::now() < deadline,
+            "the session did not reach block {} ({}): it stands at {:?}",
+            head.number,
+            head.hash,
+            recorded_head(dir)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paper_session_through_a_reorg_ends_on_the_state_of_a_fresh_bootstrap() {
+    let (mut d, _dir) = devnet(43, 30).await;
+    let p = http_provider(d.http_url());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("session");
+    let opts = PaperOptions {
+        rpc: d.ws_url(),
+        http_fallback: None,
+        session: dir.clone(),
+        blocks: None,
+        registry: Some(dexlab_live::paper::Registry {
+            store: dexlab_store::Store::connect(&format!(
+                "sqlite:{}",
+                tmp.path().join("dexlab.sqlite").display()
+            ))
+            .await
+            .unwrap(),
+            host: "test-host".into(),
+        }),
+    };
+    let store = opts.registry.as_ref().unwrap().store.clone();
+    let params = serde_json::json!({"min_profit_bps": 0});
+    let new = NewSession {
+        pools: d.manifest.pools.clone(),
+        pool_addresses: Vec::new(),
+        strategy: "cross-venue-arb".into(),
+        params: params.clone(),
+        backtest: devnet_backtest_config(),
+        seed: 5,
+        model: None,
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let parsed = registry::parse_params("cross-venue-arb", &params).unwrap();
+    let mut build = move |m: &Market, env: &TradingEnv| -> Result<Box<dyn Strategy>, String> {
+        registry::build("cross-venue-arb", m, env, &parsed).map_err(|e| e.to_string())
+    };
+    // The session and the chain's driver run side by side in this task.
+    let paper = run_paper(
+        &opts,
+        Some(new),
+        None,
+        &mut build,
+        async {
+            let _ = stop_rx.await;
+        },
+        |_| {},
+    );
+    let chain = async {
+        // Wait for the session to exist, then trade a while.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !dir.join(session::META_FILE).exists() {
+            assert!(Instant::now() < deadline, "the session never started");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for _ in 0..60 {
+            d.mine_block(200).await.unwrap();
+        }
+        wait_recorded(&dir, &p).await;
+        // A branch of 3 blocks the session sees, then dropped for one of 5.
+        let snap = p.anvil_snapshot().await.unwrap();
+        for _ in 0..3 {
+            d.mine_block(200).await.unwrap();
+        }
+        wait_recorded(&dir, &p).await;
+        assert!(p.anvil_revert(snap).await.unwrap());
+        let ts = p
+            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+            .await
+            .unwrap()
+            .unwrap()
+            .header
+            .timestamp;
+        for i in 0..5 {
+            mine_other_block(&p, &d, i, ts + 1 + i).await;
+        }
+        wait_recorded(&dir, &p).await;
+        stop_tx.send(()).unwrap();
+    };
+    let (s, ()) = tokio::join!(paper, chain);
+    let s: PaperSummary = s.unwrap();
+
+    assert_eq!(s.reorgs, 1, "{s:?}");
+    assert!(
+        s.bundles > 0,
+        "no bundle in the session: the check is weak {s:?}"
+    );
+    assert_eq!(s.node_mismatches, 0, "{s:?}");
+    assert_eq!(s.node_unavailable, 0, "{s:?}");
+    assert!(s.node_checked > 0, "{s:?}");
+    let fresh = bootstrap_at_head(&p, &d.manifest.pools).await.unwrap();
+    let (_, states) = initial_market(&d.manifest.pools, &fresh.pools).unwrap();
+    assert_eq!(s.reference_states.len(), states.len());
+    for (i, (a, b)) in s.reference_states.iter().zip(&states).enumerate() {
+        assert_eq!(a, b, "pool {i} ({})", d.manifest.pools[i].address);
+    }
+    let rec = session::read(&dir).unwrap();
+    assert_eq!(rec.reorgs, 1);
+    let checks: usize = rec.blocks.iter().map(|b| b.node_checks.len()).sum();
+    let sent: usize = rec.blocks.iter().map(|b| b.sent.len()).sum();
+    assert_eq!(checks, sent, "every bundle recorded with its node check");
+
+    // The session's row: stopped, with the session's totals.
+    let rows = store.list_sessions().await.unwrap();
+    assert_eq!(rows.len(), 1);
+    let r = &rows[0];
+    assert_eq!(r.status, dexlab_store::SessionStatus::Stopped);
+    assert_eq!(
+        r.dir,
+        std::path::absolute(&dir).unwrap().display().to_string()
+    );
+    assert_eq!(r.strategy, "cross-venue-arb");
+    assert_eq!(r.progress.blocks, rec.blocks.len() as u64);
+    assert_eq!(
+        r.progress.last_block,
+        rec.blocks.last().map(|b| b.block.number)
+    );
+    assert_eq!(r.progress.bundles, s.bundles);
+    assert_eq!(r.host, "test-host");
+    assert_eq!(r.error, None);
+}
