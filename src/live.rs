@@ -207,6 +207,7 @@ async fn run_cmd(a: RunArgs) -> anyhow::Result<ExitCode> {
         model: n.model.clone(),
         bootstrap_block: 0,
         bootstrap_hash: None,
+        warmup_blocks: 0,
         snapshots: Vec::new(),
     };
     let meta = match &new {

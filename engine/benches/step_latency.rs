@@ -58,6 +58,7 @@ fn main() {
         model: None,
         bootstrap_block: headers.first().map_or(0, |h| h.number.saturating_sub(1)),
         bootstrap_hash: None,
+        warmup_blocks: 0,
         snapshots,
     };
     let cfg = SessionRun::exec_config(&session).expect("config");

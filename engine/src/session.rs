@@ -78,6 +78,11 @@ pub struct SessionMeta {
     pub bootstrap_block: u64,
     #[serde(default)]
     pub bootstrap_hash: Option<B256>,
+    /// The first this many blocks after the bootstrap block warm the strategy up, as a backtest's
+    /// blocks before its window do: it sees them with no balances and sends nothing. Trading
+    /// starts with the block after them.
+    #[serde(default)]
+    pub warmup_blocks: u64,
     pub snapshots: Vec<PoolSnapshot>,
 }
 
@@ -363,6 +368,8 @@ pub struct SessionRun<'c> {
     pub strategy: Box<dyn Strategy>,
     index: HashMap<Address, u32>,
     pub blocks: u64,
+    /// The last warm-up block.
+    warm_until: u64,
 }
 
 impl<'c> SessionRun<'c> {
@@ -398,6 +405,7 @@ impl<'c> SessionRun<'c> {
             strategy,
             index,
             blocks: 0,
+            warm_until: meta.bootstrap_block.saturating_add(meta.warmup_blocks),
         })
     }
 
@@ -405,7 +413,12 @@ impl<'c> SessionRun<'c> {
     /// outcomes of the block are returned for the record.
     pub fn step(&mut self, block: BlockInfo, logs: &[RawLog]) -> Result<StepLog> {
         let events = block_events(logs, &self.index)?;
-        self.driver.step(block, &events, self.strategy.as_mut());
+        if block.number <= self.warm_until {
+            self.driver
+                .warm(block, &events, self.strategy.as_mut(), true);
+        } else {
+            self.driver.step(block, &events, self.strategy.as_mut());
+        }
         self.blocks += 1;
         Ok(self
             .driver

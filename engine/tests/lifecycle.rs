@@ -196,6 +196,7 @@ fn sample_meta() -> SessionMeta {
         model: None,
         bootstrap_block: 0,
         bootstrap_hash: None,
+        warmup_blocks: 0,
         snapshots: Vec::new(),
     }
 }

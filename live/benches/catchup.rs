@@ -134,6 +134,7 @@ async fn main() {
             model: None,
             bootstrap_block: from,
             bootstrap_hash: Some(at.hash),
+            warmup_blocks: 0,
             snapshots: states.pools,
         };
         drop(SessionWriter::create(sdir.path(), &meta).unwrap());

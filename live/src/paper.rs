@@ -136,6 +136,10 @@ pub struct PaperSummary {
     /// the executor does not trade yet), and the first reason.
     pub node_unavailable: u64,
     pub first_node_unavailable: Option<String>,
+    /// Blocks after the bootstrap block that warmed the strategy up (no trading) ...
+    pub warmup_blocks: u64,
+    /// ... or why the session started cold although the strategy asked for a warm-up.
+    pub warmup_skipped: Option<String>,
     /// The run continued a session found in the folder.
     pub resumed: bool,
     /// Time inside the engine per block (logs in, decision out; the node's time excluded).
@@ -195,6 +199,7 @@ pub async fn run_paper(
             message: format!("eth_chainId: {e}"),
         })?;
     let resumed = dir.join(session::META_FILE).exists();
+    let mut warmup_skipped = None;
     let (meta, start_after, mut writer, records) = if resumed {
         let rec = session::read(&dir)?;
         if rec.meta.mode != SessionMode::Paper {
@@ -245,7 +250,41 @@ pub async fn run_paper(
         }
         dexlab_data::manifest::validate_pools(&pools)
             .map_err(|m| refused(format!("pool metadata: {m}")))?;
-        let states = crate::bootstrap_at_head(&provider, &pools).await?;
+        // The strategy's warm-up, as a backtest gives it: the session starts that many blocks
+        // back and watches them before it trades. A node that no longer keeps the state there
+        // (not an archive node) gives a cold start, said in the summary.
+        let want = {
+            let (metas, _) = dexlab_engine::tape::initial_market(&pools, &[])
+                .map_err(session::SessionError::from)?;
+            let mut probe = n
+                .backtest
+                .resolve_for(&metas, n.seed)
+                .map_err(session::SessionError::from)?;
+            probe.env.model = model.clone();
+            let s = build(&dexlab_strategy::market::Market::new(metas), &probe.env)
+                .map_err(|m| refused(format!("strategy `{}`: {m}", n.strategy)))?;
+            s.warmup_blocks().min(probe.max_warmup_blocks) as u64
+        };
+        let states = match warm_start(&provider, &pools, want).await {
+            Ok(s) => s,
+            Err(reason) => {
+                tracing::warn!("cold start: {reason}");
+                warmup_skipped = Some(reason);
+                crate::bootstrap_at_head(&provider, &pools).await?
+            }
+        };
+        let head = provider
+            .get_block_number()
+            .await
+            .map_err(|e| PaperError::Node {
+                url: dexlab_data::ingest::redact(&opts.rpc),
+                message: format!("eth_blockNumber: {e}"),
+            })?;
+        let warmup_blocks = if warmup_skipped.is_some() {
+            0
+        } else {
+            want.min(head.saturating_sub(states.block.number))
+        };
         let meta = SessionMeta {
             format: session::FORMAT,
             mode: SessionMode::Paper,
@@ -258,6 +297,7 @@ pub async fn run_paper(
             model: n.model,
             bootstrap_block: states.block.number,
             bootstrap_hash: Some(states.block.hash),
+            warmup_blocks,
             snapshots: states.pools,
         };
         let writer = SessionWriter::create(&dir, &meta)?;
@@ -337,6 +377,8 @@ pub async fn run_paper(
         })?;
     let mut summary = PaperSummary {
         session: dir.clone(),
+        warmup_blocks: meta.warmup_blocks,
+        warmup_skipped,
         resumed,
         ..PaperSummary::default()
     };
@@ -501,6 +543,36 @@ pub async fn run_paper(
         summary.step_us_p99 = Some(q(0.99));
     }
     Ok(summary)
+}
+
+/// Pool state `want` blocks before the head (pinned by hash), or why not.
+async fn warm_start(
+    provider: &DynProvider,
+    pools: &[PoolInfo],
+    want: u64,
+) -> Result<crate::PoolStates, String> {
+    if want == 0 {
+        return crate::bootstrap_at_head(provider, pools)
+            .await
+            .map_err(|e| e.to_string());
+    }
+    let head = provider
+        .get_block_number()
+        .await
+        .map_err(|e| format!("eth_blockNumber: {e}"))?;
+    let at = head.saturating_sub(want);
+    let block = provider
+        .get_block_by_number(at.into())
+        .await
+        .map_err(|e| format!("eth_getBlockByNumber({at}): {e}"))?
+        .ok_or_else(|| format!("the node has no block {at}"))?;
+    let start = BlockRef {
+        number: at,
+        hash: block.header.hash,
+    };
+    crate::bootstrap(provider, pools, start).await.map_err(|e| {
+        format!("the strategy warms up on {want} blocks, but the pools' state at block {at} could not be read ({e})")
+    })
 }
 
 /// The block a session without records starts after: its bootstrap block, which must still be

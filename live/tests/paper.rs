@@ -179,3 +179,54 @@ async fn a_paper_session_through_a_reorg_ends_on_the_state_of_a_fresh_bootstrap(
     assert_eq!(r.host, "test-host");
     assert_eq!(r.error, None);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_strategy_that_warms_up_starts_that_many_blocks_back_and_watches_them() {
+    let (d, _dir) = devnet(44, 100).await;
+    let p = http_provider(d.http_url());
+    let head = p.get_block_number().await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("session");
+    // price-reversion asks for 4 EMA windows of history: 40 blocks.
+    let params = serde_json::json!({"window_blocks": 10});
+    let opts = PaperOptions {
+        rpc: d.http_url().to_string(),
+        http_fallback: None,
+        session: dir.clone(),
+        blocks: Some(40),
+        registry: None,
+    };
+    let new = NewSession {
+        pools: d.manifest.pools.clone(),
+        pool_addresses: Vec::new(),
+        strategy: "price-reversion".into(),
+        params: params.clone(),
+        backtest: devnet_backtest_config(),
+        seed: 5,
+        model: None,
+    };
+    let parsed = registry::parse_params("price-reversion", &params).unwrap();
+    let mut build = move |m: &Market, env: &TradingEnv| -> Result<Box<dyn Strategy>, String> {
+        registry::build("price-reversion", m, env, &parsed).map_err(|e| e.to_string())
+    };
+    let s = run_paper(
+        &opts,
+        Some(new),
+        None,
+        &mut build,
+        std::future::pending(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.warmup_blocks, 40, "{s:?}");
+    assert_eq!(s.warmup_skipped, None);
+    assert_eq!(s.blocks, 40);
+    assert_eq!(s.bundles, 0, "a bundle sent while warming up: {s:?}");
+    let rec = session::read(&dir).unwrap();
+    assert_eq!(rec.meta.bootstrap_block, head - 40);
+    assert_eq!(rec.meta.warmup_blocks, 40);
+    assert_eq!(rec.blocks.last().unwrap().block.number, head);
+    let r = session::replay(&dir, &mut build).unwrap();
+    assert!(r.identical, "{r:?}");
+}
