@@ -1115,7 +1115,9 @@ pub(crate) fn name_column<T>(
     })
 }
 
-fn block_column(
+/// A BIGINT column that holds a u64 (a block number, a count); a negative value is
+/// [`StoreError::Corrupt`].
+pub(crate) fn u64_column(
     op: &'static str,
     row: &AnyRow,
     column: &'static str,
@@ -1126,7 +1128,7 @@ fn block_column(
         op,
         target: target(),
         field: column,
-        detail: format!("negative block number {value}"),
+        detail: format!("negative {column} {value}"),
     })
 }
 
@@ -1174,10 +1176,10 @@ fn fold_from_row(op: &'static str, row: &AnyRow) -> Result<FoldRow> {
     Ok(FoldRow {
         experiment_id,
         fold,
-        train_from: block_column(op, row, "train_from", target)?,
-        train_to: block_column(op, row, "train_to", target)?,
-        test_from: block_column(op, row, "test_from", target)?,
-        test_to: block_column(op, row, "test_to", target)?,
+        train_from: u64_column(op, row, "train_from", target)?,
+        train_to: u64_column(op, row, "train_to", target)?,
+        test_from: u64_column(op, row, "test_from", target)?,
+        test_to: u64_column(op, row, "test_to", target)?,
     })
 }
 

@@ -17,8 +17,8 @@ use serde_json::Value;
 use sqlx::any::AnyRow;
 
 use crate::{
-    Result, SessionMode, SessionStatus, Store, StoreError, block_column, db, found, get,
-    json_column, name_column, to_bigint, to_json,
+    Result, SessionMode, SessionStatus, Store, StoreError, db, found, get, json_column,
+    name_column, to_bigint, to_json, u64_column,
 };
 
 /// The start of every query that feeds `session_from_row`, as a literal for `concat!`.
@@ -324,22 +324,6 @@ fn differences(held: &SessionRow, s: &NewSessionRow) -> String {
     out.join(", ")
 }
 
-/// A BIGINT column that holds a u64 count; a negative value is [`StoreError::Corrupt`].
-fn count_column(
-    op: &'static str,
-    row: &AnyRow,
-    column: &'static str,
-    target: impl Fn() -> String,
-) -> Result<u64> {
-    let value: i64 = get(op, row, column)?;
-    u64::try_from(value).map_err(|_| StoreError::Corrupt {
-        op,
-        target: target(),
-        field: column,
-        detail: format!("negative {column} {value}"),
-    })
-}
-
 fn session_from_row(op: &'static str, row: &AnyRow) -> Result<SessionRow> {
     let id: i64 = get(op, row, "id")?;
     let target = || format!("session {id}");
@@ -358,10 +342,10 @@ fn session_from_row(op: &'static str, row: &AnyRow) -> Result<SessionRow> {
         strategy: get(op, row, "strategy")?,
         params: json_column(op, row, "params", target)?,
         model_hash: get(op, row, "model_hash")?,
-        bootstrap_block: block_column(op, row, "bootstrap_block", target)?,
+        bootstrap_block: u64_column(op, row, "bootstrap_block", target)?,
         status: name_column(op, row, "status", target, SessionStatus::from_name)?,
         progress: SessionProgress {
-            blocks: count_column(op, row, "blocks", target)?,
+            blocks: u64_column(op, row, "blocks", target)?,
             last_block: last_block
                 .map(|b| {
                     u64::try_from(b).map_err(|_| StoreError::Corrupt {
@@ -372,9 +356,9 @@ fn session_from_row(op: &'static str, row: &AnyRow) -> Result<SessionRow> {
                     })
                 })
                 .transpose()?,
-            bundles: count_column(op, row, "bundles", target)?,
-            fills: count_column(op, row, "fills", target)?,
-            node_mismatches: count_column(op, row, "node_mismatches", target)?,
+            bundles: u64_column(op, row, "bundles", target)?,
+            fills: u64_column(op, row, "fills", target)?,
+            node_mismatches: u64_column(op, row, "node_mismatches", target)?,
             updated_at: get(op, row, "updated_at")?,
         },
         error: get(op, row, "error")?,
