@@ -1,6 +1,7 @@
-//! A paper session through a reorg (anvil `evm_snapshot` / `evm_revert`): it records the reorg,
-//! and ends with the pools' state equal to a fresh bootstrap at the new head; every bundle it sent
-//! was checked on the node and agreed with the exact math.
+//! Paper sessions on the devnet: through a reorg (anvil `evm_snapshot` / `evm_revert`) it records
+//! the reorg and ends with the pools' state equal to a fresh bootstrap at the new head, every
+//! bundle checked on the node and agreeing with the exact math, and its row in the store; through
+//! a dropped WebSocket it loses no block; a strategy that warms up starts that many blocks back.
 
 use std::time::{Duration, Instant};
 
@@ -227,6 +228,100 @@ async fn a_strategy_that_warms_up_starts_that_many_blocks_back_and_watches_them(
     assert_eq!(rec.meta.bootstrap_block, head - 40);
     assert_eq!(rec.meta.warmup_blocks, 40);
     assert_eq!(rec.blocks.last().unwrap().block.number, head);
+    let r = session::replay(&dir, &mut build).unwrap();
+    assert!(r.identical, "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paper_session_through_a_dropped_websocket_loses_no_block() {
+    let mut chain = LiveChain::start(45, 0, 200).await;
+    let proxy = TcpProxy::start(chain.port).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("session");
+    let params = serde_json::json!({"min_profit_bps": 0});
+    let opts = PaperOptions {
+        rpc: proxy.ws_url(),
+        http_fallback: None,
+        session: dir.clone(),
+        blocks: None,
+        registry: None,
+    };
+    let new = NewSession {
+        pools: chain.pools.clone(),
+        pool_addresses: Vec::new(),
+        strategy: "cross-venue-arb".into(),
+        params: params.clone(),
+        backtest: devnet_backtest_config(),
+        seed: 5,
+        model: None,
+    };
+    let parsed = registry::parse_params("cross-venue-arb", &params).unwrap();
+    let mut build = move |m: &Market, env: &TradingEnv| -> Result<Box<dyn Strategy>, String> {
+        registry::build("cross-venue-arb", m, env, &parsed).map_err(|e| e.to_string())
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let paper = run_paper(
+        &opts,
+        Some(new),
+        None,
+        &mut build,
+        async {
+            let _ = stop_rx.await;
+        },
+        |_| {},
+    );
+    let recorded = |dir: &std::path::Path| session::read(dir).map_or(0, |r| r.blocks.len());
+    let p = chain.provider();
+    let outage = async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while recorded(&dir) < 8 {
+            assert!(
+                Instant::now() < deadline,
+                "the session did not start trading"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Cut the socket and keep the node out of reach while it mines on.
+        proxy.set_refusing(true);
+        proxy.cut();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let head_in_outage = p.get_block_number().await.unwrap();
+        proxy.set_refusing(false);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let last = session::read(&dir)
+                .ok()
+                .and_then(|r| r.blocks.last().map(|b| b.block.number));
+            if last.is_some_and(|l| l >= head_in_outage + 5) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the session did not come back: {last:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        stop_tx.send(()).unwrap();
+        head_in_outage
+    };
+    let (s, head_in_outage) = tokio::join!(paper, outage);
+    let s = s.unwrap();
+    chain.stop().await;
+    assert!(
+        proxy.refused() > 0,
+        "the session tried to reconnect during the outage"
+    );
+    let rec = session::read(&dir).unwrap();
+    let numbers: Vec<u64> = rec.blocks.iter().map(|b| b.block.number).collect();
+    assert!(
+        numbers.windows(2).all(|w| w[1] == w[0] + 1),
+        "a block missed or repeated: {numbers:?}"
+    );
+    assert!(*numbers.last().unwrap() >= head_in_outage + 5);
+    assert_eq!(s.node_mismatches, 0, "{s:?}");
+    // The node checks' connection came back too.
+    assert_eq!(s.node_unavailable, 0, "{s:?}");
+    assert!(s.node_checked > 0, "{s:?}");
     let r = session::replay(&dir, &mut build).unwrap();
     assert!(r.identical, "{r:?}");
 }
