@@ -271,15 +271,18 @@ impl NodeSim {
         if let Some(r) = self.slots.get(&token) {
             return r.clone();
         }
-        let r = self.probe(token, block).await;
-        // A transient node error is not remembered: the next bundle asks again.
-        if r.is_ok() || !r.as_ref().is_err_and(|e| e.starts_with("eth_call")) {
-            self.slots.insert(token, r.clone());
+        match self.probe(token, block).await {
+            // A node that could not answer is not remembered: the next bundle asks again.
+            Err(Probe::Node(e)) => Err(e),
+            r => {
+                let r = r.map_err(|e| e.to_string());
+                self.slots.insert(token, r.clone());
+                r
+            }
         }
-        r
     }
 
-    async fn probe(&self, token: Address, block: BlockId) -> Result<BalanceLayout, String> {
+    async fn probe(&self, token: Address, block: BlockId) -> Result<BalanceLayout, Probe> {
         let holder = SIM_EXECUTOR;
         let candidates: Vec<BalanceLayout> = BalanceLayout::candidates().collect();
         // Marker k+1 in candidate k's slot: the balance read back names the slot.
@@ -300,10 +303,10 @@ impl NodeSim {
             .filter(|k| *k >= U256::from(1) && *k <= U256::from(candidates.len()))
             .map(|k| k.to::<usize>() - 1)
             .ok_or_else(|| {
-                format!(
+                Probe::Token(format!(
                     "token {token}: no balance mapping found in storage slots 0..{PROBE_SLOTS} \
                      (a proxy or rebasing token?)"
-                )
+                ))
             })?;
         let layout = candidates[k];
         // Confirm with that slot alone.
@@ -317,9 +320,9 @@ impl NodeSim {
             )
             .await?;
         if got != want {
-            return Err(format!(
+            return Err(Probe::Token(format!(
                 "token {token}: the balance slot {layout:?} does not hold the balance alone"
-            ));
+            )));
         }
         Ok(layout)
     }
@@ -329,7 +332,7 @@ impl NodeSim {
         token: Address,
         block: BlockId,
         o: AccountOverride,
-    ) -> Result<U256, String> {
+    ) -> Result<U256, Probe> {
         let tx = TransactionRequest::default().to(token).input(
             IErc20Balance::balanceOfCall {
                 holder: SIM_EXECUTOR,
@@ -347,9 +350,26 @@ impl NodeSim {
                     .collect::<alloy::rpc::types::state::StateOverride>(),
             )
             .await
-            .map_err(|e| format!("eth_call balanceOf on {token}: {e}"))?;
+            .map_err(|e| Probe::Node(format!("eth_call balanceOf on {token}: {e}")))?;
         IErc20Balance::balanceOfCall::abi_decode_returns(&ret)
-            .map_err(|e| format!("token {token}: balanceOf returned {ret}: {e}"))
+            .map_err(|e| Probe::Token(format!("token {token}: balanceOf returned {ret}: {e}")))
+    }
+}
+
+/// Why a token's balance slot was not found.
+#[derive(Debug)]
+enum Probe {
+    /// The node did not answer: worth asking again.
+    Node(String),
+    /// The token itself: the same answer every time.
+    Token(String),
+}
+
+impl std::fmt::Display for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Probe::Node(m) | Probe::Token(m) => f.write_str(m),
+        }
     }
 }
 

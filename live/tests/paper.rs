@@ -32,6 +32,34 @@ fn devnet_backtest_config() -> BacktestConfig {
         .backtest
 }
 
+/// A new session of `strategy` with `params` on `pools`, on the devnet's execution config.
+fn new_session(
+    pools: &[dexlab_data::types::PoolInfo],
+    strategy: &str,
+    params: &serde_json::Value,
+) -> NewSession {
+    NewSession {
+        pools: pools.to_vec(),
+        pool_addresses: Vec::new(),
+        strategy: strategy.into(),
+        params: params.clone(),
+        backtest: devnet_backtest_config(),
+        seed: 5,
+        model: None,
+    }
+}
+
+/// The factory `dexlab live` builds for `strategy` with `params`.
+fn factory(
+    strategy: &'static str,
+    params: &serde_json::Value,
+) -> impl FnMut(&Market, &TradingEnv) -> Result<Box<dyn Strategy>, String> + use<> {
+    let parsed = registry::parse_params(strategy, params).unwrap();
+    move |m: &Market, env: &TradingEnv| {
+        registry::build(strategy, m, env, &parsed).map_err(|e| e.to_string())
+    }
+}
+
 /// The last recorded block of the session (reorgs applied) and its hash.
 fn recorded_head(dir: &std::path::Path) -> Option<(u64, alloy::primitives::B256)> {
     let r = session::read(dir).ok()?;
@@ -82,20 +110,9 @@ async fn a_paper_session_through_a_reorg_ends_on_the_state_of_a_fresh_bootstrap(
     };
     let store = opts.registry.as_ref().unwrap().store.clone();
     let params = serde_json::json!({"min_profit_bps": 0});
-    let new = NewSession {
-        pools: d.manifest.pools.clone(),
-        pool_addresses: Vec::new(),
-        strategy: "cross-venue-arb".into(),
-        params: params.clone(),
-        backtest: devnet_backtest_config(),
-        seed: 5,
-        model: None,
-    };
+    let new = new_session(&d.manifest.pools, "cross-venue-arb", &params);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let parsed = registry::parse_params("cross-venue-arb", &params).unwrap();
-    let mut build = move |m: &Market, env: &TradingEnv| -> Result<Box<dyn Strategy>, String> {
-        registry::build("cross-venue-arb", m, env, &parsed).map_err(|e| e.to_string())
-    };
+    let mut build = factory("cross-venue-arb", &params);
     // The session and the chain's driver run side by side in this task.
     let paper = run_paper(
         &opts,
@@ -197,19 +214,8 @@ async fn a_strategy_that_warms_up_starts_that_many_blocks_back_and_watches_them(
         blocks: Some(40),
         registry: None,
     };
-    let new = NewSession {
-        pools: d.manifest.pools.clone(),
-        pool_addresses: Vec::new(),
-        strategy: "price-reversion".into(),
-        params: params.clone(),
-        backtest: devnet_backtest_config(),
-        seed: 5,
-        model: None,
-    };
-    let parsed = registry::parse_params("price-reversion", &params).unwrap();
-    let mut build = move |m: &Market, env: &TradingEnv| -> Result<Box<dyn Strategy>, String> {
-        registry::build("price-reversion", m, env, &parsed).map_err(|e| e.to_string())
-    };
+    let new = new_session(&d.manifest.pools, "price-reversion", &params);
+    let mut build = factory("price-reversion", &params);
     let s = run_paper(
         &opts,
         Some(new),
@@ -246,19 +252,8 @@ async fn a_paper_session_through_a_dropped_websocket_loses_no_block() {
         blocks: None,
         registry: None,
     };
-    let new = NewSession {
-        pools: chain.pools.clone(),
-        pool_addresses: Vec::new(),
-        strategy: "cross-venue-arb".into(),
-        params: params.clone(),
-        backtest: devnet_backtest_config(),
-        seed: 5,
-        model: None,
-    };
-    let parsed = registry::parse_params("cross-venue-arb", &params).unwrap();
-    let mut build = move |m: &Market, env: &TradingEnv| -> Result<Box<dyn Strategy>, String> {
-        registry::build("cross-venue-arb", m, env, &parsed).map_err(|e| e.to_string())
-    };
+    let new = new_session(&chain.pools, "cross-venue-arb", &params);
+    let mut build = factory("cross-venue-arb", &params);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let paper = run_paper(
         &opts,
