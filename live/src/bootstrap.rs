@@ -53,25 +53,49 @@ pub async fn bootstrap(
     })
 }
 
-/// [`bootstrap`] at the node's newest block.
-pub async fn bootstrap_at_head(
+/// The node's newest block.
+pub async fn head_ref(provider: &DynProvider) -> Result<BlockRef, BootstrapError> {
+    block_ref(provider, alloy::eips::BlockNumberOrTag::Latest).await
+}
+
+/// [`bootstrap`] at the parent of the node's newest block: the newest state every node serves
+/// from a settled copy.
+///
+/// A read at the head itself is not safe on every node: anvil serves the head from its live
+/// state, so a request pinned to the head's hash that waits behind the mining of the next block
+/// answers with the next block's state (seen here as a bootstrap one swap ahead of its block).
+/// Blocks below the head come from stored states. One block of age costs a live engine nothing:
+/// its feed replays the head's logs on top.
+pub async fn bootstrap_latest(
     provider: &DynProvider,
     pools: &[PoolInfo],
 ) -> Result<PoolStates, BootstrapError> {
+    let head = head_ref(provider).await?;
+    let block = if head.number == 0 {
+        head
+    } else {
+        block_ref(provider, (head.number - 1).into()).await?
+    };
+    bootstrap(provider, pools, block).await
+}
+
+async fn block_ref(
+    provider: &DynProvider,
+    at: alloy::eips::BlockNumberOrTag,
+) -> Result<BlockRef, BootstrapError> {
     let node = |message: String| BootstrapError::Node {
         url: "the provider's node".into(),
         message,
     };
-    let head = provider
-        .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+    let b = provider
+        .get_block_by_number(at)
         .await
-        .map_err(|e| node(format!("eth_getBlockByNumber(latest): {e}")))?
-        .ok_or_else(|| node("the node has no latest block".into()))?;
-    let block = BlockRef {
-        number: head.header.number,
-        hash: head.header.hash,
-    };
-    bootstrap(provider, pools, block).await
+        .map_err(|e| node(format!("eth_getBlockByNumber({at}): {e}")))?
+        .ok_or_else(|| node(format!("the node has no block {at}")))?;
+    Ok(BlockRef {
+        number: b.header.number,
+        hash: b.header.hash,
+    })
 }
 
 fn snapshot_pool(s: &PoolSnapshot) -> Address {

@@ -23,6 +23,6 @@ pub mod executor;
 pub mod feed;
 pub mod paper;
 
-pub use bootstrap::{PoolStates, bootstrap, bootstrap_at_head};
+pub use bootstrap::{PoolStates, bootstrap, bootstrap_latest, head_ref};
 pub use error::{BootstrapError, FeedError};
 pub use feed::{BlockRef, FeedConfig, FeedEvent, FeedStats, NodeBlock, NodeFeed, Start, Transport};

@@ -270,7 +270,7 @@ pub async fn run_paper(
             Err(reason) => {
                 tracing::warn!("cold start: {reason}");
                 warmup_skipped = Some(reason);
-                crate::bootstrap_at_head(&provider, &pools).await?
+                crate::bootstrap_latest(&provider, &pools).await?
             }
         };
         let head = provider
@@ -425,15 +425,26 @@ pub async fn run_paper(
                         .collect();
                     let mut node_checks = Vec::with_capacity(log.sent.len());
                     for (p, math) in log.sent.iter().zip(maths) {
-                        let node = node_sim
-                            .simulate(BlockId::hash(b.hash), &run.driver.market.pools, &p.bundle)
-                            .await;
-                        node_checks.push(NodeCheck {
+                        let at = BlockId::hash(b.hash);
+                        let pools = &run.driver.market.pools;
+                        let mut check = NodeCheck {
                             id: p.id,
                             block: b.number,
                             math,
-                            node,
-                        });
+                            node: node_sim.simulate(at, pools, &p.bundle).await,
+                        };
+                        // A node may answer a call at its head from live state that the next
+                        // block changes while the call waits (anvil does): a disagreement seen
+                        // after the head moved on is asked again, now of the stored state.
+                        if check.agrees() == Some(false)
+                            && provider
+                                .get_block_number()
+                                .await
+                                .is_ok_and(|h| h > b.number)
+                        {
+                            check.node = node_sim.simulate(at, pools, &p.bundle).await;
+                        }
+                        node_checks.push(check);
                     }
                     let mut mismatches = Vec::new();
                     for c in &node_checks {
@@ -552,7 +563,7 @@ async fn warm_start(
     want: u64,
 ) -> Result<crate::PoolStates, String> {
     if want == 0 {
-        return crate::bootstrap_at_head(provider, pools)
+        return crate::bootstrap_latest(provider, pools)
             .await
             .map_err(|e| e.to_string());
     }

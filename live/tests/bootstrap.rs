@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use dexlab_data::replay::Replayer;
-use dexlab_live::{FeedConfig, NodeFeed, PoolStates, Start, bootstrap, bootstrap_at_head};
+use dexlab_live::{FeedConfig, NodeFeed, PoolStates, Start, bootstrap, bootstrap_latest};
 
 use crate::support::*;
 
@@ -20,7 +20,7 @@ fn seeded(pools: &[dexlab_data::types::PoolInfo], s: &PoolStates) -> Replayer {
 async fn a_bootstrap_plus_the_feed_replays_to_a_fresh_bootstrap() {
     let mut chain = LiveChain::start(38, 5, 200).await;
     let p = chain.provider();
-    let start = bootstrap_at_head(&p, &chain.pools).await.unwrap();
+    let start = bootstrap_latest(&p, &chain.pools).await.unwrap();
     assert!(start.absent.is_empty(), "{:?}", start.absent);
     assert_eq!(start.pools.len(), chain.pools.len());
 

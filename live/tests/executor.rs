@@ -11,7 +11,7 @@ use alloy::sol_types::SolCall;
 use dexlab_engine::driver::leg_outputs;
 use dexlab_engine::session::NodeAnswer;
 use dexlab_engine::tape::initial_market;
-use dexlab_live::bootstrap_at_head;
+use dexlab_live::bootstrap_latest;
 use dexlab_live::executor::{
     IDexlabExecutor, NodeSim, execute_calldata, executor_legs, revert_reason,
 };
@@ -97,7 +97,7 @@ async fn market_at_head(
     p: &DynProvider,
     pools: &[dexlab_data::types::PoolInfo],
 ) -> (B256, Vec<PoolMeta>, Vec<PoolState>) {
-    let s = bootstrap_at_head(p, pools).await.unwrap();
+    let s = bootstrap_latest(p, pools).await.unwrap();
     let (metas, states) = initial_market(pools, &s.pools).unwrap();
     (s.block.hash, metas, states)
 }

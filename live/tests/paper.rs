@@ -9,8 +9,8 @@ use alloy::providers::{Provider, ext::AnvilApi};
 use dexlab_engine::config::BacktestConfig;
 use dexlab_engine::session;
 use dexlab_engine::tape::initial_market;
-use dexlab_live::bootstrap_at_head;
 use dexlab_live::paper::{NewSession, PaperOptions, PaperSummary, run_paper};
+use dexlab_live::{bootstrap, head_ref};
 use dexlab_strategy::market::Market;
 use dexlab_strategy::{Strategy, TradingEnv, registry};
 
@@ -166,7 +166,8 @@ async fn a_paper_session_through_a_reorg_ends_on_the_state_of_a_fresh_bootstrap(
     assert_eq!(s.node_mismatches, 0, "{s:?}");
     assert_eq!(s.node_unavailable, 0, "{s:?}");
     assert!(s.node_checked > 0, "{s:?}");
-    let fresh = bootstrap_at_head(&p, &d.manifest.pools).await.unwrap();
+    let head = head_ref(&p).await.unwrap();
+    let fresh = bootstrap(&p, &d.manifest.pools, head).await.unwrap();
     let (_, states) = initial_market(&d.manifest.pools, &fresh.pools).unwrap();
     assert_eq!(s.reference_states.len(), states.len());
     for (i, (a, b)) in s.reference_states.iter().zip(&states).enumerate() {
