@@ -6,6 +6,11 @@ interface IExecutorV2Pair {
     function swap(uint256 amount0Out, uint256 amount1Out, address to, bytes calldata data) external;
 }
 
+/// @dev Aerodrome's (Solidly) pool: the V2 swap, and its own quote (fee and volatile or stable curve).
+interface IExecutorSolidlyPool {
+    function getAmountOut(uint256 amountIn, address tokenIn) external view returns (uint256);
+}
+
 /// @dev The swap shared by Uniswap V3, PancakeSwap V3 and Aerodrome Slipstream pools.
 interface IExecutorV3Pool {
     function swap(address recipient, bool zeroForOne, int256 amountSpecified, uint160 sqrtPriceLimitX96, bytes calldata data)
@@ -26,9 +31,11 @@ interface IExecutorV3Pool {
 /// this runtime code at an address of its choosing with a state override and sets slot 0 to its
 /// caller, so the node simulates the very code that live trading sends bundles to.
 contract DexlabExecutor {
-    /// @dev Leg kinds. Solidly (Aerodrome) legs are added with the Aerodrome deployment.
+    /// @dev Leg kinds: V2-style pairs, V3-style pools (Uniswap V3, PancakeSwap V3, Slipstream) and
+    /// Solidly pools (Aerodrome volatile and stable).
     uint8 public constant KIND_V2 = 0;
     uint8 public constant KIND_V3 = 1;
+    uint8 public constant KIND_SOLIDLY = 2;
 
     /// @dev TickMath.MIN_SQRT_RATIO and MAX_SQRT_RATIO (identical in every V3-style pool dexlab trades).
     uint160 internal constant MIN_SQRT_RATIO = 4295128739;
@@ -85,6 +92,8 @@ contract DexlabExecutor {
                 amount = _v2(leg, amount, i);
             } else if (leg.kind == KIND_V3) {
                 amount = _v3(leg, amount, i);
+            } else if (leg.kind == KIND_SOLIDLY) {
+                amount = _solidly(leg, amount);
             } else {
                 revert BadLeg(i);
             }
@@ -102,6 +111,15 @@ contract DexlabExecutor {
         (uint256 rIn, uint256 rOut) = leg.zeroForOne ? (r0, r1) : (r1, r0);
         uint256 inWithFee = amountIn * (1_000_000 - leg.fee);
         amountOut = (inWithFee * rOut) / (rIn * 1_000_000 + inWithFee);
+        _transfer(leg.tokenIn, leg.pool, amountIn);
+        (uint256 out0, uint256 out1) = leg.zeroForOne ? (uint256(0), amountOut) : (amountOut, uint256(0));
+        IExecutorV2Pair(leg.pool).swap(out0, out1, address(this), "");
+    }
+
+    /// @dev Exact input on a Solidly pool: the pool's own `getAmountOut` (its fee, and the stable curve's
+    /// Newton solve), then transfer-and-swap; the pool's K check is the judge.
+    function _solidly(Leg calldata leg, uint256 amountIn) private returns (uint256 amountOut) {
+        amountOut = IExecutorSolidlyPool(leg.pool).getAmountOut(amountIn, leg.tokenIn);
         _transfer(leg.tokenIn, leg.pool, amountIn);
         (uint256 out0, uint256 out1) = leg.zeroForOne ? (uint256(0), amountOut) : (amountOut, uint256(0));
         IExecutorV2Pair(leg.pool).swap(out0, out1, address(this), "");

@@ -9,7 +9,12 @@ interface IDexlabV2Pair {
     function mint(address to) external returns (uint256 liquidity);
 }
 
-/// @dev The subset shared by UniswapV3Pool and PancakeV3Pool.
+/// @dev Aerodrome's (Solidly) pool quotes its own output, fee and curve (volatile or stable) included.
+interface IDexlabSolidlyPool {
+    function getAmountOut(uint256 amountIn, address tokenIn) external view returns (uint256);
+}
+
+/// @dev The subset shared by UniswapV3Pool, PancakeV3Pool and Slipstream's CLPool.
 interface IDexlabV3Pool {
     function token0() external view returns (address);
     function token1() external view returns (address);
@@ -25,7 +30,7 @@ interface IDexlabV3Pool {
 /// @notice Minimal router for devnet traders and tests. It exists because V2 pairs and V3 pools cannot be
 /// used directly from an EOA: V2 needs tokens sent to the pair before `swap`/`mint` in the same transaction,
 /// and V3 pools pay out first and then call back the caller for payment. This router does both for
-/// Uniswap V2-style pairs and for Uniswap V3 / PancakeSwap V3 pools. No owner, never holds funds: every
+/// Uniswap V2-style pairs and for Uniswap V3 / PancakeSwap V3 / Slipstream pools, and Aerodrome's Solidly pools. No owner, never holds funds: every
 /// token moves straight from the caller (who must have approved this router) to the pair or pool.
 contract DexlabRouter {
     /// @dev TickMath.MIN_SQRT_RATIO and MAX_SQRT_RATIO (identical in Uniswap V3 and PancakeSwap V3).
@@ -87,6 +92,22 @@ contract DexlabRouter {
         bool zeroForOne = tokenIn == p.token0();
         require(zeroForOne || tokenIn == p.token1(), "DexlabRouter: token not in pair");
         _pull(tokenIn, msg.sender, pair, amountIn);
+        (uint256 out0, uint256 out1) = zeroForOne ? (uint256(0), amountOut) : (amountOut, uint256(0));
+        p.swap(out0, out1, to, "");
+    }
+
+    /// @notice Exact-input swap on a Solidly pool (Aerodrome volatile or stable): the output is the pool's
+    /// own `getAmountOut` at the moment of the swap, so earlier swaps in the same block cannot make it fail.
+    function solidlySwap(address pool, address tokenIn, uint256 amountIn, uint256 amountOutMin, address to)
+        external
+        returns (uint256 amountOut)
+    {
+        IDexlabV2Pair p = IDexlabV2Pair(pool);
+        bool zeroForOne = tokenIn == p.token0();
+        require(zeroForOne || tokenIn == p.token1(), "DexlabRouter: token not in pair");
+        amountOut = IDexlabSolidlyPool(pool).getAmountOut(amountIn, tokenIn);
+        require(amountOut > 0 && amountOut >= amountOutMin, "DexlabRouter: insufficient output");
+        _pull(tokenIn, msg.sender, pool, amountIn);
         (uint256 out0, uint256 out1) = zeroForOne ? (uint256(0), amountOut) : (amountOut, uint256(0));
         p.swap(out0, out1, to, "");
     }

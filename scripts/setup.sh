@@ -16,7 +16,7 @@ node_major=$(node -p 'process.versions.node.split(".")[0]')
 
 # 1. npm dependencies. The stamp lives inside node_modules, so deleting node_modules also invalidates it.
 stamp=tools/node_modules/.dexlab-npm-ci.sha256
-want=$(cat tools/package.json tools/package-lock.json | sha256sum | cut -d' ' -f1)
+want=$(cat tools/package.json tools/package-lock.json tools/.npmrc | sha256sum | cut -d' ' -f1)
 if [[ -f $stamp && "$(cat "$stamp")" == "$want" ]]; then
   echo "setup: tools/node_modules up to date"
 else

@@ -2,6 +2,8 @@
 
 use alloy::providers::Provider;
 
+use dexlab_data::types::Protocol;
+
 use crate::support::Chain;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -35,8 +37,34 @@ async fn manifest_describes_real_pools_on_every_dex() {
     let dexes: std::collections::BTreeSet<_> = m.pools.iter().map(|p| p.dex.as_str()).collect();
     assert_eq!(
         dexes.into_iter().collect::<Vec<_>>(),
-        ["baseswap", "pancakeswap-v3", "uniswap-v2", "uniswap-v3"]
+        [
+            "aerodrome",
+            "aerodrome-slipstream",
+            "baseswap",
+            "pancakeswap-v3",
+            "uniswap-v2",
+            "uniswap-v3"
+        ]
     );
+    // Every family, and the stable pair on each family that has one.
+    for family in Protocol::ALL {
+        assert!(
+            m.pools.iter().any(|p| p.protocol == family),
+            "no {family} pool"
+        );
+    }
+    let stable_pair: Vec<_> = m
+        .pools
+        .iter()
+        .filter(|p| {
+            let mut s = [p.token0.symbol.as_str(), p.token1.symbol.as_str()];
+            s.sort_unstable();
+            s == ["DAI", "USDC"]
+        })
+        .map(|p| (p.dex.as_str(), p.stable))
+        .collect();
+    assert_eq!(stable_pair.len(), 4, "{stable_pair:?}");
+    assert!(stable_pair.contains(&("aerodrome", Some(true))));
     let decimals: std::collections::BTreeMap<_, _> = m
         .tokens
         .iter()
@@ -46,7 +74,14 @@ async fn manifest_describes_real_pools_on_every_dex() {
     assert_eq!(decimals["USDC"], 6);
     let p = ch.provider();
     for pool in &m.pools {
-        let code = p.get_code_at(pool.address).await.unwrap();
+        let mut code = p.get_code_at(pool.address).await.unwrap();
+        // Aerodrome's and Slipstream's pools are EIP-1167 clones of one implementation.
+        if code.len() == 45
+            && code.starts_with(&[0x36, 0x3d, 0x3d, 0x37, 0x3d, 0x3d, 0x3d, 0x36, 0x3d, 0x73])
+        {
+            let implementation = alloy::primitives::Address::from_slice(&code[10..30]);
+            code = p.get_code_at(implementation).await.unwrap();
+        }
         assert!(code.len() > 1000, "{} has no contract code", pool.address);
     }
     // Several V3 ranges, not one full-range position.

@@ -1,5 +1,6 @@
 //! Proof of exactness: random swaps through the real deployed Uniswap V2, Uniswap V3 and
-//! PancakeSwap V3 contracts give exactly what dexlab-amm computes (amounts, sqrt price, tick,
+//! PancakeSwap V3 contracts, and through Aerodrome and Aerodrome Slipstream built from their
+//! published source, give exactly what dexlab-amm computes (amounts, sqrt price, tick,
 //! liquidity, reserves). For V2 the pair's own K check is the judge: the computed amount passes and
 //! one wei more (or less input) reverts. Replay a failure with `DEXLAB_EXACTNESS_SEED=<seed>`.
 
@@ -24,7 +25,8 @@ alloy::sol! {
     }
     #[sol(rpc)]
     interface IPool {
-        function slot0() external view returns (uint160 sqrtPriceX96, int24 tick, uint16, uint16, uint16, uint32, bool);
+        // The leading words of every V3-style pool's slot0 (Slipstream's has no fee protocol).
+        function slot0() external view returns (uint160 sqrtPriceX96, int24 tick);
         function liquidity() external view returns (uint128);
     }
     interface IToken {
@@ -52,6 +54,13 @@ fn tx(from: Address, to: Address, input: Vec<u8>, nonce: u64) -> TransactionRequ
 fn amount(rng: &mut ChaCha8Rng, max_exp: f64) -> U256 {
     let e: f64 = rng.random_range(0.0..max_exp);
     U256::from(10f64.powf(e) as u128).max(U256::from(1))
+}
+
+/// A swap that ran out of liquidity and stopped at the end of the price range.
+fn drains(r: &dexlab_amm::v3::SwapResult) -> bool {
+    r.liquidity == 0
+        && (r.sqrt_price_x96 <= tick_math::MIN_SQRT_RATIO + U256::ONE
+            || r.sqrt_price_x96 >= tick_math::MAX_SQRT_RATIO - U256::ONE)
 }
 
 async fn mine_all(p: &DynProvider) {
@@ -190,6 +199,11 @@ async fn ten_thousand_random_swaps_match_the_deployed_contracts() {
             let Ok(expected) = st.swap(zfo, spec, limit) else {
                 continue;
             };
+            // On tick spacing 1 a swap that drains the pool walks ~3,500 empty bitmap words to
+            // the end of the price range: more gas than a block has (see the Slipstream test).
+            if pool.tick_spacing == Some(1) && drains(&expected) {
+                continue;
+            }
             st.apply(&expected);
             let call = IRouter::v3SwapCall {
                 pool: pool.address,
@@ -370,6 +384,539 @@ async fn ten_thousand_random_swaps_match_the_deployed_contracts() {
                 reserve0: n0,
                 reserve1: n1,
             },
+        );
+    }
+}
+
+mod aerodrome {
+    //! Aerodrome and Slipstream, built from their published source (npm
+    //! `sphere-mezo-solidity-files@1.2.0`, compiled by the setup; not Base's deployed bytecode):
+    //! random swaps through the deployed pools against dexlab-amm.
+
+    use super::*;
+    use dexlab_amm::slipstream;
+    use dexlab_amm::solidly::SolidlyPool;
+    use dexlab_data::decode::solidly;
+    use dexlab_data::devnet::aerodrome::{self as aero, AeroPool};
+    use dexlab_data::devnet::{ChainUpConfig, seed_liquidity};
+
+    alloy::sol! {
+        interface IAeroRouter {
+            function solidlySwap(address pool, address tokenIn, uint256 amountIn, uint256 amountOutMin, address to) external returns (uint256 amountOut);
+        }
+        #[sol(rpc)]
+        interface IAeroPool {
+            function getAmountOut(uint256 amountIn, address tokenIn) external view returns (uint256);
+            function getReserves() external view returns (uint256, uint256, uint256);
+        }
+        interface IAeroFactory {
+            function setCustomFee(address pool, uint256 fee) external;
+        }
+        #[sol(rpc)]
+        interface IClPool {
+            function slot0() external view returns (uint160 sqrtPriceX96, int24 tick);
+            function liquidity() external view returns (uint128);
+            function stakedLiquidity() external view returns (uint128);
+            function gaugeFees() external view returns (uint128 token0, uint128 token1);
+            function unstakedFee() external view returns (uint24);
+        }
+    }
+
+    const SOLIDLY_SWAPS: usize = 600;
+    const SLIPSTREAM_SWAPS: usize = 1_500;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn random_swaps_match_aerodrome_and_slipstream_built_from_published_source() {
+        let seed: u64 = std::env::var("DEXLAB_EXACTNESS_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(20261203);
+        eprintln!("aerodrome exactness seed {seed} (replay with DEXLAB_EXACTNESS_SEED={seed})");
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = ChainUpConfig {
+            port: crate::support::free_port(),
+            seed: 5,
+            blocks: 3,
+            chain_id: 31337,
+            block_time: 2,
+            manifest: dir.path().join("manifest.json"),
+            live_block_time_ms: None,
+        };
+        let mut dn = dexlab_data::devnet::start(&cfg, false).await.unwrap();
+        let p = {
+            let d = dn.deployment_mut();
+            d.provider.clone()
+        };
+        let d = dn.deployment_mut();
+        let sym = |d: &dexlab_data::devnet::Deployment, s: &str| {
+            d.tokens.iter().find(|t| t.symbol == s).unwrap().clone()
+        };
+        let (weth, usdc, wbtc) = (sym(d, "WETH"), sym(d, "USDC"), sym(d, "WBTC"));
+        let dai = aero::add_token(d, "Dai Stablecoin", "DAI", 18, 1.0)
+            .await
+            .unwrap();
+        let a = aero::deploy_factories(d).await.unwrap();
+        let specs = [
+            AeroPool::Solidly {
+                a: weth.clone(),
+                b: usdc.clone(),
+                stable: false,
+            },
+            AeroPool::Solidly {
+                a: wbtc.clone(),
+                b: weth.clone(),
+                stable: false,
+            },
+            AeroPool::Solidly {
+                a: usdc.clone(),
+                b: dai.clone(),
+                stable: true,
+            },
+            AeroPool::Slipstream {
+                a: weth.clone(),
+                b: usdc.clone(),
+                tick_spacing: 100,
+            },
+            AeroPool::Slipstream {
+                a: weth.clone(),
+                b: usdc.clone(),
+                tick_spacing: 200,
+            },
+            AeroPool::Slipstream {
+                a: usdc.clone(),
+                b: dai.clone(),
+                tick_spacing: 1,
+            },
+        ];
+        let pools = aero::create_pools(d, &a, &specs).await.unwrap();
+        for pool in &pools {
+            seed_liquidity(d, pool, 4e6).await.unwrap();
+        }
+        d.mine_checked().await.unwrap();
+        // Stake part of the liquidity around the price of the first Slipstream pool, so that its
+        // unstaked fee and staked liquidity are in play.
+        let staked_pool = pools[3].clone();
+        let s0 = IClPool::new(staked_pool.address, &p)
+            .slot0()
+            .call()
+            .await
+            .unwrap();
+        let spacing = staked_pool.tick_spacing.unwrap();
+        let t = s0.tick.as_i32().div_euclid(spacing) * spacing;
+        let logs = p
+            .get_logs(&Filter::new().address(staked_pool.address).from_block(0))
+            .await
+            .unwrap();
+        // The widest position the LP minted: its ticks are initialized, so staking moves at crossings.
+        let mut widest = (0i32, 0i32, 0u128);
+        for l in &logs {
+            if let Ok(m) = univ3::Mint::decode_log_data(l.data())
+                && m.tickUpper.as_i32() - m.tickLower.as_i32() > widest.1 - widest.0
+            {
+                widest = (m.tickLower.as_i32(), m.tickUpper.as_i32(), m.amount);
+            }
+        }
+        assert!(widest.0 < t && t < widest.1, "no position around the price");
+        aero::stake(d, &a, staked_pool.address, widest.2 / 2, widest.0, widest.1)
+            .await
+            .unwrap();
+        d.mine_checked().await.unwrap();
+        let staked = IClPool::new(staked_pool.address, &p)
+            .stakedLiquidity()
+            .call()
+            .await
+            .unwrap();
+        assert_eq!(staked, widest.2 / 2, "the gauge stand-in staked nothing");
+
+        // Each pool's state from its own history, as dexlab replays it.
+        let logs = p
+            .get_logs(
+                &Filter::new()
+                    .address(pools.iter().map(|x| x.address).collect::<Vec<_>>())
+                    .from_block(0),
+            )
+            .await
+            .unwrap();
+        let mut rp = Replayer::new(&pools);
+        for l in &logs {
+            rp.apply(&dexlab_data::ingest::raw_log(l, 31337).unwrap());
+        }
+        let router = d.router;
+        let trader = d.accounts[dexlab_data::devnet::NOISE.start];
+        let mut nonce = p.get_transaction_count(trader).await.unwrap();
+
+        // Solidly: the pool's own quote, what it pays and the reserves its Sync reports.
+        let solidly: Vec<&PoolInfo> = pools
+            .iter()
+            .filter(|x| x.protocol == Protocol::Solidly)
+            .collect();
+        let mut done = 0;
+        let mut stable_swaps = 0;
+        let mut quoted = 0;
+        let mut fee_now: std::collections::HashMap<Address, u32> =
+            solidly.iter().map(|x| (x.address, x.fee)).collect();
+        let changed = solidly[0].clone();
+        while done < SOLIDLY_SWAPS {
+            if done == SOLIDLY_SWAPS / 2 {
+                // The fee manager changes a pool's fee mid-history (0.30 % -> 0.25 %): the
+                // manifest keeps the old one.
+                let deployer = p.get_accounts().await.unwrap()[0];
+                let n = p.get_transaction_count(deployer).await.unwrap();
+                let call = IAeroFactory::setCustomFeeCall {
+                    pool: changed.address,
+                    fee: U256::from(25),
+                };
+                let h = *p
+                    .send_transaction(tx(deployer, a.pool_factory, call.abi_encode(), n))
+                    .await
+                    .unwrap()
+                    .tx_hash();
+                mine_all(&p).await;
+                assert!(
+                    p.get_transaction_receipt(h)
+                        .await
+                        .unwrap()
+                        .unwrap()
+                        .status()
+                );
+                fee_now.insert(changed.address, 2500);
+            }
+            let mut sent = Vec::new();
+            let mut touched = std::collections::HashSet::new();
+            while sent.len() < BATCH && done + sent.len() < SOLIDLY_SWAPS {
+                let pool = solidly[rng.random_range(0..solidly.len())];
+                let Some(PoolState::Reserves { reserve0, reserve1 }) =
+                    rp.states.get(&pool.address).cloned()
+                else {
+                    panic!("no reserves for {}", pool.address)
+                };
+                let mut sp = SolidlyPool::new(
+                    reserve0,
+                    reserve1,
+                    pool.token0.decimals,
+                    pool.token1.decimals,
+                    pool.stable.unwrap(),
+                    fee_now[&pool.address],
+                );
+                let zfo = rng.random_bool(0.5);
+                let (tin, rin) = if zfo {
+                    (&pool.token0, reserve0)
+                } else {
+                    (&pool.token1, reserve1)
+                };
+                let ain = amount(&mut rng, f64::from(rin).log10() + 0.5);
+                // The pool's own quote, while its mined state is the one we simulate on (its
+                // first swap of the batch); every swap is checked against its events below.
+                let quote = if touched.insert(pool.address) {
+                    Some(
+                        IAeroPool::new(pool.address, &p)
+                            .getAmountOut(ain, tin.address)
+                            .call()
+                            .await,
+                    )
+                } else {
+                    None
+                };
+                let Ok(want) = sp.swap_exact_in(ain, zfo) else {
+                    if let Some(q) = quote {
+                        assert!(
+                            q.as_ref().is_err() || q.as_ref().is_ok_and(|q| q.is_zero()),
+                            "dexlab refused a swap the pool quotes: {q:?}"
+                        );
+                    }
+                    continue;
+                };
+                if let Some(q) = quote {
+                    assert_eq!(
+                        q.unwrap(),
+                        want,
+                        "getAmountOut, seed {seed}: {} zfo={zfo} in={ain}, reserves {reserve0} {reserve1}",
+                        pool.address
+                    );
+                    quoted += 1;
+                }
+                if want.is_zero() {
+                    continue;
+                }
+                rp.states.insert(
+                    pool.address,
+                    PoolState::Reserves {
+                        reserve0: sp.reserve0,
+                        reserve1: sp.reserve1,
+                    },
+                );
+                let call = IAeroRouter::solidlySwapCall {
+                    pool: pool.address,
+                    tokenIn: tin.address,
+                    amountIn: ain,
+                    amountOutMin: want,
+                    to: trader,
+                };
+                let h = *p
+                    .send_transaction(tx(trader, router, call.abi_encode(), nonce))
+                    .await
+                    .unwrap()
+                    .tx_hash();
+                nonce += 1;
+                stable_swaps += usize::from(pool.stable == Some(true));
+                sent.push((h, pool, zfo, ain, want, (sp.reserve0, sp.reserve1)));
+            }
+            mine_all(&p).await;
+            for (h, pool, zfo, ain, want, reserves) in sent {
+                let ctx = format!("seed {seed}: {} zfo={zfo} in={ain}", pool.address);
+                let r = p.get_transaction_receipt(h).await.unwrap().unwrap();
+                assert!(r.status(), "reverted on chain: {ctx}");
+                let mut paid = None;
+                let mut synced = None;
+                for l in r
+                    .inner
+                    .logs()
+                    .iter()
+                    .filter(|l| l.address() == pool.address)
+                {
+                    if let Ok(e) = solidly::Swap::decode_log_data(l.data()) {
+                        paid = Some(if zfo {
+                            (e.amount0In, e.amount1Out)
+                        } else {
+                            (e.amount1In, e.amount0Out)
+                        });
+                    }
+                    if let Ok(e) = solidly::Sync::decode_log_data(l.data()) {
+                        synced = Some((e.reserve0, e.reserve1));
+                    }
+                }
+                assert_eq!(paid, Some((ain, want)), "amounts: {ctx}");
+                assert_eq!(
+                    synced,
+                    Some(reserves),
+                    "reserves after the swap (the Sync): {ctx}"
+                );
+            }
+            done += BATCH.min(SOLIDLY_SWAPS - done);
+        }
+        assert!(
+            stable_swaps > 100 && quoted > 30,
+            "coverage: {stable_swaps} stable swaps, {quoted} checked against getAmountOut"
+        );
+        // `data verify`'s replay, with the manifest's (old) fee: each swap is priced with the fee
+        // it paid (its Fees event), so the change loses no swap.
+        let all = p
+            .get_logs(
+                &Filter::new()
+                    .address(solidly.iter().map(|x| x.address).collect::<Vec<_>>())
+                    .from_block(0),
+            )
+            .await
+            .unwrap();
+        let mut fresh = Replayer::new(&pools);
+        let (mut checked, mut after_change) = (0, 0);
+        for l in &all {
+            if let Some(c) = fresh.apply(&dexlab_data::ingest::raw_log(l, 31337).unwrap()) {
+                assert_eq!(
+                    c.result,
+                    Ok(()),
+                    "replay of {} on {} (fee changed on {})",
+                    c.location,
+                    c.pool,
+                    changed.address
+                );
+                checked += 1;
+                after_change += usize::from(c.pool == changed.address);
+            }
+        }
+        assert!(
+            checked >= SOLIDLY_SWAPS && after_change > 50,
+            "{checked} checked, {after_change} on the changed pool"
+        );
+        for pool in &solidly {
+            let Some(PoolState::Reserves { reserve0, reserve1 }) =
+                rp.states.get(&pool.address).cloned()
+            else {
+                unreachable!()
+            };
+            let r = IAeroPool::new(pool.address, &p)
+                .getReserves()
+                .call()
+                .await
+                .unwrap();
+            assert_eq!((r._0, r._1), (reserve0, reserve1), "{}", pool.address);
+        }
+
+        // Slipstream: amounts, sqrt price, tick and liquidity of every swap, exact in and out,
+        // with and without price limits, through staked and unstaked liquidity.
+        let cl: Vec<&PoolInfo> = pools
+            .iter()
+            .filter(|x| x.protocol == Protocol::Slipstream)
+            .collect();
+        // The staked pool's gauge share of every fee, step by step, against its gaugeFees.
+        let unstaked_fee = IClPool::new(staked_pool.address, &p)
+            .unstakedFee()
+            .call()
+            .await
+            .unwrap()
+            .to::<u32>();
+        assert!(unstaked_fee > 0, "the gauge stand-in is not alive");
+        let mut staked_side = slipstream::Staked::default();
+        let t_now = match rp.states.get(&staked_pool.address) {
+            Some(PoolState::V3 { pool: st, .. }) => st.tick,
+            _ => unreachable!(),
+        };
+        staked_side
+            .stake(t_now, widest.0, widest.1, (widest.2 / 2) as i128)
+            .unwrap();
+        let (mut gauge0, mut gauge1) = (U256::ZERO, U256::ZERO);
+        let (mut crossed, mut exact_out, mut limited, mut done) = (0u64, 0u64, 0u64, 0usize);
+        let mut drained = 0u64;
+        while done < SLIPSTREAM_SWAPS {
+            let mut sent = Vec::new();
+            while sent.len() < BATCH && done + sent.len() < SLIPSTREAM_SWAPS {
+                let pool = cl[rng.random_range(0..cl.len())];
+                let Some(PoolState::V3 { pool: st, .. }) = rp.states.get_mut(&pool.address) else {
+                    panic!("no V3 state for {}", pool.address)
+                };
+                let zfo = rng.random_bool(0.5);
+                let exact_in = rng.random_bool(0.6);
+                let (tin, tout) = if zfo {
+                    (&pool.token0, &pool.token1)
+                } else {
+                    (&pool.token1, &pool.token0)
+                };
+                let dec = if exact_in {
+                    tin.decimals
+                } else {
+                    tout.decimals
+                } as f64;
+                let amt = amount(&mut rng, dec + 6.5);
+                let spec = if exact_in {
+                    I256::from_raw(amt)
+                } else {
+                    -I256::from_raw(amt)
+                };
+                let limit = if rng.random_bool(0.3) {
+                    let t = st.tick
+                        + if zfo {
+                            -rng.random_range(1..3000)
+                        } else {
+                            rng.random_range(1..3000)
+                        };
+                    tick_math::get_sqrt_ratio_at_tick(
+                        t.clamp(tick_math::MIN_TICK + 1, tick_math::MAX_TICK - 1),
+                    )
+                    .ok()
+                } else {
+                    None
+                };
+                let expected = if pool.address == staked_pool.address {
+                    match slipstream::swap(st, &staked_side, unstaked_fee, zfo, spec, limit) {
+                        Ok(split) if !drains(&split.swap) => {
+                            if zfo {
+                                gauge0 += split.gauge_fee;
+                            } else {
+                                gauge1 += split.gauge_fee;
+                            }
+                            staked_side.liquidity = split.staked_liquidity;
+                            Ok(split.swap)
+                        }
+                        Ok(split) => Ok(split.swap),
+                        Err(e) => Err(e),
+                    }
+                } else {
+                    st.swap(zfo, spec, limit)
+                };
+                let Ok(expected) = expected else {
+                    continue;
+                };
+                // A swap that runs out of liquidity walks the empty bitmap to the end of the
+                // price range, one word per step; Slipstream asks its factory (and the voter)
+                // for the fees at every step, so on tick spacing 1 that walk takes more gas than
+                // a block has, on chain as here. Such swaps are left out (and counted).
+                if drains(&expected) {
+                    drained += 1;
+                    continue;
+                }
+                st.apply(&expected);
+                let call = IRouter::v3SwapCall {
+                    pool: pool.address,
+                    zeroForOne: zfo,
+                    amountSpecified: spec,
+                    sqrtPriceLimitX96: U160::from(limit.unwrap_or_default()),
+                };
+                let h = *p
+                    .send_transaction(tx(trader, router, call.abi_encode(), nonce))
+                    .await
+                    .unwrap()
+                    .tx_hash();
+                nonce += 1;
+                crossed += u64::from(expected.ticks_crossed > 0);
+                exact_out += u64::from(!exact_in);
+                limited += u64::from(limit.is_some());
+                sent.push((h, pool, zfo, spec, expected));
+            }
+            mine_all(&p).await;
+            for (h, pool, zfo, spec, want) in sent {
+                let ctx = format!("seed {seed}: {} zfo={zfo} spec={spec}", pool.address);
+                let r = p.get_transaction_receipt(h).await.unwrap().unwrap();
+                if !r.status() {
+                    let trace: serde_json::Value = p
+                        .raw_request(
+                            "debug_traceTransaction".into(),
+                            (h, serde_json::json!({"tracer": "callTracer"})),
+                        )
+                        .await
+                        .unwrap();
+                    let t = serde_json::to_string(&trace).unwrap();
+                    eprintln!("trace: {}", t.chars().take(3000).collect::<String>());
+                }
+                assert!(
+                    r.status(),
+                    "reverted on chain but simulated fine: {ctx}; expected {want:?}; gas used {}",
+                    r.gas_used
+                );
+                let log = r
+                    .inner
+                    .logs()
+                    .iter()
+                    .find(|l| l.address() == pool.address)
+                    .unwrap();
+                let e = univ3::Swap::decode_log_data(log.data()).unwrap();
+                assert_eq!(
+                    (
+                        e.amount0,
+                        e.amount1,
+                        U256::from(e.sqrtPriceX96),
+                        e.tick.as_i32(),
+                        e.liquidity
+                    ),
+                    (
+                        want.amount0,
+                        want.amount1,
+                        want.sqrt_price_x96,
+                        want.tick,
+                        want.liquidity
+                    ),
+                    "{ctx}"
+                );
+            }
+            done += BATCH.min(SLIPSTREAM_SWAPS - done);
+        }
+        assert!(
+            crossed > 60 && exact_out > 300 && limited > 200 && drained < 300,
+            "coverage: crossed {crossed}, exact out {exact_out}, limited {limited}, {drained} left out as draining"
+        );
+        let fees = IClPool::new(staked_pool.address, &p)
+            .gaugeFees()
+            .call()
+            .await
+            .unwrap();
+        assert!(
+            fees.token0 > 0 && fees.token1 > 0,
+            "the staked liquidity earned the gauge no fee"
+        );
+        assert_eq!(
+            (U256::from(fees.token0), U256::from(fees.token1)),
+            (gauge0, gauge1),
+            "the gauge's share of the fees (unstaked fee {unstaked_fee} pips)"
         );
     }
 }

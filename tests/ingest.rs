@@ -12,6 +12,7 @@ use alloy::providers::Provider;
 use alloy::rpc::types::{Filter, TransactionRequest};
 use alloy::sol_types::SolEvent;
 use dexlab_data::dataset;
+use dexlab_data::types::Protocol;
 
 use crate::support::{Chain, dexlab, ingest, mine, tables};
 
@@ -73,6 +74,7 @@ async fn ingest_equals_what_the_node_returns() {
         dexlab_data::decode::univ2::Swap::SIGNATURE_HASH,
         dexlab_data::decode::univ3::Swap::SIGNATURE_HASH,
         dexlab_data::decode::pancakev3::Swap::SIGNATURE_HASH,
+        dexlab_data::decode::solidly::Swap::SIGNATURE_HASH,
     ];
     let n_swaps = node_logs
         .iter()
@@ -87,12 +89,28 @@ async fn ingest_equals_what_the_node_returns() {
     let sqrt = dataset::string_column(path, swaps, "sqrt_price_x96").unwrap();
     for i in 0..swaps.num_rows() {
         match proto[i].as_deref().unwrap() {
-            "uniswap_v2" => assert!(reserve0[i].is_some() && sqrt[i].is_none()),
-            "uniswap_v3" | "pancake_v3" => assert!(sqrt[i].is_some() && reserve0[i].is_none()),
+            "uniswap_v2" | "solidly" => assert!(reserve0[i].is_some() && sqrt[i].is_none()),
+            "uniswap_v3" | "pancake_v3" | "slipstream" => {
+                assert!(sqrt[i].is_some() && reserve0[i].is_none())
+            }
             other => panic!("unexpected protocol {other}"),
         }
     }
-    assert!(proto.iter().any(|p| p.as_deref() == Some("pancake_v3")));
+    // Every family traded, Aerodrome's stable pool included.
+    for family in Protocol::ALL {
+        assert!(
+            proto.iter().any(|p| p.as_deref() == Some(family.as_str())),
+            "no {family} swap"
+        );
+    }
+    let pool_col = dataset::string_column(path, swaps, "pool").unwrap();
+    let stable = m.pools.iter().find(|x| x.stable == Some(true)).unwrap();
+    assert!(
+        pool_col
+            .iter()
+            .any(|p| p.as_deref() == Some(format!("{:#x}", stable.address).as_str())),
+        "no swap on the stable pool"
+    );
     assert_eq!(r["malformed"].as_array().unwrap().len(), 0);
 
     // History from pool creation: the replay reproduces every swap exactly.
@@ -424,8 +442,8 @@ async fn pools_given_by_address_are_recognised_from_the_chain() {
             .find(|p| p.address == want.address)
             .unwrap();
         assert_eq!(
-            (got.protocol, got.fee, got.tick_spacing),
-            (want.protocol, want.fee, want.tick_spacing),
+            (got.protocol, got.fee, got.tick_spacing, got.stable),
+            (want.protocol, want.fee, want.tick_spacing, want.stable),
             "{}",
             want.address
         );
@@ -516,11 +534,16 @@ async fn features_build_on_a_simulated_chain() {
         .iter()
         .filter(|n| n.starts_with("spread_bps__"))
         .count();
-    assert_eq!(
-        spreads,
-        10 + 6,
-        "WETH/USDC has 5 venues (10 pairs), WETH/WBTC 4 (6 pairs)"
-    );
+    let mut venues: HashMap<(Address, Address), usize> = HashMap::new();
+    for p in &ch.manifest.pools {
+        *venues
+            .entry((p.token0.address, p.token1.address))
+            .or_default() += 1;
+    }
+    let pairs: usize = venues.values().map(|n| n * (n - 1) / 2).sum();
+    // WETH/USDC on 8 venues, WETH/WBTC on 6, USDC/DAI on 4.
+    assert_eq!(pairs, 28 + 15 + 6);
+    assert_eq!(spreads, pairs, "{venues:?}");
     assert!(names.contains(&"uniswap_v2_weth_usdc_3000__depth_up_10bps"));
     assert!(names.contains(&"pancakeswap_v3_weth_wbtc_500__depth_down_50bps"));
     assert_eq!(
@@ -553,8 +576,8 @@ async fn ingesting_from_mid_history_snapshots_pools_so_replay_stays_exact() {
         serde_json::from_str(&std::fs::read_to_string(with.path().join("snapshots.json")).unwrap())
             .unwrap();
     let snaps = snaps.as_array().unwrap();
-    assert_eq!(snaps.len(), 9, "one snapshot per pool");
-    assert_eq!(snaps.iter().filter(|s| s["kind"] == "v3").count(), 5);
+    assert_eq!(snaps.len(), 18, "one snapshot per pool");
+    assert_eq!(snaps.iter().filter(|s| s["kind"] == "v3").count(), 11);
     let v = verify(with.path());
     let v3_swaps: u64 = v["by_pool"]
         .as_object()

@@ -2,6 +2,10 @@
 // Writes .dexlab/artifacts/<Name>.json = {contractName, abi, bytecode (creation, 0x...), source} for
 //  - the DEX contracts shipped as prebuilt artifacts in npm packages (never recompiled: their creation
 //    code, hence their CREATE2 init-code hashes, must stay the canonical ones), and
+//  - the DEX contracts npm carries only as Solidity source (Aerodrome and Aerodrome Slipstream, from
+//    sphere-mezo-solidity-files), compiled with the npm solc of the version their pragmas name (optimizer
+//    200: without it Pool and CLPool exceed the 24,576-byte code limit). These are builds of the published
+//    source, not Base's deployed bytecode; each artifact says so in its `source`.
 //  - our own contracts in contracts/*.sol, compiled with the pinned npm solc (standard JSON, optimizer 200),
 //    with their runtime code as well (deployedBytecode).
 // Skips the solc run when nothing changed since the last run (stamp in .dexlab/artifacts/.stamp);
@@ -28,6 +32,36 @@ const NPM_ARTIFACTS = [
   ['PancakeV3Pool', '@pancakeswap/v3-core/artifacts/contracts/PancakeV3Pool.sol/PancakeV3Pool.json'],
 ];
 
+const AERO = 'sphere-mezo-solidity-files';
+const AERO_VERSION = '1.2.0';
+// [solc package, [[artifact name, source file inside the package, contract name]]]
+const SOURCE_BUILDS = [
+  [
+    'solc-0.8.20',
+    [
+      ['AerodromePool', 'domains/aerodrome/contracts/Pool.sol', 'Pool'],
+      ['AerodromePoolFactory', 'domains/aerodrome/contracts/factories/PoolFactory.sol', 'PoolFactory'],
+    ],
+  ],
+  [
+    'solc-0.7.6',
+    [
+      ['SlipstreamPool', 'domains/aerodrome-slipstream/contracts/core/CLPool.sol', 'CLPool'],
+      ['SlipstreamFactory', 'domains/aerodrome-slipstream/contracts/core/CLFactory.sol', 'CLFactory'],
+      [
+        'SlipstreamCustomSwapFeeModule',
+        'domains/aerodrome-slipstream/contracts/core/fees/CustomSwapFeeModule.sol',
+        'CustomSwapFeeModule',
+      ],
+      [
+        'SlipstreamCustomUnstakedFeeModule',
+        'domains/aerodrome-slipstream/contracts/core/fees/CustomUnstakedFeeModule.sol',
+        'CustomUnstakedFeeModule',
+      ],
+    ],
+  ],
+];
+
 function fail(msg) {
   console.error(`compile.js: ${msg}`);
   process.exit(1);
@@ -50,7 +84,7 @@ function summary(names) {
   for (const name of names) {
     const a = JSON.parse(fs.readFileSync(path.join(OUT, `${name}.json`), 'utf8'));
     const size = (a.bytecode.length - 2) / 2;
-    console.log(`${name.padEnd(24)} ${String(size).padStart(6)} bytes creation code  (${a.source})`);
+    console.log(`${name.padEnd(34)} ${String(size).padStart(6)} bytes creation code  (${a.source})`);
   }
 }
 
@@ -100,7 +134,52 @@ function main() {
     names.push(name);
   }
 
-  // 2. Our contracts, compiled with the pinned solc.
+  // 2. DEX contracts published as source only, each with the compiler its pragma pins.
+  const pkg = path.dirname(require.resolve(`${AERO}/package.json`, { paths: [TOOLS] }));
+  const installed = JSON.parse(fs.readFileSync(path.join(pkg, 'package.json'), 'utf8')).version;
+  if (installed !== AERO_VERSION) fail(`${AERO} ${installed} installed, ${AERO_VERSION} expected (run scripts/setup.sh)`);
+  const modules = path.resolve(pkg, '..');
+  // Imports resolve inside the package first (relative paths), then in node_modules (@openzeppelin/...).
+  const findImport = (p) => {
+    for (const base of [pkg, modules]) {
+      const f = path.join(base, p);
+      if (f.startsWith(base + path.sep) && fs.existsSync(f)) return { contents: fs.readFileSync(f, 'utf8') };
+    }
+    return { error: `import not found: ${p}` };
+  };
+  for (const [compiler, wanted] of SOURCE_BUILDS) {
+    const solcN = require(require.resolve(compiler, { paths: [TOOLS] }));
+    const sources = {};
+    for (const [, file] of wanted) sources[file] = { content: fs.readFileSync(path.join(pkg, file), 'utf8') };
+    const input = {
+      language: 'Solidity',
+      sources,
+      settings: {
+        optimizer: { enabled: true, runs: 200 },
+        outputSelection: { '*': { '*': ['abi', 'evm.bytecode.object', 'evm.deployedBytecode.object'] } },
+      },
+    };
+    const out = JSON.parse(solcN.compile(JSON.stringify(input), { import: findImport }));
+    const errs = (out.errors || []).filter((e) => e.severity === 'error');
+    for (const e of errs) console.error(e.formattedMessage || e.message);
+    if (errs.length) fail(`solc ${solcN.version()} reported ${errs.length} error(s) compiling ${AERO}`);
+    for (const [name, file, contract] of wanted) {
+      const c = out.contracts && out.contracts[file] && out.contracts[file][contract];
+      if (!c) fail(`${file} has no contract ${contract}`);
+      const runtime = normalizeBytecode(name, c.evm.deployedBytecode.object);
+      if ((runtime.length - 2) / 2 > 24576) fail(`${name}: runtime code over the 24,576-byte limit`);
+      write({
+        contractName: name,
+        abi: c.abi,
+        bytecode: normalizeBytecode(name, c.evm.bytecode.object),
+        deployedBytecode: runtime,
+        source: `npm:${AERO}@${AERO_VERSION}/${file} (published source built with solc ${solcN.version().split('+')[0]}, optimizer 200; not Base's deployed bytecode)`,
+      });
+      names.push(name);
+    }
+  }
+
+  // 3. Our contracts, compiled with the pinned solc.
   const solc = require(require.resolve('solc', { paths: [TOOLS] }));
   const sources = {};
   for (const f of files) sources[`contracts/${f}`] = { content: fs.readFileSync(path.join(CONTRACTS, f), 'utf8') };

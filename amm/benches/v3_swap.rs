@@ -1,12 +1,18 @@
 //! V3 swap simulation per quote, side by side in one run with the `uniswap_v3_math` crate's
 //! primitives (compute_swap_step, TickMath) driven by the same swap loop and tick lookup.
 //! Cases: a swap that stays inside one range, and one that crosses about 20 initialized ticks.
+//!
+//! The `quote` group puts one exact-input quote of each family side by side: Uniswap V3, an
+//! Aerodrome Slipstream pool (the same V3 math on a tick spacing of 100, its fee read from the
+//! factory; staking changes who earns the fee, not the quote), and Aerodrome volatile and stable
+//! pools (the stable curve's Newton solve of `_get_y`).
 
 use std::collections::BTreeMap;
 
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use dexlab_amm::solidly::SolidlyPool;
 use dexlab_amm::v3::{SwapResult, TickInfo, V3Pool};
 use dexlab_amm::{I256, U256, tick_math};
 
@@ -132,6 +138,65 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("crossing/uniswap_v3_math", |b| {
         b.iter(|| peer_swap(&p, true, black_box(large)))
+    });
+    g.finish();
+
+    // One quote per family, a ~$10k trade on a pool of a few million dollars.
+    let slipstream = {
+        let mut p = V3Pool::new(
+            tick_math::get_sqrt_ratio_at_tick(-196_200).unwrap(),
+            500,
+            100,
+        )
+        .unwrap();
+        for i in 0..20i32 {
+            let w = 1 + i * 2;
+            p.modify_position(
+                -196_200 - w * 100,
+                -196_200 + w * 100,
+                4_000_000_000_000_000 + i as i128 * 100_000_000_000_000,
+            )
+            .unwrap();
+        }
+        p
+    };
+    let e18 = U256::from(1_000_000_000_000_000_000u128);
+    // WETH/USDC volatile at 3,000 USDC, 0.30 %; USDC (6) / DAI (18) stable, 0.05 %.
+    let volatile = SolidlyPool::new(
+        U256::from(1_000u64) * e18,
+        U256::from(3_000_000_000_000u64),
+        18,
+        6,
+        false,
+        3000,
+    );
+    let stable = SolidlyPool::new(
+        U256::from(2_000_000_000_000u64),
+        U256::from(2_010_000u64) * e18,
+        6,
+        18,
+        true,
+        500,
+    );
+    let weth = I256::try_from(3_000_000_000_000_000_000u128).unwrap(); // 3 WETH
+    let usdc = U256::from(10_000_000_000u64); // 10,000 USDC
+    assert!(!stable.get_amount_out(usdc, true).unwrap().is_zero());
+    let mut g = c.benchmark_group("quote");
+    g.bench_function("uniswap_v3", |b| {
+        b.iter(|| p.swap(true, black_box(weth), None).unwrap())
+    });
+    g.bench_function("slipstream", |b| {
+        b.iter(|| slipstream.swap(true, black_box(weth), None).unwrap())
+    });
+    g.bench_function("aerodrome_volatile", |b| {
+        b.iter(|| {
+            volatile
+                .get_amount_out(black_box(U256::from(3u64) * e18), true)
+                .unwrap()
+        })
+    });
+    g.bench_function("aerodrome_stable", |b| {
+        b.iter(|| stable.get_amount_out(black_box(usdc), true).unwrap())
     });
     g.finish();
 }

@@ -3,8 +3,10 @@
 //! Each module reproduces its contract's arithmetic to the last wei, rounding included:
 //! [`v2`] (Uniswap V2 and forks, with each DEX's fee), [`v3`] (Uniswap V3 and PancakeSwap V3: full
 //! swaps across initialized ticks, exact input and exact output, price limits, built on
-//! [`tick_math`], [`sqrt_price_math`] and [`swap_math`]) and [`solidly`] (Aerodrome/Velodrome
-//! volatile and stable pools). Values are `U256`/`I256`; nothing here is a float.
+//! [`tick_math`], [`sqrt_price_math`] and [`swap_math`]), [`slipstream`] (Aerodrome Slipstream:
+//! the V3 swap plus the split of its fee between unstaked LPs and the gauge) and [`solidly`]
+//! (Aerodrome/Velodrome volatile and stable pools). Values are `U256`/`I256`; nothing here is a
+//! float.
 //!
 //! The crate depends only on `alloy-primitives`, so the backtester and the live engine can use it
 //! without pulling in Polars, burn or an RPC stack. The proof of exactness is the end-to-end test
@@ -13,6 +15,7 @@
 //! No cargo features.
 
 pub mod full_math;
+pub mod slipstream;
 pub mod solidly;
 pub mod sqrt_price_math;
 pub mod swap_math;

@@ -5,6 +5,10 @@
 //! integer rounding and its `y + 1` / `y - 1` termination rules. The fee is taken from the input
 //! first: `amountIn -= amountIn * fee / 10_000` (fee in basis points; here in pips, which gives the
 //! same floor).
+//!
+//! The fee does not stay in the pool: `swap` sends `amountIn * fee / 10_000` of the input token to
+//! the pool's `PoolFees` contract before it syncs, so the input reserve grows by the input less the
+//! fee ([`SolidlyPool::swap_exact_in`]).
 
 use alloy_primitives::U256;
 
@@ -106,10 +110,55 @@ impl SolidlyPool {
         Err(MathError::NoConvergence)
     }
 
+    /// The part of `amount_in` the pool moves out to its `PoolFees` contract (`_update0`/`_update1`).
+    pub fn fee_amount(&self, amount_in: U256) -> Result<U256> {
+        Ok(mul(amount_in, U256::from(self.fee))? / U256::from(1_000_000u32))
+    }
+
+    /// A swap of `amount_in` as the pool executes it: pays [`Self::get_amount_out`] and keeps the
+    /// input less [`Self::fee_amount`] in its reserves, as its `Sync` reports them. Leaves the pool
+    /// unchanged on error.
+    pub fn swap_exact_in(&mut self, amount_in: U256, zero_for_one: bool) -> Result<U256> {
+        let out = self.get_amount_out(amount_in, zero_for_one)?;
+        let kept = amount_in - self.fee_amount(amount_in)?;
+        let (rin, rout) = if zero_for_one {
+            (&mut self.reserve0, &mut self.reserve1)
+        } else {
+            (&mut self.reserve1, &mut self.reserve0)
+        };
+        let new_in = rin.checked_add(kept).ok_or(MathError::Overflow)?;
+        let new_out = rout
+            .checked_sub(out)
+            .ok_or(MathError::InsufficientLiquidity)?;
+        *rin = new_in;
+        *rout = new_out;
+        Ok(out)
+    }
+
+    /// The marginal price of token0 in token1 (raw units, before the fee), in floats: for
+    /// signals and simulated traders only, never for amounts. Volatile: `reserve1 / reserve0`;
+    /// stable: `-dy/dx` of x³y + xy³ = k on the 18-decimal reserves,
+    /// `(3x²y + y³) / (x³ + 3xy²)`, scaled back to raw units.
+    pub fn marginal_price(&self) -> f64 {
+        let f = |x: U256| f64::from(x);
+        if !self.stable {
+            return f(self.reserve1) / f(self.reserve0);
+        }
+        let x = f(self.reserve0) / f(self.decimals0);
+        let y = f(self.reserve1) / f(self.decimals1);
+        (3.0 * x * x * y + y * y * y) / (x * x * x + 3.0 * x * y * y) * f(self.decimals1)
+            / f(self.decimals0)
+    }
+
     /// `getAmountOut(amountIn, tokenIn)`: `zero_for_one` sells token0.
     pub fn get_amount_out(&self, amount_in: U256, zero_for_one: bool) -> Result<U256> {
-        let amount_in =
-            amount_in - mul(amount_in, U256::from(self.fee))? / U256::from(1_000_000u32);
+        self.amount_out_after_fee(amount_in - self.fee_amount(amount_in)?, zero_for_one)
+    }
+
+    /// `_getAmountOut`: the output for an input the fee has already been taken from. With the fee
+    /// a swap actually paid (its `Fees` event), this prices the swap whatever fee the pool's
+    /// metadata says, which a factory's fee manager can change at any block.
+    pub fn amount_out_after_fee(&self, amount_in: U256, zero_for_one: bool) -> Result<U256> {
         let (r0, r1) = (self.reserve0, self.reserve1);
         if self.stable {
             let xy = self.k(r0, r1)?;
@@ -191,11 +240,16 @@ mod tests {
                 let exp = rng.random_range(0.0..(f64::from(rin) * 3.0).log10());
                 let a = U256::from(10f64.powf(exp) as u128).max(U256::from(1));
                 let out = p.get_amount_out(a, zfo).unwrap();
+                // The pool's own check, after the fee has left for PoolFees.
+                let mut after = p;
+                assert_eq!(after.swap_exact_in(a, zfo).unwrap(), out);
+                let fee = p.fee_amount(a).unwrap();
                 let (n0, n1) = if zfo {
-                    (p.reserve0 + a, p.reserve1 - out)
+                    (p.reserve0 + a - fee, p.reserve1 - out)
                 } else {
-                    (p.reserve0 - out, p.reserve1 + a)
+                    (p.reserve0 - out, p.reserve1 + a - fee)
                 };
+                assert_eq!((after.reserve0, after.reserve1), (n0, n1));
                 assert!(
                     p.k(n0, n1).unwrap() >= p.k(p.reserve0, p.reserve1).unwrap(),
                     "k decreased: {p:?} {a} {zfo}"

@@ -43,7 +43,18 @@ pub struct SwapResult {
     pub ticks_crossed: u32,
 }
 
-fn add_delta(x: u128, y: i128) -> Result<u128> {
+/// One step of a swap's loop (see [`V3Pool::swap_with_steps`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SwapStep {
+    /// The fee the step took from its input.
+    pub fee_amount: U256,
+    /// The active liquidity during the step.
+    pub liquidity: u128,
+    /// The initialized tick the step ended on and crossed, if any.
+    pub crossed: Option<i32>,
+}
+
+pub(crate) fn add_delta(x: u128, y: i128) -> Result<u128> {
     if y < 0 {
         x.checked_sub(y.unsigned_abs())
     } else {
@@ -147,11 +158,24 @@ impl V3Pool {
 
     /// Simulates a swap without changing the pool. `amount_specified > 0` is exact input, `< 0`
     /// exact output; `sqrt_price_limit` defaults to the extreme price in the swap's direction.
+    #[inline]
     pub fn swap(
         &self,
         zero_for_one: bool,
         amount_specified: I256,
         sqrt_price_limit: Option<U256>,
+    ) -> Result<SwapResult> {
+        self.swap_with_steps(zero_for_one, amount_specified, sqrt_price_limit, |_| {})
+    }
+
+    /// [`Self::swap`], telling `on_step` about every step of the swap loop: what a pool that
+    /// splits its fee (Slipstream's gauge) needs to follow the swap.
+    pub fn swap_with_steps(
+        &self,
+        zero_for_one: bool,
+        amount_specified: I256,
+        sqrt_price_limit: Option<U256>,
+        mut on_step: impl FnMut(SwapStep),
     ) -> Result<SwapResult> {
         check_spacing(self.tick_spacing)?;
         if amount_specified.is_zero() {
@@ -198,6 +222,12 @@ impl V3Pool {
                 remaining += i256(step.amount_out)?;
                 calculated += i256(step.amount_in + step.fee_amount)?;
             }
+            let crosses = sqrt_price == sqrt_next && initialized;
+            on_step(SwapStep {
+                fee_amount: step.fee_amount,
+                liquidity,
+                crossed: crosses.then_some(next),
+            });
             if sqrt_price == sqrt_next {
                 if initialized {
                     let net = self.ticks.get(&next).map_or(0, |t| t.liquidity_net);

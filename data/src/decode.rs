@@ -568,7 +568,8 @@ pub fn kind_fits_protocol(kind: EventKind, protocol: Protocol) -> bool {
     match kind {
         V2Swap | V2Sync | V2Mint | V2Burn | SolidlySwap | SolidlySync | SolidlyBurn
         | SolidlyFees => matches!(protocol, Protocol::UniswapV2 | Protocol::Solidly),
-        V3Swap => protocol == Protocol::UniswapV3,
+        // Slipstream's pools emit Uniswap V3's events, Swap included.
+        V3Swap => matches!(protocol, Protocol::UniswapV3 | Protocol::Slipstream),
         PancakeSwap => protocol == Protocol::PancakeV3,
         V3Mint | V3Burn | V3Collect | V3Initialize => protocol.is_v3(),
         Unknown => true,
@@ -580,7 +581,8 @@ pub fn protocol_of_kind(kind: EventKind) -> Option<Protocol> {
     match kind {
         EventKind::V2Swap | EventKind::V2Sync | EventKind::V2Burn => Some(Protocol::UniswapV2),
         EventKind::PancakeSwap => Some(Protocol::PancakeV3),
-        EventKind::V3Swap => Some(Protocol::UniswapV3),
+        // Uniswap V3 or Slipstream: the same signature.
+        EventKind::V3Swap => None,
         EventKind::SolidlySwap
         | EventKind::SolidlySync
         | EventKind::SolidlyBurn
@@ -592,7 +594,95 @@ pub fn protocol_of_kind(kind: EventKind) -> Option<Protocol> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloy::primitives::{Bytes, b256};
+    use alloy::primitives::{Bytes, b256, keccak256};
+
+    /// Every event kind the decoder knows, with its shape, against the event of the same name in
+    /// the ABI of each contract that emits it: the npm artifacts of Uniswap V2/V3 and PancakeSwap
+    /// V3, and Aerodrome's and Slipstream's pools compiled from their published source.
+    #[test]
+    fn every_signature_and_shape_matches_the_contracts_abi() {
+        use EventKind::*;
+        let emitters: [(&str, &[(EventKind, &str)]); 5] = [
+            (
+                "UniswapV2Pair",
+                &[
+                    (V2Swap, "Swap"),
+                    (V2Sync, "Sync"),
+                    (V2Mint, "Mint"),
+                    (V2Burn, "Burn"),
+                ],
+            ),
+            (
+                "UniswapV3Pool",
+                &[
+                    (V3Swap, "Swap"),
+                    (V3Mint, "Mint"),
+                    (V3Burn, "Burn"),
+                    (V3Collect, "Collect"),
+                    (V3Initialize, "Initialize"),
+                ],
+            ),
+            (
+                "PancakeV3Pool",
+                &[
+                    (PancakeSwap, "Swap"),
+                    (V3Mint, "Mint"),
+                    (V3Burn, "Burn"),
+                    (V3Collect, "Collect"),
+                    (V3Initialize, "Initialize"),
+                ],
+            ),
+            // Slipstream's pools emit Uniswap V3's events.
+            (
+                "SlipstreamPool",
+                &[
+                    (V3Swap, "Swap"),
+                    (V3Mint, "Mint"),
+                    (V3Burn, "Burn"),
+                    (V3Collect, "Collect"),
+                    (V3Initialize, "Initialize"),
+                ],
+            ),
+            // Aerodrome's Mint is V2's.
+            (
+                "AerodromePool",
+                &[
+                    (SolidlySwap, "Swap"),
+                    (SolidlySync, "Sync"),
+                    (V2Mint, "Mint"),
+                    (SolidlyBurn, "Burn"),
+                    (SolidlyFees, "Fees"),
+                ],
+            ),
+        ];
+        for (contract, kinds) in emitters {
+            let a = crate::tools::artifact(contract).unwrap();
+            for &(kind, name) in kinds {
+                let e = a
+                    .abi
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|x| x["type"] == "event" && x["name"] == name)
+                    .unwrap_or_else(|| panic!("{contract} has no event {name}"));
+                let inputs = e["inputs"].as_array().unwrap();
+                let types: Vec<&str> = inputs.iter().map(|i| i["type"].as_str().unwrap()).collect();
+                let sig = format!("{name}({})", types.join(","));
+                let indexed = inputs.iter().filter(|i| i["indexed"] == true).count();
+                let topic0 = keccak256(sig.as_bytes());
+                assert_eq!(
+                    EventKind::from_topic0(Some(&topic0)),
+                    kind,
+                    "{contract}.{sig}"
+                );
+                assert_eq!(
+                    kind.shape(),
+                    Some((1 + indexed, 32 * (inputs.len() - indexed))),
+                    "{contract}.{sig}: topics and data words"
+                );
+            }
+        }
+    }
 
     fn log(topics: Vec<B256>, data: Vec<u8>) -> RawLog {
         RawLog {

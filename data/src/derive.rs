@@ -55,6 +55,15 @@ impl SyncTracker {
             .filter(|(tx, _, _)| *tx == log.transaction_hash)
             .map(|&(_, r0, r1)| (r0, r1))
     }
+
+    /// [`Self::reserves_for`], forgotten once read: for a record that belongs to one event only.
+    pub fn take_for(&mut self, log: &RawLog) -> Option<(U256, U256)> {
+        let found = self.reserves_for(log);
+        if found.is_some() {
+            self.0.remove(&log.address);
+        }
+        found
+    }
 }
 
 /// The derived rows of one chunk of logs.

@@ -1,7 +1,8 @@
 //! Pool metadata read from the chain, for pools given by address only.
 //!
 //! The protocol is told apart by what the pool answers: V3 pools have `tickSpacing()`, and
-//! PancakeSwap V3 pools also `lmPool()`; Solidly pools have `stable()`; anything else with
+//! PancakeSwap V3 pools also `lmPool()`, Slipstream pools `unstakedFee()` (their `fee()` is the
+//! factory's current swap fee for the pool); Solidly pools have `stable()`; anything else with
 //! `getReserves()` is taken as Uniswap-V2 style with the canonical 0.30 % fee (a fork with another
 //! fee must be described in a manifest).
 
@@ -19,6 +20,7 @@ alloy::sol! {
         function fee() external view returns (uint24);
         function tickSpacing() external view returns (int24);
         function lmPool() external view returns (address);
+        function unstakedFee() external view returns (uint24);
         function stable() external view returns (bool);
         function factory() external view returns (address);
         function getReserves() external view returns (uint256, uint256, uint256);
@@ -84,6 +86,8 @@ pub async fn discover_pools(provider: &DynProvider, addrs: &[Address]) -> Result
                 .map_err(|e| bad("fee()", e.to_string()))?;
             let protocol = if p.lmPool().call().await.is_ok() {
                 Protocol::PancakeV3
+            } else if p.unstakedFee().call().await.is_ok() {
+                Protocol::Slipstream
             } else {
                 Protocol::UniswapV3
             };

@@ -25,7 +25,7 @@ pub fn pool_meta(p: &PoolInfo) -> PoolMeta {
         address: p.address,
         family: match p.protocol {
             Protocol::UniswapV2 => Family::V2,
-            Protocol::UniswapV3 | Protocol::PancakeV3 => Family::V3,
+            Protocol::UniswapV3 | Protocol::PancakeV3 | Protocol::Slipstream => Family::V3,
             Protocol::Solidly => Family::Solidly,
         },
         dex: p.dex.clone(),

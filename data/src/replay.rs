@@ -72,6 +72,9 @@ pub struct Replayer {
     pub infos: HashMap<Address, PoolInfo>,
     pub states: HashMap<Address, PoolState>,
     syncs: SyncTracker,
+    /// Solidly pools: the fee each input paid, from the `Fees` event of the transaction (the
+    /// pool emits it before its `Sync` and `Swap`).
+    fees: SyncTracker,
 }
 
 impl Replayer {
@@ -177,12 +180,33 @@ impl Replayer {
                 let (Some((p0, p1)), Some((q0, q1))) = (pre, post) else {
                     return check(Err(Mismatch::NoPriorState));
                 };
-                let after = |p: U256, i: U256, o: U256| p.checked_add(i)?.checked_sub(o);
-                if after(p0, amount0_in, amount0_out) != Some(q0)
-                    || after(p1, amount1_in, amount1_out) != Some(q1)
-                {
-                    return check(Err(Mismatch::ReservesDiffer));
-                }
+                // Solidly pools move each input's fee out to their PoolFees contract before the
+                // Sync; V2 pairs keep it. The fee is the one the swap paid (its Fees event). A
+                // Solidly swap without one paid nothing (the pool emits Fees for any non-zero
+                // fee) or its Fees log was not collected: the metadata's fee and no fee are both
+                // tried. A fee manager may change a pool's fee at any block.
+                let (fee0, fee1) = {
+                    let meta =
+                        |i: U256| i.saturating_mul(U256::from(info.fee)) / U256::from(1_000_000u32);
+                    let candidates = match (info.protocol, self.fees.take_for(log)) {
+                        (Protocol::Solidly, Some((f0, f1))) => vec![(f0, f1)],
+                        (Protocol::Solidly, None) => vec![
+                            (meta(amount0_in), meta(amount1_in)),
+                            (U256::ZERO, U256::ZERO),
+                        ],
+                        _ => vec![(U256::ZERO, U256::ZERO)],
+                    };
+                    let after = |p: U256, i: U256, fee: U256, o: U256| {
+                        p.checked_add(i.checked_sub(fee)?)?.checked_sub(o)
+                    };
+                    let Some(fees) = candidates.into_iter().find(|&(f0, f1)| {
+                        after(p0, amount0_in, f0, amount0_out) == Some(q0)
+                            && after(p1, amount1_in, f1, amount1_out) == Some(q1)
+                    }) else {
+                        return check(Err(Mismatch::ReservesDiffer));
+                    };
+                    fees
+                };
                 if info.protocol == Protocol::Solidly {
                     let Some(stable) = info.stable else {
                         return check(Err(Mismatch::SolidlyUnchecked));
@@ -195,12 +219,12 @@ impl Replayer {
                         stable,
                         info.fee,
                     );
-                    let (zfo, ain, aout) = if amount0_in > U256::ZERO {
-                        (true, amount0_in, amount1_out)
+                    let (zfo, ain, fee, aout) = if amount0_in > U256::ZERO {
+                        (true, amount0_in, fee0, amount1_out)
                     } else {
-                        (false, amount1_in, amount0_out)
+                        (false, amount1_in, fee1, amount0_out)
                     };
-                    return check(match sp.get_amount_out(ain, zfo) {
+                    return check(match sp.amount_out_after_fee(ain - fee, zfo) {
                         Ok(o) if o == aout => Ok(()),
                         Ok(o) if aout < o => Err(Mismatch::BelowFormulaBound),
                         _ => Err(Mismatch::Unexplained),
@@ -221,7 +245,11 @@ impl Replayer {
                     Err(Mismatch::Unexplained)
                 })
             }
-            Event::PairMint { .. } | Event::PairBurn { .. } | Event::PairFees { .. } => {
+            Event::PairFees { amount0, amount1 } => {
+                self.fees.record(log, amount0, amount1);
+                None
+            }
+            Event::PairMint { .. } | Event::PairBurn { .. } => {
                 if let Some((r0, r1)) = self.syncs.reserves_for(log) {
                     self.states.insert(
                         log.address,

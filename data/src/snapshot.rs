@@ -16,12 +16,16 @@ use crate::error::{DataError, Result};
 use crate::types::PoolInfo;
 
 alloy::sol! {
+    // Only the leading words every V3-style pool shares: Uniswap V3's slot0 has 7 fields,
+    // PancakeSwap's a wider fee word and Slipstream's 6 (no fee protocol); Slipstream's ticks()
+    // puts stakedLiquidityNet third, so `initialized` sits elsewhere in each (the tick bitmap
+    // says which ticks are initialized). The decoder ignores the words after these.
     #[sol(rpc)]
     interface IV3PoolState {
-        function slot0() external view returns (uint160 sqrtPriceX96, int24 tick, uint16, uint16, uint16, uint32, bool);
+        function slot0() external view returns (uint160 sqrtPriceX96, int24 tick);
         function liquidity() external view returns (uint128);
         function tickBitmap(int16 wordPosition) external view returns (uint256);
-        function ticks(int24 tick) external view returns (uint128 liquidityGross, int128 liquidityNet, uint256, uint256, int56, uint160, uint32, bool initialized);
+        function ticks(int24 tick) external view returns (uint128 liquidityGross, int128 liquidityNet);
     }
 
     // V2's reserves are uint112 and Solidly's uint256: both fit the same ABI words.

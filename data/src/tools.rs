@@ -74,6 +74,9 @@ pub struct Artifact {
     pub deployed_bytecode: Option<Bytes>,
     #[serde(default)]
     pub source: String,
+    /// The contract's ABI as the artifact holds it (JSON).
+    #[serde(default)]
+    pub abi: serde_json::Value,
 }
 
 /// Loads `.dexlab/artifacts/<name>.json`.

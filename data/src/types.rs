@@ -114,14 +114,19 @@ pub enum Protocol {
     PancakeV3,
     /// Solidly style (Aerodrome, Velodrome): volatile x*y=k or stable x^3y+xy^3=k pools.
     Solidly,
+    /// Aerodrome Slipstream (Velodrome Slipstream): Uniswap V3 math and events, pools keyed by tick
+    /// spacing, the swap fee set by the factory (a fee module may change it at any block; the
+    /// Swap event does not carry it) and split between unstaked LPs and the pool's gauge.
+    Slipstream,
 }
 
 impl Protocol {
-    pub const ALL: [Protocol; 4] = [
+    pub const ALL: [Protocol; 5] = [
         Protocol::UniswapV2,
         Protocol::UniswapV3,
         Protocol::PancakeV3,
         Protocol::Solidly,
+        Protocol::Slipstream,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -130,11 +135,15 @@ impl Protocol {
             Protocol::UniswapV3 => "uniswap_v3",
             Protocol::PancakeV3 => "pancake_v3",
             Protocol::Solidly => "solidly",
+            Protocol::Slipstream => "slipstream",
         }
     }
 
     pub fn is_v3(self) -> bool {
-        matches!(self, Protocol::UniswapV3 | Protocol::PancakeV3)
+        matches!(
+            self,
+            Protocol::UniswapV3 | Protocol::PancakeV3 | Protocol::Slipstream
+        )
     }
 }
 
@@ -150,7 +159,7 @@ impl std::str::FromStr for Protocol {
         Protocol::ALL
             .into_iter()
             .find(|p| p.as_str() == s)
-            .ok_or_else(|| format!("unknown protocol `{s}` (expected one of uniswap_v2, uniswap_v3, pancake_v3, solidly)"))
+            .ok_or_else(|| format!("unknown protocol `{s}` (expected one of uniswap_v2, uniswap_v3, pancake_v3, solidly, slipstream)"))
     }
 }
 

@@ -37,6 +37,8 @@ fn pools() -> Vec<PoolInfo> {
         pool(0xa3, Protocol::UniswapV3, 500, Some(10), None),
         pool(0xa4, Protocol::PancakeV3, 2500, Some(50), None),
         pool(0xa5, Protocol::Solidly, 3000, None, Some(false)),
+        pool(0xa6, Protocol::Solidly, 500, None, Some(true)),
+        pool(0xa7, Protocol::Slipstream, 500, Some(100), None),
     ]
 }
 
@@ -170,6 +172,8 @@ fn events_of(protocol: Option<Protocol>) -> Vec<(B256, Vec<F>, Vec<F>)> {
         Some(Protocol::UniswapV3) => pick(&[4, 6, 7, 8, 9]),
         Some(Protocol::PancakeV3) => pick(&[5, 6, 7, 8, 9]),
         Some(Protocol::Solidly) => pick(&[10, 11, 2, 12, 13]),
+        // Slipstream's pools emit Uniswap V3's events.
+        Some(Protocol::Slipstream) => pick(&[4, 6, 7, 8, 9]),
         None => all,
     }
 }
@@ -357,5 +361,57 @@ proptest! {
         };
         let dir = tempfile::tempdir().unwrap();
         check(&text, csv, dir.path())?;
+    }
+}
+
+/// A raw log at `pool`: a known event's topic0 (or any word), then arbitrary topics and data,
+/// sometimes exactly the event's shape with arbitrary words in it.
+fn raw_log() -> impl Strategy<Value = dexlab_data::types::RawLog> {
+    let topic0s: Vec<B256> = events().into_iter().map(|(t, _, _)| t).collect();
+    let addrs: Vec<Address> = pools().iter().map(|p| p.address).collect();
+    (
+        prop::sample::select(addrs),
+        prop_oneof![3 => prop::sample::select(topic0s), 1 => any::<[u8; 32]>().prop_map(B256::from)],
+        prop::collection::vec(any::<[u8; 32]>().prop_map(B256::from), 0..4),
+        prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..300),
+            prop::collection::vec(any::<[u8; 32]>(), 0..9).prop_map(|w| w.concat()),
+        ],
+        (any::<u64>(), any::<u64>(), any::<u64>()),
+    )
+        .prop_map(|(address, t0, rest, data, (b, t, l))| {
+            let mut topics = vec![t0];
+            topics.extend(rest);
+            dexlab_data::types::RawLog {
+                block_number: b % 1_000,
+                block_hash: None,
+                transaction_index: t % 4,
+                log_index: l % 8,
+                transaction_hash: B256::ZERO,
+                address,
+                topics,
+                data: data.into(),
+                chain_id: 1,
+            }
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+
+    /// Every family's decoder and the replay that checks swaps take arbitrary topics and data
+    /// without a panic: a log is decoded, or refused with an error, and the replay goes on.
+    #[test]
+    fn arbitrary_logs_never_panic_the_decoders_or_the_replay(
+        logs in prop::collection::vec(raw_log(), 1..30),
+    ) {
+        let pools = pools();
+        let mut rp = replay::Replayer::new(&pools);
+        let mut sorted = logs.clone();
+        sorted.sort_by_key(|l| (l.block_number, l.transaction_index, l.log_index));
+        for l in &sorted {
+            let _ = dexlab_data::decode::decode_log(l);
+            let _ = rp.apply(l);
+        }
     }
 }

@@ -58,6 +58,7 @@ pub use IDexlabExecutor::Leg as ExecutorLeg;
 /// The contract's leg kinds.
 pub const KIND_V2: u8 = 0;
 pub const KIND_V3: u8 = 1;
+pub const KIND_SOLIDLY: u8 = 2;
 
 /// Where a paper session's simulated executor lives: an address with no key and no code on any
 /// chain (the state override gives it code for one call).
@@ -71,12 +72,6 @@ const PROBE_SLOTS: u64 = 64;
 /// Why a bundle cannot be put to the executor.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LegError {
-    #[error("leg {index}: pool {pool} is {family:?}, which the executor does not trade yet")]
-    Unsupported {
-        index: usize,
-        pool: Address,
-        family: Family,
-    },
     #[error("leg {index}: no pool {pool} in the market")]
     NoPool { index: usize, pool: usize },
     #[error("leg {index}: token {token} is not in pool {pool}")]
@@ -108,13 +103,7 @@ pub fn executor_legs(pools: &[PoolMeta], bundle: &Bundle) -> Result<Vec<Executor
             let kind = match meta.family {
                 Family::V2 => KIND_V2,
                 Family::V3 => KIND_V3,
-                family => {
-                    return Err(LegError::Unsupported {
-                        index,
-                        pool: meta.address,
-                        family,
-                    });
-                }
+                Family::Solidly => KIND_SOLIDLY,
             };
             Ok(ExecutorLeg {
                 pool: meta.address,

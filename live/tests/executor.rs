@@ -112,7 +112,8 @@ async fn random_bundles_through_the_executor_code_on_the_node_match_the_exact_ma
     let mut rng = Rng(7);
     let (mut filled, mut reverted, mut multi) = (0, 0, 0);
     let mut bundles = Vec::new();
-    for _ in 0..60 {
+    let mut venues = std::collections::BTreeSet::new();
+    for _ in 0..90 {
         let b = random_bundle(&mut rng, &metas, &states);
         let math = leg_outputs(&metas, |i| &states[i], &b);
         let node = sim.simulate(BlockId::hash(hash), &metas, &b).await;
@@ -121,6 +122,9 @@ async fn random_bundles_through_the_executor_code_on_the_node_match_the_exact_ma
                 assert_eq!(m, amounts, "bundle {b:?}");
                 filled += 1;
                 multi += usize::from(b.legs.len() > 1);
+                for l in &b.legs {
+                    venues.insert(metas[l.pool].dex.clone());
+                }
             }
             (None, NodeAnswer::Reverted { .. }) => reverted += 1,
             _ => panic!("math {math:?}, node {node:?} for {b:?}"),
@@ -128,9 +132,12 @@ async fn random_bundles_through_the_executor_code_on_the_node_match_the_exact_ma
         bundles.push((b, math));
     }
     assert!(
-        filled >= 30 && multi >= 10,
+        filled >= 45 && multi >= 15,
         "{filled} filled ({multi} multi-leg)"
     );
+    // Legs through every venue, Aerodrome (Solidly, volatile and stable) and Slipstream included.
+    let all: std::collections::BTreeSet<_> = metas.iter().map(|m| m.dex.clone()).collect();
+    assert_eq!(venues, all, "venues never filled through the executor");
     assert!(
         reverted >= 1,
         "no bundle too small to fill: the revert path is untested"

@@ -128,14 +128,7 @@ impl PoolState {
                 })
             }
             PoolState::Solidly(p) => {
-                let out = p.get_amount_out(amount_in, zero_for_one)?;
-                if zero_for_one {
-                    p.reserve0 += amount_in;
-                    p.reserve1 -= out;
-                } else {
-                    p.reserve1 += amount_in;
-                    p.reserve0 -= out;
-                }
+                let out = p.swap_exact_in(amount_in, zero_for_one)?;
                 Ok(Quote {
                     amount_out: out,
                     ticks_crossed: 0,

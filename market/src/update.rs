@@ -282,7 +282,8 @@ fn swap_toward(meta: &PoolMeta, state: &mut PoolState, swap: SwapIn, limit: &Poo
                 // The input that brings our price to history's: the constant-product solution in
                 // floats, stepped down until the exact math confirms it does not cross (to within
                 // about 1e-12 of the largest such input); bisection where the floats fail.
-                let mut x = clip_input(zfo, (r0, r1), (h0, h1), meta.fee)
+                let fee_leaves = matches!(state, PoolState::Solidly(_));
+                let mut x = clip_input(zfo, (r0, r1), (h0, h1), meta.fee, fee_leaves)
                     .filter(|x| *x < swap.amount_in)
                     .unwrap_or(U256::ZERO);
                 for _ in 0..4 {
@@ -310,12 +311,14 @@ fn swap_toward(meta: &PoolMeta, state: &mut PoolState, swap: SwapIn, limit: &Poo
 /// The input that moves a constant-product pool `(r0, r1)` to the reserve ratio of `target`, in
 /// floats: with `a` the reserve sold into, `b` the other and `g = 1 - fee`, `x` solves
 /// `(a + g x)(a + x) = a b t`, `t` the target's ratio of `a`'s reserve to `b`'s (the root in the
-/// form without cancellation).
+/// form without cancellation). When the fee leaves the pool (`fee_leaves`, Solidly's PoolFees)
+/// the input reserve grows by `g x` only, and `x` solves `(a + g x)^2 = a b t`.
 fn clip_input(
     zero_for_one: bool,
     (r0, r1): (U256, U256),
     (h0, h1): (U256, U256),
     fee_pips: u32,
+    fee_leaves: bool,
 ) -> Option<U256> {
     let f = u256_to_f64;
     let (a, b, t) = if zero_for_one {
@@ -325,6 +328,11 @@ fn clip_input(
     };
     let g = 1.0 - f64::from(fee_pips) / 1e6;
     let excess = a * b * t - a * a;
+    if fee_leaves {
+        // g x = sqrt(a b t) - a = excess / (sqrt(a b t) + a).
+        let x = excess / ((a * b * t).sqrt() + a) / g;
+        return (x.is_finite() && (1.0..1e38).contains(&x)).then(|| U256::from(x as u128));
+    }
     let disc = a * a * (1.0 + g) * (1.0 + g) + 4.0 * g * excess;
     let x = 2.0 * excess / (a * (1.0 + g) + disc.sqrt());
     (x.is_finite() && (1.0..1e38).contains(&x)).then(|| U256::from(x as u128))

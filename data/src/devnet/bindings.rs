@@ -26,14 +26,57 @@ alloy::sol! {
         function createPool(address tokenA, address tokenB, uint24 fee) external returns (address pool);
         function getPool(address tokenA, address tokenB, uint24 fee) external view returns (address pool);
         function feeAmountTickSpacing(uint24 fee) external view returns (int24);
+        function enableFeeAmount(uint24 fee, int24 tickSpacing) external;
     }
 
     #[sol(rpc)]
     interface IV3Pool {
         function initialize(uint160 sqrtPriceX96) external;
-        // Uniswap's feeProtocol is uint8 and PancakeSwap's uint32: both fit one ABI word.
-        function slot0() external view returns (uint160 sqrtPriceX96, int24 tick, uint16 observationIndex, uint16 observationCardinality, uint16 observationCardinalityNext, uint32 feeProtocol, bool unlocked);
+        // The leading words of every V3-style pool's slot0 (Slipstream's has no feeProtocol).
+        function slot0() external view returns (uint160 sqrtPriceX96, int24 tick);
         function liquidity() external view returns (uint128);
+    }
+
+    #[sol(rpc)]
+    interface IAerodromePoolFactory {
+        function createPool(address tokenA, address tokenB, bool stable) external returns (address pool);
+        function getPool(address tokenA, address tokenB, bool stable) external view returns (address);
+        function getFee(address pool, bool stable) external view returns (uint256);
+        function setCustomFee(address pool, uint256 fee) external;
+    }
+
+    #[sol(rpc)]
+    interface ISlipstreamFactory {
+        function createPool(address tokenA, address tokenB, int24 tickSpacing, uint160 sqrtPriceX96) external returns (address pool);
+        function getPool(address tokenA, address tokenB, int24 tickSpacing) external view returns (address);
+        function tickSpacingToFee(int24 tickSpacing) external view returns (uint24);
+        function setSwapFeeModule(address module) external;
+        function setUnstakedFeeModule(address module) external;
+    }
+
+    #[sol(rpc)]
+    interface ISlipstreamPool {
+        function fee() external view returns (uint24);
+        function unstakedFee() external view returns (uint24);
+        function stakedLiquidity() external view returns (uint128);
+        function gaugeFees() external view returns (uint128 token0, uint128 token1);
+        function feeGrowthGlobal0X128() external view returns (uint256);
+        function feeGrowthGlobal1X128() external view returns (uint256);
+    }
+
+    #[sol(rpc)]
+    interface ISlipstreamCustomFeeModule {
+        function setCustomFee(address pool, uint24 fee) external;
+    }
+
+    #[sol(rpc)]
+    interface ISlipstreamVoterStandIn {
+        function setGauge(address pool, address gauge, address nft, bool alive) external;
+    }
+
+    #[sol(rpc)]
+    interface ISlipstreamGaugeStandIn {
+        function stake(address pool, int128 liquidityDelta, int24 tickLower, int24 tickUpper) external;
     }
 
     #[sol(rpc)]
@@ -47,5 +90,6 @@ alloy::sol! {
         function v2AddLiquidity(address pair, uint256 amount0, uint256 amount1, address to) external returns (uint256 liquidity);
         function v3Swap(address pool, bool zeroForOne, int256 amountSpecified, uint160 sqrtPriceLimitX96) external returns (int256 amount0, int256 amount1);
         function v3Mint(address pool, int24 tickLower, int24 tickUpper, uint128 liquidity) external returns (uint256 amount0, uint256 amount1);
+        function solidlySwap(address pool, address tokenIn, uint256 amountIn, uint256 amountOutMin, address to) external returns (uint256 amountOut);
     }
 }

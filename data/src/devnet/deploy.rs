@@ -265,6 +265,8 @@ pub async fn deploy(node: &AnvilProcess, cfg: &ChainUpConfig) -> Result<Deployme
         ("Wrapped Ether", "WETH", 18u8, 3000.0),
         ("USD Coin", "USDC", 6, 1.0),
         ("Wrapped BTC", "WBTC", 8, 60_000.0),
+        // A second dollar with other decimals than USDC's: the stable pair.
+        ("Dai Stablecoin", "DAI", 18, 1.0),
     ];
     let mut tokens = Vec::new();
     for (name, sym, dec, usd) in token_specs {
@@ -391,7 +393,27 @@ pub async fn deploy(node: &AnvilProcess, cfg: &ChainUpConfig) -> Result<Deployme
         },
     ];
 
-    // Pools: the same two pairs on every DEX, plus a second Uniswap V3 fee tier for WETH/USDC.
+    // Aerodrome and Slipstream, from their published source (a block of their own).
+    let aero = super::aerodrome::deploy_factories(&mut d).await?;
+    // Uniswap V3's 0.01 % tier (tick spacing 1), as governance enabled it on every chain.
+    d.send(
+        dep,
+        Some(uni_v3),
+        IV3Factory::enableFeeAmountCall {
+            fee: U24::from(100),
+            tickSpacing: I24::ONE,
+        }
+        .abi_encode(),
+        100_000,
+        "uniswap-v3 enableFeeAmount(100, 1)",
+    )
+    .await?;
+    d.mine_checked().await?;
+
+    // Pools: the same two pairs on every DEX, plus a second Uniswap V3 fee tier and a second
+    // Slipstream tick spacing for WETH/USDC, and the stable pair USDC/DAI on every family that
+    // has a design for it: Aerodrome's stable curve, Slipstream's tick spacing 1 and the 0.01 %
+    // tiers of Uniswap V3 and PancakeSwap V3.
     let sym = |s: &str| {
         d.tokens
             .iter()
@@ -399,7 +421,7 @@ pub async fn deploy(node: &AnvilProcess, cfg: &ChainUpConfig) -> Result<Deployme
             .cloned()
             .expect("deployed token")
     };
-    let (weth, usdc, wbtc) = (sym("WETH"), sym("USDC"), sym("WBTC"));
+    let (weth, usdc, wbtc, dai) = (sym("WETH"), sym("USDC"), sym("WBTC"), sym("DAI"));
     let pairs = [(weth.clone(), usdc.clone()), (wbtc.clone(), weth.clone())];
     let mut specs: Vec<(String, Protocol, TokenInfo, TokenInfo, u32, Option<i32>)> = Vec::new();
     for (a, b) in &pairs {
@@ -451,6 +473,57 @@ pub async fn deploy(node: &AnvilProcess, cfg: &ChainUpConfig) -> Result<Deployme
             ));
         }
     }
+    {
+        let (t0, t1) = if usdc.address < dai.address {
+            (usdc.clone(), dai.clone())
+        } else {
+            (dai.clone(), usdc.clone())
+        };
+        for (dex, proto) in [
+            ("uniswap-v3", Protocol::UniswapV3),
+            ("pancakeswap-v3", Protocol::PancakeV3),
+        ] {
+            specs.push((dex.into(), proto, t0.clone(), t1.clone(), 100, Some(1)));
+        }
+    }
+    use super::aerodrome::AeroPool;
+    let aero_specs = [
+        AeroPool::Solidly {
+            a: weth.clone(),
+            b: usdc.clone(),
+            stable: false,
+        },
+        AeroPool::Solidly {
+            a: wbtc.clone(),
+            b: weth.clone(),
+            stable: false,
+        },
+        AeroPool::Solidly {
+            a: usdc.clone(),
+            b: dai.clone(),
+            stable: true,
+        },
+        AeroPool::Slipstream {
+            a: weth.clone(),
+            b: usdc.clone(),
+            tick_spacing: 100,
+        },
+        AeroPool::Slipstream {
+            a: weth.clone(),
+            b: usdc.clone(),
+            tick_spacing: 200,
+        },
+        AeroPool::Slipstream {
+            a: wbtc.clone(),
+            b: weth.clone(),
+            tick_spacing: 100,
+        },
+        AeroPool::Slipstream {
+            a: usdc.clone(),
+            b: dai.clone(),
+            tick_spacing: 1,
+        },
+    ];
     for (dex, proto, t0, t1, fee, _) in &specs {
         let factory = d
             .dexes
@@ -474,6 +547,7 @@ pub async fn deploy(node: &AnvilProcess, cfg: &ChainUpConfig) -> Result<Deployme
         d.send(dep, Some(factory), input, 7_000_000, "create pool")
             .await?;
     }
+    super::aerodrome::queue_creations(&mut d, &aero, &aero_specs).await?;
     d.first_block = d.mine_checked().await?;
     for (dex, proto, t0, t1, fee, ts) in specs {
         let factory = d.dexes.iter().find(|x| x.name == dex).expect("dex").factory;
@@ -507,6 +581,8 @@ pub async fn deploy(node: &AnvilProcess, cfg: &ChainUpConfig) -> Result<Deployme
         });
     }
 
+    super::aerodrome::read_created(&mut d, &aero, &aero_specs).await?;
+
     // Balances and approvals for the LP and the traders.
     for &acct in &accounts[LP..INFORMED.end] {
         for t in d.tokens.clone() {
@@ -536,12 +612,8 @@ pub async fn deploy(node: &AnvilProcess, cfg: &ChainUpConfig) -> Result<Deployme
     d.mine_checked().await?;
 
     // Liquidity at the reference price: V2 reserves, and V3 positions over several ranges.
-    let lp = accounts[LP];
+    let mut staked = None;
     for pool in d.pools.clone() {
-        let raw = d.raw_price(&pool, &d.usd);
-        let (i1, _) = d.token(pool.token1.address);
-        let usd1 = d.usd[i1];
-        let one1 = 10f64.powi(pool.token1.decimals as i32);
         let tvl_usd = match (
             pool.dex.as_str(),
             pool.token1.symbol == "USDC" || pool.token0.symbol == "USDC",
@@ -553,26 +625,77 @@ pub async fn deploy(node: &AnvilProcess, cfg: &ChainUpConfig) -> Result<Deployme
             (_, true) => 6e6,
             (_, false) => 2e6,
         };
-        match pool.protocol {
-            Protocol::UniswapV2 | Protocol::Solidly => {
-                let amount1 = tvl_usd / 2.0 / usd1 * one1;
-                let amount0 = amount1 / raw;
-                let call = IDexlabRouter::v2AddLiquidityCall {
-                    pair: pool.address,
-                    amount0: u256_of(amount0),
-                    amount1: u256_of(amount1),
-                    to: lp,
-                };
-                d.send(
-                    lp,
-                    Some(router),
-                    call.abi_encode(),
-                    400_000,
-                    "v2 add liquidity",
+        let positions = seed_liquidity(&mut d, &pool, tvl_usd).await?;
+        // Half of the widest position of the first Slipstream pool is staked in its gauge, so
+        // that the pool's unstaked fee applies to the rest.
+        if pool.protocol == Protocol::Slipstream && staked.is_none() {
+            staked = positions
+                .into_iter()
+                .max_by_key(|(lo, hi, _)| hi - lo)
+                .map(|(lo, hi, l)| (pool.address, lo, hi, l / 2));
+        }
+    }
+    d.mine_checked().await?;
+    if let Some((pool, lo, hi, l)) = staked {
+        super::aerodrome::stake(&mut d, &aero, pool, l, lo, hi).await?;
+    }
+    d.mine_checked().await?;
+    Ok(d)
+}
+
+/// Adds liquidity worth about `tvl_usd` to `pool` at the devnet's reference price, from the LP
+/// account: V2 and Solidly reserves (a stable pool's first deposit in equal 18-decimal amounts, as
+/// Aerodrome requires), and V3-style positions over several ranges, most of it near the price.
+/// V3 pools are initialized first unless they already are (Slipstream's `createPool` does it).
+/// Returns the V3-style positions minted, as (lower tick, upper tick, liquidity).
+pub async fn seed_liquidity(
+    d: &mut Deployment,
+    pool: &PoolInfo,
+    tvl_usd: f64,
+) -> Result<Vec<(i32, i32, u128)>> {
+    let mut positions = Vec::new();
+    let lp = d.accounts[LP];
+    let router = d.router;
+    let raw = d.raw_price(pool, &d.usd);
+    let (i1, _) = d.token(pool.token1.address);
+    let usd1 = d.usd[i1];
+    let one1 = 10f64.powi(pool.token1.decimals as i32);
+    match pool.protocol {
+        Protocol::UniswapV2 | Protocol::Solidly => {
+            let (amount0, amount1) = if pool.stable == Some(true) {
+                // Whole dollars of each token, so that amount * 1e18 / 10^decimals is equal.
+                let dollars = U256::from((tvl_usd / 2.0) as u64);
+                let scale = |dec: u8| U256::from(10u64).pow(U256::from(dec));
+                (
+                    dollars * scale(pool.token0.decimals),
+                    dollars * scale(pool.token1.decimals),
                 )
-                .await?;
-            }
-            Protocol::UniswapV3 | Protocol::PancakeV3 => {
+            } else {
+                let amount1 = tvl_usd / 2.0 / usd1 * one1;
+                (u256_of(amount1 / raw), u256_of(amount1))
+            };
+            let call = IDexlabRouter::v2AddLiquidityCall {
+                pair: pool.address,
+                amount0,
+                amount1,
+                to: lp,
+            };
+            d.send(
+                lp,
+                Some(router),
+                call.abi_encode(),
+                400_000,
+                "v2 add liquidity",
+            )
+            .await?;
+        }
+        Protocol::UniswapV3 | Protocol::PancakeV3 | Protocol::Slipstream => {
+            let slot0 = IV3Pool::new(pool.address, &d.provider)
+                .slot0()
+                .call()
+                .await
+                .map_err(rpc)?;
+            if slot0.sqrtPriceX96.is_zero() {
                 let call = IV3Pool::initializeCall {
                     sqrtPriceX96: alloy::primitives::aliases::U160::from(sqrt_price_x96(raw)),
                 };
@@ -584,36 +707,36 @@ pub async fn deploy(node: &AnvilProcess, cfg: &ChainUpConfig) -> Result<Deployme
                     "v3 initialize",
                 )
                 .await?;
-                let spacing = pool.tick_spacing.expect("v3 pools have a tick spacing");
-                let center = tick_of(raw);
-                let s = raw.sqrt();
-                // (half width, share of the pool's value): most liquidity near the price, a long tail.
-                for (half_width, share) in [
-                    (0.004, 0.20),
-                    (0.015, 0.25),
-                    (0.05, 0.25),
-                    (0.15, 0.20),
-                    (0.6, 0.10),
-                ] {
-                    let w = ((1.0f64 + half_width).ln() / 1.0001f64.ln()).ceil() as i32;
-                    let lo = ((center - w).div_euclid(spacing)) * spacing;
-                    let hi = ((center + w).div_euclid(spacing) + 1) * spacing;
-                    let sa = 1.0001f64.powf(lo as f64 / 2.0);
-                    let sb = 1.0001f64.powf(hi as f64 / 2.0);
-                    let budget1 = tvl_usd * share / usd1 * one1;
-                    let liquidity = budget1 / (2.0 * s - sa - s * s / sb);
-                    let call = IDexlabRouter::v3MintCall {
-                        pool: pool.address,
-                        tickLower: I24::try_from(lo).expect("tick fits int24"),
-                        tickUpper: I24::try_from(hi).expect("tick fits int24"),
-                        liquidity: liquidity as u128,
-                    };
-                    d.send(lp, Some(router), call.abi_encode(), 1_000_000, "v3 mint")
-                        .await?;
-                }
+            }
+            let spacing = pool.tick_spacing.expect("v3 pools have a tick spacing");
+            let center = tick_of(raw);
+            let s = raw.sqrt();
+            // (half width, share of the pool's value): most liquidity near the price, a long tail.
+            for (half_width, share) in [
+                (0.004, 0.20),
+                (0.015, 0.25),
+                (0.05, 0.25),
+                (0.15, 0.20),
+                (0.6, 0.10),
+            ] {
+                let w = ((1.0f64 + half_width).ln() / 1.0001f64.ln()).ceil() as i32;
+                let lo = ((center - w).div_euclid(spacing)) * spacing;
+                let hi = ((center + w).div_euclid(spacing) + 1) * spacing;
+                let sa = 1.0001f64.powf(lo as f64 / 2.0);
+                let sb = 1.0001f64.powf(hi as f64 / 2.0);
+                let budget1 = tvl_usd * share / usd1 * one1;
+                let liquidity = budget1 / (2.0 * s - sa - s * s / sb);
+                let call = IDexlabRouter::v3MintCall {
+                    pool: pool.address,
+                    tickLower: I24::try_from(lo).expect("tick fits int24"),
+                    tickUpper: I24::try_from(hi).expect("tick fits int24"),
+                    liquidity: liquidity as u128,
+                };
+                d.send(lp, Some(router), call.abi_encode(), 1_000_000, "v3 mint")
+                    .await?;
+                positions.push((lo, hi, liquidity as u128));
             }
         }
     }
-    d.mine_checked().await?;
-    Ok(d)
+    Ok(positions)
 }

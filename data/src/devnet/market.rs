@@ -1,7 +1,8 @@
 //! The simulated market: a latent reference price, noise traders and informed traders.
 //!
 //! The reference log-price of each token in USD follows a random walk whose volatility switches
-//! between a calm and a stressed regime, with Poisson jumps on top. Noise traders arrive at a
+//! between a calm and a stressed regime, with Poisson jumps on top; USDC is the numeraire, and the
+//! second dollar (DAI) wobbles around its peg (a mean-reverting walk). Noise traders arrive at a
 //! Poisson rate and trade heavy-tailed (Pareto) sizes on random venues. Informed traders watch the
 //! reference and push a venue's price back inside its fee band, but each venue is visited only
 //! every few blocks (its latency), so cross-venue spreads open on news and close venue by venue.
@@ -28,6 +29,7 @@ use super::bindings::*;
 use super::deploy::{DEFAULT_PRIORITY_FEE, Deployment, INFORMED, NOISE, sqrt_price_x96, u256_of};
 use crate::error::{DataError, Result};
 use crate::types::{PoolInfo, Protocol};
+use dexlab_amm::solidly::SolidlyPool;
 
 /// Market parameters. Per-block figures assume 2-second blocks; [`Self::for_block_time_ms`]
 /// rescales them to other block lengths.
@@ -97,13 +99,24 @@ impl MarketParams {
 /// Blocks between informed visits per venue: fast venues are arbitraged first.
 fn latency(dex: &str, fee: u32) -> u64 {
     match (dex, fee) {
-        ("uniswap-v3", 500) => 1,
+        ("uniswap-v3", 500) | ("aerodrome-slipstream", 500) => 1,
         ("uniswap-v3", _) => 3,
-        ("pancakeswap-v3", _) => 2,
-        ("uniswap-v2", _) => 4,
+        ("pancakeswap-v3", _) | ("aerodrome", _) => 2,
+        ("uniswap-v2", _) | ("aerodrome-slipstream", _) => 4,
         _ => 6,
     }
 }
+
+/// Tokens whose reference price is pinned near one dollar (a mean-reverting wobble around it)
+/// rather than walking: the second dollar of the stable pair. USDC is the numeraire and never
+/// moves.
+fn pegged(symbol: &str) -> bool {
+    matches!(symbol, "DAI" | "USDbC" | "USDT")
+}
+
+/// Per-block pull of a pegged token's log-price back to zero, and its noise.
+const PEG_REVERSION: f64 = 0.05;
+const PEG_VOL: f64 = 0.00004;
 
 fn err(e: impl std::fmt::Display) -> DataError {
     DataError::Devnet(e.to_string())
@@ -122,9 +135,12 @@ async fn pool_price(d: &Deployment, pool: &PoolInfo) -> Result<Option<(f64, U256
             if r0.is_zero() {
                 return Ok(None);
             }
+            if pool.stable == Some(true) {
+                return Ok(Some((stable_pool(pool, r0, r1).marginal_price(), r0, r1)));
+            }
             Ok(Some((f64::from(r1) / f64::from(r0), r0, r1)))
         }
-        Protocol::UniswapV3 | Protocol::PancakeV3 => {
+        Protocol::UniswapV3 | Protocol::PancakeV3 | Protocol::Slipstream => {
             let s = IV3Pool::new(pool.address, &d.provider)
                 .slot0()
                 .call()
@@ -134,6 +150,41 @@ async fn pool_price(d: &Deployment, pool: &PoolInfo) -> Result<Option<(f64, U256
             Ok(Some((sp * sp, U256::ZERO, U256::ZERO)))
         }
     }
+}
+
+fn stable_pool(pool: &PoolInfo, r0: U256, r1: U256) -> SolidlyPool {
+    SolidlyPool::new(
+        r0,
+        r1,
+        pool.token0.decimals,
+        pool.token1.decimals,
+        true,
+        pool.fee,
+    )
+}
+
+/// The input that moves a stable pool's marginal price to `target` (raw token1 per token0)
+/// without passing it: bisection on the pool's exact math.
+fn stable_input_to(pool: &PoolInfo, r0: U256, r1: U256, target: f64, zero_for_one: bool) -> U256 {
+    let sp = stable_pool(pool, r0, r1);
+    let (mut lo, mut hi) = (U256::ZERO, if zero_for_one { r0 } else { r1 });
+    while hi - lo > U256::ONE {
+        let mid = lo + ((hi - lo) >> 1);
+        let mut s = sp;
+        // Selling token0 lowers its price: short of the target while still above it.
+        let short = s.swap_exact_in(mid, zero_for_one).is_ok()
+            && if zero_for_one {
+                s.marginal_price() > target
+            } else {
+                s.marginal_price() < target
+            };
+        if short {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
 }
 
 /// Sends a trade selling `amount_in` of token0 (`zero_for_one`) or token1, optionally stopping at
@@ -153,7 +204,19 @@ async fn trade(
     let from = d.accounts[from];
     let router = d.router;
     let input = match pool.protocol {
-        Protocol::UniswapV2 | Protocol::Solidly => {
+        Protocol::Solidly => IDexlabRouter::solidlySwapCall {
+            pool: pool.address,
+            tokenIn: if zero_for_one {
+                pool.token0.address
+            } else {
+                pool.token1.address
+            },
+            amountIn: amount_in,
+            amountOutMin: U256::ZERO,
+            to: from,
+        }
+        .abi_encode(),
+        Protocol::UniswapV2 => {
             let token_in = if zero_for_one {
                 pool.token0.address
             } else {
@@ -170,7 +233,7 @@ async fn trade(
             }
             .abi_encode()
         }
-        Protocol::UniswapV3 | Protocol::PancakeV3 => {
+        Protocol::UniswapV3 | Protocol::PancakeV3 | Protocol::Slipstream => {
             let limit = limit_raw_price.map(sqrt_price_x96).unwrap_or(U256::ZERO);
             IDexlabRouter::v3SwapCall {
                 pool: pool.address,
@@ -204,6 +267,7 @@ pub struct Market {
     poisson: Poisson<f64>,
     log_usd: Vec<f64>,
     stable: Vec<bool>,
+    pegged: Vec<bool>,
     stressed: bool,
     /// Market blocks mined so far (the informed traders' latency counts these).
     block: u64,
@@ -237,6 +301,7 @@ impl Market {
             rng: ChaCha8Rng::seed_from_u64(seed),
             log_usd: d.usd.iter().map(|u| u.ln()).collect(),
             stable: d.tokens.iter().map(|t| t.symbol == "USDC").collect(),
+            pegged: d.tokens.iter().map(|t| pegged(&t.symbol)).collect(),
             stressed: false,
             block: 0,
         }
@@ -265,6 +330,10 @@ impl Market {
         };
         for (i, lp) in self.log_usd.iter_mut().enumerate() {
             if self.stable[i] {
+                continue;
+            }
+            if self.pegged[i] {
+                *lp += -PEG_REVERSION * *lp + PEG_VOL * self.normal.sample(rng);
                 continue;
             }
             *lp += vol * self.normal.sample(rng);
@@ -306,7 +375,7 @@ impl Market {
                     + (gap_bps * p.informed_fee_per_bps * rng.random_range(0.5..1.5)) as u128,
             );
             let sent = match pool.protocol {
-                Protocol::UniswapV3 | Protocol::PancakeV3 => {
+                Protocol::UniswapV3 | Protocol::PancakeV3 | Protocol::Slipstream => {
                     // The price limit stops the swap at the target; the amount is only a cap.
                     let cap = U256::from(10u64).pow(U256::from(
                         if zero_for_one {
@@ -326,6 +395,10 @@ impl Market {
                         priority_fee,
                     )
                     .await?
+                }
+                Protocol::Solidly if pool.stable == Some(true) => {
+                    let amount = stable_input_to(pool, r0, r1, target, zero_for_one);
+                    trade(d, trader, pool, zero_for_one, amount, None, priority_fee).await?
                 }
                 Protocol::UniswapV2 | Protocol::Solidly => {
                     let (x, y) = (f64::from(r0), f64::from(r1));

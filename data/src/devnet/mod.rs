@@ -3,8 +3,9 @@
 //! [`AnvilProcess`] runs anvil with manual mining and a fixed genesis timestamp, so that every block
 //! (and so every block hash) depends only on what we send: same seed, same chain. [`deploy`] puts
 //! the npm bytecode of Uniswap V2 (twice, as `uniswap-v2` and `baseswap`), Uniswap V3 and
-//! PancakeSwap V3 on it with tokens and liquidity; [`market`] then mines blocks of noise and
-//! informed trading against a latent reference price.
+//! PancakeSwap V3 on it, and Aerodrome and Aerodrome Slipstream built from their published source
+//! ([`aerodrome`]), with tokens and liquidity; [`market`] then mines blocks of noise and informed
+//! trading against a latent reference price.
 //!
 //! A living devnet ([`Devnet::mine_live`], `dexlab chain up --live`) keeps mining that market
 //! after its history, one block every `block_time_ms` of wall-clock time. Its block timestamps
@@ -13,13 +14,14 @@
 //! consecutive blocks share each second, as on Base. The stamps follow the block count, not the
 //! wall clock, so a seed still gives the same chain, hash for hash.
 
+pub mod aerodrome;
 mod anvil;
 mod bindings;
 mod deploy;
 pub mod market;
 
 pub use anvil::AnvilProcess;
-pub use deploy::{DEFAULT_PRIORITY_FEE, Deployment, INFORMED, NOISE, deploy};
+pub use deploy::{DEFAULT_PRIORITY_FEE, Deployment, INFORMED, NOISE, deploy, seed_liquidity};
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -143,6 +145,12 @@ impl std::fmt::Debug for Devnet {
 }
 
 impl Devnet {
+    /// The deployment, to add contracts, tokens or pools to the running chain (its market keeps
+    /// trading the pools it started with).
+    pub fn deployment_mut(&mut self) -> &mut Deployment {
+        &mut self.deployment
+    }
+
     pub fn http_url(&self) -> &str {
         &self.node.url
     }
