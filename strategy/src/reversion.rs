@@ -2,7 +2,7 @@
 //! something other than arbitrage to tune.
 //!
 //! It tracks an exponential moving average and deviation of the log mid price of the cheapest-fee
-//! pool that pairs the quote token with another token. When the price falls `entry_z` deviations
+//! pool that pairs the quote token with the native token (or, without one, with any token). When the price falls `entry_z` deviations
 //! below its average it buys the base token with a fraction of its quote balance; when the price
 //! recovers above `exit_z` deviations it sells the whole position. It holds inventory between trades,
 //! so its equity moves with the price: exposure, turnover and drawdown matter here.
@@ -74,16 +74,27 @@ pub struct PriceReversion {
     updated: bool,
 }
 
-impl PriceReversion {
-    pub fn new(market: &Market, env: &TradingEnv, p: &Params) -> Self {
-        // The cheapest-fee pool on the quote token (first on ties): deterministic and liquid enough.
-        let pool = market
+/// The pool `price-reversion` (and the RL environment compared with it) trades: the cheapest-fee
+/// pool of the quote against the native token (first on ties), else of the quote against any
+/// token. The native pair first, so that a stablecoin pair on a cheaper tier (USDC/DAI at
+/// 0.01 %) does not silently turn the strategy into a peg trade.
+pub fn traded_pool(market: &Market, env: &TradingEnv) -> Option<usize> {
+    let has = |m: &crate::market::PoolMeta, t: Address| m.token0 == t || m.token1 == t;
+    let cheapest = |native_only: bool| {
+        market
             .pools
             .iter()
             .enumerate()
-            .filter(|(_, m)| m.token0 == env.quote || m.token1 == env.quote)
+            .filter(|(_, m)| has(m, env.quote) && (!native_only || has(m, env.native)))
             .min_by_key(|(i, m)| (m.fee, *i))
-            .map(|(i, _)| i);
+            .map(|(i, _)| i)
+    };
+    cheapest(true).or_else(|| cheapest(false))
+}
+
+impl PriceReversion {
+    pub fn new(market: &Market, env: &TradingEnv, p: &Params) -> Self {
+        let pool = traded_pool(market, env);
         let base = pool.map_or(Address::ZERO, |i| {
             let m = &market.pools[i];
             if m.token0 == env.quote {

@@ -14,7 +14,7 @@
 //! - **Decisions** every `decide_every` blocks, none while a bundle is in flight; the episode
 //!   ends at `end_block` (the last block of the window), which closes the last transition.
 //!
-//! The traded pool is the one `price-reversion` trades: the cheapest-fee pool on the quote token,
+//! The traded pool is the one `price-reversion` trades ([`dexlab_strategy::reversion::traded_pool`]),
 //! so the agent and the tuned heuristic it is compared with face the same market.
 
 use alloy_primitives::{Address, U256};
@@ -167,13 +167,7 @@ impl EnvConfig {
 
 /// The traded pool and the feature columns of an environment over `market`.
 pub fn plan(market: &Market, env: &TradingEnv, cfg: &EnvConfig) -> Result<(usize, Vec<String>)> {
-    let pool = market
-        .pools
-        .iter()
-        .enumerate()
-        .filter(|(_, m)| m.token0 == env.quote || m.token1 == env.quote)
-        .min_by_key(|(i, m)| (m.fee, *i))
-        .map(|(i, _)| i)
+    let pool = dexlab_strategy::reversion::traded_pool(market, env)
         .ok_or_else(|| ModelError::Env("no pool trades the quote token".into()))?;
     let labels = market_labels(&market.pools);
     let columns = match &cfg.features {
