@@ -397,8 +397,6 @@ mod aerodrome {
     use dexlab_amm::slipstream;
     use dexlab_amm::solidly::SolidlyPool;
     use dexlab_data::decode::solidly;
-    use dexlab_data::devnet::aerodrome::{self as aero, AeroPool};
-    use dexlab_data::devnet::{ChainUpConfig, seed_liquidity};
 
     alloy::sol! {
         interface IAeroRouter {
@@ -433,101 +431,51 @@ mod aerodrome {
             .unwrap_or(20261203);
         eprintln!("aerodrome exactness seed {seed} (replay with DEXLAB_EXACTNESS_SEED={seed})");
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = ChainUpConfig {
-            port: crate::support::free_port(),
-            seed: 5,
-            blocks: 3,
-            chain_id: 31337,
-            block_time: 2,
-            manifest: dir.path().join("manifest.json"),
-            live_block_time_ms: None,
+        // The devnet's own Aerodrome and Slipstream pools, after 40 blocks of its market.
+        let ch = Chain::up(33, 40);
+        let m = &ch.manifest;
+        let p = ch.provider();
+        let pools: Vec<PoolInfo> = m
+            .pools
+            .iter()
+            .filter(|x| matches!(x.protocol, Protocol::Solidly | Protocol::Slipstream))
+            .cloned()
+            .collect();
+        let factory = |protocol| {
+            m.dexes
+                .iter()
+                .find(|x| x.protocol == protocol)
+                .unwrap()
+                .factory
         };
-        let mut dn = dexlab_data::devnet::start(&cfg, false).await.unwrap();
-        let p = {
-            let d = dn.deployment_mut();
-            d.provider.clone()
-        };
-        let d = dn.deployment_mut();
-        let sym = |d: &dexlab_data::devnet::Deployment, s: &str| {
-            d.tokens.iter().find(|t| t.symbol == s).unwrap().clone()
-        };
-        let (weth, usdc, wbtc) = (sym(d, "WETH"), sym(d, "USDC"), sym(d, "WBTC"));
-        let dai = aero::add_token(d, "Dai Stablecoin", "DAI", 18, 1.0)
-            .await
-            .unwrap();
-        let a = aero::deploy_factories(d).await.unwrap();
-        let specs = [
-            AeroPool::Solidly {
-                a: weth.clone(),
-                b: usdc.clone(),
-                stable: false,
-            },
-            AeroPool::Solidly {
-                a: wbtc.clone(),
-                b: weth.clone(),
-                stable: false,
-            },
-            AeroPool::Solidly {
-                a: usdc.clone(),
-                b: dai.clone(),
-                stable: true,
-            },
-            AeroPool::Slipstream {
-                a: weth.clone(),
-                b: usdc.clone(),
-                tick_spacing: 100,
-            },
-            AeroPool::Slipstream {
-                a: weth.clone(),
-                b: usdc.clone(),
-                tick_spacing: 200,
-            },
-            AeroPool::Slipstream {
-                a: usdc.clone(),
-                b: dai.clone(),
-                tick_spacing: 1,
-            },
-        ];
-        let pools = aero::create_pools(d, &a, &specs).await.unwrap();
-        for pool in &pools {
-            seed_liquidity(d, pool, 4e6).await.unwrap();
-        }
-        d.mine_checked().await.unwrap();
-        // Stake part of the liquidity around the price of the first Slipstream pool, so that its
-        // unstaked fee and staked liquidity are in play.
-        let staked_pool = pools[3].clone();
-        let s0 = IClPool::new(staked_pool.address, &p)
-            .slot0()
-            .call()
-            .await
-            .unwrap();
-        let spacing = staked_pool.tick_spacing.unwrap();
-        let t = s0.tick.as_i32().div_euclid(spacing) * spacing;
-        let logs = p
-            .get_logs(&Filter::new().address(staked_pool.address).from_block(0))
-            .await
-            .unwrap();
-        // The widest position the LP minted: its ticks are initialized, so staking moves at crossings.
-        let mut widest = (0i32, 0i32, 0u128);
-        for l in &logs {
-            if let Ok(m) = univ3::Mint::decode_log_data(l.data())
-                && m.tickUpper.as_i32() - m.tickLower.as_i32() > widest.1 - widest.0
-            {
-                widest = (m.tickLower.as_i32(), m.tickUpper.as_i32(), m.amount);
+        let pool_factory = factory(Protocol::Solidly);
+        // The Slipstream pool the devnet staked half of the LP's widest position of (its ticks
+        // are initialized, so staked liquidity moves at crossings).
+        let mut staked_pool = None;
+        for x in pools.iter().filter(|x| x.protocol == Protocol::Slipstream) {
+            let l = IClPool::new(x.address, &p)
+                .stakedLiquidity()
+                .call()
+                .await
+                .unwrap();
+            if l > 0 {
+                staked_pool = Some((x.clone(), l));
             }
         }
-        assert!(widest.0 < t && t < widest.1, "no position around the price");
-        aero::stake(d, &a, staked_pool.address, widest.2 / 2, widest.0, widest.1)
+        let (staked_pool, staked_now) =
+            staked_pool.expect("the devnet stakes a Slipstream position");
+        let mut widest = (0i32, 0i32, 0u128);
+        for l in &p
+            .get_logs(&Filter::new().address(staked_pool.address).from_block(0))
             .await
-            .unwrap();
-        d.mine_checked().await.unwrap();
-        let staked = IClPool::new(staked_pool.address, &p)
-            .stakedLiquidity()
-            .call()
-            .await
-            .unwrap();
-        assert_eq!(staked, widest.2 / 2, "the gauge stand-in staked nothing");
+            .unwrap()
+        {
+            if let Ok(e) = univ3::Mint::decode_log_data(l.data())
+                && e.tickUpper.as_i32() - e.tickLower.as_i32() > widest.1 - widest.0
+            {
+                widest = (e.tickLower.as_i32(), e.tickUpper.as_i32(), e.amount);
+            }
+        }
 
         // Each pool's state from its own history, as dexlab replays it.
         let logs = p
@@ -540,11 +488,23 @@ mod aerodrome {
             .unwrap();
         let mut rp = Replayer::new(&pools);
         for l in &logs {
-            rp.apply(&dexlab_data::ingest::raw_log(l, 31337).unwrap());
+            rp.apply(&dexlab_data::ingest::raw_log(l, m.chain_id).unwrap());
         }
-        let router = d.router;
-        let trader = d.accounts[dexlab_data::devnet::NOISE.start];
+        let router = m.router.unwrap();
+        let trader = p.get_accounts().await.unwrap()[3];
         let mut nonce = p.get_transaction_count(trader).await.unwrap();
+        for t in &m.tokens {
+            let call = IToken::mintCall {
+                to: trader,
+                amount: U256::from(1) << 200usize,
+            };
+            let _ = p
+                .send_transaction(tx(trader, t.address, call.abi_encode(), nonce))
+                .await
+                .unwrap();
+            nonce += 1;
+        }
+        mine_all(&p).await;
 
         // Solidly: the pool's own quote, what it pays and the reserves its Sync reports.
         let solidly: Vec<&PoolInfo> = pools
@@ -568,7 +528,7 @@ mod aerodrome {
                     fee: U256::from(25),
                 };
                 let h = *p
-                    .send_transaction(tx(deployer, a.pool_factory, call.abi_encode(), n))
+                    .send_transaction(tx(deployer, pool_factory, call.abi_encode(), n))
                     .await
                     .unwrap()
                     .tx_hash();
@@ -712,7 +672,7 @@ mod aerodrome {
         let mut fresh = Replayer::new(&pools);
         let (mut checked, mut after_change) = (0, 0);
         for l in &all {
-            if let Some(c) = fresh.apply(&dexlab_data::ingest::raw_log(l, 31337).unwrap()) {
+            if let Some(c) = fresh.apply(&dexlab_data::ingest::raw_log(l, m.chain_id).unwrap()) {
                 assert_eq!(
                     c.result,
                     Ok(()),
@@ -757,15 +717,20 @@ mod aerodrome {
             .unwrap()
             .to::<u32>();
         assert!(unstaked_fee > 0, "the gauge stand-in is not alive");
-        let mut staked_side = slipstream::Staked::default();
-        let t_now = match rp.states.get(&staked_pool.address) {
-            Some(PoolState::V3 { pool: st, .. }) => st.tick,
-            _ => unreachable!(),
+        // Half the widest position, staked when the devnet was deployed; what is staked in the
+        // active range now is the pool's own figure.
+        let half = (widest.2 / 2) as i128;
+        let mut staked_side = slipstream::Staked {
+            liquidity: staked_now,
+            net: [(widest.0, half), (widest.1, -half)].into_iter().collect(),
         };
-        staked_side
-            .stake(t_now, widest.0, widest.1, (widest.2 / 2) as i128)
+        // What the gauge earned in the devnet's history, before these swaps.
+        let before = IClPool::new(staked_pool.address, &p)
+            .gaugeFees()
+            .call()
+            .await
             .unwrap();
-        let (mut gauge0, mut gauge1) = (U256::ZERO, U256::ZERO);
+        let (mut gauge0, mut gauge1) = (U256::from(before.token0), U256::from(before.token1));
         let (mut crossed, mut exact_out, mut limited, mut done) = (0u64, 0u64, 0u64, 0usize);
         let mut drained = 0u64;
         while done < SLIPSTREAM_SWAPS {
@@ -910,7 +875,7 @@ mod aerodrome {
             .await
             .unwrap();
         assert!(
-            fees.token0 > 0 && fees.token1 > 0,
+            fees.token0 > before.token0 && fees.token1 > before.token1,
             "the staked liquidity earned the gauge no fee"
         );
         assert_eq!(

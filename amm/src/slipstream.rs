@@ -58,19 +58,6 @@ pub struct Staked {
     pub net: BTreeMap<i32, i128>,
 }
 
-impl Staked {
-    /// Stakes `delta` of the range `[lower, upper)` while the price is at `tick` (`CLPool.stake`
-    /// with `positionUpdate` false; the ticks must be initialized in the pool).
-    pub fn stake(&mut self, tick: i32, lower: i32, upper: i32, delta: i128) -> Result<()> {
-        if tick >= lower && tick < upper {
-            self.liquidity = add_delta(self.liquidity, delta)?;
-        }
-        *self.net.entry(lower).or_default() += delta;
-        *self.net.entry(upper).or_default() -= delta;
-        Ok(())
-    }
-}
-
 /// What a swap pays the gauge, in the input token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Split {

@@ -8,8 +8,8 @@
 //! factory), which `SlipstreamVoterStandIn` answers; `SlipstreamGaugeStandIn` stakes liquidity as
 //! a gauge would, so that the unstaked fee is exercised.
 
+use alloy::primitives::Address;
 use alloy::primitives::aliases::{I24, U160};
-use alloy::primitives::{Address, U256};
 use alloy::sol_types::{SolCall, SolValue};
 
 use super::bindings::*;
@@ -133,18 +133,6 @@ pub async fn deploy_factories(d: &mut Deployment) -> Result<Aerodrome> {
         voter,
         gauge,
     })
-}
-
-/// Creates `pools` (one block), reads each one's address and fee back from the chain, and adds
-/// them to `d.pools`. No liquidity yet: see [`super::deploy::seed_liquidity`].
-pub async fn create_pools(
-    d: &mut Deployment,
-    aero: &Aerodrome,
-    pools: &[AeroPool],
-) -> Result<Vec<PoolInfo>> {
-    queue_creations(d, aero, pools).await?;
-    d.mine_checked().await?;
-    read_created(d, aero, pools).await
 }
 
 fn sorted(a: &TokenInfo, b: &TokenInfo) -> (TokenInfo, TokenInfo) {
@@ -324,66 +312,4 @@ pub async fn stake(
     )
     .await?;
     Ok(())
-}
-
-/// Deploys a test token worth `usd` a unit, funds the LP and every trader account with 10^12
-/// whole tokens and approves the router for them, as [`super::deploy`] does for its tokens.
-/// Mines the deployment and the funding.
-pub async fn add_token(
-    d: &mut Deployment,
-    name: &str,
-    symbol: &str,
-    decimals: u8,
-    usd: f64,
-) -> Result<TokenInfo> {
-    let dep = d.accounts[super::deploy::DEPLOYER];
-    let address = d
-        .deploy_code(
-            dep,
-            "TestToken",
-            (name.to_string(), symbol.to_string(), U256::from(decimals)).abi_encode_params(),
-            2_000_000,
-            "deploy token",
-        )
-        .await?;
-    d.mine_checked().await?;
-    let t = TokenInfo {
-        address,
-        symbol: symbol.into(),
-        decimals,
-    };
-    let router = d.router;
-    let funded: Vec<Address> = d.accounts[super::deploy::LP..super::deploy::INFORMED.end].to_vec();
-    for acct in funded {
-        let amount = U256::from(10u64).pow(U256::from(u64::from(decimals) + 12));
-        d.send(
-            dep,
-            Some(address),
-            ITestToken::mintCall { to: acct, amount }.abi_encode(),
-            100_000,
-            "mint",
-        )
-        .await?;
-        let approve = ITestToken::approveCall {
-            spender: router,
-            amount: U256::MAX,
-        };
-        d.send(
-            acct,
-            Some(address),
-            approve.abi_encode(),
-            100_000,
-            "approve",
-        )
-        .await?;
-    }
-    d.mine_checked().await?;
-    d.tokens.push(t.clone());
-    d.usd.push(usd);
-    Ok(t)
-}
-
-/// Whole-token amount `n` of `t` in its smallest unit.
-pub fn units(t: &TokenInfo, n: u64) -> U256 {
-    U256::from(n) * U256::from(10u64).pow(U256::from(t.decimals))
 }

@@ -145,12 +145,6 @@ impl std::fmt::Debug for Devnet {
 }
 
 impl Devnet {
-    /// The deployment, to add contracts, tokens or pools to the running chain (its market keeps
-    /// trading the pools it started with).
-    pub fn deployment_mut(&mut self) -> &mut Deployment {
-        &mut self.deployment
-    }
-
     pub fn http_url(&self) -> &str {
         &self.node.url
     }
