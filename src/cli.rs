@@ -462,6 +462,12 @@ fn verify_cmd(a: InspectArgs) -> anyhow::Result<ExitCode> {
         "{} of {} swaps reproduced exactly ({pct:.2} %)",
         r.exact, r.swaps
     );
+    if r.fee_changes > 0 {
+        println!(
+            "  {} of them under a fee the pool's fee module had changed (recovered from the swap)",
+            r.fee_changes
+        );
+    }
     for (pool, (n, ok)) in &r.by_pool {
         println!("  {pool}  {ok}/{n}");
     }

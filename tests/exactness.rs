@@ -394,6 +394,7 @@ mod aerodrome {
     //! random swaps through the deployed pools against dexlab-amm.
 
     use super::*;
+    use alloy::sol_types::SolValue;
     use dexlab_amm::slipstream;
     use dexlab_amm::solidly::SolidlyPool;
     use dexlab_data::decode::solidly;
@@ -411,12 +412,23 @@ mod aerodrome {
             function setCustomFee(address pool, uint256 fee) external;
         }
         #[sol(rpc)]
+        interface IAeroFactoryView {
+            function getFee(address pool, bool stable) external view returns (uint256);
+        }
+        interface IClFactory {
+            function setSwapFeeModule(address module) external;
+        }
+        interface IClFeeModule {
+            function setCustomFee(address pool, uint24 fee) external;
+        }
+        #[sol(rpc)]
         interface IClPool {
             function slot0() external view returns (uint160 sqrtPriceX96, int24 tick);
             function liquidity() external view returns (uint128);
             function stakedLiquidity() external view returns (uint128);
             function gaugeFees() external view returns (uint128 token0, uint128 token1);
             function unstakedFee() external view returns (uint24);
+            function fee() external view returns (uint24);
         }
     }
 
@@ -883,5 +895,191 @@ mod aerodrome {
             (gauge0, gauge1),
             "the gauge's share of the fees (unstaked fee {unstaked_fee} pips)"
         );
+
+        // Fees that change mid-history. Slipstream's fee comes from its factory's swap-fee module,
+        // which a fee manager (or a dynamic module) changes with no event of the pool: wire
+        // Slipstream's custom module and give one pool a fee of its own, then trade it.
+        let deployer = p.get_accounts().await.unwrap()[0];
+        let cl_factory = factory(Protocol::Slipstream);
+        let mut dn = p.get_transaction_count(deployer).await.unwrap();
+        let mut code = dexlab_data::tools::artifact("SlipstreamCustomSwapFeeModule")
+            .unwrap()
+            .bytecode
+            .to_vec();
+        code.extend(cl_factory.abi_encode());
+        let create = TransactionRequest::default()
+            .with_from(deployer)
+            .with_deploy_code(code)
+            .with_nonce(dn)
+            .with_gas_limit(3_000_000)
+            .with_max_fee_per_gas(100_000_000_000)
+            .with_max_priority_fee_per_gas(1)
+            .with_chain_id(31337);
+        let h = *p.send_transaction(create).await.unwrap().tx_hash();
+        dn += 1;
+        mine_all(&p).await;
+        let module = p
+            .get_transaction_receipt(h)
+            .await
+            .unwrap()
+            .unwrap()
+            .contract_address
+            .expect("the fee module deployed");
+        // The deepest Slipstream pool now, traded in small steps of its active range so that no
+        // swap runs out of liquidity (a swap that does ends at the price bound whatever its fee).
+        let depth = |x: &PoolInfo| match rp.states.get(&x.address) {
+            Some(PoolState::V3 { pool, .. }) => pool.liquidity,
+            _ => 0,
+        };
+        let changed_cl = (*cl.iter().max_by_key(|x| depth(x)).unwrap()).clone();
+        let PoolState::V3 { pool: cl_state, .. } = rp.states[&changed_cl.address].clone() else {
+            unreachable!()
+        };
+        let q96 = U256::from(1) << 96usize;
+        let virtual0 = U256::from(cl_state.liquidity) * q96 / cl_state.sqrt_price_x96;
+        let virtual1 = U256::from(cl_state.liquidity) * cl_state.sqrt_price_x96 / q96;
+        // `data verify` up to here: the fee change must add no swap it cannot reproduce.
+        let raw_of = |logs: &[alloy::rpc::types::Log]| -> Vec<dexlab_data::RawLog> {
+            logs.iter()
+                .map(|l| dexlab_data::ingest::raw_log(l, m.chain_id).unwrap())
+                .collect()
+        };
+        let addrs: Vec<Address> = pools.iter().map(|x| x.address).collect();
+        let history = Filter::new().address(addrs).from_block(0);
+        let before_change =
+            dexlab_data::replay::verify(&raw_of(&p.get_logs(&history).await.unwrap()), &pools, &[])
+                .unwrap();
+        let new_fee = 1_234u32;
+        for (to, input) in [
+            (
+                cl_factory,
+                IClFactory::setSwapFeeModuleCall { module }.abi_encode(),
+            ),
+            (
+                module,
+                IClFeeModule::setCustomFeeCall {
+                    pool: changed_cl.address,
+                    fee: alloy::primitives::aliases::U24::from(new_fee),
+                }
+                .abi_encode(),
+            ),
+        ] {
+            let h = *p
+                .send_transaction(tx(deployer, to, input, dn))
+                .await
+                .unwrap()
+                .tx_hash();
+            dn += 1;
+            mine_all(&p).await;
+            assert!(
+                p.get_transaction_receipt(h)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .status()
+            );
+        }
+        assert_eq!(
+            IClPool::new(changed_cl.address, &p)
+                .fee()
+                .call()
+                .await
+                .unwrap()
+                .to::<u32>(),
+            new_fee
+        );
+        let mut traded = 0;
+        for k in 0..40u64 {
+            let zfo = k % 2 == 0;
+            let reserve = if zfo { virtual0 } else { virtual1 };
+            let amt = reserve / U256::from(rng.random_range(100u64..10_000));
+            let spec = if k % 3 == 0 {
+                -I256::from_raw(amt)
+            } else {
+                I256::from_raw(amt)
+            };
+            let call = IRouter::v3SwapCall {
+                pool: changed_cl.address,
+                zeroForOne: zfo,
+                amountSpecified: spec,
+                sqrtPriceLimitX96: U160::ZERO,
+            };
+            let h = *p
+                .send_transaction(tx(trader, router, call.abi_encode(), nonce))
+                .await
+                .unwrap()
+                .tx_hash();
+            nonce += 1;
+            mine_all(&p).await;
+            traded += usize::from(
+                p.get_transaction_receipt(h)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .status(),
+            );
+        }
+        assert!(
+            traded > 30,
+            "{traded} of 40 swaps on the pool with its own fee went through"
+        );
+
+        // The whole history of these pools, as `data verify` and the backtester read it.
+        let raw = raw_of(&p.get_logs(&history).await.unwrap());
+        let report = dexlab_data::replay::verify(&raw, &pools, &[]).unwrap();
+        assert!(report.swaps >= before_change.swaps + 30);
+        assert_eq!(
+            report.swaps - report.exact,
+            before_change.swaps - before_change.exact,
+            "data verify after the fee change: {:?} (before it: {:?})",
+            report.mismatches,
+            before_change.mismatches
+        );
+        assert!(
+            report.fee_changes >= 1,
+            "the Slipstream fee change was not seen"
+        );
+        // The backtester's tape ends with every pool at the fee the chain charges now, and its
+        // quotes are the pools' own.
+        let tape = dexlab_engine::tape::Tape::build(&pools, &raw, &[], &[], None).unwrap();
+        let market = tape.market_at(tape.blocks.len());
+        for (i, pool) in pools.iter().enumerate() {
+            let chain_fee = if pool.protocol == Protocol::Solidly {
+                IAeroFactoryView::new(pool_factory, &p)
+                    .getFee(pool.address, pool.stable == Some(true))
+                    .call()
+                    .await
+                    .unwrap()
+                    .to::<u32>()
+                    * 100
+            } else {
+                IClPool::new(pool.address, &p)
+                    .fee()
+                    .call()
+                    .await
+                    .unwrap()
+                    .to::<u32>()
+            };
+            assert_eq!(
+                market.fee(i),
+                chain_fee,
+                "the tape's fee of {} {} (listed {})",
+                pool.dex,
+                pool.address,
+                pool.fee
+            );
+            if pool.protocol == Protocol::Solidly {
+                let x = U256::from(10u64).pow(U256::from(pool.token0.decimals)) / U256::from(7);
+                let ours = market
+                    .quote(i, pool.token0.address, x)
+                    .map(|q| q.amount_out);
+                let theirs = IAeroPool::new(pool.address, &p)
+                    .getAmountOut(x, pool.token0.address)
+                    .call()
+                    .await
+                    .unwrap();
+                assert_eq!(ours, Some(theirs), "the tape's quote on {}", pool.address);
+            }
+        }
     }
 }

@@ -3,12 +3,15 @@
 //! whole dataset at once) and by the live engine (block by block).
 //!
 //! A V2/Solidly `Swap` rides on the `Sync` its pair emitted just before it in the same
-//! transaction (the `Sync` carries the state, the `Swap` the flow); V3 `Swap`s carry both.
-//! Events that do not change pool state (approvals, collects, fee changes) are skipped.
+//! transaction (the `Sync` carries the state, the `Swap` the flow); V3 `Swap`s carry both. An
+//! Aerodrome swap's `Fees` event (emitted before its `Sync`) says what fee the swap paid, which
+//! the flow carries ([`SwapIn::fee`]): Aerodrome's fee manager can change a pool's fee at any
+//! block. Events that do not change pool state (approvals, collects) are skipped.
 
 use std::collections::HashMap;
 
-use alloy::primitives::Address;
+use alloy::primitives::{Address, U256};
+use dexlab_market::fees::solidly_fee_paid;
 use dexlab_market::{Family, PoolEvent, PoolMeta, PoolState, SwapIn, Update};
 
 use crate::decode::{Event, decode_log};
@@ -69,6 +72,11 @@ pub fn market_state(meta: &PoolMeta, st: &replay::PoolState) -> PoolState {
 pub enum Step {
     Update(Update),
     Flow(SwapIn),
+    /// A Solidly pool's `Fees`: what the inputs of the swap that follows paid in fees.
+    Paid {
+        amount0: U256,
+        amount1: U256,
+    },
 }
 
 /// The step of a decoded event; `None` for events that do not change pool state.
@@ -87,10 +95,12 @@ pub fn step_of(ev: Event) -> Option<Step> {
             (false, true) => Step::Flow(SwapIn {
                 zero_for_one: true,
                 amount_in: amount0_in,
+                fee: None,
             }),
             (true, false) => Step::Flow(SwapIn {
                 zero_for_one: false,
                 amount_in: amount1_in,
+                fee: None,
             }),
             // Both sides in (a flash swap) or neither: the reserve deltas say the rest.
             _ => return None,
@@ -110,11 +120,13 @@ pub fn step_of(ev: Event) -> Option<Step> {
                 Some(Box::new(SwapIn {
                     zero_for_one: true,
                     amount_in: amount0.into_raw(),
+                    fee: None,
                 }))
             } else if amount1.is_positive() {
                 Some(Box::new(SwapIn {
                     zero_for_one: false,
                     amount_in: amount1.into_raw(),
+                    fee: None,
                 }))
             } else {
                 None
@@ -147,6 +159,7 @@ pub fn step_of(ev: Event) -> Option<Step> {
             sqrt_price_x96,
             tick,
         }),
+        Event::PairFees { amount0, amount1 } => Step::Paid { amount0, amount1 },
         _ => return None,
     })
 }
@@ -208,6 +221,8 @@ pub fn sequence(
     let mut events: Vec<(u64, PoolEvent)> = Vec::with_capacity(raw.len());
     // Per pool: the position in `events` of its last `Sync`, and that log's transaction.
     let mut last_sync: HashMap<u32, (usize, u64, u64)> = HashMap::new();
+    // Per Solidly pool: its last `Fees` (transaction and amounts).
+    let mut last_paid: HashMap<u32, (u64, u64, U256, U256)> = HashMap::new();
     let mut all_priced = true;
     for Located {
         key: (block, tx, _),
@@ -217,15 +232,28 @@ pub fn sequence(
     {
         let update = match step {
             Step::Update(u) => u,
-            Step::Flow(flow) => {
-                // A V2/Solidly `Swap` comes right after the `Sync` of the same transaction.
+            Step::Flow(mut flow) => {
+                // A V2/Solidly `Swap` comes right after the `Sync` of the same transaction, and
+                // an Aerodrome swap's `Fees` before both.
                 if let Some(&(at, b, t)) = last_sync.get(&pool)
                     && (b, t) == (block, tx)
                     && let Update::Reserves { swap, .. } = &mut events[at].1.update
                     && swap.is_none()
                 {
+                    if let Some(&(b, t, a0, a1)) = last_paid.get(&pool)
+                        && (b, t) == (block, tx)
+                    {
+                        // From this swap alone (a swap too small to tell keeps the fee in force), so
+                        // a dataset sequenced whole and block by block agree.
+                        let paid = if flow.zero_for_one { a0 } else { a1 };
+                        flow.fee = solidly_fee_paid(flow.amount_in, paid, None);
+                    }
                     *swap = Some(Box::new(flow));
                 }
+                continue;
+            }
+            Step::Paid { amount0, amount1 } => {
+                last_paid.insert(pool, (block, tx, amount0, amount1));
                 continue;
             }
         };

@@ -75,6 +75,8 @@ pub struct Replayer {
     /// Solidly pools: the fee each input paid, from the `Fees` event of the transaction (the
     /// pool emits it before its `Sync` and `Swap`).
     fees: SyncTracker,
+    /// Slipstream swaps that showed their pool's fee had changed (see [`dexlab_market::fees`]).
+    pub fee_changes: u64,
 }
 
 impl Replayer {
@@ -371,10 +373,36 @@ impl Replayer {
                     (input, limit_ok.then_some(sqrt_price_x96)),
                     (output, limit_ok.then_some(sqrt_price_x96)),
                 ];
-                let found = tries
-                    .iter()
-                    .filter(|(a, _)| !a.is_zero())
-                    .find_map(|&(a, lim)| pool.swap(zfo, a, lim).ok().filter(matches));
+                let find = |pool: &V3Pool| {
+                    tries
+                        .iter()
+                        .filter(|(a, _)| !a.is_zero())
+                        .find_map(|&(a, lim)| pool.swap(zfo, a, lim).ok().filter(matches))
+                };
+                let mut found = find(pool);
+                // A Slipstream pool's fee module can change its fee at any block, with no event:
+                // a swap that only another fee reproduces, exactly, shows the new fee.
+                if found.is_none()
+                    && complete
+                    && info.protocol == Protocol::Slipstream
+                    && input.is_positive()
+                    && let Some(fee) = dexlab_market::fees::infer_v3_fee(
+                        pool,
+                        zfo,
+                        input.into_raw(),
+                        (sqrt_price_x96, tick, liquidity),
+                    )
+                    && fee != pool.fee
+                {
+                    let was = pool.fee;
+                    pool.fee = fee;
+                    found = find(pool);
+                    if found.is_some() {
+                        self.fee_changes += 1;
+                    } else {
+                        pool.fee = was;
+                    }
+                }
                 let result = match found {
                     Some(r) => {
                         pool.apply(&r);
@@ -406,6 +434,9 @@ pub struct VerifyReport {
     /// A few mismatches per class, with where they are.
     pub examples: BTreeMap<String, Vec<String>>,
     pub by_pool: BTreeMap<String, (u64, u64)>,
+    /// Exact swaps that were so only under a new fee: a Slipstream fee module changed the pool's
+    /// fee (the new fee reproduced the swap to the last unit, and stays the pool's).
+    pub fee_changes: u64,
 }
 
 /// Replays `logs` (chain order) and checks every swap, starting from `snapshots` where given.
@@ -442,6 +473,7 @@ pub fn verify(
             }
         }
     }
+    r.fee_changes = rp.fee_changes;
     Ok(r)
 }
 

@@ -31,7 +31,8 @@ use crate::config::BacktestConfig;
 use crate::driver::{Driver, InFlight, OutcomeRecord, StepLog};
 use crate::ledger::Ledger;
 use crate::sim::SimExecutor;
-use crate::tape::{initial_market, pool_index};
+use crate::tape::{initial_market, pool_index, watches_fee};
+use dexlab_market::fees::FeeWatch;
 
 pub const META_FILE: &str = "session.json";
 pub const BLOCKS_FILE: &str = "blocks.jsonl";
@@ -367,6 +368,8 @@ pub struct SessionRun<'c> {
     pub driver: Driver<'c, SimExecutor<'c>>,
     pub strategy: Box<dyn Strategy>,
     index: HashMap<Address, u32>,
+    /// History's fees of the pools whose fee changes without a pool event.
+    fees: FeeWatch,
     pub blocks: u64,
     /// The last warm-up block.
     warm_until: u64,
@@ -390,6 +393,7 @@ impl<'c> SessionRun<'c> {
         let mut market = Market::new(metas);
         market.states = states;
         market.block = BlockInfo::at(meta.bootstrap_block, 0);
+        let fees = FeeWatch::new(&market, |i| watches_fee(&meta.pools[i]));
         let strategy = build(&market, &cfg.env).map_err(|message| SessionError::Invalid {
             path: META_FILE.into(),
             message: format!("strategy `{}`: {message}", meta.strategy),
@@ -404,6 +408,7 @@ impl<'c> SessionRun<'c> {
             driver,
             strategy,
             index,
+            fees,
             blocks: 0,
             warm_until: meta.bootstrap_block.saturating_add(meta.warmup_blocks),
         })
@@ -412,7 +417,10 @@ impl<'c> SessionRun<'c> {
     /// One block: its logs become pool events, the driver steps, and the decisions and
     /// outcomes of the block are returned for the record.
     pub fn step(&mut self, block: BlockInfo, logs: &[RawLog]) -> Result<StepLog> {
-        let events = block_events(logs, &self.index)?;
+        let mut events = block_events(logs, &self.index)?;
+        if self.fees.is_watching() {
+            self.fees.mark(events.iter_mut());
+        }
         if block.number <= self.warm_until {
             self.driver
                 .warm(block, &events, self.strategy.as_mut(), true);

@@ -15,6 +15,7 @@ use alloy_primitives::Address;
 pub use dexlab_data::events::pool_meta;
 use dexlab_data::types::PoolInfo;
 use dexlab_data::{dataset, events, replay, snapshot};
+use dexlab_market::fees::FeeWatch;
 pub use dexlab_market::update::{PoolEvent, SwapIn, Update, apply, apply_state, replay_flow};
 use dexlab_market::{BlockInfo, Market, PoolMeta, PoolState};
 
@@ -144,8 +145,15 @@ impl Tape {
             .iter()
             .filter_map(|t| Some(((t.block_number, t.transaction_index), t.priority_fee?)))
             .collect();
-        let (events, all_priced) =
+        let (mut events, all_priced) =
             events::sequence(located, |block, tx| priority.get(&(block, tx)).copied());
+        // Slipstream's fee can change with no event: each swap says which fee it paid.
+        let mut start = Market::new(metas.clone());
+        start.states.clone_from(&initial);
+        let mut watch = FeeWatch::new(&start, |i| watches_fee(&pools[i]));
+        if watch.is_watching() {
+            watch.mark(events.iter_mut().map(|(_, e)| e));
+        }
         let all_priced = all_priced && transactions.is_some();
         let blocks: Vec<BlockInfo> = by_block.into_values().collect();
         let mut block_starts = Vec::with_capacity(blocks.len() + 1);
@@ -192,6 +200,12 @@ impl Tape {
         }
         m
     }
+}
+
+/// Whether a pool's fee can change without an event of the pool, so that [`FeeWatch`] must
+/// recover it from its swaps: Slipstream's, which its factory's swap-fee module decides.
+pub fn watches_fee(pool: &PoolInfo) -> bool {
+    pool.protocol == dexlab_data::Protocol::Slipstream
 }
 
 /// Each pool's index in the market, by address.

@@ -6,7 +6,9 @@
 //! Pool events arrive as [`PoolEvent`]s, whatever their source (a dataset replayed from Parquet,
 //! or logs read from a node block by block); [`apply`] sets a pool to the state history records
 //! after the event, and [`replay_flow`] re-executes the event's flow on a pool our own trades
-//! have moved (the backtester's counterfactual replay). Turning raw logs into [`PoolEvent`]s is
+//! have moved (the backtester's counterfactual replay). [`fees`] recovers the fee each swap paid
+//! where a pool's fee can change (Aerodrome's fee manager, Slipstream's fee modules), so that the
+//! state's fee, [`Market::fee`], is the one in force rather than the listed one. Turning raw logs into [`PoolEvent`]s is
 //! `dexlab-data`'s job (it owns ABI decoding); so is checking swaps against the chain.
 //!
 //! Amounts are integers in the token's smallest unit, priced by `dexlab-amm`'s exact pool math;
@@ -15,6 +17,7 @@
 //!
 //! No cargo features.
 
+pub mod fees;
 mod state;
 pub mod update;
 

@@ -76,6 +76,25 @@ impl PoolState {
         !matches!(self, PoolState::Unknown)
     }
 
+    /// The fee (pips) a V3 or Solidly state charges, which follows the changes the data shows;
+    /// `None` for V2 reserves (their fee is the listed one) and unknown states.
+    pub fn fee(&self) -> Option<u32> {
+        match self {
+            PoolState::V3(p) => Some(p.fee),
+            PoolState::Solidly(p) => Some(p.fee),
+            PoolState::V2 { .. } | PoolState::Unknown => None,
+        }
+    }
+
+    /// Sets the fee of a V3 or Solidly state (V2 fees do not change).
+    pub fn set_fee(&mut self, fee: u32) {
+        match self {
+            PoolState::V3(p) => p.fee = fee,
+            PoolState::Solidly(p) => p.fee = fee,
+            PoolState::V2 { .. } | PoolState::Unknown => {}
+        }
+    }
+
     /// Output of selling `amount_in` (token0 when `zero_for_one`), as the pool contract computes it.
     pub fn quote_exact_in(
         &self,
@@ -154,7 +173,7 @@ impl PoolState {
                 // Marginal price of a stable pool: quote a tiny sell of token0.
                 let unit = (p.reserve0 / U256::from(1_000_000u32)).max(U256::from(1));
                 let out = p.get_amount_out(unit, true).ok()?;
-                ratio(out, unit)? / (1.0 - meta.fee as f64 / 1e6)
+                ratio(out, unit)? / (1.0 - p.fee as f64 / 1e6)
             }
             PoolState::V3(p) => {
                 let s = u256_to_f64(p.sqrt_price_x96) / 2f64.powi(96);
@@ -294,6 +313,12 @@ impl Market {
 
     pub fn mid_price(&self, pool: usize) -> Option<f64> {
         self.states[pool].mid_price(&self.pools[pool])
+    }
+
+    /// The LP fee (pips) `pool` charges now: its state's, which follows the fee changes the data
+    /// shows, else the listed one.
+    pub fn fee(&self, pool: usize) -> u32 {
+        self.states[pool].fee().unwrap_or(self.pools[pool].fee)
     }
 
     /// Price of `base` in `quote` (human units) from `pool`, whichever way round the pool holds them.

@@ -16,6 +16,11 @@ use crate::state::{Family, Market, PoolMeta, PoolState, u256_to_f64};
 pub struct SwapIn {
     pub zero_for_one: bool,
     pub amount_in: U256,
+    /// The fee (pips) this swap paid, where the data shows one that may differ from the fee in
+    /// force: an Aerodrome swap's `Fees` event, a Slipstream swap's fee as [`crate::fees`]
+    /// recovers it. Applying the swap makes it the pool's fee. `None`: the fee in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fee: Option<u32>,
 }
 
 /// One pool-state update.
@@ -73,13 +78,18 @@ pub fn apply_state(meta: &PoolMeta, state: &mut PoolState, update: &Update) {
     match (update, meta.family) {
         (
             Update::Reserves {
-                reserve0, reserve1, ..
+                reserve0,
+                reserve1,
+                swap,
             },
             Family::Solidly,
         ) => match state {
             PoolState::Solidly(p) => {
                 p.reserve0 = *reserve0;
                 p.reserve1 = *reserve1;
+                if let Some(fee) = swap.as_ref().and_then(|s| s.fee) {
+                    p.fee = fee;
+                }
             }
             _ => {
                 *state = PoolState::Solidly(SolidlyPool::new(
@@ -88,7 +98,7 @@ pub fn apply_state(meta: &PoolMeta, state: &mut PoolState, update: &Update) {
                     meta.decimals0,
                     meta.decimals1,
                     meta.stable,
-                    meta.fee,
+                    swap.as_ref().and_then(|s| s.fee).unwrap_or(meta.fee),
                 ))
             }
         },
@@ -108,7 +118,7 @@ pub fn apply_state(meta: &PoolMeta, state: &mut PoolState, update: &Update) {
                 sqrt_price_x96,
                 tick,
                 liquidity,
-                ..
+                swap,
             },
             _,
         ) => match state {
@@ -116,13 +126,16 @@ pub fn apply_state(meta: &PoolMeta, state: &mut PoolState, update: &Update) {
                 p.sqrt_price_x96 = *sqrt_price_x96;
                 p.tick = *tick;
                 p.liquidity = *liquidity;
+                if let Some(fee) = swap.as_ref().and_then(|s| s.fee) {
+                    p.fee = fee;
+                }
             }
             _ => {
                 *state = PoolState::V3(V3Pool {
                     sqrt_price_x96: *sqrt_price_x96,
                     tick: *tick,
                     liquidity: *liquidity,
-                    fee: meta.fee,
+                    fee: swap.as_ref().and_then(|s| s.fee).unwrap_or(meta.fee),
                     tick_spacing: meta.tick_spacing,
                     ticks: BTreeMap::new(),
                 })
@@ -208,10 +221,12 @@ pub fn replay_flow(
                 (true, _, _, true) => SwapIn {
                     zero_for_one: true,
                     amount_in: *reserve0 - h0,
+                    fee: None,
                 },
                 (_, true, true, _) => SwapIn {
                     zero_for_one: false,
                     amount_in: *reserve1 - h1,
+                    fee: None,
                 },
                 _ => return reserve_change(state, (h0, h1), (*reserve0, *reserve1)),
             }
@@ -235,6 +250,10 @@ pub fn replay_flow(
             return true;
         }
     };
+    // The fee this swap paid, where the data shows it, is the pool's from now on.
+    if let Some(fee) = swap.fee {
+        state.set_fee(fee);
+    }
     swap_toward(meta, state, swap, hist_after)
 }
 
@@ -283,7 +302,8 @@ fn swap_toward(meta: &PoolMeta, state: &mut PoolState, swap: SwapIn, limit: &Poo
                 // floats, stepped down until the exact math confirms it does not cross (to within
                 // about 1e-12 of the largest such input); bisection where the floats fail.
                 let fee_leaves = matches!(state, PoolState::Solidly(_));
-                let mut x = clip_input(zfo, (r0, r1), (h0, h1), meta.fee, fee_leaves)
+                let fee = state.fee().unwrap_or(meta.fee);
+                let mut x = clip_input(zfo, (r0, r1), (h0, h1), fee, fee_leaves)
                     .filter(|x| *x < swap.amount_in)
                     .unwrap_or(U256::ZERO);
                 for _ in 0..4 {
@@ -428,6 +448,7 @@ mod tests {
                     Some(SwapIn {
                         zero_for_one: true,
                         amount_in: U256::MAX,
+                        fee: Some(2500),
                     }),
                 ),
             },
@@ -472,6 +493,7 @@ mod tests {
         let swap = SwapIn {
             zero_for_one: true,
             amount_in: u(100_000),
+            fee: None,
         };
         let sold = reserves(0, 0, Some(swap));
         // Our pool prices token0 higher (2.0 against history's 1.0): the whole input runs through

@@ -120,7 +120,7 @@ impl CrossVenueArb {
             market.price_of(pair.a, pair.base)?,
             market.price_of(pair.b, pair.base)?,
         );
-        let fees = (market.pools[pair.a].fee + market.pools[pair.b].fee) as f64 / 1e6;
+        let fees = (market.fee(pair.a) + market.fee(pair.b)) as f64 / 1e6;
         let (buy, sell, gap) = if pa < pb {
             (pair.a, pair.b, pb / pa - 1.0)
         } else {
@@ -372,7 +372,7 @@ fn cp_reserves(market: &Market, leg: Leg) -> Option<(U512, U512, U512)> {
     Some((
         U512::from(rin),
         U512::from(rout),
-        U512::from(1_000_000 - m.fee),
+        U512::from(1_000_000 - market.fee(leg.pool).min(1_000_000)),
     ))
 }
 
