@@ -9,45 +9,51 @@ pub const MAX_TICK: i32 = 887_272;
 pub const MIN_SQRT_RATIO: U256 = uint!(4295128739_U256);
 pub const MAX_SQRT_RATIO: U256 = uint!(1461446703485210103287273052203988822378723970342_U256);
 
-const MULTIPLIERS: [(u32, U256); 19] = [
-    (0x2, uint!(0xfff97272373d413259a46990580e213a_U256)),
-    (0x4, uint!(0xfff2e50f5f656932ef12357cf3c7fdcc_U256)),
-    (0x8, uint!(0xffe5caca7e10e4e61c3624eaa0941cd0_U256)),
-    (0x10, uint!(0xffcb9843d60f6159c9db58835c926644_U256)),
-    (0x20, uint!(0xff973b41fa98c081472e6896dfb254c0_U256)),
-    (0x40, uint!(0xff2ea16466c96a3843ec78b326b52861_U256)),
-    (0x80, uint!(0xfe5dee046a99a2a811c461f1969c3053_U256)),
-    (0x100, uint!(0xfcbe86c7900a88aedcffc83b479aa3a4_U256)),
-    (0x200, uint!(0xf987a7253ac413176f2b074cf7815e54_U256)),
-    (0x400, uint!(0xf3392b0822b70005940c7a398e4b70f3_U256)),
-    (0x800, uint!(0xe7159475a2c29b7443b29c7fa6e889d9_U256)),
-    (0x1000, uint!(0xd097f3bdfd2022b8845ad8f792aa5825_U256)),
-    (0x2000, uint!(0xa9f746462d870fdf8a65dc1f90e061e5_U256)),
-    (0x4000, uint!(0x70d869a156d2a1b890bb3df62baf32f7_U256)),
-    (0x8000, uint!(0x31be135f97d08fd981231505542fcfa6_U256)),
-    (0x10000, uint!(0x9aa508b5b7a84e1c677de54f3e99bc9_U256)),
-    (0x20000, uint!(0x5d6af8dedb81196699c329225ee604_U256)),
-    (0x40000, uint!(0x2216e584f5fa1ea926041bedfe98_U256)),
-    (0x80000, uint!(0x48a170391f7dc42444e8fa2_U256)),
+/// Each bit of `|tick|`'s factor `1.0001^(-2^k / 2)` in Q128.128; every one is below 2^128.
+const MULTIPLIERS: [(u32, u128); 19] = [
+    (0x2, 0xfff97272373d413259a46990580e213a),
+    (0x4, 0xfff2e50f5f656932ef12357cf3c7fdcc),
+    (0x8, 0xffe5caca7e10e4e61c3624eaa0941cd0),
+    (0x10, 0xffcb9843d60f6159c9db58835c926644),
+    (0x20, 0xff973b41fa98c081472e6896dfb254c0),
+    (0x40, 0xff2ea16466c96a3843ec78b326b52861),
+    (0x80, 0xfe5dee046a99a2a811c461f1969c3053),
+    (0x100, 0xfcbe86c7900a88aedcffc83b479aa3a4),
+    (0x200, 0xf987a7253ac413176f2b074cf7815e54),
+    (0x400, 0xf3392b0822b70005940c7a398e4b70f3),
+    (0x800, 0xe7159475a2c29b7443b29c7fa6e889d9),
+    (0x1000, 0xd097f3bdfd2022b8845ad8f792aa5825),
+    (0x2000, 0xa9f746462d870fdf8a65dc1f90e061e5),
+    (0x4000, 0x70d869a156d2a1b890bb3df62baf32f7),
+    (0x8000, 0x31be135f97d08fd981231505542fcfa6),
+    (0x10000, 0x9aa508b5b7a84e1c677de54f3e99bc9),
+    (0x20000, 0x5d6af8dedb81196699c329225ee604),
+    (0x40000, 0x2216e584f5fa1ea926041bedfe98),
+    (0x80000, 0x48a170391f7dc42444e8fa2),
 ];
 
 /// `sqrt(1.0001^tick) * 2^96`, rounded up as the contract does.
+///
+/// The contract's product of Q128.128 factors never exceeds 2^128 (it starts at 2^128 or just
+/// below and every factor is below 1), so it runs here in 128-bit halves ([`mul_shift_128`])
+/// rather than in full 256-bit multiplications.
 pub fn get_sqrt_ratio_at_tick(tick: i32) -> Result<U256> {
     let abs = tick.unsigned_abs();
     if abs > MAX_TICK as u32 {
         return Err(MathError::TickOutOfRange);
     }
-    let mut ratio = if abs & 1 != 0 {
-        uint!(0xfffcb933bd6fad37aa2d162d1a594001_U256)
-    } else {
-        U256::from(1) << 128usize
-    };
+    // `None` stands for 2^128 (the contract's start when bit 0 is clear), which u128 cannot hold;
+    // (2^128 * m) >> 128 is m.
+    let mut ratio: Option<u128> = (abs & 1 != 0).then_some(0xfffcb933bd6fad37aa2d162d1a594001);
     for (bit, m) in MULTIPLIERS {
         if abs & bit != 0 {
-            // Both factors are below 2^129, so the product fits 256 bits.
-            ratio = (ratio * m) >> 128usize;
+            ratio = Some(match ratio {
+                Some(r) => mul_shift_128(r, m),
+                None => m,
+            });
         }
     }
+    let mut ratio = ratio.map_or(U256::from(1) << 128usize, U256::from);
     if tick > 0 {
         ratio = U256::MAX / ratio;
     }
@@ -57,6 +63,17 @@ pub fn get_sqrt_ratio_at_tick(tick: i32) -> Result<U256> {
         U256::from(1)
     };
     Ok((ratio >> 32usize) + round)
+}
+
+/// `floor(a * b / 2^128)`, exactly, in 64-bit limbs.
+#[inline]
+fn mul_shift_128(a: u128, b: u128) -> u128 {
+    const MASK: u128 = u64::MAX as u128;
+    let (a0, a1, b0, b1) = (a & MASK, a >> 64, b & MASK, b >> 64);
+    let (p00, p01, p10, p11) = (a0 * b0, a0 * b1, a1 * b0, a1 * b1);
+    // The middle column with the carry out of the low one: at most 3 * 2^64.
+    let mid = (p00 >> 64) + (p01 & MASK) + (p10 & MASK);
+    p11 + (p01 >> 64) + (p10 >> 64) + (mid >> 64)
 }
 
 /// The greatest tick whose sqrt ratio is at most `sqrt_price_x96`.
@@ -100,6 +117,47 @@ pub fn get_tick_at_sqrt_ratio(sqrt_price_x96: U256) -> Result<i32> {
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
+
+    /// The contract's arithmetic as written: full 256-bit products.
+    fn sqrt_ratio_in_u256(tick: i32) -> U256 {
+        let abs = tick.unsigned_abs();
+        let mut ratio = if abs & 1 != 0 {
+            uint!(0xfffcb933bd6fad37aa2d162d1a594001_U256)
+        } else {
+            U256::from(1) << 128usize
+        };
+        for (bit, m) in MULTIPLIERS {
+            if abs & bit != 0 {
+                ratio = (ratio * U256::from(m)) >> 128usize;
+            }
+        }
+        if tick > 0 {
+            ratio = U256::MAX / ratio;
+        }
+        let round = U256::from(!(ratio & U256::from(u32::MAX)).is_zero());
+        (ratio >> 32usize) + round
+    }
+
+    #[test]
+    fn the_128_bit_product_is_the_contracts_256_bit_one() {
+        // Every tick near zero and the bounds, and a stride over the whole range.
+        let near = (-70_000..70_000)
+            .chain(MIN_TICK..MIN_TICK + 5_000)
+            .chain(MAX_TICK - 5_000..=MAX_TICK);
+        for t in near.chain((MIN_TICK..=MAX_TICK).step_by(7)) {
+            assert_eq!(
+                get_sqrt_ratio_at_tick(t).unwrap(),
+                sqrt_ratio_in_u256(t),
+                "tick {t}"
+            );
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for _ in 0..100_000 {
+            let (a, b) = (rng.random::<u128>(), rng.random::<u128>());
+            let want = (U256::from(a) * U256::from(b)) >> 128usize;
+            assert_eq!(U256::from(mul_shift_128(a, b)), want, "{a} * {b}");
+        }
+    }
 
     #[test]
     fn bounds_match_the_contract_constants() {

@@ -175,6 +175,31 @@ impl V3Pool {
         zero_for_one: bool,
         amount_specified: I256,
         sqrt_price_limit: Option<U256>,
+        on_step: impl FnMut(SwapStep),
+    ) -> Result<SwapResult> {
+        self.swap_inner::<true>(zero_for_one, amount_specified, sqrt_price_limit, on_step)
+    }
+
+    /// [`Self::swap`] for a quote: the amounts, the sqrt price, the liquidity and the ticks
+    /// crossed are the swap's, but `tick` is not worked out from a sqrt price that ends between
+    /// ticks (it is the tick where the last step started), which saves a `getTickAtSqrtRatio`
+    /// per quote. Never apply its result to a pool.
+    #[inline]
+    pub fn quote(
+        &self,
+        zero_for_one: bool,
+        amount_specified: I256,
+        sqrt_price_limit: Option<U256>,
+    ) -> Result<SwapResult> {
+        self.swap_inner::<false>(zero_for_one, amount_specified, sqrt_price_limit, |_| {})
+    }
+
+    #[inline]
+    fn swap_inner<const EXACT_TICK: bool>(
+        &self,
+        zero_for_one: bool,
+        amount_specified: I256,
+        sqrt_price_limit: Option<U256>,
         mut on_step: impl FnMut(SwapStep),
     ) -> Result<SwapResult> {
         check_spacing(self.tick_spacing)?;
@@ -235,7 +260,7 @@ impl V3Pool {
                     crossed += 1;
                 }
                 tick = if zero_for_one { next - 1 } else { next };
-            } else if sqrt_price != start {
+            } else if EXACT_TICK && sqrt_price != start {
                 tick = get_tick_at_sqrt_ratio(sqrt_price)?;
             }
         }

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use alloy::primitives::{Address, U256};
 use dexlab_market::fees::solidly_fee_paid;
-use dexlab_market::{Family, PoolEvent, PoolMeta, PoolState, SwapIn, Update};
+use dexlab_market::{Family, PaidFee, PoolEvent, PoolMeta, PoolState, SwapIn, Update};
 
 use crate::decode::{Event, decode_log};
 use crate::error::{DataError, Result};
@@ -86,6 +86,7 @@ pub fn step_of(ev: Event) -> Option<Step> {
             reserve0,
             reserve1,
             swap: None,
+            fee: PaidFee::UNKNOWN,
         }),
         Event::PairSwap {
             amount0_in,
@@ -95,12 +96,10 @@ pub fn step_of(ev: Event) -> Option<Step> {
             (false, true) => Step::Flow(SwapIn {
                 zero_for_one: true,
                 amount_in: amount0_in,
-                fee: None,
             }),
             (true, false) => Step::Flow(SwapIn {
                 zero_for_one: false,
                 amount_in: amount1_in,
-                fee: None,
             }),
             // Both sides in (a flash swap) or neither: the reserve deltas say the rest.
             _ => return None,
@@ -120,17 +119,16 @@ pub fn step_of(ev: Event) -> Option<Step> {
                 Some(Box::new(SwapIn {
                     zero_for_one: true,
                     amount_in: amount0.into_raw(),
-                    fee: None,
                 }))
             } else if amount1.is_positive() {
                 Some(Box::new(SwapIn {
                     zero_for_one: false,
                     amount_in: amount1.into_raw(),
-                    fee: None,
                 }))
             } else {
                 None
             },
+            fee: PaidFee::UNKNOWN,
         }),
         Event::V3Mint {
             tick_lower,
@@ -232,12 +230,12 @@ pub fn sequence(
     {
         let update = match step {
             Step::Update(u) => u,
-            Step::Flow(mut flow) => {
+            Step::Flow(flow) => {
                 // A V2/Solidly `Swap` comes right after the `Sync` of the same transaction, and
                 // an Aerodrome swap's `Fees` before both.
                 if let Some(&(at, b, t)) = last_sync.get(&pool)
                     && (b, t) == (block, tx)
-                    && let Update::Reserves { swap, .. } = &mut events[at].1.update
+                    && let Update::Reserves { swap, fee, .. } = &mut events[at].1.update
                     && swap.is_none()
                 {
                     if let Some(&(b, t, a0, a1)) = last_paid.get(&pool)
@@ -246,7 +244,7 @@ pub fn sequence(
                         // From this swap alone (a swap too small to tell keeps the fee in force), so
                         // a dataset sequenced whole and block by block agree.
                         let paid = if flow.zero_for_one { a0 } else { a1 };
-                        flow.fee = solidly_fee_paid(flow.amount_in, paid, None);
+                        *fee = PaidFee::new(solidly_fee_paid(flow.amount_in, paid, None));
                     }
                     *swap = Some(Box::new(flow));
                 }

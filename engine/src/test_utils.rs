@@ -67,6 +67,7 @@ pub fn two_pool_tape(updates: &[Vec<(u32, U256, U256)>]) -> Tape {
                     reserve0: r0,
                     reserve1: r1,
                     swap: None,
+                    fee: dexlab_market::PaidFee::UNKNOWN,
                 },
             });
         }

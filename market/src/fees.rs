@@ -12,14 +12,14 @@
 //! - **Slipstream**'s `Swap` event carries no fee, but the state after the swap pins it down:
 //!   [`infer_v3_fee`] finds the fee under which the exact pool math reproduces the swap.
 //!
-//! A recovered fee travels with its swap ([`crate::SwapIn::fee`]) and becomes the pool state's
-//! fee when the swap is applied.
+//! A recovered fee travels with its swap's event ([`crate::PaidFee`]) and becomes the pool
+//! state's fee when the event is applied.
 
 use alloy_primitives::{I256, U256};
 use dexlab_amm::v3::V3Pool;
 
 use crate::state::{Market, PoolMeta, PoolState};
-use crate::update::{PoolEvent, Update, apply_state};
+use crate::update::{PaidFee, PoolEvent, Update, apply_state};
 
 /// One million pips: a fee of 100 %. No pool charges that; the search stops below it.
 const PIPS: u32 = 1_000_000;
@@ -129,7 +129,7 @@ pub fn infer_v3_fee(
 
 /// Follows history's state of the pools whose fee can change without a pool event (Slipstream),
 /// and marks each of their swaps whose fee is not the one in force with the fee it paid
-/// ([`crate::SwapIn::fee`]). The backtester's tape runs it once over a dataset; the live engine
+/// ([`crate::PaidFee`]). The backtester's tape runs it once over a dataset; the live engine
 /// block by block; both see the same fees.
 #[derive(Debug, Clone)]
 pub struct FeeWatch {
@@ -160,7 +160,7 @@ impl FeeWatch {
         self.states.iter().any(Option::is_some)
     }
 
-    /// Applies `events` (in chain order) to the watched pools, setting [`crate::SwapIn::fee`] on
+    /// Applies `events` (in chain order) to the watched pools, setting [`crate::PaidFee`] on
     /// each of their V3 swaps that the fee in force does not reproduce but another fee does.
     pub fn mark<'a>(&mut self, events: impl IntoIterator<Item = &'a mut PoolEvent>) {
         for e in events {
@@ -176,9 +176,10 @@ impl FeeWatch {
                     tick,
                     liquidity,
                     swap: Some(s),
+                    fee: paid,
                 },
             ) = (&*state, &mut e.update)
-                && s.fee.is_none()
+                && paid.is_unknown()
             {
                 let after = (*sqrt_price_x96, *tick, *liquidity);
                 let fits_now = I256::try_from(s.amount_in)
@@ -186,7 +187,7 @@ impl FeeWatch {
                 if !fits_now {
                     match infer_v3_fee(p, s.zero_for_one, s.amount_in, after) {
                         Some(fee) if fee != p.fee => {
-                            s.fee = Some(fee);
+                            *paid = PaidFee::new(Some(fee));
                             self.changes += 1;
                         }
                         Some(_) => {}
@@ -330,8 +331,8 @@ mod tests {
                     swap: Some(Box::new(SwapIn {
                         zero_for_one: zfo,
                         amount_in: amount,
-                        fee: None,
                     })),
+                    fee: PaidFee::UNKNOWN,
                 },
             });
         }
@@ -340,7 +341,7 @@ mod tests {
         let marked: Vec<Option<u32>> = events
             .iter()
             .map(|e| match &e.update {
-                Update::V3Swap { swap: Some(s), .. } => s.fee,
+                Update::V3Swap { fee, .. } => fee.get(),
                 _ => unreachable!(),
             })
             .collect();

@@ -25,4 +25,4 @@ pub use state::{
     BlockInfo, Family, L1BlockFees, Market, PoolMeta, PoolState, Quote, from_human,
     signed_to_human, to_human, u256_to_f64,
 };
-pub use update::{PoolEvent, SwapIn, Update, apply, apply_state, replay_flow};
+pub use update::{PaidFee, PoolEvent, SwapIn, Update, apply, apply_state, replay_flow};

@@ -119,7 +119,66 @@ impl PoolState {
                 amount_out: p.get_amount_out(amount_in, zero_for_one)?,
                 ticks_crossed: 0,
             }),
-            PoolState::V3(p) => v3_exact_in(p, zero_for_one, amount_in).map(|(q, _)| q),
+            PoolState::V3(p) => v3_exact_in(p, zero_for_one, amount_in, false).map(|(q, _)| q),
+        }
+    }
+
+    /// [`Self::quote_exact_in`], and the marginal rate where the swap leaves the pool: the output
+    /// per unit of one more unit of input (fee included), in floats. For sizing a trade (the
+    /// profit of a route stops growing where the product of its legs' rates falls to 1), never
+    /// for amounts.
+    pub fn quote_marginal(
+        &self,
+        meta: &PoolMeta,
+        zero_for_one: bool,
+        amount_in: U256,
+    ) -> Result<(Quote, f64), MathError> {
+        let f = u256_to_f64;
+        // A constant-product pool after `x` in (of which `g x` counts): `g rin rout / (rin + g x)^2`.
+        let cp = |rin: U256, rout: U256, g: f64| {
+            let d = f(rin) + g * f(amount_in);
+            g * f(rin) * f(rout) / (d * d)
+        };
+        match self {
+            PoolState::V2 { reserve0, reserve1 } => {
+                let q = self.quote_exact_in(meta, zero_for_one, amount_in)?;
+                let (rin, rout) = if zero_for_one {
+                    (*reserve0, *reserve1)
+                } else {
+                    (*reserve1, *reserve0)
+                };
+                Ok((q, cp(rin, rout, 1.0 - f64::from(meta.fee) / 1e6)))
+            }
+            PoolState::Solidly(p) => {
+                let q = self.quote_exact_in(meta, zero_for_one, amount_in)?;
+                let g = 1.0 - f64::from(p.fee) / 1e6;
+                let rate = if p.stable {
+                    // The slope of the curve at the reserves the swap leaves (its fee leaves too).
+                    let mut end = p.clone();
+                    let kept = amount_in - p.fee_amount(amount_in)?;
+                    if zero_for_one {
+                        end.reserve0 += kept;
+                        end.reserve1 -= q.amount_out;
+                    } else {
+                        end.reserve1 += kept;
+                        end.reserve0 -= q.amount_out;
+                    }
+                    let m = end.marginal_price();
+                    g * if zero_for_one { m } else { 1.0 / m }
+                } else if zero_for_one {
+                    cp(p.reserve0, p.reserve1, g)
+                } else {
+                    cp(p.reserve1, p.reserve0, g)
+                };
+                Ok((q, rate))
+            }
+            PoolState::V3(p) => {
+                let (q, r) = v3_exact_in(p, zero_for_one, amount_in, false)?;
+                let s = f(r.sqrt_price_x96) / 2f64.powi(96);
+                let g = 1.0 - f64::from(p.fee) / 1e6;
+                Ok((q, g * if zero_for_one { s * s } else { 1.0 / (s * s) }))
+            }
+            PoolState::Unknown => Err(MathError::InsufficientLiquidity),
         }
     }
 
@@ -154,7 +213,7 @@ impl PoolState {
                 })
             }
             PoolState::V3(p) => {
-                let (q, r) = v3_exact_in(p, zero_for_one, amount_in)?;
+                let (q, r) = v3_exact_in(p, zero_for_one, amount_in, true)?;
                 p.apply(&r);
                 Ok(q)
             }
@@ -169,12 +228,9 @@ impl PoolState {
             PoolState::Unknown => return None,
             PoolState::V2 { reserve0, reserve1 } => ratio(*reserve1, *reserve0)?,
             PoolState::Solidly(p) if !p.stable => ratio(p.reserve1, p.reserve0)?,
-            PoolState::Solidly(p) => {
-                // Marginal price of a stable pool: quote a tiny sell of token0.
-                let unit = (p.reserve0 / U256::from(1_000_000u32)).max(U256::from(1));
-                let out = p.get_amount_out(unit, true).ok()?;
-                ratio(out, unit)? / (1.0 - p.fee as f64 / 1e6)
-            }
+            // The slope of the stable curve x³y + xy³ = k at the reserves (no swap simulated:
+            // this is asked for every pool on every block).
+            PoolState::Solidly(p) => p.marginal_price(),
             PoolState::V3(p) => {
                 let s = u256_to_f64(p.sqrt_price_x96) / 2f64.powi(96);
                 s * s
@@ -186,14 +242,20 @@ impl PoolState {
 }
 
 /// An exact-input V3 swap and its quote. A V3 pool can stop early at the price limit, leaving input
-/// unspent with the trader, so an exact-input quote is valid only when all of it was used.
+/// unspent with the trader, so an exact-input quote is valid only when all of it was used. Only
+/// with `to_apply` is the result's tick worked out ([`V3Pool::quote`]).
 fn v3_exact_in(
     p: &V3Pool,
     zero_for_one: bool,
     amount_in: U256,
+    to_apply: bool,
 ) -> Result<(Quote, dexlab_amm::v3::SwapResult), MathError> {
     let specified = to_i256(amount_in)?;
-    let r = p.swap(zero_for_one, specified, None)?;
+    let r = if to_apply {
+        p.swap(zero_for_one, specified, None)?
+    } else {
+        p.quote(zero_for_one, specified, None)?
+    };
     let (used, out) = if zero_for_one {
         (r.amount0, r.amount1)
     } else {
@@ -356,6 +418,19 @@ impl Market {
         })
     }
 
+    /// [`Self::quote`] and the marginal rate where the swap leaves the pool
+    /// ([`PoolState::quote_marginal`]).
+    pub fn quote_marginal(
+        &self,
+        pool: usize,
+        token_in: Address,
+        amount_in: U256,
+    ) -> Option<(Quote, f64)> {
+        let m = &self.pools[pool];
+        let zfo = m.token0 == token_in;
+        self.states[pool].quote_marginal(m, zfo, amount_in).ok()
+    }
+
     /// Sells `amount_in` of `token_in` through `pool` on a copy-free quote.
     pub fn quote(&self, pool: usize, token_in: Address, amount_in: U256) -> Option<Quote> {
         let m = &self.pools[pool];
@@ -367,6 +442,93 @@ impl Market {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_marginal_rate_is_the_slope_of_the_exact_output() {
+        let meta = |family, stable| PoolMeta {
+            address: Address::ZERO,
+            family,
+            dex: "t".into(),
+            token0: Address::with_last_byte(1),
+            token1: Address::with_last_byte(2),
+            symbol0: "A".into(),
+            symbol1: "B".into(),
+            decimals0: 18,
+            decimals1: 6,
+            fee: 3000,
+            tick_spacing: 10,
+            stable,
+        };
+        let e = |x: u128| U256::from(x);
+        let mut v3 = V3Pool::new(
+            dexlab_amm::tick_math::get_sqrt_ratio_at_tick(-198_080).unwrap(),
+            3000,
+            10,
+        )
+        .unwrap();
+        v3.modify_position(-198_200, -198_000, 10i128.pow(16))
+            .unwrap();
+        v3.modify_position(-199_000, -197_000, 10i128.pow(16))
+            .unwrap();
+        let pools = [
+            (
+                meta(Family::V2, false),
+                PoolState::V2 {
+                    reserve0: e(10u128.pow(21)),
+                    reserve1: e(25 * 10u128.pow(11)),
+                },
+            ),
+            (
+                meta(Family::Solidly, false),
+                PoolState::Solidly(SolidlyPool::new(
+                    e(10u128.pow(21)),
+                    e(25 * 10u128.pow(11)),
+                    18,
+                    6,
+                    false,
+                    3000,
+                )),
+            ),
+            (
+                meta(Family::Solidly, true),
+                PoolState::Solidly(SolidlyPool::new(
+                    e(10u128.pow(24)),
+                    e(10u128.pow(12)),
+                    18,
+                    6,
+                    true,
+                    500,
+                )),
+            ),
+            (meta(Family::V3, false), PoolState::V3(v3)),
+        ];
+        let mut checked = 0;
+        for (m, st) in &pools {
+            for zfo in [true, false] {
+                // Inputs from a sliver of the pool to past the V3 pool's first tick.
+                let unit: u128 = if zfo { 10u128.pow(15) } else { 10u128.pow(6) };
+                for k in [1u128, 30, 1_000, 30_000] {
+                    let x = unit * k;
+                    let dx = x / 100;
+                    // Past the V3 pool's liquidity nothing fills.
+                    let Ok(next) = st.quote_exact_in(m, zfo, e(x + dx)) else {
+                        continue;
+                    };
+                    let next = next.amount_out;
+                    let (q, rate) = st.quote_marginal(m, zfo, e(x)).unwrap();
+                    assert_eq!(q, st.quote_exact_in(m, zfo, e(x)).unwrap());
+                    checked += 1;
+                    let slope = u256_to_f64(next - q.amount_out) / dx as f64;
+                    assert!(
+                        (slope / rate - 1.0).abs() < 1e-2,
+                        "{:?} zfo={zfo} x={x}: slope {slope}, rate {rate}",
+                        m.family
+                    );
+                }
+            }
+        }
+        assert!(checked >= 28, "{checked} checked");
+    }
 
     #[test]
     fn human_round_trip() {

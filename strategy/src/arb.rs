@@ -4,14 +4,16 @@
 //! When a block leaves two pools on the same pair priced further apart than their fees, the strategy
 //! buys the base token where it is cheap and sells it where it is dear, starting and ending in the
 //! quote token. The size maximises `out(in) - in`: in closed form for two constant-product pools,
-//! numerically (log scan, then golden section on integers, every point an exact quote) otherwise.
+//! numerically otherwise (a bracketed search for where the route's marginal rate falls to 1,
+//! every point an exact quote). Routes are ranked by their closed form in floats, and a route
+//! whose closed form proves it cannot pay its gas is not sized at all.
 //! The bundle's minimum output is the input plus the estimated gas, so a trade that is no longer
 //! profitable at inclusion reverts on chain, paying gas, as it would live.
 
 use alloy_primitives::{Address, U256, U512};
 
 use crate::gas::{bundle_gas, convert, cost_at};
-use crate::market::{Market, PoolState};
+use crate::market::{Market, PoolState, u256_to_f64};
 use crate::params::{ParamKind, ParamSpace, ParamSpec, Params};
 use crate::{Action, Bundle, BundleTag, Context, Leg, Strategy, TradingEnv};
 
@@ -80,6 +82,8 @@ pub struct CrossVenueArb {
     pairs: Vec<Pair>,
     dirty: Vec<bool>,
     quote: Address,
+    /// Scratch for [`Self::candidate`]: each pool's price of the base this block.
+    mids: Vec<f64>,
 }
 
 impl CrossVenueArb {
@@ -109,17 +113,22 @@ impl CrossVenueArb {
             pairs,
             dirty: vec![false; n],
             quote: env.quote,
+            mids: Vec::new(),
         }
     }
 
     /// The route between `pair` that a float look at mid prices says could profit: buy the base
     /// where it is cheaper, sell it where it is dearer. `None` when the gap does not beat both
-    /// fees, since then no size can profit.
-    fn candidate(&self, market: &Market, pair: Pair) -> Option<[Leg; 2]> {
-        let (pa, pb) = (
-            market.price_of(pair.a, pair.base)?,
-            market.price_of(pair.b, pair.base)?,
-        );
+    /// fees, since then no size can profit. `mids` caches each pool's price of the base for the
+    /// block (NaN: not asked yet), since every pool is in several pairs.
+    fn candidate(&self, market: &Market, pair: Pair, mids: &mut [f64]) -> Option<[Leg; 2]> {
+        let mut price = |i: usize| {
+            if mids[i].is_nan() {
+                mids[i] = market.price_of(i, pair.base).unwrap_or(f64::INFINITY);
+            }
+            Some(mids[i]).filter(|p| p.is_finite())
+        };
+        let (pa, pb) = (price(pair.a)?, price(pair.b)?);
         let fees = (market.fee(pair.a) + market.fee(pair.b)) as f64 / 1e6;
         let (buy, sell, gap) = if pa < pb {
             (pair.a, pair.b, pb / pa - 1.0)
@@ -144,13 +153,30 @@ impl CrossVenueArb {
         market: &Market,
         ctx: &Context<'_>,
         route: [Leg; 2],
-        guess: Option<U256>,
+        approx: Option<Approx>,
     ) -> Option<Bundle> {
         let cap = scale(ctx.balance(self.quote), self.max_notional_frac);
         if cap.is_zero() {
             return None;
         }
-        let sized = optimal_input_from(market, &route, cap, guess)?;
+        // A route whose best profit net of the minimum profit cannot pay even the gas at the
+        // base fee fails the test below whatever its size. Where the closed form is the route's
+        // exact curve up to its optimum (neither leg crosses an initialized tick before it), its
+        // float optimum says so without a quote: integer swaps round in the pools' favour, and
+        // profit is concave, so no size does better (the margin covers float error and
+        // Solidly's floored fee).
+        if let Some(a) = approx
+            && stays_in_range(market, route[0], a.x_net)
+            && stays_in_range(market, route[1], a.mid_net)
+        {
+            let gas = bundle_gas(&ctx.env.gas, market, &[route[0].pool, route[1].pool], 0);
+            let base = cost_at(&ctx.env.gas, &market.block, gas, 0, 2).total();
+            let floor = convert(market, U256::from(base), ctx.env.native, self.quote)?;
+            if a.net < u256_to_f64(floor) * (1.0 - 1e-6) - 2.0 {
+                return None;
+            }
+        }
+        let sized = optimal_input(market, &route, cap)?;
         let amount_in = scale(sized.amount_in, self.size_fraction)
             .max(U256::from(1))
             .min(cap);
@@ -204,35 +230,34 @@ impl Strategy for CrossVenueArb {
         if !self.dirty.iter().any(|&d| d) {
             return;
         }
-        // Rank the candidate routes by the closed-form profit on (virtual) reserves, which costs
-        // no swap simulation; routes without a closed form (stable pools) rank first so they are
-        // always sized exactly. Then size exactly, best first, and send the first that passes.
-        let mut ranked: Vec<(U512, usize, [Leg; 2], Option<U256>)> = Vec::new();
+        // Rank the candidate routes by the closed-form profit on (virtual) reserves, in floats
+        // (a ranking needs no more, and it is asked of every route on every block); routes
+        // without a closed form (stable pools) rank first so they are always sized. Then size
+        // exactly, best first, and send the first that passes.
+        let mut mids = std::mem::take(&mut self.mids);
+        mids.clear();
+        mids.resize(market.pools.len(), f64::NAN);
+        let mut ranked: Vec<(f64, usize, [Leg; 2], Option<Approx>)> = Vec::new();
         for (i, &pair) in self.pairs.iter().enumerate() {
             if !(self.dirty[pair.a] || self.dirty[pair.b]) {
                 continue;
             }
-            let Some(route) = self.candidate(market, pair) else {
+            let Some(route) = self.candidate(market, pair, &mut mids) else {
                 continue;
             };
-            match ClosedForm::of(market, route).map(|cf| (cf.optimum(), cf)) {
-                Some((Some(x), _)) if x.is_zero() => {}
-                Some((Some(x), cf)) => {
-                    let e = cf.profit(x);
-                    if !e.is_zero() {
-                        ranked.push((e, i, route, Some(x)));
-                    }
-                }
-                // No closed form, or one too large for 512 bits: sized numerically, first.
-                _ => ranked.push((U512::MAX, i, route, None)),
+            match approx_profit(market, route, self.min_profit_bps / 1e4) {
+                Some(a) if a.profit > 0.0 => ranked.push((a.profit, i, route, Some(a))),
+                Some(_) => {}
+                None => ranked.push((f64::INFINITY, i, route, None)),
             }
         }
+        self.mids = mids;
         self.dirty.iter_mut().for_each(|d| *d = false);
-        ranked.sort_by(|x, y| y.0.cmp(&x.0).then(x.1.cmp(&y.1)));
+        ranked.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
         // One bundle per block: they would all spend the same balance.
         if let Some(b) = ranked
             .into_iter()
-            .find_map(|(_, _, r, guess)| self.bundle(market, ctx, r, guess))
+            .find_map(|(_, _, r, a)| self.bundle(market, ctx, r, a))
         {
             out.push(Action::Submit(b));
         }
@@ -286,18 +311,14 @@ pub fn route_quote(market: &Market, route: &[Leg], amount_in: U256) -> Option<(U
     Some((amount, ticks))
 }
 
-fn profit(market: &Market, route: &[Leg], x: U256) -> Option<U256> {
-    route_quote(market, route, x).map(|(o, _)| o.saturating_sub(x))
-}
-
 /// The input in `[1, cap]` that maximises `out - in` over a two-leg route, `None` when nothing
 /// profits.
 ///
 /// Inside one liquidity range a V3 pool trades like a constant-product pool on its virtual
 /// reserves (`L / sqrt P`, `L sqrt P`), and V2 and volatile Solidly pools are constant-product on
 /// their real ones, so the closed form gives the optimum whenever neither leg crosses a tick. That
-/// is checked with an exact quote; when a leg does cross, a golden-section search on exact quotes
-/// refines around the closed-form guess.
+/// is checked with an exact quote; when a leg does cross, a search on exact quotes for where the
+/// route's marginal rate falls to 1 refines around the closed-form guess.
 pub fn optimal_input(market: &Market, route: &[Leg], cap: U256) -> Option<Sized> {
     let guess = match route {
         [l1, l2] => ClosedForm::of(market, [*l1, *l2]).and_then(|cf| cf.optimum()),
@@ -376,6 +397,114 @@ fn cp_reserves(market: &Market, leg: Leg) -> Option<(U512, U512, U512)> {
     ))
 }
 
+/// A two-leg route's closed form on (virtual) reserves, in floats.
+#[derive(Debug, Clone, Copy)]
+struct Approx {
+    /// The profit at the optimum.
+    profit: f64,
+    /// The most of `profit - min_profit share * input` over all inputs, the input that gets it,
+    /// and what the first leg pays for that input (the second leg's input).
+    net: f64,
+    x_net: f64,
+    mid_net: f64,
+}
+
+/// The closed-form profit of a two-leg route at its optimum, in floats: for ranking routes and
+/// ruling out routes that cannot pay their gas (the route that trades is sized on exact quotes).
+/// A profit of zero or less when nothing profits; `None` when a leg has no constant-product form
+/// (stable Solidly pools). `min_share` is the minimum profit as a share of the input.
+fn approx_profit(market: &Market, route: [Leg; 2], min_share: f64) -> Option<Approx> {
+    let leg = |l: Leg| -> Option<(f64, f64, f64)> {
+        let m = &market.pools[l.pool];
+        let (r0, r1) = match &market.states[l.pool] {
+            PoolState::V2 { reserve0, reserve1 } => {
+                (u256_to_f64(*reserve0), u256_to_f64(*reserve1))
+            }
+            PoolState::Solidly(p) if !p.stable => {
+                (u256_to_f64(p.reserve0), u256_to_f64(p.reserve1))
+            }
+            PoolState::V3(p) if p.liquidity > 0 && !p.sqrt_price_x96.is_zero() => {
+                let s = u256_to_f64(p.sqrt_price_x96) / 2f64.powi(96);
+                let l = p.liquidity as f64;
+                (l / s, l * s)
+            }
+            _ => return None,
+        };
+        let g = 1.0 - f64::from(market.fee(l.pool)) / 1e6;
+        Some(if m.token0 == l.token_in {
+            (r0, r1, g)
+        } else {
+            (r1, r0, g)
+        })
+    };
+    let ((rin1, rout1, g1), (rin2, rout2, g2)) = (leg(route[0])?, leg(route[1])?);
+    let (a, b, c) = (
+        g1 * g2 * rout1 * rout2,
+        rin1 * rin2,
+        g1 * (rin2 + g2 * rout1),
+    );
+    // The most of `a x / (b + c x) - k x`: at `x = (sqrt(a b / k) - b) / c`, when positive.
+    let best = |k: f64| {
+        let x = ((a * b / k).sqrt() - b) / c;
+        if x > 0.0 && x.is_finite() {
+            (a * x / (b + c * x) - k * x, x)
+        } else {
+            (0.0, 0.0)
+        }
+    };
+    if !(c > 0.0) {
+        return Some(Approx {
+            profit: 0.0,
+            net: 0.0,
+            x_net: 0.0,
+            mid_net: 0.0,
+        });
+    }
+    let (profit, _) = best(1.0);
+    let (net, x_net) = best(1.0 + min_share.max(0.0));
+    Some(Approx {
+        profit,
+        net,
+        x_net,
+        mid_net: g1 * x_net * rout1 / (rin1 + g1 * x_net),
+    })
+}
+
+/// Whether selling `x` (a float amount) into `leg` ends inside its pool's active liquidity
+/// range, crossing no initialized tick: then the constant-product form on virtual reserves is
+/// the swap's exact curve. Always for V2 and Solidly pools; `false` when unsure.
+fn stays_in_range(market: &Market, leg: Leg, x: f64) -> bool {
+    let PoolState::V3(p) = &market.states[leg.pool] else {
+        return true;
+    };
+    let zfo = market.pools[leg.pool].token0 == leg.token_in;
+    let l = p.liquidity as f64;
+    let q96 = 2f64.powi(96);
+    let s = u256_to_f64(p.sqrt_price_x96) / q96;
+    if !(l > 0.0 && s > 0.0 && x.is_finite()) {
+        return false;
+    }
+    let g = 1.0 - f64::from(p.fee) / 1e6;
+    // The initialized tick the price would reach first: at or below the current tick when the
+    // price falls (token0 sold), above it when it rises.
+    let next = if zfo {
+        p.ticks.range(..=p.tick).next_back()
+    } else {
+        p.ticks.range(p.tick.saturating_add(1)..).next()
+    };
+    let Some(bound) =
+        next.and_then(|(&t, _)| dexlab_amm::tick_math::get_sqrt_ratio_at_tick(t).ok())
+    else {
+        return false;
+    };
+    let bound = u256_to_f64(bound) / q96;
+    if zfo {
+        1.0 / (1.0 / s + g * x / l) > bound * (1.0 + 1e-9)
+    } else {
+        s + g * x / l < bound * (1.0 - 1e-9)
+    }
+}
+
 /// Two constant-product legs compose into `a x / (b + c x)`: the route's output for input `x` on
 /// (virtual) reserves, with its coefficients computed once.
 #[derive(Debug, Clone, Copy)]
@@ -413,16 +542,6 @@ impl ClosedForm {
             .all(|&l| l == 0)
             .then(|| U256::from_limbs([limbs[0], limbs[1], limbs[2], limbs[3]]))
     }
-
-    /// Closed-form profit at `x` (zero when it loses); `U512::MAX` when it overflows, so such a
-    /// route ranks first and is sized exactly.
-    fn profit(&self, x: U256) -> U512 {
-        let x = U512::from(x);
-        match (self.a.checked_mul(x), self.c.checked_mul(x)) {
-            (Some(ax), Some(cx)) => (ax / (self.b + cx)).saturating_sub(x),
-            _ => U512::MAX,
-        }
-    }
 }
 
 /// `floor(sqrt(n))`, exactly: Newton's iteration from above, started within about 2^-48 of the root
@@ -449,53 +568,113 @@ fn isqrt(n: U512) -> U512 {
     }
 }
 
-/// Golden-section search for the most profitable input in `[lo, hi]` on exact quotes (profit is
-/// concave in the input), to a relative width of about 1e-4; the best point seen wins.
+/// The route's output for input `x` and its marginal rate there, `d out / d in`: the product of
+/// its legs' rates, each where its swap leaves its pool (floats; for sizing only).
+fn route_marginal(market: &Market, route: &[Leg], x: U256) -> Option<(U256, f64)> {
+    let mut amount = x;
+    let mut rate = 1.0;
+    for leg in route {
+        if amount.is_zero() {
+            return None;
+        }
+        let (q, r) = market.quote_marginal(leg.pool, leg.token_in, amount)?;
+        amount = q.amount_out;
+        rate *= r;
+    }
+    Some((amount, rate))
+}
+
+/// The most profitable input in `[lo, hi]`, to a relative width of about 1e-4, on exact quotes;
+/// the best point seen wins. Profit is concave in the input: its slope, the route's marginal rate
+/// less one, falls as the input grows (continuously, also across V3 ticks). So the search keeps
+/// a bracket where the rate crosses 1 and narrows it by interpolating `ln rate` in `ln input`
+/// (regula falsi with the Illinois weighting; a bisection in `ln input` where the rate cannot be
+/// had, e.g. past a pool's liquidity). That takes about eight quotes where a golden-section
+/// search on profits took thirty.
 fn numeric_optimum(market: &Market, route: &[Leg], lo: U256, hi: U256) -> Option<U256> {
-    let eval = |x: U256| profit(market, route, x).unwrap_or(U256::ZERO);
-    let (mut lo, mut hi) = (lo, hi.max(lo));
-    let mut best = (hi, eval(hi));
-    let lo_p = eval(lo);
-    if lo_p > best.1 {
-        best = (lo, lo_p);
-    }
-    // 0.382 and 0.618 of the bracket, in integers (per mille).
-    let at = |lo: U256, hi: U256, permille: u64| {
-        lo + (hi - lo) * U256::from(permille) / U256::from(1000)
-    };
-    let (mut m1, mut m2) = (at(lo, hi, 382), at(lo, hi, 618));
-    let (mut p1, mut p2) = (eval(m1), eval(m2));
-    while hi - lo > U256::from(8) && hi - lo > hi >> 13usize {
-        for (x, p) in [(m1, p1), (m2, p2)] {
-            if p > best.1 {
-                best = (x, p);
+    let (mut lo, mut hi) = (lo.max(U256::ONE), hi.max(lo).max(U256::ONE));
+    let mut best = (U256::ZERO, U256::ZERO);
+    let mut eval = |x: U256| -> f64 {
+        match route_marginal(market, route, x) {
+            Some((out, rate)) => {
+                let p = out.saturating_sub(x);
+                if p > best.1 {
+                    best = (x, p);
+                }
+                if rate > 0.0 {
+                    rate.ln()
+                } else {
+                    f64::NEG_INFINITY
+                }
             }
+            None => f64::NEG_INFINITY,
         }
-        if p1 < p2 {
-            lo = m1;
-            m1 = m2;
-            p1 = p2;
-            m2 = at(lo, hi, 618);
-            p2 = eval(m2);
-        } else {
-            hi = m2;
-            m2 = m1;
-            p2 = p1;
-            m1 = at(lo, hi, 382);
-            p1 = eval(m1);
-        }
-    }
-    for (x, p) in [(m1, p1), (m2, p2)] {
-        if p > best.1 {
-            best = (x, p);
+    };
+    let mut f_lo = eval(lo);
+    let mut f_hi = if hi > lo { eval(hi) } else { f_lo };
+    // Falling already at `lo` or still rising at `hi`: the best end is the answer.
+    if f_lo > 0.0 && f_hi < 0.0 {
+        let ln = |x: U256| u256_to_f64(x).ln();
+        // Which end the last step replaced (Illinois: a retained end's weight halves when the
+        // same end is replaced twice running).
+        let mut last_moved_hi = None;
+        let mut steps = 0;
+        while hi - lo > U256::from(8) && hi - lo > hi >> 13usize && steps < 200 {
+            steps += 1;
+            let (a, b) = (ln(lo), ln(hi));
+            let t = if f_hi.is_finite() {
+                (f_lo / (f_lo - f_hi)).clamp(0.0, 1.0)
+            } else {
+                0.5
+            };
+            let x = u256_from_f64((a + t * (b - a)).exp())
+                .max(lo + U256::ONE)
+                .min(hi - U256::ONE);
+            let fx = eval(x);
+            let moved_hi = !(fx > 0.0);
+            if moved_hi {
+                hi = x;
+                f_hi = fx;
+                if last_moved_hi == Some(true) {
+                    f_lo /= 2.0;
+                }
+            } else {
+                lo = x;
+                f_lo = fx;
+                if last_moved_hi == Some(false) && f_hi.is_finite() {
+                    f_hi /= 2.0;
+                }
+            }
+            last_moved_hi = Some(moved_hi);
         }
     }
     (!best.1.is_zero()).then_some(best.0)
 }
 
+/// The integer nearest below a positive float (1 for anything smaller), `U256::MAX` past it.
+fn u256_from_f64(v: f64) -> U256 {
+    if !(v >= 1.0) {
+        return U256::ONE;
+    }
+    if v < 18_446_744_073_709_551_616.0 {
+        return U256::from(v as u64);
+    }
+    let e = v.log2().floor() as usize;
+    if e >= 256 {
+        return U256::MAX;
+    }
+    // 53 significant bits, shifted into place.
+    let m = (v / 2f64.powi(e as i32 - 52)) as u64;
+    U256::from(m) << (e - 52)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn profit(market: &Market, route: &[Leg], x: U256) -> Option<U256> {
+        route_quote(market, route, x).map(|(o, _)| o.saturating_sub(x))
+    }
     use crate::market::{Family, PoolMeta};
 
     fn meta(fee: u32, family: Family) -> PoolMeta {
@@ -614,6 +793,80 @@ mod tests {
             },
         ];
         assert_eq!(optimal_input(&m, &route, U256::MAX >> 1), None);
+    }
+
+    #[test]
+    fn the_gas_filter_never_drops_a_route_exact_sizing_would_send() {
+        use rand::{Rng, SeedableRng};
+        // WETH (token0, the native token) / USDC (token1, the quote) on a V2 pool and a V3 pool
+        // (two ranges, so some optima cross a tick), at random depths, gaps and thresholds.
+        let (weth, usdc) = (Address::with_last_byte(1), Address::with_last_byte(2));
+        let env = TradingEnv {
+            quote: usdc,
+            native: weth,
+            gas: crate::gas::GasConfig::default(),
+            model: None,
+        };
+        let clock = crate::ReplayClock::at(&Default::default());
+        let bal = |_: Address| U256::from(10u128.pow(13));
+        let ctx = Context {
+            clock: &clock,
+            balances: &bal,
+            env: &env,
+            mark: &|_| None,
+        };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let (mut filtered, mut sent) = (0, 0);
+        for _ in 0..3_000 {
+            let mut m = Market::new(vec![
+                meta(3000, Family::V2),
+                PoolMeta {
+                    tick_spacing: 10,
+                    ..meta(500, Family::V3)
+                },
+            ]);
+            // 2,500 USDC per WETH: tick -198,080 for 18/6 decimals.
+            let depth = 10f64.powf(rng.random_range(-3.0..2.0));
+            m.states[0] = PoolState::V2 {
+                reserve0: U256::from((depth * 1e18) as u128),
+                reserve1: U256::from((depth * 2500e6) as u128),
+            };
+            // Gaps around the two fees (0.35 %, ~35 ticks), where gas and the minimum decide.
+            let t = -198_080 + rng.random_range(-8..8) * 10;
+            let l = (depth * 1e15) as u128;
+            let near = rng.random_range(1..30) * 10;
+            m.states[1] = v3(
+                t,
+                500,
+                10,
+                &[(t - near, t + near, l), (-200_000, -192_000, l / 4)],
+            );
+            let p = space()
+                .parse(&serde_json::json!({"min_profit_bps": rng.random_range(0.0..50.0)}))
+                .unwrap();
+            let arb = CrossVenueArb::new(&m, &env, &p);
+            for pair in arb.pairs.clone() {
+                let mut mids = vec![f64::NAN; 2];
+                let Some(route) = arb.candidate(&m, pair, &mut mids) else {
+                    continue;
+                };
+                let approx = approx_profit(&m, route, arb.min_profit_bps / 1e4);
+                let with = arb.bundle(&m, &ctx, route, approx);
+                let without = arb.bundle(&m, &ctx, route, None);
+                assert_eq!(with, without, "route {route:?}");
+                sent += usize::from(without.is_some());
+                filtered += usize::from(
+                    approx.is_some_and(|a| {
+                        stays_in_range(&m, route[0], a.x_net)
+                            && stays_in_range(&m, route[1], a.mid_net)
+                    }) && without.is_none(),
+                );
+            }
+        }
+        assert!(
+            sent > 100 && filtered > 100,
+            "{sent} sent, {filtered} ruled out unsized"
+        );
     }
 
     fn v3(tick: i32, fee: u32, spacing: i32, ranges: &[(i32, i32, u128)]) -> PoolState {
