@@ -574,11 +574,11 @@ fn route_marginal(market: &Market, route: &[Leg], x: U256) -> Option<(U256, f64)
     let mut amount = x;
     let mut rate = 1.0;
     for leg in route {
-        if amount.is_zero() {
-            return None;
+        // An input too small to buy a unit still has a rate: the leg's at (next to) its state.
+        let (q, r) = market.quote_marginal(leg.pool, leg.token_in, amount.max(U256::ONE))?;
+        if !amount.is_zero() {
+            amount = q.amount_out;
         }
-        let (q, r) = market.quote_marginal(leg.pool, leg.token_in, amount)?;
-        amount = q.amount_out;
         rate *= r;
     }
     Some((amount, rate))
@@ -793,6 +793,50 @@ mod tests {
             },
         ];
         assert_eq!(optimal_input(&m, &route, U256::MAX >> 1), None);
+    }
+
+    #[test]
+    fn the_search_starts_where_one_unit_buys_nothing() {
+        // USDC (6 dp) -> WBTC (8 dp) -> USDC: a unit of USDC buys no satoshi, so the search's
+        // lower end has no output; its rate still says the route pays. Sized from 1 to 2^128
+        // (no closed-form guess), as a rival with no budget limit sizes it.
+        let (usdc, wbtc) = (Address::with_last_byte(2), Address::with_last_byte(1));
+        let mk = || PoolMeta {
+            decimals0: 8,
+            symbol0: "WBTC".into(),
+            ..meta(3000, Family::V2)
+        };
+        let mut m = Market::new(vec![mk(), mk()]);
+        m.states[0] = PoolState::V2 {
+            reserve0: U256::from(100e8 as u128),
+            reserve1: U256::from(6_000_000e6 as u128),
+        };
+        m.states[1] = PoolState::V2 {
+            reserve0: U256::from(100e8 as u128),
+            reserve1: U256::from(6_300_000e6 as u128),
+        };
+        let route = [
+            Leg {
+                pool: 0,
+                token_in: usdc,
+            },
+            Leg {
+                pool: 1,
+                token_in: wbtc,
+            },
+        ];
+        assert!(m.quote(0, usdc, U256::ONE).unwrap().amount_out.is_zero());
+        let x = numeric_optimum(&m, &route, U256::ONE, U256::from(u128::MAX)).expect("it pays");
+        let px = profit(&m, &route, x).unwrap();
+        let mut best = U256::ZERO;
+        for i in 0..4000 {
+            let y = U256::from(10f64.powf(3.0 + i as f64 * 9.0 / 4000.0) as u128);
+            best = best.max(profit(&m, &route, y).unwrap_or_default());
+        }
+        assert!(
+            px * U256::from(1000) >= best * U256::from(999),
+            "sized {px} at {x}, scan {best}"
+        );
     }
 
     #[test]
