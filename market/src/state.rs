@@ -154,7 +154,7 @@ impl PoolState {
                 let g = 1.0 - f64::from(p.fee) / 1e6;
                 let rate = if p.stable {
                     // The slope of the curve at the reserves the swap leaves (its fee leaves too).
-                    let mut end = p.clone();
+                    let mut end = *p;
                     let kept = amount_in - p.fee_amount(amount_in)?;
                     if zero_for_one {
                         end.reserve0 += kept;

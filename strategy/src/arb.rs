@@ -452,7 +452,7 @@ fn approx_profit(market: &Market, route: [Leg; 2], min_share: f64) -> Option<App
             (0.0, 0.0)
         }
     };
-    if !(c > 0.0) {
+    if c <= 0.0 || c.is_nan() {
         return Some(Approx {
             profit: 0.0,
             net: 0.0,
@@ -631,7 +631,7 @@ fn numeric_optimum(market: &Market, route: &[Leg], lo: U256, hi: U256) -> Option
                 .max(lo + U256::ONE)
                 .min(hi - U256::ONE);
             let fx = eval(x);
-            let moved_hi = !(fx > 0.0);
+            let moved_hi = fx <= 0.0 || fx.is_nan();
             if moved_hi {
                 hi = x;
                 f_hi = fx;
@@ -653,7 +653,7 @@ fn numeric_optimum(market: &Market, route: &[Leg], lo: U256, hi: U256) -> Option
 
 /// The integer nearest below a positive float (1 for anything smaller), `U256::MAX` past it.
 fn u256_from_f64(v: f64) -> U256 {
-    if !(v >= 1.0) {
+    if v < 1.0 || v.is_nan() {
         return U256::ONE;
     }
     if v < 18_446_744_073_709_551_616.0 {
