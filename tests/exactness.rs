@@ -81,6 +81,40 @@ async fn mine_all(p: &DynProvider) {
     }
 }
 
+/// Sends a swap through the devnet router's `v3Swap` from `(trader, router, nonce)`, unmined.
+async fn send_v3_swap(
+    p: &DynProvider,
+    (trader, router, nonce): (Address, Address, u64),
+    pool: Address,
+    zero_for_one: bool,
+    spec: I256,
+    limit: U160,
+) -> alloy::primitives::TxHash {
+    let call = IRouter::v3SwapCall {
+        pool,
+        zeroForOne: zero_for_one,
+        amountSpecified: spec,
+        sqrtPriceLimitX96: limit,
+    };
+    *p.send_transaction(tx(trader, router, call.abi_encode(), nonce))
+        .await
+        .unwrap()
+        .tx_hash()
+}
+
+/// Sends `t`, mines it, and requires that it succeeded.
+async fn send_ok(p: &DynProvider, t: TransactionRequest) {
+    let h = *p.send_transaction(t).await.unwrap().tx_hash();
+    mine_all(p).await;
+    assert!(
+        p.get_transaction_receipt(h)
+            .await
+            .unwrap()
+            .unwrap()
+            .status()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn ten_thousand_random_swaps_match_the_deployed_contracts() {
     let seed: u64 = std::env::var("DEXLAB_EXACTNESS_SEED")
@@ -205,17 +239,15 @@ async fn ten_thousand_random_swaps_match_the_deployed_contracts() {
                 continue;
             }
             st.apply(&expected);
-            let call = IRouter::v3SwapCall {
-                pool: pool.address,
-                zeroForOne: zfo,
-                amountSpecified: spec,
-                sqrtPriceLimitX96: U160::from(limit.unwrap_or_default()),
-            };
-            let h = *p
-                .send_transaction(tx(trader, router, call.abi_encode(), nonce))
-                .await
-                .unwrap()
-                .tx_hash();
+            let h = send_v3_swap(
+                &p,
+                (trader, router, nonce),
+                pool.address,
+                zfo,
+                spec,
+                U160::from(limit.unwrap_or_default()),
+            )
+            .await;
             nonce += 1;
             crossed += u64::from(expected.ticks_crossed > 0);
             exact_out += u64::from(!exact_in);
@@ -539,19 +571,7 @@ mod aerodrome {
                     pool: changed.address,
                     fee: U256::from(25),
                 };
-                let h = *p
-                    .send_transaction(tx(deployer, pool_factory, call.abi_encode(), n))
-                    .await
-                    .unwrap()
-                    .tx_hash();
-                mine_all(&p).await;
-                assert!(
-                    p.get_transaction_receipt(h)
-                        .await
-                        .unwrap()
-                        .unwrap()
-                        .status()
-                );
+                send_ok(&p, tx(deployer, pool_factory, call.abi_encode(), n)).await;
                 fee_now.insert(changed.address, 2500);
             }
             let mut sent = Vec::new();
@@ -813,17 +833,15 @@ mod aerodrome {
                     continue;
                 }
                 st.apply(&expected);
-                let call = IRouter::v3SwapCall {
-                    pool: pool.address,
-                    zeroForOne: zfo,
-                    amountSpecified: spec,
-                    sqrtPriceLimitX96: U160::from(limit.unwrap_or_default()),
-                };
-                let h = *p
-                    .send_transaction(tx(trader, router, call.abi_encode(), nonce))
-                    .await
-                    .unwrap()
-                    .tx_hash();
+                let h = send_v3_swap(
+                    &p,
+                    (trader, router, nonce),
+                    pool.address,
+                    zfo,
+                    spec,
+                    U160::from(limit.unwrap_or_default()),
+                )
+                .await;
                 nonce += 1;
                 crossed += u64::from(expected.ticks_crossed > 0);
                 exact_out += u64::from(!exact_in);
@@ -964,20 +982,8 @@ mod aerodrome {
                 .abi_encode(),
             ),
         ] {
-            let h = *p
-                .send_transaction(tx(deployer, to, input, dn))
-                .await
-                .unwrap()
-                .tx_hash();
+            send_ok(&p, tx(deployer, to, input, dn)).await;
             dn += 1;
-            mine_all(&p).await;
-            assert!(
-                p.get_transaction_receipt(h)
-                    .await
-                    .unwrap()
-                    .unwrap()
-                    .status()
-            );
         }
         assert_eq!(
             IClPool::new(changed_cl.address, &p)
@@ -998,17 +1004,15 @@ mod aerodrome {
             } else {
                 I256::from_raw(amt)
             };
-            let call = IRouter::v3SwapCall {
-                pool: changed_cl.address,
-                zeroForOne: zfo,
-                amountSpecified: spec,
-                sqrtPriceLimitX96: U160::ZERO,
-            };
-            let h = *p
-                .send_transaction(tx(trader, router, call.abi_encode(), nonce))
-                .await
-                .unwrap()
-                .tx_hash();
+            let h = send_v3_swap(
+                &p,
+                (trader, router, nonce),
+                changed_cl.address,
+                zfo,
+                spec,
+                U160::ZERO,
+            )
+            .await;
             nonce += 1;
             mine_all(&p).await;
             traded += usize::from(

@@ -672,6 +672,20 @@ fn u256_from_f64(v: f64) -> U256 {
 mod tests {
     use super::*;
 
+    /// Sell `a` into pool 0, then `b` into pool 1.
+    fn legs(a: Address, b: Address) -> [Leg; 2] {
+        [
+            Leg {
+                pool: 0,
+                token_in: a,
+            },
+            Leg {
+                pool: 1,
+                token_in: b,
+            },
+        ]
+    }
+
     fn profit(market: &Market, route: &[Leg], x: U256) -> Option<U256> {
         route_quote(market, route, x).map(|(o, _)| o.saturating_sub(x))
     }
@@ -741,16 +755,7 @@ mod tests {
         ]);
         let usdc = Address::with_last_byte(2);
         let weth = Address::with_last_byte(1);
-        let route = [
-            Leg {
-                pool: 0,
-                token_in: usdc,
-            },
-            Leg {
-                pool: 1,
-                token_in: weth,
-            },
-        ];
+        let route = legs(usdc, weth);
         let x = optimal_input(&m, &route, U256::MAX >> 1).unwrap().amount_in;
         let px = profit(&m, &route, x).unwrap();
         assert!(px > U256::ZERO);
@@ -782,16 +787,7 @@ mod tests {
         ]);
         let usdc = Address::with_last_byte(2);
         let weth = Address::with_last_byte(1);
-        let route = [
-            Leg {
-                pool: 0,
-                token_in: usdc,
-            },
-            Leg {
-                pool: 1,
-                token_in: weth,
-            },
-        ];
+        let route = legs(usdc, weth);
         assert_eq!(optimal_input(&m, &route, U256::MAX >> 1), None);
     }
 
@@ -815,16 +811,7 @@ mod tests {
             reserve0: U256::from(100e8 as u128),
             reserve1: U256::from(6_300_000e6 as u128),
         };
-        let route = [
-            Leg {
-                pool: 0,
-                token_in: usdc,
-            },
-            Leg {
-                pool: 1,
-                token_in: wbtc,
-            },
-        ];
+        let route = legs(usdc, wbtc);
         assert!(m.quote(0, usdc, U256::ONE).unwrap().amount_out.is_zero());
         let x = numeric_optimum(&m, &route, U256::ONE, U256::from(u128::MAX)).expect("it pays");
         let px = profit(&m, &route, x).unwrap();
