@@ -393,7 +393,9 @@ impl<'c> SessionRun<'c> {
         let mut market = Market::new(metas);
         market.states = states;
         market.block = BlockInfo::at(meta.bootstrap_block, 0);
-        let fees = FeeWatch::new(&market, |i| watches_fee(&meta.pools[i]));
+        let fees = FeeWatch::new(&market.pools, &market.states, |i| {
+            watches_fee(&meta.pools[i])
+        });
         let strategy = build(&market, &cfg.env).map_err(|message| SessionError::Invalid {
             path: META_FILE.into(),
             message: format!("strategy `{}`: {message}", meta.strategy),

@@ -148,9 +148,7 @@ impl Tape {
         let (mut events, all_priced) =
             events::sequence(located, |block, tx| priority.get(&(block, tx)).copied());
         // Slipstream's fee can change with no event: each swap says which fee it paid.
-        let mut start = Market::new(metas.clone());
-        start.states.clone_from(&initial);
-        let mut watch = FeeWatch::new(&start, |i| watches_fee(&pools[i]));
+        let mut watch = FeeWatch::new(&metas, &initial, |i| watches_fee(&pools[i]));
         if watch.is_watching() {
             watch.mark(events.iter_mut().map(|(_, e)| e));
         }

@@ -18,7 +18,7 @@
 use alloy_primitives::{I256, U256};
 use dexlab_amm::v3::V3Pool;
 
-use crate::state::{Market, PoolMeta, PoolState};
+use crate::state::{PoolMeta, PoolState};
 use crate::update::{PaidFee, PoolEvent, Update, apply_state};
 
 /// One million pips: a fee of 100 %. No pool charges that; the search stops below it.
@@ -143,12 +143,14 @@ pub struct FeeWatch {
 }
 
 impl FeeWatch {
-    /// Watches the pools of `market` for which `watch` says so, from their current state.
-    pub fn new(market: &Market, watch: impl Fn(usize) -> bool) -> Self {
+    /// Watches the pools (`pools`, in state `states`) for which `watch` says so.
+    pub fn new(pools: &[PoolMeta], states: &[PoolState], watch: impl Fn(usize) -> bool) -> Self {
         Self {
-            pools: market.pools.clone(),
-            states: (0..market.pools.len())
-                .map(|i| watch(i).then(|| market.states[i].clone()))
+            pools: pools.to_vec(),
+            states: states
+                .iter()
+                .enumerate()
+                .map(|(i, s)| watch(i).then(|| s.clone()))
                 .collect(),
             unexplained: 0,
             changes: 0,
@@ -309,7 +311,7 @@ mod tests {
             tick_spacing: 10,
             stable: false,
         };
-        let mut market = Market::new(vec![meta]);
+        let mut market = crate::Market::new(vec![meta]);
         market.states[0] = PoolState::V3(pool(3000));
         let mut chain = pool(3000);
         let mut events = Vec::new();
@@ -336,7 +338,7 @@ mod tests {
                 },
             });
         }
-        let mut watch = FeeWatch::new(&market, |_| true);
+        let mut watch = FeeWatch::new(&market.pools, &market.states, |_| true);
         watch.mark(events.iter_mut());
         let marked: Vec<Option<u32>> = events
             .iter()
