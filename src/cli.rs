@@ -62,6 +62,9 @@ enum Command {
     /// Trade on a node (paper: simulated fills at the head), recording the session; `live
     /// replay DIR` checks a recorded session decision for decision.
     Live(crate::live::LiveArgs),
+    /// The on-chain executor contract (`contracts/DexlabExecutor.sol`): deploy it.
+    #[command(subcommand)]
+    Executor(crate::live::ExecutorCmd),
 }
 
 #[derive(Subcommand)]
@@ -249,6 +252,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Models(c) => crate::ml::models_cmd(c, &rt),
         Command::Rl(c) => crate::rl::rl_cmd(c, &rt),
         Command::Live(a) => crate::live::live_cmd(a, &rt),
+        Command::Executor(c) => rt.block_on(crate::live::executor_cmd(c)),
     }
 }
 

@@ -27,6 +27,30 @@ pub enum LiveCmd {
     Replay(ReplayArgs),
     /// Sessions in the store (DATABASE_URL, default ./dexlab.sqlite), newest first.
     Sessions(SessionsArgs),
+    /// The kill switch: the session sends no new bundle from its next block on, until cleared.
+    Kill(KillArgs),
+    /// End a halt of a session: the kill switch, or a risk limit's (reverts, daily_loss).
+    Clear(ClearArgs),
+}
+
+#[derive(Args)]
+pub struct KillArgs {
+    /// The session: its folder or its id (`dexlab live sessions`).
+    pub session: String,
+    /// Why, recorded with the command.
+    #[arg(long, default_value = "operator's kill switch")]
+    pub reason: String,
+}
+
+#[derive(Args)]
+pub struct ClearArgs {
+    /// The session: its folder or its id.
+    pub session: String,
+    /// The halt to end.
+    #[arg(long, value_parser = ["kill_switch", "reverts", "daily_loss"])]
+    pub halt: String,
+    #[arg(long, default_value = "cleared by an operator")]
+    pub reason: String,
 }
 
 #[derive(Args)]
@@ -82,6 +106,10 @@ pub struct RunArgs {
     /// Stop after this many blocks.
     #[arg(long)]
     pub blocks: Option<u64>,
+    /// Risk limits of a new session (`examples/risk.toml` lists every key and its default);
+    /// without it only the kill switch acts.
+    #[arg(long)]
+    pub risk: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
 }
@@ -135,6 +163,16 @@ pub fn live_cmd(a: LiveArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<Exi
     match a.cmd {
         Some(LiveCmd::Replay(r)) => replay_cmd(&r.dir, r.json),
         Some(LiveCmd::Sessions(a)) => rt.block_on(sessions_cmd(a.json)),
+        Some(LiveCmd::Kill(k)) => rt.block_on(command_cmd(
+            &k.session,
+            dexlab_store::RiskCommand::Kill,
+            &k.reason,
+        )),
+        Some(LiveCmd::Clear(c)) => rt.block_on(command_cmd(
+            &c.session,
+            dexlab_store::RiskCommand::Clear { trip: c.halt },
+            &c.reason,
+        )),
         None => rt.block_on(run_cmd(a.run)),
     }
 }
@@ -182,7 +220,15 @@ async fn run_cmd(a: RunArgs) -> anyhow::Result<ExitCode> {
                     hash: dexlab_store::content_hash(d)?,
                 }),
             };
+            let risk = match &a.risk {
+                Some(p) => Some(
+                    dexlab_engine::risk::RiskLimits::load(p)
+                        .map_err(|e| anyhow::anyhow!("--risk {e}"))?,
+                ),
+                None => None,
+            };
             Some(dexlab_live::paper::NewSession {
+                risk,
                 pools,
                 pool_addresses: a.pool.clone(),
                 strategy: name.clone(),
@@ -209,6 +255,7 @@ async fn run_cmd(a: RunArgs) -> anyhow::Result<ExitCode> {
         bootstrap_hash: None,
         warmup_blocks: 0,
         snapshots: Vec::new(),
+        risk: n.risk.clone(),
     };
     let meta = match &new {
         Some(n) => meta_for_factory(n),
@@ -264,6 +311,20 @@ async fn run_cmd(a: RunArgs) -> anyhow::Result<ExitCode> {
             if summary.resumed { ", resumed" } else { "" }
         );
         println!(
+            "risk: {} bundle(s) refused{}{}",
+            summary.risk_refused,
+            summary
+                .risk_events
+                .iter()
+                .map(|e| format!("; {e}"))
+                .collect::<String>(),
+            if summary.halted.is_empty() {
+                String::new()
+            } else {
+                format!("; HALTED at the end: {}", summary.halted.join("; "))
+            }
+        );
+        println!(
             "node check: {} bundle(s) simulated on the node, {} disagreed with the exact math, \
              {} could not be asked{}",
             summary.node_checked,
@@ -283,6 +344,51 @@ async fn run_cmd(a: RunArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::FAILURE);
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Adds an operator's command to a session in the store; the running engine applies it before
+/// its next block.
+async fn command_cmd(
+    session: &str,
+    command: dexlab_store::RiskCommand,
+    reason: &str,
+) -> anyhow::Result<ExitCode> {
+    let store = dexlab_lab::open_store(dexlab_lab::Access::Write).await?;
+    // A folder is stored absolute; an id is all digits.
+    let key = if session.bytes().all(|b| b.is_ascii_digit()) {
+        session.to_owned()
+    } else {
+        std::path::absolute(session)?.display().to_string()
+    };
+    let Some(row) = store.find_session(&key).await? else {
+        bail!(
+            "no session {session} in {} (`dexlab live sessions` lists them)",
+            store.url()
+        );
+    };
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let by = format!("{user}@{}", dexlab_lab::experiments::host_name());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let id = store
+        .add_risk_command(row.id, &command, reason, &by, now)
+        .await?;
+    let what = match &command {
+        dexlab_store::RiskCommand::Kill => "kill switch".to_owned(),
+        dexlab_store::RiskCommand::Clear { trip } => format!("clear of the {trip} halt"),
+    };
+    println!(
+        "{what} for session {} ({}) recorded as command {id}{}",
+        row.id,
+        row.dir,
+        if row.status == dexlab_store::SessionStatus::Running {
+            "; the engine applies it before its next block"
+        } else {
+            "; the session is not running: it applies when the session is resumed"
+        }
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -367,4 +473,104 @@ fn replay_cmd(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+#[derive(Subcommand)]
+pub enum ExecutorCmd {
+    /// Deploy the executor from the operator's account and print its address.
+    Deploy(DeployArgs),
+}
+
+/// Where the operator's key is: `--keystore FILE` (password from `--password-file` or
+/// DEXLAB_KEYSTORE_PASSWORD), else the environment variable DEXLAB_PRIVATE_KEY.
+#[derive(Args)]
+pub struct KeyArgs {
+    #[arg(long)]
+    pub keystore: Option<PathBuf>,
+    #[arg(long, requires = "keystore")]
+    pub password_file: Option<PathBuf>,
+}
+
+impl KeyArgs {
+    pub fn source(&self) -> dexlab_live::signer::KeySource {
+        match &self.keystore {
+            Some(path) => dexlab_live::signer::KeySource::Keystore {
+                path: path.clone(),
+                password_file: self.password_file.clone(),
+            },
+            None => dexlab_live::signer::KeySource::Env,
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct DeployArgs {
+    #[arg(long)]
+    pub rpc: String,
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// Highest gas price to pay, wei per gas.
+    #[arg(long, default_value_t = 1_000_000_000)]
+    pub max_gas_price_wei: u128,
+    /// How long to wait for the deployment to be mined, seconds.
+    #[arg(long, default_value_t = 60)]
+    pub wait: u64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn executor_cmd(c: ExecutorCmd) -> anyhow::Result<ExitCode> {
+    let ExecutorCmd::Deploy(a) = c;
+    let key = dexlab_live::signer::load_key(&a.key.source())?;
+    let provider = alloy::providers::ProviderBuilder::new()
+        .connect(&a.rpc)
+        .await
+        .with_context(|| format!("connecting to {}", dexlab_data::ingest::redact(&a.rpc)))?
+        .erased();
+    use alloy::providers::Provider as _;
+    let head = provider
+        .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+        .await?
+        .context("the node has no head block")?;
+    let base_fee = u128::from(head.header.base_fee_per_gas.unwrap_or(0));
+    let fees = dexlab_live::signer::Fees::for_block(base_fee, 0, a.max_gas_price_wei)
+        .with_context(|| {
+            format!(
+                "the base fee is {base_fee} wei, over --max-gas-price-wei {}",
+                a.max_gas_price_wei
+            )
+        })?;
+    let code = dexlab_data::tools::artifact("DexlabExecutor")?.bytecode;
+    // The deployment's own nonce bookkeeping lives only as long as the command.
+    let scratch = tempfile::tempdir()?;
+    let (mut sender, _) = dexlab_live::signer::Sender::open(provider, key, scratch.path()).await?;
+    let owner = sender.address();
+    let (address, receipt) = sender
+        .deploy(
+            code,
+            3_000_000,
+            fees,
+            std::time::Duration::from_secs(a.wait),
+        )
+        .await?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "executor": address,
+                "owner": owner,
+                "tx": receipt.hash,
+                "block": receipt.block,
+                "gas_used": receipt.gas_used,
+                "cost_wei": receipt.cost_wei().to_string(),
+            })
+        );
+    } else {
+        println!(
+            "executor {address} (owner {owner}), deployed in block {} by {}",
+            receipt.block.unwrap_or(0),
+            receipt.hash
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

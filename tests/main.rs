@@ -7,6 +7,7 @@ mod bad_input;
 mod chain;
 mod evolve;
 mod exactness;
+mod executor_deploy;
 mod import;
 mod ingest;
 mod model_gated;

@@ -143,3 +143,147 @@ fn a_paper_session_replays_identically_and_resumes_after_a_kill() {
     assert_eq!(rows[0]["blocks"].as_u64().unwrap() as usize, before + 30);
     assert_eq!(rows[0]["last_block"].as_u64(), blocks.last().copied());
 }
+
+/// Every line of a session's `blocks.jsonl`, as JSON.
+fn records(session: &std::path::Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(session.join("blocks.jsonl")).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| v["block"].clone())
+        .collect()
+}
+
+/// The block whose record holds a risk event `event` of `kind`.
+fn block_with(recs: &[serde_json::Value], event: &str, kind: &str) -> Option<u64> {
+    recs.iter()
+        .find(|r| {
+            r["risk"]
+                .as_array()
+                .is_some_and(|es| es.iter().any(|e| e["event"] == event && e["kind"] == kind))
+        })
+        .and_then(|r| r["block"]["number"].as_u64())
+}
+
+#[test]
+fn the_kill_switch_stops_a_running_session_at_its_next_block_and_outlives_a_restart() {
+    let chain = Chain::up_live(5, 200, 100);
+    let dir = tempfile::tempdir().unwrap();
+    let session = dir.path().join("session");
+    let db = format!("sqlite:{}", dir.path().join("dexlab.sqlite").display());
+    let dexlab = || {
+        let mut c = dexlab();
+        c.env("DATABASE_URL", &db);
+        c
+    };
+    let risk = dir.path().join("risk.toml");
+    std::fs::write(&risk, "max_bundles_per_block = 1\n").unwrap();
+    let args = |blocks: u64| {
+        let mut a = live_args(&chain, &session, blocks);
+        a.extend(["--risk".into(), risk.display().to_string()]);
+        a
+    };
+
+    let mut child = dexlab()
+        .args(args(100_000))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while records(&session).len() < 60 {
+        assert!(Instant::now() < deadline, "the session did not advance");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The kill, while the engine runs: it binds the next block the engine reads.
+    let last_before = recorded_blocks(&session).last().copied().unwrap();
+    let o = dexlab()
+        .args(["live", "kill", "--reason", "test"])
+        .arg(&session)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let last_after = recorded_blocks(&session).last().copied().unwrap();
+    // Long enough for the strategy to want to trade while killed.
+    let refused_halted = |recs: &[serde_json::Value]| {
+        recs.iter()
+            .flat_map(|r| r["risk"].as_array().cloned().unwrap_or_default())
+            .filter(|e| e["rule"] == "halted")
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let recs = records(&session);
+        let last = recs
+            .last()
+            .and_then(|r| r["block"]["number"].as_u64())
+            .unwrap();
+        if last >= last_after + 40 && refused_halted(&recs) > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline && last < last_after + 600,
+            "no bundle refused in {} blocks after the kill",
+            last - last_after
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let recs = records(&session);
+    let killed_at = block_with(&recs, "tripped", "kill_switch").expect("the kill was recorded");
+    // The block in progress when the command landed may have read the commands before it: the
+    // kill binds the block after that one at the latest.
+    assert!(
+        killed_at > last_before && killed_at <= last_after + 2,
+        "the kill landed at block {killed_at}; the engine had recorded {last_before}..={last_after} \
+         while it was issued"
+    );
+    // From that block on every bundle is refused; before it, never more than one per block.
+    let mut sent_after = 0;
+    for r in &recs {
+        let n = r["block"]["number"].as_u64().unwrap();
+        let sent = r["sent"].as_array().map_or(0, Vec::len);
+        let refused: Vec<&serde_json::Value> = r["risk"]
+            .as_array()
+            .map(|es| es.iter().filter(|e| e["event"] == "refused").collect())
+            .unwrap_or_default();
+        if n >= killed_at {
+            sent_after += sent;
+            assert_eq!(refused.len(), sent, "block {n}: {r}");
+            assert!(
+                refused.iter().all(|e| e["rule"] == "halted"),
+                "block {n}: {r}"
+            );
+        } else {
+            assert!(sent - refused.len() <= 1, "block {n}: {r}");
+        }
+    }
+    let r = replay(&session);
+    assert_eq!(r["identical"], true, "{r}");
+
+    // Restarted, it is still killed.
+    let s = json_of(&dexlab().args(args(20)).output().unwrap());
+    assert_eq!(s["resumed"], true, "{s}");
+    let halted = s["halted"].as_array().unwrap();
+    assert_eq!(halted.len(), 1, "{s}");
+    assert!(halted[0].as_str().unwrap().starts_with("KillSwitch"), "{s}");
+    assert_eq!(s["bundles"], s["risk_refused"], "{s}");
+
+    // Cleared by an operator: the next run trades again.
+    let o = dexlab()
+        .args(["live", "clear", "--halt", "kill_switch"])
+        .arg(&session)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = json_of(&dexlab().args(args(5)).output().unwrap());
+    assert!(s["halted"].as_array().unwrap().is_empty(), "{s}");
+    assert!(
+        block_with(&records(&session), "cleared", "kill_switch").is_some(),
+        "the clear was not recorded"
+    );
+    let r = replay(&session);
+    assert_eq!(r["identical"], true, "{r}");
+    assert!(sent_after > 0);
+}

@@ -60,6 +60,7 @@ fn main() {
         bootstrap_hash: None,
         warmup_blocks: 0,
         snapshots,
+        risk: None,
     };
     let cfg = SessionRun::exec_config(&session).expect("config");
     let mut build = |m: &dexlab_strategy::market::Market, env: &dexlab_strategy::TradingEnv| {

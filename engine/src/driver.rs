@@ -20,6 +20,7 @@ use dexlab_strategy::{
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::{Ledger, last_token_out};
+use crate::risk::{BundleView, RiskEvent, RiskManager};
 
 /// A bundle on its way: sent at block `decided`, due at `earliest`, void after `deadline`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +82,9 @@ pub struct OutcomeRecord {
 pub struct StepLog {
     pub sent: Vec<InFlight>,
     pub outcomes: Vec<OutcomeRecord>,
+    /// The risk manager's refusals, halts and clears of the block.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub risk: Vec<RiskEvent>,
 }
 
 impl StepLog {
@@ -103,6 +107,7 @@ pub struct Observer<'a> {
     feed: bool,
     resolved: Vec<u64>,
     log: Option<&'a mut StepLog>,
+    risk: Option<&'a mut RiskManager>,
 }
 
 impl Observer<'_> {
@@ -122,6 +127,9 @@ impl Observer<'_> {
         value: &dyn Fn(U256, Address, Address) -> Option<U256>,
     ) {
         let fill = self.ledger.settle(sent, o, market, value);
+        if let Some(r) = self.risk.as_deref_mut() {
+            r.outcome(fill.status);
+        }
         self.resolved.push(sent.id);
         if let Some(log) = self.log.as_deref_mut() {
             log.outcome(sent.id, &fill);
@@ -158,6 +166,8 @@ pub struct Driver<'c, E> {
     pub inflight: Vec<InFlight>,
     /// When set, each step's decisions and outcomes are logged here (taken by the caller).
     pub log: Option<StepLog>,
+    /// Limits between the strategy and the executor, when the run has them.
+    pub risk: Option<RiskManager>,
     next_id: u64,
     actions: Vec<Action>,
 }
@@ -178,6 +188,7 @@ impl<'c, E: Executor> Driver<'c, E> {
             ledger,
             inflight: Vec::new(),
             log: None,
+            risk: None,
             next_id: 0,
             actions: Vec::new(),
         }
@@ -204,6 +215,7 @@ impl<'c, E: Executor> Driver<'c, E> {
             feed: watch,
             resolved: Vec::new(),
             log: None,
+            risk: None,
         };
         self.exec.run_block(&mut self.market, events, &[], &mut obs);
         if !watch {
@@ -249,6 +261,7 @@ impl<'c, E: Executor> Driver<'c, E> {
             feed: true,
             resolved: Vec::new(),
             log: self.log.as_mut(),
+            risk: self.risk.as_mut(),
         };
         self.exec
             .run_block(&mut self.market, events, &self.inflight, &mut obs);
@@ -279,6 +292,12 @@ impl<'c, E: Executor> Driver<'c, E> {
                     log.outcome(p.id, &fill);
                 }
                 strategy.on_fill(&fill);
+            }
+        }
+        if let Some(needs) = self.risk.as_ref().map(RiskManager::needs_equity) {
+            let equity = if needs { self.valuation().0 } else { 0.0 };
+            if let Some(r) = self.risk.as_mut() {
+                r.begin_block(block.timestamp, equity);
             }
         }
         // The decision, on what is not committed to bundles in flight.
@@ -313,7 +332,14 @@ impl<'c, E: Executor> Driver<'c, E> {
             if let Some(log) = self.log.as_mut() {
                 log.sent.push(p.clone());
             }
-            if self.ledger.reserve(&p.bundle) {
+            let admitted = match self.risk.is_some() {
+                false => true,
+                true => {
+                    let view = self.risk_view(&p);
+                    self.risk.as_mut().is_some_and(|r| r.admit(&view))
+                }
+            };
+            if admitted && self.ledger.reserve(&p.bundle) {
                 self.inflight.push(p);
                 sent += 1;
             } else {
@@ -324,7 +350,50 @@ impl<'c, E: Executor> Driver<'c, E> {
                 strategy.on_fill(&fill);
             }
         }
+        if let (Some(r), Some(log)) = (self.risk.as_mut(), self.log.as_mut()) {
+            log.risk.append(&mut r.events);
+        } else if let Some(r) = self.risk.as_mut() {
+            r.events.clear();
+        }
         sent
+    }
+
+    /// A bundle as the risk limits see it, valued at reference prices.
+    fn risk_view(&self, p: &InFlight) -> BundleView {
+        let quote = self.env.quote;
+        let dec = self.ledger.quote_decimals;
+        let b = &p.bundle;
+        let human = |v: Option<U256>| v.map(|v| to_human(v, dec));
+        let token_out = last_token_out(&self.market, b);
+        let notional_quote = human(self.value(b.amount_in, b.token_in(), quote));
+        // What it would hold of its output: what it holds, plus the larger of the bundle's
+        // expected output and its input's worth.
+        let exposure_after_quote = if token_out == quote {
+            Some(0.0)
+        } else {
+            let held = self
+                .ledger
+                .balances
+                .get(&token_out)
+                .copied()
+                .unwrap_or_default();
+            let held_q = human(self.value(held, token_out, quote));
+            let expected_q = human(self.value(b.expected_out, token_out, quote));
+            match (held_q, expected_q, notional_quote) {
+                (Some(h), Some(e), Some(n)) => Some(h + e.max(n)),
+                _ => None,
+            }
+        };
+        BundleView {
+            id: p.id,
+            notional_quote,
+            exposure_after_quote,
+            gas_price_wei: self
+                .env
+                .gas
+                .base_fee_wei(self.market.block.base_fee)
+                .saturating_add(b.priority_fee),
+        }
     }
 
     /// Each leg's output of `bundle` by exact pool math on the reference state (the chain's own,
@@ -406,9 +475,30 @@ pub fn leg_outputs<'a>(
     state: impl Fn(usize) -> &'a PoolState,
     bundle: &Bundle,
 ) -> Option<Vec<U256>> {
+    run_route(pools, state, bundle).map(|r| r.outputs)
+}
+
+/// A bundle through exact pool math (see [`leg_outputs`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteRun {
+    /// Each leg's output; the last is the bundle's.
+    pub outputs: Vec<U256>,
+    /// Initialized ticks the V3 legs crossed.
+    pub ticks_crossed: u32,
+    /// The new state of each pool the route moved.
+    pub moved: Vec<(usize, PoolState)>,
+}
+
+/// [`leg_outputs`] with the ticks crossed and the states the route leaves.
+pub fn run_route<'a>(
+    pools: &[PoolMeta],
+    state: impl Fn(usize) -> &'a PoolState,
+    bundle: &Bundle,
+) -> Option<RouteRun> {
     let mut moved: Vec<(usize, PoolState)> = Vec::new();
     let mut amount = bundle.amount_in;
-    let mut outs = Vec::with_capacity(bundle.legs.len());
+    let mut outputs = Vec::with_capacity(bundle.legs.len());
+    let mut ticks_crossed = 0;
     for leg in &bundle.legs {
         let meta = pools.get(leg.pool)?;
         let k = match moved.iter().position(|(i, _)| *i == leg.pool) {
@@ -426,7 +516,12 @@ pub fn leg_outputs<'a>(
             return None;
         }
         amount = q.amount_out;
-        outs.push(amount);
+        ticks_crossed += q.ticks_crossed;
+        outputs.push(amount);
     }
-    Some(outs)
+    Some(RouteRun {
+        outputs,
+        ticks_crossed,
+        moved,
+    })
 }

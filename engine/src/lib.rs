@@ -25,6 +25,7 @@ pub mod config;
 pub mod driver;
 pub mod ledger;
 pub mod metrics;
+pub mod risk;
 pub mod session;
 pub mod sim;
 pub mod tape;

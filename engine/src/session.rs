@@ -30,6 +30,7 @@ use crate::backtest::ExecConfig;
 use crate::config::BacktestConfig;
 use crate::driver::{Driver, InFlight, OutcomeRecord, StepLog};
 use crate::ledger::Ledger;
+use crate::risk::{RiskEvent, RiskLimits, RiskManager};
 use crate::sim::SimExecutor;
 use crate::tape::{initial_market, pool_index, watches_fee};
 use dexlab_market::fees::FeeWatch;
@@ -85,6 +86,9 @@ pub struct SessionMeta {
     #[serde(default)]
     pub warmup_blocks: u64,
     pub snapshots: Vec<PoolSnapshot>,
+    /// The risk limits the session trades under (`None`: none but the kill switch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk: Option<RiskLimits>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,6 +112,9 @@ pub struct BlockRecord {
     /// Paper mode: what the node said of each bundle sent here, when it was asked.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub node_checks: Vec<NodeCheck>,
+    /// The risk manager's events of the block, operators' commands (kill, clear) included.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub risk: Vec<RiskEvent>,
 }
 
 /// A bundle simulated on the node (paper mode), next to the engine's exact math on the same state.
@@ -406,6 +413,10 @@ impl<'c> SessionRun<'c> {
         let exec = SimExecutor::new(cfg, market.pools.len(), false);
         let mut driver = Driver::new(&cfg.env, cfg.timing, market, exec, ledger);
         driver.log = Some(StepLog::default());
+        // Without limits a session still obeys its operator's kill switch.
+        driver.risk = Some(RiskManager::new(
+            meta.risk.clone().unwrap_or_else(RiskLimits::unlimited),
+        ));
         Ok(Self {
             driver,
             strategy,
@@ -419,6 +430,22 @@ impl<'c> SessionRun<'c> {
     /// One block: its logs become pool events, the driver steps, and the decisions and
     /// outcomes of the block are returned for the record.
     pub fn step(&mut self, block: BlockInfo, logs: &[RawLog]) -> Result<StepLog> {
+        self.step_with(block, logs, &[])
+    }
+
+    /// [`SessionRun::step`] after the operators' `commands` (kill, clear) that arrived before the
+    /// block: they bind its decision and are returned in its log.
+    pub fn step_with(
+        &mut self,
+        block: BlockInfo,
+        logs: &[RawLog],
+        commands: &[RiskEvent],
+    ) -> Result<StepLog> {
+        if let Some(r) = self.driver.risk.as_mut() {
+            for c in commands {
+                r.command(c);
+            }
+        }
         let mut events = block_events(logs, &self.index)?;
         if self.fees.is_watching() {
             self.fees.mark(events.iter_mut());
@@ -441,13 +468,17 @@ impl<'c> SessionRun<'c> {
     /// from the record and returns it.
     pub fn replay(&mut self, blocks: &[BlockRecord], check: bool) -> Result<Option<Difference>> {
         for (i, b) in blocks.iter().enumerate() {
-            let log = self.step(b.block, &b.logs)?;
-            if check && log.sent != b.sent {
+            let commands: Vec<RiskEvent> =
+                b.risk.iter().filter(|e| e.is_command()).cloned().collect();
+            let log = self.step_with(b.block, &b.logs, &commands)?;
+            if check && (log.sent != b.sent || log.risk != b.risk) {
                 return Ok(Some(Difference {
                     block: b.block.number,
                     index: i,
                     recorded: b.sent.clone(),
                     replayed: log.sent,
+                    recorded_risk: b.risk.clone(),
+                    replayed_risk: log.risk,
                 }));
             }
         }
@@ -463,6 +494,11 @@ pub struct Difference {
     pub index: usize,
     pub recorded: Vec<InFlight>,
     pub replayed: Vec<InFlight>,
+    /// The risk manager's events of the block (refusals, halts), recorded and replayed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub recorded_risk: Vec<RiskEvent>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replayed_risk: Vec<RiskEvent>,
 }
 
 /// What a replay found.

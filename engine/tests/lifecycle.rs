@@ -8,9 +8,11 @@ use dexlab_engine::backtest::run;
 use dexlab_engine::config::BacktestConfig;
 use dexlab_engine::driver::{Driver, Executor, InFlight, Observer, StepLog};
 use dexlab_engine::ledger::Ledger;
+use dexlab_engine::risk::{RiskEvent, RiskLimits, RiskManager, Rule, TripKind};
 use dexlab_engine::session::{
     self, BlockRecord, Record, SessionMeta, SessionMode, SessionRun, SessionWriter,
 };
+use dexlab_engine::sim::SimExecutor;
 use dexlab_strategy::market::{BlockInfo, Market, PoolEvent, PoolState, apply};
 use dexlab_strategy::{
     Action, Bundle, BundleTag, Context, Fill, FillStatus, Leg, Strategy, registry,
@@ -198,6 +200,7 @@ fn sample_meta() -> SessionMeta {
         bootstrap_hash: None,
         warmup_blocks: 0,
         snapshots: Vec::new(),
+        risk: None,
     }
 }
 
@@ -213,6 +216,15 @@ fn build(
 
 /// Records the sample as a session would, block by block; returns the session's records.
 fn record_sample(dir: &std::path::Path, meta: &SessionMeta) -> Vec<BlockRecord> {
+    record_sample_with(dir, meta, |_| Vec::new())
+}
+
+/// [`record_sample`] with the operators' commands that arrive before each block.
+fn record_sample_with(
+    dir: &std::path::Path,
+    meta: &SessionMeta,
+    commands: impl Fn(u64) -> Vec<RiskEvent>,
+) -> Vec<BlockRecord> {
     let ds = sample_dataset();
     let logs = dexlab_data::dataset::read_all_logs(ds).unwrap();
     let headers = dexlab_data::dataset::read_all_blocks(ds).unwrap();
@@ -231,7 +243,7 @@ fn record_sample(dir: &std::path::Path, meta: &SessionMeta) -> Vec<BlockRecord> 
         // A session has every block, with or without events.
         let block = BlockInfo::at(n, stamps.get(&n).copied().unwrap_or(0));
         let logs = by_block.remove(&n).unwrap_or_default();
-        let log = run.step(block, &logs).unwrap();
+        let log = run.step_with(block, &logs, &commands(n)).unwrap();
         let rec = BlockRecord {
             block,
             hash: None,
@@ -240,6 +252,7 @@ fn record_sample(dir: &std::path::Path, meta: &SessionMeta) -> Vec<BlockRecord> 
             sent: log.sent,
             outcomes: log.outcomes,
             node_checks: Vec::new(),
+            risk: log.risk,
         };
         w.write(&Record::Block(Box::new(rec.clone()))).unwrap();
         out.push(rec);
@@ -332,6 +345,7 @@ fn a_session_killed_mid_write_loses_only_that_block_and_resumes_where_it_stopped
         let again = BlockRecord {
             sent: log.sent,
             outcomes: log.outcomes,
+            risk: log.risk,
             ..rec.clone()
         };
         w.write(&Record::Block(Box::new(again))).unwrap();
@@ -370,4 +384,229 @@ fn a_reorg_record_voids_the_blocks_after_the_common_ancestor() {
     w.write(&Record::Block(Box::new(skip))).unwrap();
     let e = session::read(dir.path()).unwrap_err().to_string();
     assert!(e.contains("follows block"), "{e}");
+}
+
+/// Sends one bundle of 1 USDC every block whose minimum output no pool can give: it reverts.
+struct Reverter;
+
+impl Strategy for Reverter {
+    fn name(&self) -> &'static str {
+        "reverter"
+    }
+    fn on_block(&mut self, _: &Market, _: &Context<'_>, out: &mut Vec<Action>) {
+        out.push(Action::Submit(Bundle {
+            legs: vec![Leg {
+                pool: 0,
+                token_in: usdc(),
+            }],
+            amount_in: e6(1),
+            min_amount_out: U256::MAX,
+            priority_fee: 0,
+            expected_out: U256::ZERO,
+            tag: BundleTag::Buy,
+        }));
+    }
+}
+
+/// Runs `s` over the tape with the simulated executor under `limits`; each block's log.
+fn run_with_risk(
+    tape: &dexlab_engine::tape::Tape,
+    s: &mut dyn Strategy,
+    limits: RiskLimits,
+) -> (Vec<StepLog>, Driver<'static, SimExecutor<'static>>) {
+    let cfg: &'static _ = Box::leak(Box::new(exec(e6(1000), 0.0)));
+    let ledger = Ledger::new(usdc(), weth(), 6, cfg.capital, false);
+    let sim = SimExecutor::new(cfg, tape.market().pools.len(), false);
+    let mut d = Driver::new(&cfg.env, cfg.timing, tape.market(), sim, ledger);
+    d.log = Some(StepLog::default());
+    d.risk = Some(RiskManager::new(limits));
+    let mut logs = Vec::new();
+    for (i, b) in tape.blocks.iter().enumerate() {
+        d.step(*b, tape.events_of(i), s);
+        logs.push(d.log.replace(StepLog::default()).unwrap());
+    }
+    (logs, d)
+}
+
+fn refusals(logs: &[StepLog]) -> Vec<Rule> {
+    logs.iter()
+        .flat_map(|l| &l.risk)
+        .filter_map(|e| match e {
+            RiskEvent::Refused { rule, .. } => Some(*rule),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_risk_limits_refuse_before_the_ledger_and_reverts_in_a_row_halt() {
+    let tape = two_pool_tape(&[flat(), vec![], vec![], vec![], vec![], vec![]]);
+    // Two bundles of a quarter each in one block, one allowed per block.
+    let limits = RiskLimits {
+        max_bundles_per_block: 1,
+        ..RiskLimits::default()
+    };
+    let (logs, d) = run_with_risk(&tape, &mut Spender::new(2, 4), limits);
+    assert_eq!(refusals(&logs), vec![Rule::BundlesPerBlock]);
+    assert_eq!((d.ledger.tally.filled, d.ledger.tally.rejected), (1, 1));
+    // A refused bundle is never sent: no gas, nothing reserved, the strategy is told at once.
+    assert_eq!(logs[0].outcomes.len(), 1);
+    assert_eq!(logs[0].outcomes[0].status, FillStatus::Rejected);
+
+    // 250 USDC over a 100 USDC notional limit.
+    let limits = RiskLimits {
+        max_notional_quote: 100.0,
+        ..RiskLimits::default()
+    };
+    let (logs, d) = run_with_risk(&tape, &mut Spender::new(1, 4), limits);
+    assert_eq!(refusals(&logs), vec![Rule::Notional]);
+    assert_eq!(d.ledger.tally.filled, 0);
+    // Under the limit it fills.
+    let limits = RiskLimits {
+        max_notional_quote: 300.0,
+        ..RiskLimits::default()
+    };
+    let (logs, d) = run_with_risk(&tape, &mut Spender::new(1, 4), limits);
+    assert!(refusals(&logs).is_empty());
+    assert_eq!(d.ledger.tally.filled, 1);
+
+    // Every bundle reverts: two in a row halt trading; what follows is refused, no gas paid.
+    let limits = RiskLimits {
+        max_consecutive_reverts: 2,
+        ..RiskLimits::default()
+    };
+    let (logs, d) = run_with_risk(&tape, &mut Reverter, limits);
+    assert_eq!(d.ledger.tally.reverted, 2, "{logs:#?}");
+    let tripped: Vec<_> = logs
+        .iter()
+        .flat_map(|l| &l.risk)
+        .filter(|e| {
+            matches!(
+                e,
+                RiskEvent::Tripped {
+                    kind: TripKind::Reverts,
+                    ..
+                }
+            )
+        })
+        .collect();
+    assert_eq!(tripped.len(), 1);
+    let halted = refusals(&logs);
+    assert!(!halted.is_empty() && halted.iter().all(|r| *r == Rule::Halted));
+    assert!(d.risk.as_ref().unwrap().halted());
+}
+
+#[test]
+fn a_kill_binds_the_next_decision_outlives_a_restart_and_replays_from_the_record() {
+    // Limits that never bind on the sample: what stops trading here is the kill alone.
+    let meta = SessionMeta {
+        risk: Some(RiskLimits {
+            max_notional_quote: 1e15,
+            max_exposure_quote: 1e15,
+            daily_loss_quote: 1e15,
+            max_bundles_per_block: 1_000,
+            ..RiskLimits::default()
+        }),
+        ..sample_meta()
+    };
+    let plain = tempfile::tempdir().unwrap();
+    let recs = record_sample(plain.path(), &meta);
+    let deciding: Vec<u64> = recs
+        .iter()
+        .filter(|r| !r.sent.is_empty())
+        .map(|r| r.block.number)
+        .collect();
+    assert!(deciding.len() >= 2, "{deciding:?}");
+    // Killed before the first block that trades, cleared after the second.
+    let (kill_at, clear_at) = (deciding[0], deciding[1] + 1);
+    let commands = |n: u64| {
+        if n == kill_at {
+            vec![RiskEvent::Tripped {
+                kind: TripKind::KillSwitch,
+                reason: "kill switch by test".into(),
+            }]
+        } else if n == clear_at {
+            vec![RiskEvent::Cleared {
+                kind: TripKind::KillSwitch,
+                by: "test".into(),
+            }]
+        } else {
+            Vec::new()
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let killed = record_sample_with(dir.path(), &meta, commands);
+    // Every bundle decided while killed is refused, none filled.
+    let during: Vec<_> = killed
+        .iter()
+        .filter(|r| (kill_at..clear_at).contains(&r.block.number))
+        .collect();
+    let sent: usize = during.iter().map(|r| r.sent.len()).sum();
+    assert!(sent > 0);
+    for r in &during {
+        for p in &r.sent {
+            assert!(
+                r.risk.iter().any(|e| matches!(
+                    e,
+                    RiskEvent::Refused { id, rule: Rule::Halted, .. } if *id == p.id
+                )),
+                "bundle {} of block {} was not refused: {:?}",
+                p.id,
+                r.block.number,
+                r.risk
+            );
+        }
+    }
+    // Refused means never sent: each one's outcome is a rejection in its own block, no gas.
+    for r in &during {
+        for p in &r.sent {
+            let o = r
+                .outcomes
+                .iter()
+                .find(|o| o.id == p.id)
+                .expect("an outcome");
+            assert_eq!(o.status, FillStatus::Rejected);
+        }
+    }
+    // Without the kill, nothing was refused.
+    assert!(recs.iter().all(|r| r.risk.is_empty()));
+
+    // The replay takes the commands from the record: identical.
+    let report = session::replay(dir.path(), &mut build(&meta)).unwrap();
+    assert!(report.identical, "{:#?}", report.first_difference);
+
+    // The kill moved one block later in the record: the replay sees the first refusal differ.
+    let text = std::fs::read_to_string(dir.path().join(session::BLOCKS_FILE)).unwrap();
+    let mut moved: Vec<BlockRecord> = killed.clone();
+    let i = moved
+        .iter()
+        .position(|r| r.block.number == kill_at)
+        .unwrap();
+    let kill = moved[i].risk.remove(0);
+    moved[i + 1].risk.insert(0, kill);
+    let lines: Vec<String> = moved
+        .iter()
+        .map(|r| serde_json::to_string(&Record::Block(Box::new(r.clone()))).unwrap())
+        .collect();
+    std::fs::write(
+        dir.path().join(session::BLOCKS_FILE),
+        lines.join("\n") + "\n",
+    )
+    .unwrap();
+    let report = session::replay(dir.path(), &mut build(&meta)).unwrap();
+    assert!(!report.identical);
+    assert_eq!(report.first_difference.unwrap().block, kill_at);
+    std::fs::write(dir.path().join(session::BLOCKS_FILE), text).unwrap();
+
+    // A session stopped while killed is still killed when its engine is rebuilt from the record.
+    let cut = killed
+        .iter()
+        .position(|r| r.block.number == clear_at)
+        .unwrap();
+    let cfg = SessionRun::exec_config(&meta).unwrap();
+    let mut run = SessionRun::start(&meta, &cfg, &mut build(&meta)).unwrap();
+    assert_eq!(run.replay(&killed[..cut], true).unwrap(), None);
+    let halts = run.driver.risk.as_ref().unwrap().halts();
+    assert_eq!(halts.len(), 1);
+    assert_eq!(halts[0].0, TripKind::KillSwitch);
 }

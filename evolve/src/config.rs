@@ -292,7 +292,7 @@ mod tests {
 
     #[test]
     fn a_bad_gas_value_is_refused_with_its_key() {
-        for v in ["nan", "-0.1", "1.5", "inf"] {
+        for v in ["nan", "-0.1", "2.5", "inf"] {
             let text = format!("[backtest.gas]\nrevert_fraction = {v}\n");
             let cfg: ExperimentConfig = toml::from_str(&text).unwrap();
             let e = cfg.validate().unwrap_err();

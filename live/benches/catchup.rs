@@ -136,6 +136,7 @@ async fn main() {
             bootstrap_hash: Some(at.hash),
             warmup_blocks: 0,
             snapshots: states.pools,
+            risk: None,
         };
         drop(SessionWriter::create(sdir.path(), &meta).unwrap());
         let opts = PaperOptions {

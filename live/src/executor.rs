@@ -252,7 +252,7 @@ impl NodeSim {
     }
 
     /// The token's balance layout, found on first use and kept.
-    async fn balance_layout(
+    pub async fn balance_layout(
         &mut self,
         token: Address,
         block: BlockId,

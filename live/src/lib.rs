@@ -13,7 +13,14 @@
 //!
 //! [`paper`] runs `dexlab-engine`'s session engine on the feed: paper trading, recorded block
 //! by block and resumable, every bundle checked against the node through [`executor`]'s
-//! simulation of the on-chain executor contract.
+//! simulation of the on-chain executor contract, under the engine's risk limits and the
+//! operator's kill switch (commands read from the store before every block).
+//!
+//! [`signer`] holds the operator's key (environment or encrypted keystore, never printed) and
+//! sends its transactions: local nonces persisted and reconciled with the chain, EIP-1559 fees
+//! under a cap, receipts with their L1 fee, a late transaction cancelled by a bumped replacement.
+//! [`gas`] measures the executor's gas per bundle on an anvil node (the devnet or a fork) and
+//! fits the backtester's gas table to it.
 //!
 //! No cargo features.
 
@@ -21,7 +28,9 @@ pub mod bootstrap;
 pub mod error;
 pub mod executor;
 pub mod feed;
+pub mod gas;
 pub mod paper;
+pub mod signer;
 
 pub use bootstrap::{PoolStates, bootstrap, bootstrap_latest, head_ref};
 pub use error::{BootstrapError, FeedError};

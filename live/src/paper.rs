@@ -24,6 +24,7 @@ use dexlab_data::types::PoolInfo;
 use dexlab_engine::backtest::ExecConfig;
 use dexlab_engine::config::BacktestConfig;
 use dexlab_engine::driver::Executor as _;
+use dexlab_engine::risk::{RiskEvent, RiskLimits, TripKind};
 use dexlab_engine::session::{
     self, BlockRecord, ModelRef, NodeCheck, Record, SessionMeta, SessionMode, SessionRun,
     SessionWriter, StrategyFactory,
@@ -107,6 +108,8 @@ pub struct NewSession {
     pub backtest: BacktestConfig,
     pub seed: u64,
     pub model: Option<ModelRef>,
+    /// Risk limits (`None`: only the kill switch).
+    pub risk: Option<RiskLimits>,
 }
 
 /// The run's figures.
@@ -142,6 +145,13 @@ pub struct PaperSummary {
     pub warmup_skipped: Option<String>,
     /// The run continued a session found in the folder.
     pub resumed: bool,
+    /// Bundles the risk manager refused in this run, and each halt it began or ended (with
+    /// its block), operators' commands included.
+    pub risk_refused: u64,
+    pub risk_events: Vec<String>,
+    /// The halts in force at the end (a halt outlives the process: a resumed session replays
+    /// into it).
+    pub halted: Vec<String>,
     /// Time inside the engine per block (logs in, decision out; the node's time excluded).
     pub step_us_p50: Option<f64>,
     pub step_us_p99: Option<f64>,
@@ -209,6 +219,15 @@ pub async fn run_paper(
             return Err(refused(format!(
                 "it trades chain {}, the node serves chain {chain_id}",
                 rec.meta.chain_id
+            )));
+        }
+        if let Some(n) = &new
+            && n.risk != rec.meta.risk
+        {
+            return Err(refused(format!(
+                "it trades under the risk limits {:?}; resume it with the same --risk file, or \
+                 choose another --session folder",
+                rec.meta.risk
             )));
         }
         if let Some(n) = &new
@@ -299,6 +318,7 @@ pub async fn run_paper(
             bootstrap_hash: Some(states.block.hash),
             warmup_blocks,
             snapshots: states.pools,
+            risk: n.risk,
         };
         let writer = SessionWriter::create(&dir, &meta)?;
         (meta, states.block, writer, Vec::new())
@@ -413,8 +433,16 @@ pub async fn run_paper(
                         base_fee: b.base_fee,
                         l1: None,
                     };
+                    // Operators' commands issued since the last block bind this block's decision.
+                    let pending = match row {
+                        Some((store, id)) => {
+                            store.pending_risk_commands(id).await.map_err(store_err)?
+                        }
+                        None => Vec::new(),
+                    };
+                    let commands: Vec<RiskEvent> = pending.iter().map(risk_event).collect();
                     let t = Instant::now();
-                    let log = run.step(block, &b.logs)?;
+                    let log = run.step_with(block, &b.logs, &commands)?;
                     step_us.push(t.elapsed().as_secs_f64() * 1e6);
                     // The node check: every bundle sent here, simulated through the executor's code
                     // on the node's state at this block, next to the exact math on the same state.
@@ -477,6 +505,17 @@ pub async fn run_paper(
                         }
                     }
                     summary.bundles += log.sent.len() as u64;
+                    for e in &log.risk {
+                        match e {
+                            RiskEvent::Refused { .. } => summary.risk_refused += 1,
+                            other => {
+                                tracing::warn!("block {}: risk: {other:?}", b.number);
+                                summary
+                                    .risk_events
+                                    .push(format!("block {}: {other:?}", b.number));
+                            }
+                        }
+                    }
                     progress(&Progress {
                         block: b.number,
                         logs: b.logs.len(),
@@ -492,7 +531,18 @@ pub async fn run_paper(
                         sent: log.sent,
                         outcomes: log.outcomes,
                         node_checks,
+                        risk: log.risk,
                     })))?;
+                    // Recorded first, marked after: a process killed in between applies the
+                    // command again at the next block, where it changes nothing.
+                    if let Some((store, _)) = row {
+                        for c in &pending {
+                            store
+                                .mark_risk_command_applied(c.id, b.number, unix_now())
+                                .await
+                                .map_err(store_err)?;
+                        }
+                    }
                     summary.blocks += 1;
                     session_blocks += 1;
                     summary.first_block.get_or_insert(b.number);
@@ -544,6 +594,13 @@ pub async fn run_paper(
     }
     ended?;
     summary.session_blocks = session_blocks;
+    if let Some(r) = &run.driver.risk {
+        summary.halted = r
+            .halts()
+            .iter()
+            .map(|(k, why)| format!("{k:?}: {why}"))
+            .collect();
+    }
     summary.reference_states = (0..run.driver.market.pools.len())
         .map(|i| run.driver.exec.reference(&run.driver.market, i).clone())
         .collect();
@@ -598,4 +655,23 @@ async fn bootstrap_ref(meta: &SessionMeta, provider: &DynProvider) -> Result<Blo
         number: meta.bootstrap_block,
         hash,
     })
+}
+
+/// A stored operator's command as the risk manager takes it.
+fn risk_event(c: &dexlab_store::RiskCommandRow) -> RiskEvent {
+    let by = format!("{} ({})", c.issued_by, c.reason);
+    match &c.command {
+        dexlab_store::RiskCommand::Kill => RiskEvent::Tripped {
+            kind: TripKind::KillSwitch,
+            reason: format!("kill switch by {by}"),
+        },
+        dexlab_store::RiskCommand::Clear { trip } => RiskEvent::Cleared {
+            kind: match trip.as_str() {
+                "reverts" => TripKind::Reverts,
+                "daily_loss" => TripKind::DailyLoss,
+                _ => TripKind::KillSwitch,
+            },
+            by,
+        },
+    }
 }

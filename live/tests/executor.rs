@@ -5,7 +5,7 @@
 
 use alloy::network::TransactionBuilder;
 use alloy::primitives::{Address, B256, Bytes, U256};
-use alloy::providers::{DynProvider, Provider, ext::AnvilApi};
+use alloy::providers::{DynProvider, Provider};
 use alloy::rpc::types::{BlockId, TransactionRequest};
 use alloy::sol_types::SolCall;
 use dexlab_engine::driver::leg_outputs;
@@ -177,15 +177,7 @@ async fn send(p: &DynProvider, from: Address, to: Option<Address>, input: Bytes)
         None => tx.set_create(),
     }
     let hash = *p.send_transaction(tx).await.unwrap().tx_hash();
-    let ts = p
-        .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
-        .await
-        .unwrap()
-        .unwrap()
-        .header
-        .timestamp;
-    p.anvil_set_next_block_timestamp(ts + 1).await.unwrap();
-    p.evm_mine(None).await.unwrap();
+    mine_one(p).await;
     p.get_transaction_receipt(hash)
         .await
         .unwrap()
@@ -344,4 +336,65 @@ async fn the_deployed_executor_fills_to_the_wei_and_refuses_strangers_and_late_b
     assert!(send(&p, owner, Some(exec), w.into()).await);
     assert_eq!(balance(exec, out_token).await, U256::ZERO);
     assert_eq!(balance(stranger, out_token).await, after);
+}
+
+/// The backtester's gas table (`GasConfig::default()`, which `examples/evolve-devnet.toml`
+/// repeats) is the executor's measured gas: every two-leg pair of leg kinds within 10 % on
+/// average, every bundle that crosses no tick within 20 %, and the bundles that cross ticks
+/// within 10 % in all. Each measured bundle's output is also checked to the wei against the
+/// exact math.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_backtesters_gas_table_is_the_executors_measured_gas() {
+    use dexlab_live::gas::{GasProbe, calibrate};
+    let (d, _dir) = devnet(43, 20).await;
+    let p = http_provider(d.http_url());
+    let accounts = p.get_accounts().await.unwrap();
+    let mut probe = GasProbe::deploy(p.clone(), accounts[14]).await.unwrap();
+    assert_eq!(probe.owner().await.unwrap(), accounts[14]);
+    let table = dexlab_strategy::gas::GasConfig::default();
+    let cal = calibrate(&mut probe, &d.manifest.pools, &table)
+        .await
+        .unwrap();
+    assert!(cal.samples.len() >= 150, "{} bundles", cal.samples.len());
+    assert!(
+        cal.samples.iter().any(|s| s.ticks_crossed > 0),
+        "no bundle crossed a tick"
+    );
+    let pairs = cal.pairs();
+    assert!(pairs.len() >= 5, "{pairs:?}");
+    for r in &pairs {
+        let off = r.model as f64 / r.mean as f64 - 1.0;
+        assert!(
+            off.abs() <= 0.10,
+            "{:?}: measured {} on average ({}–{}), the table says {}",
+            r.kinds,
+            r.mean,
+            r.min,
+            r.max,
+            r.model
+        );
+    }
+    // A tick's crossing costs 24k or 58k gas depending on whether its outside accumulators
+    // are still zero (a first crossing writes fresh storage): one figure per tick can only be
+    // right on average, and is held to that.
+    let crossing: Vec<_> = cal.samples.iter().filter(|s| s.ticks_crossed > 0).collect();
+    let measured: u64 = crossing.iter().map(|s| s.gas_used).sum();
+    let model: u64 = crossing.iter().map(|s| s.model_gas).sum();
+    assert!(
+        (model as f64 / measured as f64 - 1.0).abs() <= 0.10,
+        "{} bundles crossing ticks: measured {measured} in all, the table says {model}",
+        crossing.len()
+    );
+    for s in cal.samples.iter().filter(|s| s.ticks_crossed == 0) {
+        let off = s.model_gas as f64 / s.gas_used as f64 - 1.0;
+        assert!(
+            off.abs() <= 0.20,
+            "{:?} crossing {} ticks: measured {}, the table says {}",
+            s.venues,
+            s.ticks_crossed,
+            s.gas_used,
+            s.model_gas
+        );
+    }
+    assert!(cal.fitted.is_some());
 }

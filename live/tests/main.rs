@@ -10,3 +10,4 @@ mod executor;
 mod feed;
 mod paper;
 mod reorg;
+mod signer;

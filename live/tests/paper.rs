@@ -46,6 +46,7 @@ fn new_session(
         backtest: devnet_backtest_config(),
         seed: 5,
         model: None,
+        risk: None,
     }
 }
 
@@ -142,13 +143,7 @@ async fn a_paper_session_through_a_reorg_ends_on_the_state_of_a_fresh_bootstrap(
         }
         wait_recorded(&dir, &p).await;
         assert!(p.anvil_revert(snap).await.unwrap());
-        let ts = p
-            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
-            .await
-            .unwrap()
-            .unwrap()
-            .header
-            .timestamp;
+        let ts = head_timestamp(&p).await;
         for i in 0..5 {
             mine_other_block(&p, &d, i, ts + 1 + i).await;
         }

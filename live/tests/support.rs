@@ -97,6 +97,24 @@ impl LiveChain {
     }
 }
 
+/// The head block's timestamp.
+pub async fn head_timestamp(p: &DynProvider) -> u64 {
+    p.get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+        .await
+        .unwrap()
+        .unwrap()
+        .header
+        .timestamp
+}
+
+/// Mines one block of whatever is pending, a second after the head (the devnet's own clock).
+pub async fn mine_one(p: &DynProvider) {
+    use alloy::providers::ext::AnvilApi;
+    let ts = head_timestamp(p).await;
+    p.anvil_set_next_block_timestamp(ts + 1).await.unwrap();
+    p.evm_mine(None).await.unwrap();
+}
+
 pub fn http_provider(url: &str) -> DynProvider {
     alloy::providers::ProviderBuilder::new()
         .disable_recommended_fillers()

@@ -176,7 +176,7 @@ pub enum StoreError {
     #[error("{op}: {what} name {name:?} is not valid: {reason}")]
     InvalidName {
         op: &'static str,
-        /// `"model"` or `"experiment"`.
+        /// `"model"`, `"experiment"` or `"halt"`.
         what: &'static str,
         name: String,
         reason: &'static str,

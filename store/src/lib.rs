@@ -26,6 +26,7 @@
 
 mod error;
 mod models;
+mod risk;
 mod sessions;
 mod url;
 
@@ -44,6 +45,7 @@ pub use crate::error::StoreError;
 pub use crate::models::{
     ModelRow, NewModel, content_hash, validate_experiment_name, validate_model_name,
 };
+pub use crate::risk::{RiskCommand, RiskCommandRow, TRIPS};
 pub use crate::sessions::{NewSessionRow, SessionProgress, SessionRow};
 pub use crate::url::scrub_url;
 use crate::url::{Backend, resolve};

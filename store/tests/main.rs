@@ -29,6 +29,7 @@ mod generations;
 mod migrations;
 mod models;
 mod read_only;
+mod risk_commands;
 mod round_trip;
 mod sessions;
 mod text_columns;
