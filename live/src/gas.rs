@@ -196,7 +196,6 @@ impl GasProbe {
             bundle: format!("{bundle:?}"),
             message,
         };
-        let node = |e: String| GasError::Node(e);
         let (math_out, ticks, moved) = exact_run(&market.pools, &market.states, bundle)
             .ok_or_else(|| refuse("the exact math does not fill it".into()))?;
         let first = bundle
@@ -210,23 +209,7 @@ impl GasProbe {
         } else {
             out_meta.token0
         };
-        let layout = self
-            .sim
-            .balance_layout(first.token_in, BlockId::latest())
-            .await
-            .map_err(node)?;
-        // On top of what it holds (at least one unit: an executor that trades holds inventory,
-        // and a balance emptied to zero would earn a storage refund no live bundle gets).
-        let held = self.balance(first.token_in).await?.max(U256::from(1));
-        let funded = held + bundle.amount_in;
-        self.provider
-            .anvil_set_storage_at(
-                first.token_in,
-                U256::from_be_bytes(layout.key(self.executor).0),
-                B256::from(funded),
-            )
-            .await
-            .map_err(|e| node(format!("anvil_setStorageAt: {e}")))?;
+        self.fund(first.token_in, bundle.amount_in).await?;
         let before = self.balance(token_out).await?;
         let legs = executor_legs(&market.pools, bundle).map_err(|e| refuse(e.to_string()))?;
         let input = execute_calldata(legs, bundle.amount_in, math_out, u64::MAX);
@@ -289,20 +272,7 @@ impl GasProbe {
             .legs
             .first()
             .ok_or_else(|| refuse("no legs".into()))?;
-        let layout = self
-            .sim
-            .balance_layout(first.token_in, BlockId::latest())
-            .await
-            .map_err(GasError::Node)?;
-        let held = self.balance(first.token_in).await?.max(U256::from(1));
-        self.provider
-            .anvil_set_storage_at(
-                first.token_in,
-                U256::from_be_bytes(layout.key(self.executor).0),
-                B256::from(held + bundle.amount_in),
-            )
-            .await
-            .map_err(|e| GasError::Node(format!("anvil_setStorageAt: {e}")))?;
+        self.fund(first.token_in, bundle.amount_in).await?;
         let legs = executor_legs(&market.pools, bundle).map_err(|e| refuse(e.to_string()))?;
         let tx = TransactionRequest::default()
             .from(self.owner)
@@ -323,6 +293,19 @@ impl GasProbe {
         if !self.balance(token).await?.is_zero() {
             return Ok(());
         }
+        self.set_balance(token, U256::from(1)).await
+    }
+
+    /// Adds `amount` of `token` to what the executor holds (at least one unit: an executor that
+    /// trades holds inventory, and a balance emptied to zero would earn a storage refund no live
+    /// bundle gets).
+    async fn fund(&mut self, token: Address, amount: U256) -> Result<(), GasError> {
+        let held = self.balance(token).await?.max(U256::from(1));
+        self.set_balance(token, held + amount).await
+    }
+
+    /// Writes the executor's balance of `token` into the token's storage.
+    async fn set_balance(&mut self, token: Address, amount: U256) -> Result<(), GasError> {
         let layout = self
             .sim
             .balance_layout(token, BlockId::latest())
@@ -332,7 +315,7 @@ impl GasProbe {
             .anvil_set_storage_at(
                 token,
                 U256::from_be_bytes(layout.key(self.executor).0),
-                B256::from(U256::from(1)),
+                B256::from(amount),
             )
             .await
             .map_err(|e| GasError::Node(format!("anvil_setStorageAt: {e}")))?;

@@ -431,6 +431,19 @@ impl Sender {
         Ok(None)
     }
 
+    /// A transaction from the operator with `nonce`, `gas_limit` and `fees`, no value; the caller
+    /// sets its recipient (or makes it a creation) and input.
+    fn request(&self, nonce: u64, gas_limit: u64, fees: Fees) -> TransactionRequest {
+        TransactionRequest::default()
+            .with_from(self.state.from)
+            .with_nonce(nonce)
+            .with_chain_id(self.state.chain_id)
+            .with_gas_limit(gas_limit)
+            .with_max_fee_per_gas(fees.max_fee_per_gas)
+            .with_max_priority_fee_per_gas(fees.max_priority_fee_per_gas)
+            .with_value(U256::ZERO)
+    }
+
     async fn sign_and_send(&self, tx: TransactionRequest) -> Result<B256, SendError> {
         let envelope: TxEnvelope = tx
             .build(&self.wallet)
@@ -459,16 +472,10 @@ impl Sender {
         deadline: u64,
     ) -> Result<B256, SendError> {
         let nonce = self.state.next_nonce;
-        let tx = TransactionRequest::default()
-            .with_from(self.state.from)
+        let tx = self
+            .request(nonce, gas_limit, fees)
             .with_to(to)
-            .with_input(input)
-            .with_nonce(nonce)
-            .with_chain_id(self.state.chain_id)
-            .with_gas_limit(gas_limit)
-            .with_max_fee_per_gas(fees.max_fee_per_gas)
-            .with_max_priority_fee_per_gas(fees.max_priority_fee_per_gas)
-            .with_value(U256::ZERO);
+            .with_input(input);
         let envelope: TxEnvelope = tx
             .build(&self.wallet)
             .await
@@ -506,15 +513,7 @@ impl Sender {
         wait: std::time::Duration,
     ) -> Result<(Address, Settled), SendError> {
         let nonce = self.state.next_nonce;
-        let mut tx = TransactionRequest::default()
-            .with_from(self.state.from)
-            .with_input(code)
-            .with_nonce(nonce)
-            .with_chain_id(self.state.chain_id)
-            .with_gas_limit(gas_limit)
-            .with_max_fee_per_gas(fees.max_fee_per_gas)
-            .with_max_priority_fee_per_gas(fees.max_priority_fee_per_gas)
-            .with_value(U256::ZERO);
+        let mut tx = self.request(nonce, gas_limit, fees).with_input(code);
         tx.set_create();
         let hash = self.sign_and_send(tx).await?;
         let tracked = Tracked {
@@ -560,15 +559,7 @@ impl Sender {
             }
             if head > t.deadline && !t.cancelled {
                 let fees = t.fees.bumped(base_fee);
-                let cancel = TransactionRequest::default()
-                    .with_from(self.state.from)
-                    .with_to(self.state.from)
-                    .with_nonce(t.nonce)
-                    .with_chain_id(self.state.chain_id)
-                    .with_gas_limit(21_000)
-                    .with_max_fee_per_gas(fees.max_fee_per_gas)
-                    .with_max_priority_fee_per_gas(fees.max_priority_fee_per_gas)
-                    .with_value(U256::ZERO);
+                let cancel = self.request(t.nonce, 21_000, fees).with_to(self.state.from);
                 match self.sign_and_send(cancel).await {
                     Ok(h) => {
                         t.hashes.push(h);
@@ -632,24 +623,27 @@ mod tests {
 
     #[test]
     fn key_errors_never_hold_the_secret() {
-        let secret = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
-        let short = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a84";
+        // A fresh key: no key-shaped literal in the source.
+        let key = PrivateKeySigner::random();
+        let secret = format!("0x{}", alloy::primitives::hex::encode(key.to_bytes()));
+        let marker = &secret[2..14];
+        let short = &secret[..50];
         let e = load_key_with(&KeySource::Env, |_| Some(short.into()))
             .unwrap_err()
             .to_string();
-        assert!(e.contains(KEY_ENV) && !e.contains("59c6995e"), "{e}");
-        let k = load_key_with(&KeySource::Env, |_| Some(secret.into())).unwrap();
-        assert!(!format!("{k:?}").contains("59c6995e"));
+        assert!(e.contains(KEY_ENV) && !e.contains(marker), "{e}");
+        let k = load_key_with(&KeySource::Env, |_| Some(secret.clone())).unwrap();
+        assert_eq!(k.address(), key.address());
+        assert!(!format!("{k:?}").contains(marker));
         let e = load_key_with(&KeySource::Env, |_| None).unwrap_err();
         assert!(matches!(e, KeyError::EnvMissing { .. }));
-
         let dir = tempfile::tempdir().unwrap();
-        let password = "correct horse battery staple";
+        let password = format!("pw-{}", &secret[40..52]);
         PrivateKeySigner::encrypt_keystore(
             dir.path(),
             &mut rand08::thread_rng(),
-            alloy::primitives::hex::decode(secret).unwrap(),
-            password,
+            key.to_bytes(),
+            &password,
             Some("op.json"),
         )
         .unwrap();
@@ -661,17 +655,19 @@ mod tests {
             password_file: Some(pw.clone()),
         })
         .unwrap();
-        assert_eq!(
-            k.to_bytes().to_vec(),
-            alloy::primitives::hex::decode(secret).unwrap()
-        );
-        std::fs::write(&pw, "wrong horse").unwrap();
+        assert_eq!(k.address(), key.address());
+        std::fs::write(&pw, "not-the-password").unwrap();
         let e = load_key(&KeySource::Keystore {
             path,
             password_file: Some(pw),
         })
         .unwrap_err()
         .to_string();
-        assert!(e.contains("wrong password") && !e.contains("horse"), "{e}");
+        assert!(
+            e.contains("wrong password")
+                && !e.contains("not-the-password")
+                && !e.contains(&password),
+            "{e}"
+        );
     }
 }
