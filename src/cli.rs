@@ -65,6 +65,12 @@ enum Command {
     /// The on-chain executor contract (`contracts/DexlabExecutor.sol`): deploy it.
     #[command(subcommand)]
     Executor(crate::live::ExecutorCmd),
+    /// Promote an experiment's tuned strategy (and its model) with risk limits to a named
+    /// deployment that `dexlab live --deployment NAME` runs.
+    Promote(crate::deploy::PromoteArgs),
+    /// Deployments in the store: list, show, roll back.
+    #[command(subcommand)]
+    Deployments(crate::deploy::DeploymentsCmd),
 }
 
 #[derive(Subcommand)]
@@ -253,6 +259,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Rl(c) => crate::rl::rl_cmd(c, &rt),
         Command::Live(a) => crate::live::live_cmd(a, &rt),
         Command::Executor(c) => rt.block_on(crate::live::executor_cmd(c)),
+        Command::Promote(a) => rt.block_on(crate::deploy::promote_cmd(a)),
+        Command::Deployments(c) => rt.block_on(crate::deploy::deployments_cmd(c)),
     }
 }
 

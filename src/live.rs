@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use dexlab_engine::session::{self, SessionMeta};
+use dexlab_engine::session;
 use dexlab_models::scorer::ModelScorer;
 use dexlab_strategy::market::Market;
 use dexlab_strategy::{Strategy, TradingEnv, registry};
@@ -47,7 +47,7 @@ pub struct ClearArgs {
     /// The session: its folder or its id.
     pub session: String,
     /// The halt to end.
-    #[arg(long, value_parser = ["kill_switch", "reverts", "daily_loss"])]
+    #[arg(long, value_parser = ["kill_switch", "reverts", "daily_loss", "reconciliation"])]
     pub halt: String,
     #[arg(long, default_value = "cleared by an operator")]
     pub reason: String,
@@ -110,6 +110,18 @@ pub struct RunArgs {
     /// without it only the kill switch acts.
     #[arg(long)]
     pub risk: Option<PathBuf>,
+    /// Live: the executor contract the key owns (`dexlab executor deploy`); by default the
+    /// manifest's `operator.executor`.
+    #[arg(long)]
+    pub executor: Option<alloy::primitives::Address>,
+    /// Live: the operator's key, from an encrypted keystore (its password from
+    /// --password-file or DEXLAB_KEYSTORE_PASSWORD) or else DEXLAB_PRIVATE_KEY; by default the
+    /// manifest's `operator.keystore`.
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// Live: reconcile the books with the chain every this many blocks.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub reconcile_every: u64,
     #[arg(long)]
     pub json: bool,
 }
@@ -122,41 +134,48 @@ pub struct ReplayArgs {
     pub json: bool,
 }
 
-/// The strategy of a session, its model loaded and checked against the hash the session
-/// recorded.
+/// Loads the model a spec names, checked against the content hash recorded with it.
+fn load_model(m: &session::ModelRef) -> anyhow::Result<dexlab_strategy::ModelHandle> {
+    let scorer = ModelScorer::load(&m.dir)
+        .with_context(|| format!("loading the model {}", m.dir.display()))?;
+    let hash = dexlab_store::content_hash(&m.dir)?;
+    if hash != m.hash {
+        bail!(
+            "the model at {} has changed since it was recorded (sha256 {}… then, {}… now): \
+             restore that model",
+            m.dir.display(),
+            &m.hash[..m.hash.len().min(12)],
+            &hash[..hash.len().min(12)]
+        );
+    }
+    Ok(scorer.into_handle())
+}
+
+/// Builds a session's strategies from their specs: parameters parsed, the model loaded and
+/// checked against its recorded hash (once per directory), put in the environment it builds with.
 // The factory is an unnameable closure; spelling its type out is the clearest it gets.
 #[allow(clippy::type_complexity)]
-pub(crate) fn strategy_factory(
-    meta: &SessionMeta,
-) -> anyhow::Result<(
-    Option<dexlab_strategy::ModelHandle>,
-    impl FnMut(&Market, &TradingEnv) -> Result<Box<dyn Strategy>, String> + use<>,
-)> {
-    let params = registry::parse_params(&meta.strategy, &meta.params)
-        .with_context(|| format!("the session's parameters of `{}`", meta.strategy))?;
-    let model = match &meta.model {
-        None => None,
-        Some(m) => {
-            let scorer = ModelScorer::load(&m.dir)
-                .with_context(|| format!("loading the session's model {}", m.dir.display()))?;
-            let hash = dexlab_store::content_hash(&m.dir)?;
-            if hash != m.hash {
-                bail!(
-                    "the model at {} has changed since the session recorded it (sha256 {}… \
-                     then, {}… now): restore that model to replay the session",
-                    m.dir.display(),
-                    &m.hash[..m.hash.len().min(12)],
-                    &hash[..hash.len().min(12)]
-                );
-            }
-            Some(scorer.into_handle())
+pub(crate) fn strategy_factory()
+-> impl FnMut(&session::StrategySpec, &Market, &TradingEnv) -> Result<Box<dyn Strategy>, String> + use<>
+{
+    let mut models: Vec<(session::ModelRef, dexlab_strategy::ModelHandle)> = Vec::new();
+    move |spec: &session::StrategySpec, market: &Market, env: &TradingEnv| {
+        let params = registry::parse_params(&spec.strategy, &spec.params)
+            .map_err(|e| format!("the parameters of `{}`: {e}", spec.strategy))?;
+        let mut env = env.clone();
+        if let Some(m) = &spec.model {
+            let handle = match models.iter().find(|(r, _)| r == m) {
+                Some((_, h)) => h.clone(),
+                None => {
+                    let h = load_model(m).map_err(|e| format!("{e:#}"))?;
+                    models.push((m.clone(), h.clone()));
+                    h
+                }
+            };
+            env.model = Some(handle);
         }
-    };
-    let name = meta.strategy.clone();
-    let build = move |market: &Market, env: &TradingEnv| {
-        registry::build(&name, market, env, &params).map_err(|e| e.to_string())
-    };
-    Ok((model, build))
+        registry::build(&spec.strategy, market, &env, &params).map_err(|e| e.to_string())
+    }
 }
 
 pub fn live_cmd(a: LiveArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
@@ -178,26 +197,56 @@ pub fn live_cmd(a: LiveArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<Exi
 }
 
 async fn run_cmd(a: RunArgs) -> anyhow::Result<ExitCode> {
-    if a.mode == Mode::Live {
-        bail!(
-            "--mode live needs the executor contract and the signing executor, which this build \
-             does not have yet; --mode paper runs the same strategy with simulated fills"
-        );
+    if a.mode == Mode::Paper && (a.executor.is_some() || a.key.keystore.is_some()) {
+        bail!("--executor and --keystore are for --mode live; paper mode signs nothing");
     }
-    if a.deployment.is_some() {
+    if a.deployment.is_some() && (a.risk.is_some() || a.model.is_some() || a.config.is_some()) {
         bail!(
-            "--deployment needs promoted deployments, which this build does not have yet; give \
-             --strategy and --params"
+            "--deployment brings its own risk limits, model and execution config: drop --risk, \
+             --model and --config"
         );
     }
     let (Some(rpc), Some(dir)) = (a.rpc, a.session) else {
         bail!("--rpc and --session are required");
     };
     let resuming = dir.join(session::META_FILE).exists();
-    let new = match &a.strategy {
-        None if resuming => None,
-        None => bail!("say what to trade: --strategy NAME [--params JSON]"),
-        Some(name) => {
+    let store = dexlab_lab::open_store(dexlab_lab::Access::Write).await?;
+    let new = match (&a.strategy, &a.deployment) {
+        (None, Some(name)) => {
+            let row = store.current_deployment(name).await?.with_context(|| {
+                format!(
+                    "no deployment {name} in {} (`dexlab promote` makes one; `dexlab deployments \
+                     list`)",
+                    store.url()
+                )
+            })?;
+            let (sw, backtest) = dexlab_live::paper::deployment_switch(&store, &row)
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let pools = match &a.manifest {
+                Some(m) => dexlab_data::manifest::ChainManifest::load(m)?.pools,
+                None if a.pool.is_empty() => {
+                    bail!("say which pools to track: --manifest FILE or --pool ADDR...")
+                }
+                None => Vec::new(),
+            };
+            Some(dexlab_live::paper::NewSession {
+                risk: sw.risk,
+                pools,
+                pool_addresses: a.pool.clone(),
+                strategy: sw.spec.strategy,
+                params: sw.spec.params,
+                backtest,
+                seed: a.seed,
+                model: sw.spec.model,
+                deployment: Some(sw.deployment),
+            })
+        }
+        (None, None) if resuming => None,
+        (None, None) => {
+            bail!("say what to trade: --deployment NAME, or --strategy NAME [--params JSON]")
+        }
+        (Some(name), _) => {
             let params: serde_json::Value = serde_json::from_str(&a.params)
                 .map_err(|e| anyhow::anyhow!("--params is not JSON: {e}"))?;
             // Refused here rather than after connecting: a wrong name or value says so at once.
@@ -236,40 +285,51 @@ async fn run_cmd(a: RunArgs) -> anyhow::Result<ExitCode> {
                 backtest: cfg.backtest,
                 seed: a.seed,
                 model,
+                deployment: None,
             })
         }
     };
-    // The strategy and model come from the session once it exists: a new one's are written
-    // first, so build the factory from what the session will hold.
-    let meta_for_factory = |n: &dexlab_live::paper::NewSession| SessionMeta {
-        format: session::FORMAT,
-        mode: session::SessionMode::Paper,
-        chain_id: 0,
-        pools: Vec::new(),
-        strategy: n.strategy.clone(),
-        params: n.params.clone(),
-        backtest: n.backtest.clone(),
-        seed: n.seed,
-        model: n.model.clone(),
-        bootstrap_block: 0,
-        bootstrap_hash: None,
-        warmup_blocks: 0,
-        snapshots: Vec::new(),
-        risk: n.risk.clone(),
+    let mut build = strategy_factory();
+    let live = match a.mode {
+        Mode::Paper => None,
+        Mode::Live => {
+            let operator = match &a.manifest {
+                Some(m) => dexlab_data::manifest::ChainManifest::load(m)?.operator,
+                None => None,
+            };
+            let executor = match (a.executor, &operator) {
+                (Some(e), _) => e,
+                (None, Some(o)) => o.executor,
+                (None, None) => bail!(
+                    "--mode live: say which executor contract to trade through: --executor ADDR \
+                     (`dexlab executor deploy` makes one)"
+                ),
+            };
+            let source = match (&a.key.keystore, &operator) {
+                (None, Some(o)) if std::env::var_os(dexlab_live::signer::KEY_ENV).is_none() => {
+                    dexlab_live::signer::KeySource::Keystore {
+                        path: o.keystore.clone(),
+                        password_file: o.password_file.clone(),
+                    }
+                }
+                _ => a.key.source(),
+            };
+            Some(dexlab_live::onchain::LiveOptions {
+                signer: dexlab_live::signer::load_key(&source)?,
+                executor,
+                reconcile_every: a.reconcile_every,
+            })
+        }
     };
-    let meta = match &new {
-        Some(n) => meta_for_factory(n),
-        None => session::read(&dir)?.meta,
-    };
-    let (model, mut build) = strategy_factory(&meta)?;
     let opts = dexlab_live::paper::PaperOptions {
+        live,
         rpc,
         http_fallback: a.http_fallback,
         session: dir,
         blocks: a.blocks,
         // The session's row, for `dexlab live sessions` and the dashboard.
         registry: Some(dexlab_live::paper::Registry {
-            store: dexlab_lab::open_store(dexlab_lab::Access::Write).await?,
+            store,
             host: dexlab_lab::experiments::host_name(),
         }),
     };
@@ -277,7 +337,7 @@ async fn run_cmd(a: RunArgs) -> anyhow::Result<ExitCode> {
     let stop = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    let summary = dexlab_live::paper::run_paper(&opts, new, model, &mut build, stop, |p| {
+    let summary = dexlab_live::paper::run_paper(&opts, new, &mut build, stop, |p| {
         // A disagreement between the node and the exact math is an error, printed even with
         // --json (on stderr, so the summary on stdout stays one JSON document).
         for c in &p.mismatches {
@@ -324,6 +384,44 @@ async fn run_cmd(a: RunArgs) -> anyhow::Result<ExitCode> {
                 format!("; HALTED at the end: {}", summary.halted.join("; "))
             }
         );
+        for d in &summary.deployment_switches {
+            println!("deployment: {d} took over");
+        }
+        for d in &summary.deployment_errors {
+            println!("deployment: ERROR {d}");
+        }
+        if let Some(l) = &summary.live {
+            println!(
+                "live: executor {} (operator {}): {} transaction(s) sent, {} bundle(s) not \
+                 sent{}, {} cancelled; {} reconciliation(s), {} difference(s){}",
+                l.executor,
+                l.operator,
+                l.sent,
+                l.dropped_by_check,
+                l.first_drop
+                    .as_deref()
+                    .map(|d| format!(" (first {d})"))
+                    .unwrap_or_default(),
+                l.cancelled,
+                l.reconciliations,
+                l.differences.len(),
+                l.differences
+                    .iter()
+                    .map(|d| format!("\n  DIFFERENCE {d}"))
+                    .collect::<String>()
+            );
+            for t in &l.tokens {
+                println!(
+                    "  {:<8} on chain {} (change {}), ledger {} (change {}){}",
+                    t.symbol,
+                    t.onchain,
+                    t.onchain_balance_change,
+                    t.ledger,
+                    t.ledger_balance_change,
+                    if t.agrees { "" } else { "  DIFFERS" }
+                );
+            }
+        }
         println!(
             "node check: {} bundle(s) simulated on the node, {} disagreed with the exact math, \
              {} could not be asked{}",
@@ -427,11 +525,10 @@ async fn sessions_cmd(json: bool) -> anyhow::Result<ExitCode> {
 
 fn replay_cmd(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let rec = session::read(dir)?;
-    let (model, mut build) = strategy_factory(&rec.meta)?;
-    let mut cfg = session::SessionRun::exec_config(&rec.meta)?;
-    cfg.env.model = model;
+    let mut build = strategy_factory();
+    let cfg = session::SessionRun::exec_config(&rec.meta)?;
     let mut run = session::SessionRun::start(&rec.meta, &cfg, &mut build)?;
-    let diff = run.replay(&rec.blocks, true)?;
+    let diff = run.replay(&rec.blocks, true, &mut build)?;
     let report = session::ReplayReport {
         blocks: rec.blocks.len() as u64,
         decisions: rec.blocks.iter().map(|b| b.sent.len() as u64).sum(),

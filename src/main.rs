@@ -1,6 +1,7 @@
 //! The `dexlab` command line: subcommands grouped by noun (`dexlab chain …`, `dexlab data …`).
 
 mod cli;
+mod deploy;
 mod live;
 mod ml;
 mod research;

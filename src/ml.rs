@@ -112,6 +112,15 @@ pub enum ModelsCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Mark a model that may no longer be promoted (its row and directory stay; deployments that
+    /// already use it are not changed).
+    Retire {
+        #[arg(value_name = "NAME|ID")]
+        model: String,
+        /// Why, recorded with the model.
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 pub fn train_cmd(a: TrainArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
@@ -202,19 +211,33 @@ pub fn train_cmd(a: TrainArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<E
 }
 
 pub fn models_cmd(c: ModelsCmd, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
-    let store = rt.block_on(open_store(Access::Read))?;
+    let read = || rt.block_on(open_store(Access::Read));
     match c {
-        ModelsCmd::List { json } => list(&store, rt, json),
+        ModelsCmd::List { json } => list(&read()?, rt, json),
         ModelsCmd::Show { model, json } => {
-            let row = rt.block_on(registry::find(&store, &model))?;
+            let row = rt.block_on(registry::find(&read()?, &model))?;
             show(&row, json)
         }
         ModelsCmd::Compare { models, json } => {
+            let store = read()?;
             let rows = models
                 .iter()
                 .map(|m| rt.block_on(registry::find(&store, m)))
                 .collect::<Result<Vec<_>, _>>()?;
             compare(&rows, json)
+        }
+        ModelsCmd::Retire { model, reason } => {
+            let store = rt.block_on(open_store(Access::Write))?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            let row =
+                rt.block_on(store.retire_model(&model, &crate::deploy::who(), &reason, now))?;
+            println!(
+                "model {} `{}` retired: it may no longer be promoted",
+                row.id, row.model.name
+            );
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

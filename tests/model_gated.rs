@@ -192,7 +192,47 @@ fn a_trained_model_gates_trades_in_backtest_and_evolve() {
         );
     }
 
-    // 4. Wrong combinations are refused with the reason.
+    // 4. Promotion records the model the experiment ran with (by registry id and content hash);
+    //    a retired model can no longer be promoted.
+    let db = format!("sqlite://{}", dir.path().join("store.sqlite").display());
+    let risk = root().join("examples/risk.toml");
+    let promote = |name: &str| {
+        dexlab()
+            .args([
+                "promote",
+                "model-gated-seed2",
+                "--force",
+                "--json",
+                "--name",
+                name,
+            ])
+            .arg("--risk")
+            .arg(&risk)
+            .env("DATABASE_URL", &db)
+            .output()
+            .unwrap()
+    };
+    let o = promote("gated");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let d: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(d["model_name"], "gate-mlp", "{d}");
+    assert_eq!(d["strategy"], "model-gated");
+    let models: serde_json::Value = serde_json::from_str(&ok(dexlab()
+        .args(["models", "show", "gate-mlp", "--json"])
+        .env("DATABASE_URL", &db)))
+    .unwrap();
+    assert_eq!(d["model_hash"], models["model"]["content_hash"], "{models}");
+    ok(dexlab()
+        .args(["models", "retire", "gate-mlp", "--reason", "superseded"])
+        .env("DATABASE_URL", &db));
+    let o = promote("gated-again");
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("retired") && e.contains("superseded"),
+        "{e}"
+    );
+
+    // 5. Wrong combinations are refused with the reason.
     let e = fails(
         dexlab()
             .args(["backtest", "--strategy", "model-gated", "--data"])

@@ -47,6 +47,22 @@ pub struct ChainManifest {
     #[serde(default)]
     pub tokens: Vec<TokenInfo>,
     pub pools: Vec<PoolInfo>,
+    /// The account that trades on this chain in live mode, and its executor contract (`dexlab
+    /// chain up` makes one for the devnet). The key is in the keystore, never here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<OperatorInfo>,
+}
+
+/// A live-mode operator: its account, its executor contract, and where its key is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorInfo {
+    pub address: Address,
+    pub executor: Address,
+    /// An encrypted keystore file (Web3 Secret Storage).
+    pub keystore: std::path::PathBuf,
+    /// The file holding the keystore's password, if not `DEXLAB_KEYSTORE_PASSWORD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<std::path::PathBuf>,
 }
 
 impl ChainManifest {

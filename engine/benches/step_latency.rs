@@ -61,9 +61,13 @@ fn main() {
         warmup_blocks: 0,
         snapshots,
         risk: None,
+        live: None,
+        deployment: None,
     };
     let cfg = SessionRun::exec_config(&session).expect("config");
-    let mut build = |m: &dexlab_strategy::market::Market, env: &dexlab_strategy::TradingEnv| {
+    let mut build = |_: &dexlab_engine::session::StrategySpec,
+                     m: &dexlab_strategy::market::Market,
+                     env: &dexlab_strategy::TradingEnv| {
         let p = registry::parse_params(&session.strategy, &session.params)
             .map_err(|e| e.to_string())?;
         registry::build(&session.strategy, m, env, &p).map_err(|e| e.to_string())

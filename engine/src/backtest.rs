@@ -179,6 +179,8 @@ pub struct ExecConfig {
     pub max_warmup_blocks: usize,
     /// Latency and deadline of bundles: chain facts, not strategy parameters.
     pub timing: Timing,
+    /// Risk limits between the strategy and the executor (`None`: none).
+    pub risk: Option<crate::risk::RiskLimits>,
 }
 
 /// One bundle's accounting.
@@ -256,6 +258,7 @@ pub fn run_from(
     let ledger = Ledger::new(quote, cfg.env.native, quote_dec, cfg.capital, record);
     let exec = SimExecutor::new(cfg, start.pools.len(), tape.has_priority_fees);
     let mut d = Driver::new(&cfg.env, cfg.timing, start.clone(), exec, ledger);
+    d.risk = cfg.risk.clone().map(crate::risk::RiskManager::new);
     let mut equity = Vec::new();
     let mut returns_equity = Vec::with_capacity(cfg.periods + 1);
     let mut exposure_sum = 0.0;

@@ -41,6 +41,21 @@ pub struct BacktestConfig {
     /// Blocks from a decision to the block its bundle lands in (at least 1). A fact of the chain
     /// and of how fast the engine sends, not a strategy parameter.
     pub latency_blocks: u64,
+    /// Blocks after the first possible one that a bundle stays valid (0: only that block). Live,
+    /// the executor contract reverts a bundle mined later, and the sender cancels it; a fast
+    /// chain (Base: 5 blocks a second) wants a few. The simulation lands every bundle at its first
+    /// possible block, so this changes no backtest.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub deadline_blocks: u64,
+    /// The risk limits (`[backtest.risk]`, keys as in `examples/risk.toml`) the backtest runs
+    /// under, as a paper or live session does: refused bundles are never sent, halts halt. None:
+    /// no limit (a backtest does not see the operator's kill switch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub risk: Option<crate::risk::RiskLimits>,
+}
+
+fn is_zero(x: &u64) -> bool {
+    *x == 0
 }
 
 impl Default for BacktestConfig {
@@ -56,6 +71,8 @@ impl Default for BacktestConfig {
             queue_without_fees: QueueAssumption::default(),
             max_warmup_blocks: 2_000,
             latency_blocks: 1,
+            deadline_blocks: 0,
+            risk: None,
         }
     }
 }
@@ -65,6 +82,9 @@ impl BacktestConfig {
     pub fn validate(&self) -> Result<(), String> {
         let b = self;
         b.competition.validate("backtest.competition")?;
+        if let Some(r) = &b.risk {
+            r.validate().map_err(|e| format!("backtest.{e}"))?;
+        }
         let within = |key: &str, v: usize, lo: usize, hi: usize, why: &str| {
             if (lo..=hi).contains(&v) {
                 Ok(())
@@ -88,6 +108,13 @@ impl BacktestConfig {
             1,
             MAX_LATENCY_BLOCKS,
             " (blocks from decision to inclusion)",
+        )?;
+        within(
+            "backtest.deadline_blocks",
+            usize::try_from(b.deadline_blocks).unwrap_or(usize::MAX),
+            0,
+            MAX_LATENCY_BLOCKS,
+            " (blocks a bundle stays valid after its first possible one)",
         )?;
         if !(b.block_time_secs.is_finite() && b.block_time_secs > 0.0) {
             return Err(format!(
@@ -127,8 +154,9 @@ impl BacktestConfig {
             max_warmup_blocks: self.max_warmup_blocks,
             timing: Timing {
                 latency_blocks: self.latency_blocks,
-                deadline_blocks: 0,
+                deadline_blocks: self.deadline_blocks,
             },
+            risk: self.risk.clone(),
         })
     }
 }

@@ -33,6 +33,9 @@ pub struct InFlight {
     /// The last block it may land in; after it, the bundle has expired.
     pub deadline: u64,
     pub bundle: Bundle,
+    /// The deployment that decided it (`name@vN`), in a session running one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
 }
 
 /// What became of a bundle, as the executor saw it.
@@ -65,6 +68,13 @@ pub trait Executor {
     /// The state a pool is marked at: one our own trades did not move (in a simulation,
     /// history's).
     fn reference<'m>(&'m self, market: &'m Market, pool: usize) -> &'m PoolState;
+
+    /// Whether this executor reports bundles that were never included (the chain's, which
+    /// knows only when the sender's cancellation or the node says so); otherwise the driver
+    /// expires a bundle past its deadline block itself, at no gas.
+    fn settles_expiry(&self) -> bool {
+        false
+    }
 }
 
 /// What became of a bundle, as a session records it.
@@ -168,6 +178,8 @@ pub struct Driver<'c, E> {
     pub log: Option<StepLog>,
     /// Limits between the strategy and the executor, when the run has them.
     pub risk: Option<RiskManager>,
+    /// Stamped on every bundle sent: the deployment deciding (a session's).
+    pub label: Option<String>,
     next_id: u64,
     actions: Vec<Action>,
 }
@@ -189,6 +201,7 @@ impl<'c, E: Executor> Driver<'c, E> {
             inflight: Vec::new(),
             log: None,
             risk: None,
+            label: None,
             next_id: 0,
             actions: Vec::new(),
         }
@@ -270,7 +283,7 @@ impl<'c, E: Executor> Driver<'c, E> {
             self.inflight.retain(|p| !resolved.contains(&p.id));
         }
         // Past their deadline and never included: expired, reservation released, no gas.
-        if self.inflight.iter().any(|p| p.deadline <= block.number) {
+        if !self.exec.settles_expiry() && self.inflight.iter().any(|p| p.deadline <= block.number) {
             let (gone, keep): (Vec<_>, Vec<_>) = self
                 .inflight
                 .drain(..)
@@ -328,6 +341,7 @@ impl<'c, E: Executor> Driver<'c, E> {
                 earliest,
                 deadline: earliest + self.timing.deadline_blocks,
                 bundle,
+                deployment: self.label.clone(),
             };
             if let Some(log) = self.log.as_mut() {
                 log.sent.push(p.clone());

@@ -68,6 +68,11 @@ pub struct Ledger {
     pub basis: BTreeMap<Address, U256>,
     /// Gas the quote balance could not cover, carried as a debt.
     pub unpaid_gas: U256,
+    /// Gas taken out of the quote balance (quote units): live, the operator's account paid it in
+    /// the native token and the executor still holds these tokens.
+    pub gas_from_quote: U256,
+    /// Gas of every outcome booked, in the native token (wei): what the sender's account paid.
+    pub gas_paid_wei: u128,
     pub tally: Tally,
     /// Filled only when recording.
     pub trades: Option<Vec<TradeRecord>>,
@@ -89,6 +94,8 @@ impl Ledger {
             reserved: BTreeMap::new(),
             basis: BTreeMap::new(),
             unpaid_gas: U256::ZERO,
+            gas_from_quote: U256::ZERO,
+            gas_paid_wei: 0,
             tally: Tally::default(),
             trades: record.then(Vec::new),
         }
@@ -164,8 +171,9 @@ impl Ledger {
         if o.lost_to_competitor {
             self.tally.lost += 1;
         }
-        if matches!(o.status, FillStatus::Rejected | FillStatus::Expired) {
-            // Never on chain: no gas.
+        // Never on chain: no gas. (A live bundle replaced by its cancellation expired too, but
+        // the cancellation was mined and paid gas: it is booked below like a revert's.)
+        if matches!(o.status, FillStatus::Rejected | FillStatus::Expired) && o.cost.total() == 0 {
             if o.status == FillStatus::Rejected {
                 self.tally.rejected += 1;
             } else {
@@ -186,6 +194,7 @@ impl Ledger {
             }
             return fill(o.status, U256::ZERO);
         }
+        self.gas_paid_wei = self.gas_paid_wei.saturating_add(o.cost.total());
         let gas_q = match value(U256::from(o.cost.total()), self.native, quote) {
             Some(g) => g,
             None => {
@@ -203,14 +212,19 @@ impl Ledger {
         let at = (o.included_block, o.queue_position, o.lost_to_competitor);
         if o.status != FillStatus::Filled {
             self.pay_gas(gas_q);
-            self.tally.reverted += 1;
+            match o.status {
+                FillStatus::Expired => self.tally.expired += 1,
+                FillStatus::Rejected => self.tally.rejected += 1,
+                _ => self.tally.reverted += 1,
+            }
             self.tally.realizations += 1;
             let realized = Some(-to_human(gas_q, quote_dec));
+            let status = o.status;
             if self.trades.is_some() {
                 let t = self.trade_record(
                     sent,
                     market,
-                    FillStatus::Reverted,
+                    status,
                     at,
                     U256::ZERO,
                     (o.gas_used, o.cost),
@@ -219,7 +233,7 @@ impl Ledger {
                 );
                 self.record(t);
             }
-            return fill(FillStatus::Reverted, U256::ZERO);
+            return fill(status, U256::ZERO);
         }
         let held = self.balances.get(&token_in).copied().unwrap_or(U256::ZERO);
         let out = o.amount_out;
@@ -280,10 +294,22 @@ impl Ledger {
         let qb = self.balances.entry(self.quote).or_default();
         if free >= gas_q {
             *qb -= gas_q;
+            self.gas_from_quote += gas_q;
         } else {
             self.unpaid_gas += gas_q - free;
             *qb -= free;
+            self.gas_from_quote += free;
         }
+    }
+
+    /// What the executor contract should hold of each token by these books: the balances with
+    /// the gas charged to the quote token put back (the operator's account paid it).
+    pub fn executor_balances(&self) -> BTreeMap<Address, U256> {
+        let mut out = self.balances.clone();
+        if !self.gas_from_quote.is_zero() {
+            *out.entry(self.quote).or_default() += self.gas_from_quote;
+        }
+        out
     }
 
     /// Quote value of everything held at reference prices (human units), and the part not held

@@ -7,7 +7,8 @@
 //! reserves what the strategy sends in the [`ledger::Ledger`] before putting it in flight. The
 //! executor is the seam between simulated fills ([`sim::SimExecutor`]: exact pool math where
 //! the chain would land the bundle, a rival, counterfactual replay; used by backtests and paper
-//! trading) and fills on chain (the live engine's). Every bundle has an id and exactly one
+//! trading) and fills on chain ([`chain::ChainExecutor`]: the chain's own logs and the outcomes
+//! the live engine read from receipts, recorded so that a live session replays too). Every bundle has an id and exactly one
 //! outcome: filled, reverted, rejected or expired.
 //!
 //! [`backtest`] is the driver over a tape, and documents the execution model every result rests
@@ -21,6 +22,7 @@
 //! sample) for this crate's tests and the crates built on it.
 
 pub mod backtest;
+pub mod chain;
 pub mod config;
 pub mod driver;
 pub mod ledger;

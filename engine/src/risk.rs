@@ -129,6 +129,9 @@ pub enum TripKind {
     DailyLoss,
     Reverts,
     KillSwitch,
+    /// Live: the executor's balances or the operator's account differ from the books in a way
+    /// the engine cannot explain (see `dexlab-live`'s reconciliation); until an operator clears it.
+    Reconciliation,
 }
 
 /// Which limit refused a bundle.
@@ -162,7 +165,7 @@ impl RiskEvent {
         matches!(
             self,
             RiskEvent::Tripped {
-                kind: TripKind::KillSwitch,
+                kind: TripKind::KillSwitch | TripKind::Reconciliation,
                 ..
             }
         ) || matches!(self, RiskEvent::Cleared { by, .. } if by != DAY_CHANGED)
@@ -250,6 +253,10 @@ impl RiskManager {
                 kind: TripKind::KillSwitch,
                 reason,
             } => self.trip(TripKind::KillSwitch, reason.clone()),
+            RiskEvent::Tripped {
+                kind: TripKind::Reconciliation,
+                reason,
+            } => self.trip(TripKind::Reconciliation, reason.clone()),
             RiskEvent::Cleared { kind, by } => self.clear_kind(*kind, by),
             _ => {}
         }

@@ -22,13 +22,14 @@ use dexlab_data::RawLog;
 use dexlab_data::events::block_events;
 use dexlab_data::snapshot::PoolSnapshot;
 use dexlab_data::types::PoolInfo;
-use dexlab_strategy::market::{BlockInfo, Market};
+use dexlab_strategy::market::{BlockInfo, Market, PoolEvent, PoolState};
 use dexlab_strategy::{Strategy, TradingEnv};
 use serde::{Deserialize, Serialize};
 
 use crate::backtest::ExecConfig;
+use crate::chain::{ChainExecutor, ChainOutcome};
 use crate::config::BacktestConfig;
-use crate::driver::{Driver, InFlight, OutcomeRecord, StepLog};
+use crate::driver::{Driver, Executor, InFlight, Observer, OutcomeRecord, StepLog};
 use crate::ledger::Ledger;
 use crate::risk::{RiskEvent, RiskLimits, RiskManager};
 use crate::sim::SimExecutor;
@@ -89,6 +90,81 @@ pub struct SessionMeta {
     /// The risk limits the session trades under (`None`: none but the kill switch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub risk: Option<RiskLimits>,
+    /// Live mode: the executor contract and the account that trades through it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<LiveMeta>,
+    /// The deployment the session started with (`dexlab live --deployment NAME`), whose later
+    /// versions take over at block boundaries (see [`BlockRecord::switch`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<DeploymentRef>,
+}
+
+impl SessionMeta {
+    /// What the session starts running.
+    pub fn spec(&self) -> StrategySpec {
+        StrategySpec {
+            strategy: self.strategy.clone(),
+            params: self.params.clone(),
+            model: self.model.clone(),
+        }
+    }
+}
+
+/// A deployment's name and version: every decision of a session running one names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentRef {
+    pub name: String,
+    pub version: u32,
+}
+
+impl std::fmt::Display for DeploymentRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@v{}", self.name, self.version)
+    }
+}
+
+/// What a strategy is built from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StrategySpec {
+    pub strategy: String,
+    pub params: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelRef>,
+}
+
+/// A new version of the session's deployment taking over at a block: the strategy is rebuilt
+/// from it before the block is stepped (it starts without warm-up), and its risk limits replace
+/// the old ones. Halts in force stay in force, bundles in flight keep their outcomes coming.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Switch {
+    pub deployment: DeploymentRef,
+    #[serde(flatten)]
+    pub spec: StrategySpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk: Option<RiskLimits>,
+}
+
+/// What a live session trades with, fixed when it starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveMeta {
+    /// The executor contract (`contracts/DexlabExecutor.sol`) the bundles go through.
+    pub executor: Address,
+    /// Its owner, the account that signs and pays the gas.
+    pub operator: Address,
+    /// The executor's balance of every token of the tracked pools at the bootstrap block: the
+    /// books start from them, not from the config's capital.
+    pub balances: Vec<TokenBalance>,
+    /// The operator account's native balance at the bootstrap block, wei.
+    pub operator_balance: U256,
+    /// Every this many blocks the engine reconciles its books with the chain.
+    pub reconcile_every: u64,
+}
+
+/// A token and an amount of it, raw units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenBalance {
+    pub token: Address,
+    pub amount: U256,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +191,13 @@ pub struct BlockRecord {
     /// The risk manager's events of the block, operators' commands (kill, clear) included.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub risk: Vec<RiskEvent>,
+    /// Live mode: what the chain did with our bundles, read before the block was stepped (the
+    /// replay's input).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<ChainOutcome>,
+    /// A new deployment version took over before this block was stepped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switch: Option<Switch>,
 }
 
 /// A bundle simulated on the node (paper mode), next to the engine's exact math on the same state.
@@ -365,14 +448,50 @@ impl SessionWriter {
     }
 }
 
-/// Builds the strategy of a session on its starting market (the caller loads any model).
-pub type StrategyFactory<'a> =
-    dyn FnMut(&Market, &TradingEnv) -> std::result::Result<Box<dyn Strategy>, String> + 'a;
+/// Builds a session's strategy from its spec on the market at hand (the factory loads the spec's
+/// model, checking its content hash, and puts it in the environment it builds with).
+pub type StrategyFactory<'a> = dyn FnMut(&StrategySpec, &Market, &TradingEnv) -> std::result::Result<Box<dyn Strategy>, String>
+    + 'a;
 
-/// A session's engine: the driver with the simulated executor, its strategy, and the index that
+/// A session's executor: simulated fills (paper) or the chain's (live).
+pub enum SessionExec<'c> {
+    Sim(SimExecutor<'c>),
+    Chain(ChainExecutor),
+}
+
+impl Executor for SessionExec<'_> {
+    fn run_block(
+        &mut self,
+        market: &mut Market,
+        events: &[PoolEvent],
+        inflight: &[InFlight],
+        obs: &mut Observer<'_>,
+    ) {
+        match self {
+            SessionExec::Sim(e) => e.run_block(market, events, inflight, obs),
+            SessionExec::Chain(e) => e.run_block(market, events, inflight, obs),
+        }
+    }
+
+    fn reference<'m>(&'m self, market: &'m Market, pool: usize) -> &'m PoolState {
+        match self {
+            SessionExec::Sim(e) => e.reference(market, pool),
+            SessionExec::Chain(e) => e.reference(market, pool),
+        }
+    }
+
+    fn settles_expiry(&self) -> bool {
+        match self {
+            SessionExec::Sim(e) => e.settles_expiry(),
+            SessionExec::Chain(e) => e.settles_expiry(),
+        }
+    }
+}
+
+/// A session's engine: the driver with the session's executor, its strategy, and the index that
 /// turns logs into pool events.
 pub struct SessionRun<'c> {
-    pub driver: Driver<'c, SimExecutor<'c>>,
+    pub driver: Driver<'c, SessionExec<'c>>,
     pub strategy: Box<dyn Strategy>,
     index: HashMap<Address, u32>,
     /// History's fees of the pools whose fee changes without a pool event.
@@ -403,16 +522,40 @@ impl<'c> SessionRun<'c> {
         let fees = FeeWatch::new(&market.pools, &market.states, |i| {
             watches_fee(&meta.pools[i])
         });
-        let strategy = build(&market, &cfg.env).map_err(|message| SessionError::Invalid {
-            path: META_FILE.into(),
-            message: format!("strategy `{}`: {message}", meta.strategy),
-        })?;
+        let strategy =
+            build(&meta.spec(), &market, &cfg.env).map_err(|message| SessionError::Invalid {
+                path: META_FILE.into(),
+                message: format!("strategy `{}`: {message}", meta.strategy),
+            })?;
         let quote_dec = market.decimals(cfg.env.quote).unwrap_or(18);
-        let ledger = Ledger::new(cfg.env.quote, cfg.env.native, quote_dec, cfg.capital, false);
-        // The node feed has no receipts: our place in a block follows the queue assumption.
-        let exec = SimExecutor::new(cfg, market.pools.len(), false);
+        let (ledger, exec) = match (meta.mode, &meta.live) {
+            (SessionMode::Paper, _) => {
+                let ledger =
+                    Ledger::new(cfg.env.quote, cfg.env.native, quote_dec, cfg.capital, false);
+                // The node feed has no receipts: our place in a block follows the queue
+                // assumption.
+                let exec = SimExecutor::new(cfg, market.pools.len(), false);
+                (ledger, SessionExec::Sim(exec))
+            }
+            (SessionMode::Live, Some(live)) => {
+                // The books start from what the executor holds.
+                let mut ledger =
+                    Ledger::new(cfg.env.quote, cfg.env.native, quote_dec, U256::ZERO, false);
+                for b in &live.balances {
+                    *ledger.balances.entry(b.token).or_default() += b.amount;
+                }
+                (ledger, SessionExec::Chain(ChainExecutor::default()))
+            }
+            (SessionMode::Live, None) => {
+                return Err(SessionError::Invalid {
+                    path: META_FILE.into(),
+                    message: "a live session without its executor (`live`)".into(),
+                });
+            }
+        };
         let mut driver = Driver::new(&cfg.env, cfg.timing, market, exec, ledger);
         driver.log = Some(StepLog::default());
+        driver.label = meta.deployment.as_ref().map(|d| d.to_string());
         // Without limits a session still obeys its operator's kill switch.
         driver.risk = Some(RiskManager::new(
             meta.risk.clone().unwrap_or_else(RiskLimits::unlimited),
@@ -430,17 +573,29 @@ impl<'c> SessionRun<'c> {
     /// One block: its logs become pool events, the driver steps, and the decisions and
     /// outcomes of the block are returned for the record.
     pub fn step(&mut self, block: BlockInfo, logs: &[RawLog]) -> Result<StepLog> {
-        self.step_with(block, logs, &[])
+        self.step_with(block, logs, &[], &[])
     }
 
     /// [`SessionRun::step`] after the operators' `commands` (kill, clear) that arrived before the
-    /// block: they bind its decision and are returned in its log.
+    /// block, which bind its decision and are returned in its log, and (live) with what the chain
+    /// did with our bundles, read from the receipts up to this block.
     pub fn step_with(
         &mut self,
         block: BlockInfo,
         logs: &[RawLog],
         commands: &[RiskEvent],
+        chain: &[ChainOutcome],
     ) -> Result<StepLog> {
+        match &mut self.driver.exec {
+            SessionExec::Chain(e) => e.due = chain.to_vec(),
+            SessionExec::Sim(_) if !chain.is_empty() => {
+                return Err(SessionError::Invalid {
+                    path: BLOCKS_FILE.into(),
+                    message: format!("block {}: chain outcomes in a paper session", block.number),
+                });
+            }
+            SessionExec::Sim(_) => {}
+        }
         if let Some(r) = self.driver.risk.as_mut() {
             for c in commands {
                 r.command(c);
@@ -456,6 +611,19 @@ impl<'c> SessionRun<'c> {
         } else {
             self.driver.step(block, &events, self.strategy.as_mut());
         }
+        if let SessionExec::Chain(e) = &mut self.driver.exec
+            && !e.unmatched.is_empty()
+        {
+            let ids = std::mem::take(&mut e.unmatched);
+            return Err(SessionError::Invalid {
+                path: BLOCKS_FILE.into(),
+                message: format!(
+                    "block {}: the chain reported outcomes of bundles {ids:?}, which are not in \
+                     flight (settled twice, or never sent by this session)",
+                    block.number
+                ),
+            });
+        }
         self.blocks += 1;
         Ok(self
             .driver
@@ -464,13 +632,42 @@ impl<'c> SessionRun<'c> {
             .unwrap_or_default())
     }
 
-    /// Re-runs recorded blocks. With `check`, stops at the first block whose decisions differ
-    /// from the record and returns it.
-    pub fn replay(&mut self, blocks: &[BlockRecord], check: bool) -> Result<Option<Difference>> {
+    /// A new deployment version takes over from the next block on (see [`Switch`]).
+    pub fn switch(&mut self, sw: &Switch, build: &mut StrategyFactory<'_>) -> Result<()> {
+        let strategy =
+            build(&sw.spec, &self.driver.market, self.driver.env).map_err(|message| {
+                SessionError::Invalid {
+                    path: BLOCKS_FILE.into(),
+                    message: format!(
+                        "deployment {} (strategy `{}`): {message}",
+                        sw.deployment, sw.spec.strategy
+                    ),
+                }
+            })?;
+        self.strategy = strategy;
+        if let Some(r) = self.driver.risk.as_mut() {
+            r.limits = sw.risk.clone().unwrap_or_else(RiskLimits::unlimited);
+        }
+        self.driver.label = Some(sw.deployment.to_string());
+        Ok(())
+    }
+
+    /// Re-runs recorded blocks (building the strategy of each deployment switch with `build`).
+    /// With `check`, stops at the first block whose decisions differ from the record and
+    /// returns it.
+    pub fn replay(
+        &mut self,
+        blocks: &[BlockRecord],
+        check: bool,
+        build: &mut StrategyFactory<'_>,
+    ) -> Result<Option<Difference>> {
         for (i, b) in blocks.iter().enumerate() {
+            if let Some(sw) = &b.switch {
+                self.switch(sw, build)?;
+            }
             let commands: Vec<RiskEvent> =
                 b.risk.iter().filter(|e| e.is_command()).cloned().collect();
-            let log = self.step_with(b.block, &b.logs, &commands)?;
+            let log = self.step_with(b.block, &b.logs, &commands, &b.chain)?;
             if check && (log.sent != b.sent || log.risk != b.risk) {
                 return Ok(Some(Difference {
                     block: b.block.number,
@@ -519,7 +716,7 @@ pub fn replay(dir: &Path, build: &mut StrategyFactory<'_>) -> Result<ReplayRepor
     let rec = read(dir)?;
     let cfg = SessionRun::exec_config(&rec.meta)?;
     let mut run = SessionRun::start(&rec.meta, &cfg, build)?;
-    let diff = run.replay(&rec.blocks, true)?;
+    let diff = run.replay(&rec.blocks, true, build)?;
     Ok(ReplayReport {
         blocks: rec.blocks.len() as u64,
         decisions: rec.blocks.iter().map(|b| b.sent.len() as u64).sum(),

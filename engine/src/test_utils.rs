@@ -105,6 +105,7 @@ pub fn exec(capital: U256, p_rival: f64) -> ExecConfig {
         queue_without_fees: QueueAssumption::Last,
         max_warmup_blocks: 2_000,
         timing: Timing::default(),
+        risk: None,
     }
 }
 

@@ -201,16 +201,21 @@ fn sample_meta() -> SessionMeta {
         warmup_blocks: 0,
         snapshots: Vec::new(),
         risk: None,
+        live: None,
+        deployment: None,
     }
 }
 
 fn build(
-    meta: &SessionMeta,
-) -> impl FnMut(&Market, &dexlab_strategy::TradingEnv) -> Result<Box<dyn Strategy>, String> {
-    let (name, params) = (meta.strategy.clone(), meta.params.clone());
-    move |market, env| {
-        let p = registry::parse_params(&name, &params).map_err(|e| e.to_string())?;
-        registry::build(&name, market, env, &p).map_err(|e| e.to_string())
+    _meta: &SessionMeta,
+) -> impl FnMut(
+    &session::StrategySpec,
+    &Market,
+    &dexlab_strategy::TradingEnv,
+) -> Result<Box<dyn Strategy>, String> {
+    move |spec, market, env| {
+        let p = registry::parse_params(&spec.strategy, &spec.params).map_err(|e| e.to_string())?;
+        registry::build(&spec.strategy, market, env, &p).map_err(|e| e.to_string())
     }
 }
 
@@ -243,7 +248,7 @@ fn record_sample_with(
         // A session has every block, with or without events.
         let block = BlockInfo::at(n, stamps.get(&n).copied().unwrap_or(0));
         let logs = by_block.remove(&n).unwrap_or_default();
-        let log = run.step_with(block, &logs, &commands(n)).unwrap();
+        let log = run.step_with(block, &logs, &commands(n), &[]).unwrap();
         let rec = BlockRecord {
             block,
             hash: None,
@@ -253,6 +258,8 @@ fn record_sample_with(
             outcomes: log.outcomes,
             node_checks: Vec::new(),
             risk: log.risk,
+            chain: Vec::new(),
+            switch: None,
         };
         w.write(&Record::Block(Box::new(rec.clone()))).unwrap();
         out.push(rec);
@@ -338,7 +345,10 @@ fn a_session_killed_mid_write_loses_only_that_block_and_resumes_where_it_stopped
     // Resume: rebuild the engine from the records, drop the torn line, go on with the rest.
     let cfg = SessionRun::exec_config(&read.meta).unwrap();
     let mut run = SessionRun::start(&read.meta, &cfg, &mut build(&meta)).unwrap();
-    assert_eq!(run.replay(&read.blocks, true).unwrap(), None);
+    assert_eq!(
+        run.replay(&read.blocks, true, &mut build(&meta)).unwrap(),
+        None
+    );
     let mut w = SessionWriter::append_to(dir.path(), read.complete_len).unwrap();
     for rec in &recs[keep..] {
         let log = run.step(rec.block, &rec.logs).unwrap();
@@ -605,8 +615,215 @@ fn a_kill_binds_the_next_decision_outlives_a_restart_and_replays_from_the_record
         .unwrap();
     let cfg = SessionRun::exec_config(&meta).unwrap();
     let mut run = SessionRun::start(&meta, &cfg, &mut build(&meta)).unwrap();
-    assert_eq!(run.replay(&killed[..cut], true).unwrap(), None);
+    assert_eq!(
+        run.replay(&killed[..cut], true, &mut build(&meta)).unwrap(),
+        None
+    );
     let halts = run.driver.risk.as_ref().unwrap().halts();
     assert_eq!(halts.len(), 1);
     assert_eq!(halts[0].0, TripKind::KillSwitch);
+}
+
+/// What the test's "chain" does with the `k`-th bundle it sees.
+fn chain_outcome(
+    k: u64,
+    id: u64,
+    block: u64,
+    expected: U256,
+) -> dexlab_engine::chain::ChainOutcome {
+    use dexlab_engine::chain::ChainOutcome;
+    let base = ChainOutcome {
+        id,
+        status: FillStatus::Filled,
+        block,
+        amount_out: U256::ZERO,
+        gas_used: 0,
+        l2_fee_wei: 0,
+        l1_fee_wei: 0,
+        operator_fee_wei: 0,
+        tx: None,
+        reason: None,
+    };
+    match k % 4 {
+        // Filled one unit short of what the strategy expected: the books take the chain's figure.
+        0 | 1 => ChainOutcome {
+            amount_out: expected.saturating_sub(U256::from(1)),
+            gas_used: 150_000,
+            l2_fee_wei: 150_000 * 1_000_000_000,
+            l1_fee_wei: 7_000_000_000,
+            ..base
+        },
+        2 => ChainOutcome {
+            status: FillStatus::Reverted,
+            gas_used: 160_000,
+            l2_fee_wei: 160_000 * 1_000_000_000,
+            reason: Some("InsufficientOutput".into()),
+            ..base
+        },
+        // Not mined by its deadline, replaced by the sender's cancellation, which cost gas.
+        _ => ChainOutcome {
+            status: FillStatus::Expired,
+            gas_used: 21_000,
+            l2_fee_wei: 21_000 * 1_000_000_000,
+            ..base
+        },
+    }
+}
+
+#[test]
+fn a_live_session_books_what_the_chain_reports_and_replays_from_it() {
+    use dexlab_engine::session::{LiveMeta, TokenBalance};
+    let paper = sample_meta();
+    let cfg = SessionRun::exec_config(&paper).unwrap();
+    let usdc = cfg.env.quote;
+    let start = U256::from(10_000_000_000u64);
+    let meta = SessionMeta {
+        mode: SessionMode::Live,
+        live: Some(LiveMeta {
+            executor: alloy_primitives::Address::repeat_byte(0xe1),
+            operator: alloy_primitives::Address::repeat_byte(0x0b),
+            balances: vec![TokenBalance {
+                token: usdc,
+                amount: start,
+            }],
+            operator_balance: U256::from(10u64).pow(U256::from(18)),
+            reconcile_every: 10,
+        }),
+        ..paper
+    };
+    let ds = sample_dataset();
+    let logs = dexlab_data::dataset::read_all_logs(ds).unwrap();
+    let headers = dexlab_data::dataset::read_all_blocks(ds).unwrap();
+    let mut by_block: BTreeMap<u64, Vec<dexlab_data::RawLog>> = BTreeMap::new();
+    for l in logs {
+        by_block.entry(l.block_number).or_default().push(l);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut run = SessionRun::start(&meta, &cfg, &mut build(&meta)).unwrap();
+    let mut w = SessionWriter::create(dir.path(), &meta).unwrap();
+    // What the executor holds by the chain's own account, kept apart from the engine's books.
+    let mut held: BTreeMap<alloy_primitives::Address, U256> = BTreeMap::from([(usdc, start)]);
+    // Filled, reverted, expired.
+    let mut fed = [0u64; 3];
+    let mut due: Vec<InFlight> = Vec::new();
+    let mut k = 0u64;
+    // The last bundle sent is never reported: the chain has not settled it, so it stays in
+    // flight however long past its deadline.
+    let mut unreported = None;
+    let first = headers[0].number;
+    let last = headers.last().unwrap().number;
+    for n in first..=last {
+        let block = BlockInfo::at(
+            n,
+            headers
+                .iter()
+                .find(|h| h.number == n)
+                .map_or(0, |h| h.timestamp),
+        );
+        let chain: Vec<_> = due
+            .drain(..)
+            .map(|p| {
+                let c = chain_outcome(k, p.id, n, p.bundle.expected_out);
+                k += 1;
+                fed[match c.status {
+                    FillStatus::Filled => 0,
+                    FillStatus::Reverted => 1,
+                    _ => 2,
+                }] += 1;
+                if c.status == FillStatus::Filled {
+                    let out = dexlab_engine::ledger::last_token_out(&run.driver.market, &p.bundle);
+                    let t_in = p.bundle.token_in();
+                    *held.get_mut(&t_in).unwrap() -= p.bundle.amount_in;
+                    *held.entry(out).or_default() += c.amount_out;
+                }
+                c
+            })
+            .collect();
+        let logs = by_block.remove(&n).unwrap_or_default();
+        let log = run.step_with(block, &logs, &[], &chain).unwrap();
+        for p in &log.sent {
+            if log.outcomes.iter().any(|o| o.id == p.id) {
+                continue; // refused at sending: never on the chain
+            }
+            if n < last - 20 {
+                due.push(p.clone());
+            } else {
+                unreported.get_or_insert(p.id);
+            }
+        }
+        let rec = BlockRecord {
+            block,
+            hash: None,
+            parent_hash: None,
+            logs,
+            sent: log.sent,
+            outcomes: log.outcomes,
+            node_checks: Vec::new(),
+            risk: log.risk,
+            chain,
+            switch: None,
+        };
+        w.write(&Record::Block(Box::new(rec))).unwrap();
+    }
+    assert!(
+        fed.iter().all(|&n| n >= 2),
+        "too few bundles to test: {fed:?}"
+    );
+    let t = &run.driver.ledger.tally;
+    assert_eq!([t.filled, t.reverted, t.expired], fed);
+    assert!(t.gas_quote > U256::ZERO);
+    // The books, gas put back, are what the chain holds, to the unit.
+    let books: BTreeMap<_, _> = run
+        .driver
+        .ledger
+        .executor_balances()
+        .into_iter()
+        .filter(|(_, v)| !v.is_zero())
+        .collect();
+    held.retain(|_, v| !v.is_zero());
+    assert_eq!(books, held);
+    // The chain decides expiry: a bundle it has not settled is still in flight past its deadline.
+    if let Some(id) = unreported {
+        let p = run.driver.inflight.iter().find(|p| p.id == id).unwrap();
+        assert!(p.deadline < last, "{p:?}");
+    }
+    // The replay takes the chain's outcomes from the record and decides the same.
+    let r = session::replay(dir.path(), &mut build(&meta)).unwrap();
+    assert!(r.identical, "{r:?}");
+    // An outcome for a bundle that is not in flight is an error that names it.
+    let e = run
+        .step_with(
+            BlockInfo::at(last + 1, 0),
+            &[],
+            &[],
+            &[chain_outcome(0, 9_999, last + 1, U256::ZERO)],
+        )
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("9999") && e.contains("not in flight"), "{e}");
+}
+
+#[test]
+fn a_backtest_runs_under_the_configs_risk_limits_as_a_session_does() {
+    // Two bundles for half the money each, in one block: both fill without limits ...
+    let tape = two_pool_tape(&[flat(), vec![], vec![], vec![], vec![]]);
+    let market = tape.market();
+    let mut cfg = exec(e6(1000), 0.0);
+    let mut s = Spender::new(2, 2);
+    let r = run(&tape, &market, 0..tape.blocks.len(), &mut s, &cfg, true);
+    assert_eq!((r.metrics.filled, r.metrics.rejected), (2, 0));
+    // ... and one is refused, never sent, under `max_bundles_per_block = 1`, read from
+    // `[backtest.risk]` as an experiment config gives it.
+    let b: BacktestConfig = toml::from_str("[risk]\nmax_bundles_per_block = 1\n").unwrap();
+    b.validate().unwrap();
+    cfg.risk = b.risk;
+    assert_eq!(cfg.risk.as_ref().unwrap().max_bundles_per_block, 1);
+    let mut s = Spender::new(2, 2);
+    let r = run(&tape, &market, 0..tape.blocks.len(), &mut s, &cfg, true);
+    assert_eq!((r.metrics.filled, r.metrics.rejected), (1, 1));
+    // A wrong limit is refused by its full key.
+    let b: BacktestConfig = toml::from_str("[risk]\nmax_bundles_per_block = 0\n").unwrap();
+    let e = b.validate().unwrap_err();
+    assert!(e.contains("backtest.risk.max_bundles_per_block"), "{e}");
 }

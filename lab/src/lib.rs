@@ -29,6 +29,8 @@
 //! - `train`: train predictive models into the registry ([`train`]; burn's training loop).
 //! - `rl`: train and evaluate RL agents in the backtester ([`rl`]) and reload a trading agent from
 //!   its directory ([`agent`]). Implies `evolve` and `train`.
+//! - `promote`: promote an experiment to a deployment ([`promote`]): risk limits and the dataset's
+//!   pools through `dexlab-engine` and `dexlab-data` (neither links Polars, burn or genevo).
 
 pub mod error;
 pub mod experiments;
@@ -48,6 +50,9 @@ pub mod model;
 
 #[cfg(feature = "train")]
 pub mod train;
+
+#[cfg(feature = "promote")]
+pub mod promote;
 
 #[cfg(feature = "rl")]
 pub mod agent;

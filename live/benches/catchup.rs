@@ -137,6 +137,8 @@ async fn main() {
             warmup_blocks: 0,
             snapshots: states.pools,
             risk: None,
+            live: None,
+            deployment: None,
         };
         drop(SessionWriter::create(sdir.path(), &meta).unwrap());
         let opts = PaperOptions {
@@ -145,22 +147,19 @@ async fn main() {
             session: sdir.path().to_path_buf(),
             blocks: Some(gap),
             registry: None,
+            live: None,
         };
         let parsed = registry::parse_params(&meta.strategy, &meta.params).unwrap();
-        let mut build = |m: &Market, env: &TradingEnv| -> Result<Box<dyn Strategy>, String> {
+        let mut build = |_: &dexlab_engine::session::StrategySpec,
+                         m: &Market,
+                         env: &TradingEnv|
+         -> Result<Box<dyn Strategy>, String> {
             registry::build("cross-venue-arb", m, env, &parsed).map_err(|e| e.to_string())
         };
         let t = Instant::now();
-        let s = run_paper(
-            &opts,
-            None,
-            None,
-            &mut build,
-            std::future::pending(),
-            |_| {},
-        )
-        .await
-        .expect("paper");
+        let s = run_paper(&opts, None, &mut build, std::future::pending(), |_| {})
+            .await
+            .expect("paper");
         let secs = t.elapsed().as_secs_f64();
         assert_eq!(s.blocks, gap);
         println!(

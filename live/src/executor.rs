@@ -133,6 +133,45 @@ pub fn execute_calldata(
     .into()
 }
 
+/// What the deployed executor at `executor` does with `calldata` sent by `owner` on the state at
+/// the end of `block`, its own balances and all (live mode's check before sending).
+pub async fn call_deployed(
+    provider: &DynProvider,
+    block: BlockId,
+    executor: Address,
+    owner: Address,
+    calldata: Bytes,
+) -> NodeAnswer {
+    let tx = TransactionRequest::default()
+        .from(owner)
+        .to(executor)
+        .input(calldata.into());
+    answer(provider.call(tx).block(block).await)
+}
+
+/// An `execute` call's answer: each leg's output, the decoded revert, or why there is none.
+fn answer(r: alloy::transports::TransportResult<Bytes>) -> NodeAnswer {
+    match r {
+        Ok(ret) => match IDexlabExecutor::executeCall::abi_decode_returns(&ret) {
+            Ok(amounts) => NodeAnswer::Filled { amounts },
+            Err(e) => NodeAnswer::Unavailable {
+                reason: format!("undecodable return {ret}: {e}"),
+            },
+        },
+        Err(e) => match e.as_error_resp() {
+            Some(resp) if resp.message.contains("revert") => NodeAnswer::Reverted {
+                reason: resp
+                    .as_revert_data()
+                    .map(|d| revert_reason(&d))
+                    .unwrap_or_else(|| resp.message.to_string()),
+            },
+            _ => NodeAnswer::Unavailable {
+                reason: format!("eth_call: {e}"),
+            },
+        },
+    }
+}
+
 /// Where a token keeps balances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BalanceLayout {
@@ -224,31 +263,12 @@ impl NodeSim {
             .from(SIM_OWNER)
             .to(SIM_EXECUTOR)
             .input(execute_calldata(legs, bundle.amount_in, U256::ZERO, u64::MAX).into());
-        match self
-            .provider
-            .call(tx)
-            .block(block)
-            .overrides(
-                overrides
-                    .into_iter()
-                    .collect::<alloy::rpc::types::state::StateOverride>(),
-            )
-            .await
-        {
-            Ok(ret) => match IDexlabExecutor::executeCall::abi_decode_returns(&ret) {
-                Ok(amounts) => NodeAnswer::Filled { amounts },
-                Err(e) => unavailable(format!("undecodable return {ret}: {e}")),
-            },
-            Err(e) => match e.as_error_resp() {
-                Some(resp) if resp.message.contains("revert") => NodeAnswer::Reverted {
-                    reason: resp
-                        .as_revert_data()
-                        .map(|d| revert_reason(&d))
-                        .unwrap_or_else(|| resp.message.to_string()),
-                },
-                _ => unavailable(format!("eth_call: {e}")),
-            },
-        }
+        let call = self.provider.call(tx).block(block).overrides(
+            overrides
+                .into_iter()
+                .collect::<alloy::rpc::types::state::StateOverride>(),
+        );
+        answer(call.await)
     }
 
     /// The token's balance layout, found on first use and kept.
@@ -343,6 +363,43 @@ impl NodeSim {
         IErc20Balance::balanceOfCall::abi_decode_returns(&ret)
             .map_err(|e| Probe::Token(format!("token {token}: balanceOf returned {ret}: {e}")))
     }
+}
+
+/// `holder`'s balance of `token` at the end of `block`.
+pub async fn balance_of(
+    provider: &DynProvider,
+    token: Address,
+    holder: Address,
+    block: BlockId,
+) -> Result<U256, String> {
+    let tx = TransactionRequest::default()
+        .to(token)
+        .input(IErc20Balance::balanceOfCall { holder }.abi_encode().into());
+    let ret = provider
+        .call(tx)
+        .block(block)
+        .await
+        .map_err(|e| format!("balanceOf({holder}) on {token}: {e}"))?;
+    IErc20Balance::balanceOfCall::abi_decode_returns(&ret)
+        .map_err(|e| format!("token {token}: balanceOf returned {ret}: {e}"))
+}
+
+/// The executor's owner, by its `owner()` at `block`.
+pub async fn owner_of(
+    provider: &DynProvider,
+    executor: Address,
+    block: BlockId,
+) -> Result<Address, String> {
+    let tx = TransactionRequest::default()
+        .to(executor)
+        .input(IDexlabExecutor::ownerCall {}.abi_encode().into());
+    let ret = provider
+        .call(tx)
+        .block(block)
+        .await
+        .map_err(|e| format!("owner() on {executor}: {e}"))?;
+    IDexlabExecutor::ownerCall::abi_decode_returns(&ret)
+        .map_err(|e| format!("{executor} is not a DexlabExecutor: owner() returned {ret}: {e}"))
 }
 
 /// Why a token's balance slot was not found.

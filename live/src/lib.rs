@@ -16,6 +16,12 @@
 //! simulation of the on-chain executor contract, under the engine's risk limits and the
 //! operator's kill switch (commands read from the store before every block).
 //!
+//! [`onchain`] is live mode's executor side, in the same session loop with the executor
+//! swapped: each bundle checked with `eth_call` on the operator's deployed executor, signed and
+//! sent; receipts turned into the engine's chain outcomes (outputs from the `Transfer` logs, gas
+//! from the receipt); the books reconciled with the chain's balances every N blocks, a difference
+//! halting trading.
+//!
 //! [`signer`] holds the operator's key (environment or encrypted keystore, never printed) and
 //! sends its transactions: local nonces persisted and reconciled with the chain, EIP-1559 fees
 //! under a cap, receipts with their L1 fee, a late transaction cancelled by a bumped replacement.
@@ -29,6 +35,7 @@ pub mod error;
 pub mod executor;
 pub mod feed;
 pub mod gas;
+pub mod onchain;
 pub mod paper;
 pub mod signer;
 

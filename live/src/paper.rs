@@ -29,8 +29,8 @@ use dexlab_engine::session::{
     self, BlockRecord, ModelRef, NodeCheck, Record, SessionMeta, SessionMode, SessionRun,
     SessionWriter, StrategyFactory,
 };
+use dexlab_strategy::FillStatus;
 use dexlab_strategy::market::{BlockInfo, PoolState};
-use dexlab_strategy::{FillStatus, ModelHandle};
 use serde::Serialize;
 
 use crate::executor::NodeSim;
@@ -55,6 +55,12 @@ pub enum PaperError {
         #[source]
         source: dexlab_store::StoreError,
     },
+    #[error("session {}: live: {source}", dir.display())]
+    Live {
+        dir: PathBuf,
+        #[source]
+        source: crate::onchain::LiveError,
+    },
 }
 
 /// Where and how long to trade.
@@ -69,6 +75,9 @@ pub struct PaperOptions {
     pub blocks: Option<u64>,
     /// Where the session's row goes (the store the dashboard reads), if anywhere.
     pub registry: Option<Registry>,
+    /// Live mode: bundles signed and sent through the operator's executor contract. `None`:
+    /// paper mode, simulated fills.
+    pub live: Option<crate::onchain::LiveOptions>,
 }
 
 /// The store that lists sessions, and this machine's name for their rows.
@@ -110,6 +119,9 @@ pub struct NewSession {
     pub model: Option<ModelRef>,
     /// Risk limits (`None`: only the kill switch).
     pub risk: Option<RiskLimits>,
+    /// The deployment these come from, whose later versions take over the running session at
+    /// block boundaries (read from the registry's store before every block).
+    pub deployment: Option<session::DeploymentRef>,
 }
 
 /// The run's figures.
@@ -155,6 +167,14 @@ pub struct PaperSummary {
     /// Time inside the engine per block (logs in, decision out; the node's time excluded).
     pub step_us_p50: Option<f64>,
     pub step_us_p99: Option<f64>,
+    /// Deployment versions that took over during this run (with their block), and those that
+    /// could not (with why).
+    pub deployment_switches: Vec<String>,
+    pub deployment_errors: Vec<String>,
+    /// Live mode: transactions, checks, cancellations, and the executor's holdings by the chain
+    /// and by the books at the last reconciliation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live: Option<crate::onchain::LiveSummary>,
     /// The tracked pools' state as the chain has it at the end (our simulated trades left out),
     /// for checks against a fresh bootstrap.
     #[serde(skip)]
@@ -187,7 +207,6 @@ async fn connect(url: &str) -> Result<DynProvider, PaperError> {
 pub async fn run_paper(
     opts: &PaperOptions,
     new: Option<NewSession>,
-    model: Option<ModelHandle>,
     build: &mut StrategyFactory<'_>,
     stop: impl Future<Output = ()>,
     mut progress: impl FnMut(&Progress),
@@ -209,11 +228,35 @@ pub async fn run_paper(
             message: format!("eth_chainId: {e}"),
         })?;
     let resumed = dir.join(session::META_FILE).exists();
+    let mode = if opts.live.is_some() {
+        SessionMode::Live
+    } else {
+        SessionMode::Paper
+    };
+    let node_err = |message: String| PaperError::Node {
+        url: dexlab_data::ingest::redact(&opts.rpc),
+        message,
+    };
     let mut warmup_skipped = None;
     let (meta, start_after, mut writer, records) = if resumed {
         let rec = session::read(&dir)?;
-        if rec.meta.mode != SessionMode::Paper {
-            return Err(refused("it is not a paper session".into()));
+        if rec.meta.mode != mode {
+            return Err(refused(format!(
+                "it is a {:?} session; resume it in the mode it was started in",
+                rec.meta.mode
+            )));
+        }
+        if let (Some(l), Some(o)) = (&rec.meta.live, &opts.live)
+            && (l.operator != o.signer.address() || l.executor != o.executor)
+        {
+            return Err(refused(format!(
+                "it trades through executor {} owned by {}; the key given is {}'s and the \
+                 executor {}",
+                l.executor,
+                l.operator,
+                o.signer.address(),
+                o.executor
+            )));
         }
         if rec.meta.chain_id != chain_id {
             return Err(refused(format!(
@@ -222,6 +265,21 @@ pub async fn run_paper(
             )));
         }
         if let Some(n) = &new
+            && n.deployment.is_some()
+        {
+            let (had, has) = (
+                rec.meta.deployment.as_ref().map(|d| &d.name),
+                n.deployment.as_ref().map(|d| &d.name),
+            );
+            if had != has {
+                return Err(refused(format!(
+                    "it runs deployment {}; resume it with the same --deployment, or choose \
+                     another --session folder",
+                    had.map_or("none (it was started with --strategy)".into(), |d| d
+                        .clone())
+                )));
+            }
+        } else if let Some(n) = &new
             && n.risk != rec.meta.risk
         {
             return Err(refused(format!(
@@ -275,13 +333,21 @@ pub async fn run_paper(
         let want = {
             let (metas, _) = dexlab_engine::tape::initial_market(&pools, &[])
                 .map_err(session::SessionError::from)?;
-            let mut probe = n
+            let probe = n
                 .backtest
                 .resolve_for(&metas, n.seed)
                 .map_err(session::SessionError::from)?;
-            probe.env.model = model.clone();
-            let s = build(&dexlab_strategy::market::Market::new(metas), &probe.env)
-                .map_err(|m| refused(format!("strategy `{}`: {m}", n.strategy)))?;
+            let spec = session::StrategySpec {
+                strategy: n.strategy.clone(),
+                params: n.params.clone(),
+                model: n.model.clone(),
+            };
+            let s = build(
+                &spec,
+                &dexlab_strategy::market::Market::new(metas),
+                &probe.env,
+            )
+            .map_err(|m| refused(format!("strategy `{}`: {m}", n.strategy)))?;
             s.warmup_blocks().min(probe.max_warmup_blocks) as u64
         };
         let states = match warm_start(&provider, &pools, want).await {
@@ -304,9 +370,53 @@ pub async fn run_paper(
         } else {
             want.min(head.saturating_sub(states.block.number))
         };
+        // Live: the executor must be the key's, and the books start from what it holds.
+        let live = match &opts.live {
+            None => None,
+            Some(o) => {
+                let at = BlockId::hash(states.block.hash);
+                let owner = crate::executor::owner_of(&provider, o.executor, at)
+                    .await
+                    .map_err(|m| refused(format!("--executor: {m}")))?;
+                if owner != o.signer.address() {
+                    return Err(refused(format!(
+                        "the executor {} is owned by {owner}, not by the key's account {}",
+                        o.executor,
+                        o.signer.address()
+                    )));
+                }
+                let mut tokens: Vec<_> = pools
+                    .iter()
+                    .flat_map(|p| [p.token0.address, p.token1.address])
+                    .collect();
+                tokens.sort();
+                tokens.dedup();
+                let mut balances = Vec::new();
+                for t in tokens {
+                    let amount = crate::executor::balance_of(&provider, t, o.executor, at)
+                        .await
+                        .map_err(node_err)?;
+                    if !amount.is_zero() {
+                        balances.push(session::TokenBalance { token: t, amount });
+                    }
+                }
+                let operator_balance = provider
+                    .get_balance(o.signer.address())
+                    .block_id(at)
+                    .await
+                    .map_err(|e| node_err(format!("eth_getBalance: {e}")))?;
+                Some(session::LiveMeta {
+                    executor: o.executor,
+                    operator: o.signer.address(),
+                    balances,
+                    operator_balance,
+                    reconcile_every: o.reconcile_every.max(1),
+                })
+            }
+        };
         let meta = SessionMeta {
             format: session::FORMAT,
-            mode: SessionMode::Paper,
+            mode,
             chain_id,
             pools,
             strategy: n.strategy,
@@ -319,16 +429,16 @@ pub async fn run_paper(
             warmup_blocks,
             snapshots: states.pools,
             risk: n.risk,
+            live,
+            deployment: n.deployment,
         };
         let writer = SessionWriter::create(&dir, &meta)?;
         (meta, states.block, writer, Vec::new())
     };
 
-    let mut cfg: ExecConfig = SessionRun::exec_config(&meta)?;
-    cfg.env.model = model;
-    let cfg = cfg;
-    let mut run = SessionRun::start(&meta, &cfg, build)?;
-    if let Some(d) = run.replay(&records, true)? {
+    let cfg: ExecConfig = SessionRun::exec_config(&meta)?;
+    let mut run = SessionRun::start(&meta, &cfg, &mut *build)?;
+    if let Some(d) = run.replay(&records, true, &mut *build)? {
         return Err(refused(format!(
             "replaying its records decides otherwise at block {} than the session did (the \
              code, the model or the config changed since it was recorded): check it with \
@@ -336,6 +446,17 @@ pub async fn run_paper(
             d.block
         )));
     }
+    // The deployment version in force: the session's last switch, or the one it started with.
+    let mut following = meta.deployment.as_ref().map(|d| {
+        let v = records
+            .iter()
+            .rev()
+            .find_map(|b| b.switch.as_ref().map(|s| s.deployment.version))
+            .unwrap_or(d.version);
+        (d.name.clone(), v)
+    });
+    // A version that could not take over is not tried again every block.
+    let mut refused_version: Option<u32> = None;
     let mut session_blocks = records.len() as u64;
     // The session's totals before this run, for its row.
     let before = dexlab_store::SessionProgress {
@@ -383,6 +504,7 @@ pub async fn run_paper(
         }
     };
 
+    let next_block = start_after.number + 1;
     let addresses = meta.pools.iter().map(|p| p.address).collect();
     let mut feed_cfg =
         FeedConfig::new(opts.rpc.clone(), addresses).starting(Start::After(start_after));
@@ -395,6 +517,37 @@ pub async fn run_paper(
             url: dexlab_data::ingest::redact(&opts.rpc),
             message: format!("node check: {message}"),
         })?;
+    let live_err = |source| PaperError::Live {
+        dir: dir.clone(),
+        source,
+    };
+    let mut live = match (&opts.live, &meta.live) {
+        (Some(o), Some(l)) => {
+            let gas_cap = meta
+                .risk
+                .as_ref()
+                .map_or(u128::MAX, |r| r.max_gas_price_wei);
+            Some(
+                crate::onchain::LiveExec::open(
+                    provider.clone(),
+                    o,
+                    &dir,
+                    &run,
+                    gas_cap,
+                    l.balances.clone(),
+                    l.operator_balance,
+                    next_block,
+                )
+                .await
+                .map_err(live_err)?,
+            )
+        }
+        _ => None,
+    };
+    let reconcile_every = meta.live.as_ref().map_or(0, |l| l.reconcile_every.max(1));
+    // A reconciliation's difference halts trading from the next block on (recorded there).
+    let mut trip: Option<RiskEvent> = None;
+    let mut last_ref: Option<BlockRef> = None;
     let mut summary = PaperSummary {
         session: dir.clone(),
         warmup_blocks: meta.warmup_blocks,
@@ -440,18 +593,75 @@ pub async fn run_paper(
                         }
                         None => Vec::new(),
                     };
-                    let commands: Vec<RiskEvent> = pending.iter().map(risk_event).collect();
+                    let mut commands: Vec<RiskEvent> = pending.iter().map(risk_event).collect();
+                    commands.extend(trip.take());
+                    // A new version of the deployment takes over at this block boundary.
+                    let mut switch = None;
+                    if let (Some((store, _)), Some((name, version))) = (row, following.as_mut())
+                        && let Some(cur) =
+                            store.current_deployment(name).await.map_err(store_err)?
+                        && cur.version != *version
+                        && refused_version != Some(cur.version)
+                    {
+                        let taken = match deployment_switch(store, &cur).await {
+                            Ok((sw, bt)) if bt == meta.backtest => run
+                                .switch(&sw, &mut *build)
+                                .map(|()| sw)
+                                .map_err(|e| e.to_string()),
+                            Ok(_) => Err("its execution config ([backtest]) differs from the \
+                                          session's: start a new session to run it"
+                                .to_owned()),
+                            Err(e) => Err(e),
+                        };
+                        match taken {
+                            Ok(sw) => {
+                                *version = cur.version;
+                                tracing::warn!(
+                                    "block {}: deployment {} takes over",
+                                    b.number,
+                                    sw.deployment
+                                );
+                                summary
+                                    .deployment_switches
+                                    .push(format!("block {}: {}", b.number, sw.deployment));
+                                switch = Some(sw);
+                            }
+                            Err(why) => {
+                                refused_version = Some(cur.version);
+                                let m = format!(
+                                    "block {}: deployment {name}@v{} did not take over: {why}",
+                                    b.number, cur.version
+                                );
+                                tracing::error!("{m}");
+                                summary.deployment_errors.push(m);
+                            }
+                        }
+                    }
+                    // Live: what the chain did with our bundles, up to this block.
+                    let chain = match live.as_mut() {
+                        Some(l) => l.before_block(&b).await.map_err(live_err)?,
+                        None => Vec::new(),
+                    };
                     let t = Instant::now();
-                    let log = run.step_with(block, &b.logs, &commands)?;
+                    let log = run.step_with(block, &b.logs, &commands, &chain)?;
                     step_us.push(t.elapsed().as_secs_f64() * 1e6);
-                    // The node check: every bundle sent here, simulated through the executor's code
-                    // on the node's state at this block, next to the exact math on the same state.
-                    let maths: Vec<_> = log
-                        .sent
-                        .iter()
-                        .map(|p| run.driver.reference_legs(&p.bundle))
-                        .collect();
+                    // The node check. Paper: every bundle sent here, simulated through the
+                    // executor's code on the node's state at this block, next to the exact math
+                    // on the same state. Live: put to the deployed executor the same way, and
+                    // only sent if it would fill.
+                    let maths: Vec<_> = match live {
+                        Some(_) => Vec::new(),
+                        None => log
+                            .sent
+                            .iter()
+                            .map(|p| run.driver.reference_legs(&p.bundle))
+                            .collect(),
+                    };
                     let mut node_checks = Vec::with_capacity(log.sent.len());
+                    if let Some(l) = live.as_mut() {
+                        let refused: Vec<u64> = log.outcomes.iter().map(|o| o.id).collect();
+                        node_checks = l.check(&run, &b, &log.sent, &refused).await;
+                    }
                     for (p, math) in log.sent.iter().zip(maths) {
                         let at = BlockId::hash(b.hash);
                         let pools = &run.driver.market.pools;
@@ -532,7 +742,31 @@ pub async fn run_paper(
                         outcomes: log.outcomes,
                         node_checks,
                         risk: log.risk,
+                        chain,
+                        switch,
                     })))?;
+                    // Live: what was checked leaves now that its decision is on disk; then, every
+                    // N blocks, the books against the chain.
+                    if let Some(l) = live.as_mut() {
+                        l.send(b.number, b.base_fee).await.map_err(live_err)?;
+                        let here = BlockRef {
+                            number: b.number,
+                            hash: b.hash,
+                        };
+                        last_ref = Some(here);
+                        if summary.blocks == 0 || b.number % reconcile_every == 0 {
+                            let diffs = l.reconcile(&run, here).await.map_err(live_err)?;
+                            if !diffs.is_empty() {
+                                trip = Some(RiskEvent::Tripped {
+                                    kind: TripKind::Reconciliation,
+                                    reason: format!(
+                                        "the chain differs from the books: {}",
+                                        diffs.join("; ")
+                                    ),
+                                });
+                            }
+                        }
+                    }
                     // Recorded first, marked after: a process killed in between applies the
                     // command again at the next block, where it changes nothing.
                     if let Some((store, _)) = row {
@@ -567,10 +801,19 @@ pub async fn run_paper(
                     }
                     writer.write(&Record::Reorg { common_ancestor })?;
                     summary.reorgs += 1;
+                    if live.is_some() {
+                        // Our own transactions may have left with the dropped blocks: the sender
+                        // must settle them again from the new branch before the books go on.
+                        return Err(refused(format!(
+                            "the chain reorganised to block {common_ancestor}; a live session \
+                             stops there (recorded): run the same command to resume it from the \
+                             new branch"
+                        )));
+                    }
                     // Rebuild from the records the reorg left standing.
                     let rec = session::read(&dir)?;
-                    run = SessionRun::start(&meta, &cfg, build)?;
-                    run.replay(&rec.blocks, false)?;
+                    run = SessionRun::start(&meta, &cfg, &mut *build)?;
+                    run.replay(&rec.blocks, false, &mut *build)?;
                     session_blocks = rec.blocks.len() as u64;
                     writer = SessionWriter::append_to(&dir, rec.complete_len)?;
                     summary.last_block = Some(common_ancestor);
@@ -593,6 +836,10 @@ pub async fn run_paper(
         }
     }
     ended?;
+    if let (Some(l), Some(r)) = (live.as_mut(), last_ref) {
+        l.reconcile(&run, r).await.map_err(live_err)?;
+    }
+    summary.live = live.map(|l| l.summary);
     summary.session_blocks = session_blocks;
     if let Some(r) = &run.driver.risk {
         summary.halted = r
@@ -669,9 +916,64 @@ fn risk_event(c: &dexlab_store::RiskCommandRow) -> RiskEvent {
             kind: match trip.as_str() {
                 "reverts" => TripKind::Reverts,
                 "daily_loss" => TripKind::DailyLoss,
+                "reconciliation" => TripKind::Reconciliation,
                 _ => TripKind::KillSwitch,
             },
             by,
         },
     }
+}
+
+/// What a stored deployment version runs, as a session takes it: its strategy, parameters and
+/// model (the registry's directory, with the content hash promoted), its risk limits, and its
+/// execution config. Refused when the model's row no longer holds the promoted content.
+pub async fn deployment_switch(
+    store: &dexlab_store::Store,
+    row: &dexlab_store::DeploymentRow,
+) -> Result<(session::Switch, BacktestConfig), String> {
+    let d = &row.deployment;
+    let what = format!("deployment {}@v{}", d.name, row.version);
+    let backtest: BacktestConfig = serde_json::from_value(d.backtest.clone())
+        .map_err(|e| format!("{what}: its execution config: {e}"))?;
+    let risk: RiskLimits = serde_json::from_value(d.risk.clone())
+        .map_err(|e| format!("{what}: its risk limits: {e}"))?;
+    let model = match (d.model_id, &d.model_hash) {
+        (None, _) => None,
+        (Some(id), hash) => {
+            let m = store
+                .model_by_name_or_id(&id.to_string())
+                .await
+                .map_err(|e| format!("{what}: model {id}: {e}"))?
+                .ok_or_else(|| format!("{what}: model {id} is not in the registry"))?;
+            let hash = hash.clone().unwrap_or_default();
+            if m.model.content_hash != hash {
+                return Err(format!(
+                    "{what}: model `{}` is registered with content {}…, the deployment promoted \
+                     {}…",
+                    m.model.name,
+                    &m.model.content_hash[..m.model.content_hash.len().min(12)],
+                    &hash[..hash.len().min(12)]
+                ));
+            }
+            Some(ModelRef {
+                dir: PathBuf::from(&m.model.dir),
+                hash,
+            })
+        }
+    };
+    Ok((
+        session::Switch {
+            deployment: session::DeploymentRef {
+                name: d.name.clone(),
+                version: row.version,
+            },
+            spec: session::StrategySpec {
+                strategy: d.strategy.clone(),
+                params: d.params.clone(),
+                model,
+            },
+            risk: Some(risk),
+        },
+        backtest,
+    ))
 }

@@ -202,6 +202,68 @@ pub struct Settled {
     /// OP-stack L1 data fee and operator fee from the receipt (0 where it has none).
     pub l1_fee: u128,
     pub operator_fee: u128,
+    /// The ERC-20 `Transfer` logs of the receipt, in order.
+    #[serde(default)]
+    pub transfers: Vec<Transfer>,
+}
+
+/// An ERC-20 `Transfer` log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transfer {
+    pub token: Address,
+    pub from: Address,
+    pub to: Address,
+    pub amount: U256,
+}
+
+/// `keccak256("Transfer(address,address,uint256)")`.
+pub const TRANSFER_TOPIC: B256 =
+    alloy::primitives::b256!("ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef");
+
+/// The ERC-20 `Transfer` logs of a receipt (JSON), in order; other logs are skipped.
+fn receipt_transfers(r: &serde_json::Value) -> Result<Vec<Transfer>, String> {
+    let mut out = Vec::new();
+    let Some(logs) = r.get("logs").and_then(|l| l.as_array()) else {
+        return Ok(out);
+    };
+    for (i, l) in logs.iter().enumerate() {
+        let topics: Vec<B256> = match l.get("topics") {
+            Some(t) => {
+                serde_json::from_value(t.clone()).map_err(|e| format!("log {i}: topics: {e}"))?
+            }
+            None => continue,
+        };
+        if topics.len() != 3 || topics[0] != TRANSFER_TOPIC {
+            continue;
+        }
+        let token: Address = l
+            .get("address")
+            .cloned()
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| format!("log {i}: address: {e}"))?
+            .ok_or_else(|| format!("log {i}: no address"))?;
+        let data: Bytes = l
+            .get("data")
+            .cloned()
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| format!("log {i}: data: {e}"))?
+            .unwrap_or_default();
+        if data.len() != 32 {
+            return Err(format!(
+                "log {i}: a Transfer of {token} with {} data bytes",
+                data.len()
+            ));
+        }
+        out.push(Transfer {
+            token,
+            from: Address::from_word(topics[1]),
+            to: Address::from_word(topics[2]),
+            amount: U256::from_be_slice(&data),
+        });
+    }
+    Ok(out)
 }
 
 impl Settled {
@@ -415,6 +477,8 @@ impl Sender {
                 }
             };
             let cancelled = t.cancelled && k + 1 == t.hashes.len();
+            let transfers = receipt_transfers(&r)
+                .map_err(|e| SendError::Node(format!("receipt of {h}: {e}")))?;
             return Ok(Some(Settled {
                 bundle: t.bundle,
                 nonce: t.nonce,
@@ -426,6 +490,7 @@ impl Sender {
                 effective_gas_price: q("effectiveGasPrice")?,
                 l1_fee: q("l1Fee")?,
                 operator_fee: q("operatorFee")?,
+                transfers,
             }));
         }
         Ok(None)
@@ -434,21 +499,11 @@ impl Sender {
     /// A transaction from the operator with `nonce`, `gas_limit` and `fees`, no value; the caller
     /// sets its recipient (or makes it a creation) and input.
     fn request(&self, nonce: u64, gas_limit: u64, fees: Fees) -> TransactionRequest {
-        TransactionRequest::default()
-            .with_from(self.state.from)
-            .with_nonce(nonce)
-            .with_chain_id(self.state.chain_id)
-            .with_gas_limit(gas_limit)
-            .with_max_fee_per_gas(fees.max_fee_per_gas)
-            .with_max_priority_fee_per_gas(fees.max_priority_fee_per_gas)
-            .with_value(U256::ZERO)
+        request(self.state.from, self.state.chain_id, nonce, gas_limit, fees)
     }
 
     async fn sign_and_send(&self, tx: TransactionRequest) -> Result<B256, SendError> {
-        let envelope: TxEnvelope = tx
-            .build(&self.wallet)
-            .await
-            .map_err(|e| SendError::Sign(e.to_string()))?;
+        let envelope = sign(&self.wallet, tx).await?;
         let raw = envelope.encoded_2718();
         let hash = *envelope.tx_hash();
         let _pending = self
@@ -476,10 +531,7 @@ impl Sender {
             .request(nonce, gas_limit, fees)
             .with_to(to)
             .with_input(input);
-        let envelope: TxEnvelope = tx
-            .build(&self.wallet)
-            .await
-            .map_err(|e| SendError::Sign(e.to_string()))?;
+        let envelope = sign(&self.wallet, tx).await?;
         let hash = *envelope.tx_hash();
         self.state.tracked.push(Tracked {
             bundle,
@@ -577,6 +629,35 @@ impl Sender {
     }
 }
 
+/// An EIP-1559 transaction from `from` on `chain_id` with `nonce`, `gas_limit` and `fees`, no
+/// value; the caller sets its recipient (or makes it a creation) and input.
+pub fn request(
+    from: Address,
+    chain_id: u64,
+    nonce: u64,
+    gas_limit: u64,
+    fees: Fees,
+) -> TransactionRequest {
+    TransactionRequest::default()
+        .with_from(from)
+        .with_nonce(nonce)
+        .with_chain_id(chain_id)
+        .with_gas_limit(gas_limit)
+        .with_max_fee_per_gas(fees.max_fee_per_gas)
+        .with_max_priority_fee_per_gas(fees.max_priority_fee_per_gas)
+        .with_value(U256::ZERO)
+}
+
+/// Signs a complete transaction request locally (no node involved).
+pub async fn sign(
+    wallet: &EthereumWallet,
+    tx: TransactionRequest,
+) -> Result<TxEnvelope, SendError> {
+    tx.build(wallet)
+        .await
+        .map_err(|e| SendError::Sign(e.to_string()))
+}
+
 fn dropped(t: &Tracked) -> Settled {
     Settled {
         bundle: t.bundle,
@@ -589,6 +670,7 @@ fn dropped(t: &Tracked) -> Settled {
         effective_gas_price: 0,
         l1_fee: 0,
         operator_fee: 0,
+        transfers: Vec::new(),
     }
 }
 

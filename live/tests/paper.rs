@@ -47,6 +47,7 @@ fn new_session(
         seed: 5,
         model: None,
         risk: None,
+        deployment: None,
     }
 }
 
@@ -54,9 +55,10 @@ fn new_session(
 fn factory(
     strategy: &'static str,
     params: &serde_json::Value,
-) -> impl FnMut(&Market, &TradingEnv) -> Result<Box<dyn Strategy>, String> + use<> {
+) -> impl FnMut(&session::StrategySpec, &Market, &TradingEnv) -> Result<Box<dyn Strategy>, String> + use<>
+{
     let parsed = registry::parse_params(strategy, params).unwrap();
-    move |m: &Market, env: &TradingEnv| {
+    move |_: &session::StrategySpec, m: &Market, env: &TradingEnv| {
         registry::build(strategy, m, env, &parsed).map_err(|e| e.to_string())
     }
 }
@@ -99,6 +101,7 @@ async fn a_paper_session_through_a_reorg_ends_on_the_state_of_a_fresh_bootstrap(
         http_fallback: None,
         session: dir.clone(),
         blocks: None,
+        live: None,
         registry: Some(dexlab_live::paper::Registry {
             store: dexlab_store::Store::connect(&format!(
                 "sqlite:{}",
@@ -118,7 +121,6 @@ async fn a_paper_session_through_a_reorg_ends_on_the_state_of_a_fresh_bootstrap(
     let paper = run_paper(
         &opts,
         Some(new),
-        None,
         &mut build,
         async {
             let _ = stop_rx.await;
@@ -209,19 +211,13 @@ async fn a_strategy_that_warms_up_starts_that_many_blocks_back_and_watches_them(
         session: dir.clone(),
         blocks: Some(40),
         registry: None,
+        live: None,
     };
     let new = new_session(&d.manifest.pools, "price-reversion", &params);
     let mut build = factory("price-reversion", &params);
-    let s = run_paper(
-        &opts,
-        Some(new),
-        None,
-        &mut build,
-        std::future::pending(),
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let s = run_paper(&opts, Some(new), &mut build, std::future::pending(), |_| {})
+        .await
+        .unwrap();
     assert_eq!(s.warmup_blocks, 40, "{s:?}");
     assert_eq!(s.warmup_skipped, None);
     assert_eq!(s.blocks, 40);
@@ -247,6 +243,7 @@ async fn a_paper_session_through_a_dropped_websocket_loses_no_block() {
         session: dir.clone(),
         blocks: None,
         registry: None,
+        live: None,
     };
     let new = new_session(&chain.pools, "cross-venue-arb", &params);
     let mut build = factory("cross-venue-arb", &params);
@@ -254,7 +251,6 @@ async fn a_paper_session_through_a_dropped_websocket_loses_no_block() {
     let paper = run_paper(
         &opts,
         Some(new),
-        None,
         &mut build,
         async {
             let _ = stop_rx.await;

@@ -68,7 +68,7 @@ pub enum StoreError {
         source: sqlx::Error,
     },
 
-    /// The experiment, run, model or session named does not exist.
+    /// The experiment, run, model, session or deployment named does not exist.
     #[error("{op}: {target} not found")]
     NotFound { op: &'static str, target: String },
 
@@ -160,6 +160,46 @@ pub enum StoreError {
     #[error("{op}: session folder {dir:?} is not an absolute path")]
     SessionDirNotAbsolute { op: &'static str, dir: String },
 
+    /// A retired model where one in service is needed: deploying it (or rolling back to a
+    /// version that runs it), or retiring it again.
+    #[error(
+        "{op}: model {id} `{name}` was retired at {at} (unix seconds) by {by}: {reason}; \
+         {consequence}"
+    )]
+    ModelRetired {
+        op: &'static str,
+        id: i64,
+        name: String,
+        at: i64,
+        by: String,
+        reason: String,
+        /// Why that stops the operation, e.g. `a retired model may not be deployed`.
+        consequence: &'static str,
+    },
+
+    /// A rollback of a deployment whose current version replaced no earlier one.
+    #[error(
+        "{op}: deployment `{name}` is at version {version}, which replaced no earlier version: \
+         nothing to roll back to"
+    )]
+    NothingToRollBack {
+        op: &'static str,
+        name: String,
+        version: u32,
+    },
+
+    /// Other writers kept taking the next version of a deployment (PostgreSQL, where two
+    /// promotions of one name at once are resolved by retrying).
+    #[error(
+        "{op} (deployment `{name}`): other writers took the next version {attempts} times in a \
+         row; nothing was written, try again"
+    )]
+    VersionContention {
+        op: &'static str,
+        name: String,
+        attempts: u32,
+    },
+
     /// A read-only open ([`crate::Store::open_existing`]) of a SQLite store that is not there.
     #[error(
         "no dexlab store at {url}: {reason}; commands that only read the store do not create \
@@ -176,7 +216,7 @@ pub enum StoreError {
     #[error("{op}: {what} name {name:?} is not valid: {reason}")]
     InvalidName {
         op: &'static str,
-        /// `"model"`, `"experiment"` or `"halt"`.
+        /// `"model"`, `"experiment"`, `"deployment"` or `"halt"`.
         what: &'static str,
         name: String,
         reason: &'static str,

@@ -1,5 +1,5 @@
 //! dexlab's experiment store: experiments, folds, runs, GA generations and results, the registry
-//! of trained models, and the registry of trading sessions, in SQL.
+//! of trained models, the registry of trading sessions, and promoted deployments, in SQL.
 //!
 //! One code path serves both databases through sqlx's `Any` driver: every statement is written
 //! once, in the SQL both dialects share (`$n` placeholders, `ON CONFLICT … DO UPDATE`,
@@ -15,15 +15,23 @@
 //!
 //! The model registry ([`Store::register_model`], in `models.rs`) keeps one row per model
 //! directory with its provenance and test metrics; a name and a directory each belong to one
-//! model, and [`content_hash`] tells whether a directory still holds what was registered.
+//! model, and [`content_hash`] tells whether a directory still holds what was registered. A model
+//! taken out of service is retired ([`Store::retire_model`]): its row stays, but it may not be
+//! deployed again.
 //!
 //! The session registry ([`Store::start_session`], in `sessions.rs`) keeps one row per paper or
 //! live trading session folder: what it runs, its status and progress, and the process that last
 //! ran it. Starting a session in a registered folder resumes its row, and is refused when the row
 //! records another session.
 //!
+//! Deployments ([`Store::add_deployment`], in `deployments.rs`) are what `dexlab promote` makes
+//! of an experiment: named, versioned records of a strategy, its parameters, model and risk
+//! limits and the evidence for it, never changed or deleted; a rollback adds a version that
+//! restores an earlier one's content.
+//!
 //! No cargo features.
 
+mod deployments;
 mod error;
 mod models;
 mod risk;
@@ -41,9 +49,10 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Connection, Row};
 
+pub use crate::deployments::{DeploymentRow, NewDeployment};
 pub use crate::error::StoreError;
 pub use crate::models::{
-    ModelRow, NewModel, content_hash, validate_experiment_name, validate_model_name,
+    ModelRow, NewModel, Retired, content_hash, validate_experiment_name, validate_model_name,
 };
 pub use crate::risk::{RiskCommand, RiskCommandRow, TRIPS};
 pub use crate::sessions::{NewSessionRow, SessionProgress, SessionRow};

@@ -8,6 +8,9 @@
 //! directory and content hash all match (re-running a deterministic training), and an error
 //! otherwise, so that a row never silently starts describing other weights. Names cannot be all
 //! digits, so [`Store::model_by_name_or_id`] is never ambiguous.
+//!
+//! A model taken out of service is retired ([`Store::retire_model`]), once, with who did it and
+//! why: its row stays (deployments and sessions refer to it), but it may not be deployed again.
 
 use std::path::Path;
 
@@ -26,7 +29,7 @@ macro_rules! select_models {
     () => {
         "SELECT id, name, kind, task, target, dir, content_hash, features, window_size, seed,
                 backend, dataset_hash, git_commit, config, dataset, training, metrics,
-                train_seconds, created_at
+                train_seconds, created_at, retired_at, retired_by, retired_reason
          FROM models "
     };
 }
@@ -71,12 +74,24 @@ pub struct NewModel {
     pub created_at: i64,
 }
 
-/// A registered model: its id and everything it was registered with.
+/// A registered model: its id, everything it was registered with, and its retirement.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelRow {
     pub id: i64,
     #[serde(flatten)]
     pub model: NewModel,
+    /// Set once by [`Store::retire_model`]; `None` while the model is in service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired: Option<Retired>,
+}
+
+/// When, by whom and why a model was taken out of service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retired {
+    /// Unix seconds.
+    pub at: i64,
+    pub by: String,
+    pub reason: String,
 }
 
 impl Store {
@@ -189,7 +204,58 @@ impl Store {
 
     /// The model with this id (all digits) or name (anything else; names are never all digits).
     pub async fn model_by_name_or_id(&self, name_or_id: &str) -> Result<Option<ModelRow>> {
-        const OP: &str = "model_by_name_or_id";
+        self.find_model("model_by_name_or_id", name_or_id).await
+    }
+
+    /// Takes model `name_or_id` (as for [`Store::model_by_name_or_id`]) out of service at `at`
+    /// (unix seconds), recording who did it and why, and returns its row. The row stays; the
+    /// model may no longer be deployed ([`Store::add_deployment`]). A model is retired once:
+    /// retiring it again is [`StoreError::ModelRetired`], saying when and by whom it was; an
+    /// unknown model is [`StoreError::NotFound`].
+    ///
+    /// [`Store::add_deployment`]: crate::Store::add_deployment
+    pub async fn retire_model(
+        &self,
+        name_or_id: &str,
+        by: &str,
+        reason: &str,
+        at: i64,
+    ) -> Result<ModelRow> {
+        const OP: &str = "retire_model";
+        let target = || format!("model {name_or_id:?}");
+        let missing = || StoreError::NotFound {
+            op: OP,
+            target: target(),
+        };
+        let model = self.find_model(OP, name_or_id).await?.ok_or_else(missing)?;
+        if let Some(error) = retired_error(OP, &model, "a model is retired once") {
+            return Err(error);
+        }
+        // Only a model in service: of two retirements at once, one is refused below.
+        let done = sqlx::query(
+            "UPDATE models SET retired_at = $1, retired_by = $2, retired_reason = $3
+             WHERE id = $4 AND retired_at IS NULL",
+        )
+        .bind(at)
+        .bind(by)
+        .bind(reason)
+        .bind(model.id)
+        .execute(&self.pool)
+        .await
+        .map_err(db(OP, target))?;
+        let now = self
+            .find_model(OP, &model.id.to_string())
+            .await?
+            .ok_or_else(missing)?;
+        if done.rows_affected() == 0
+            && let Some(error) = retired_error(OP, &now, "a model is retired once")
+        {
+            return Err(error);
+        }
+        Ok(now)
+    }
+
+    async fn find_model(&self, op: &'static str, name_or_id: &str) -> Result<Option<ModelRow>> {
         let key = name_or_id.trim();
         if !key.is_empty() && key.bytes().all(|b| b.is_ascii_digit()) {
             // Too large for an id: no such model.
@@ -200,10 +266,10 @@ impl Store {
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await
-                .map_err(db(OP, || format!("model {id}")))?;
-            return row.map(|row| model_from_row(OP, &row)).transpose();
+                .map_err(db(op, || format!("model {id}")))?;
+            return row.map(|row| model_from_row(op, &row)).transpose();
         }
-        self.model_where(OP, "name", name_or_id).await
+        self.model_where(op, "name", name_or_id).await
     }
 
     async fn model_where(
@@ -308,6 +374,47 @@ pub(crate) fn check_name_of(op: &'static str, what: &'static str, name: &str) ->
     })
 }
 
+/// [`StoreError::ModelRetired`] for `model` if it is retired, saying why that stops `op`.
+pub(crate) fn retired_error(
+    op: &'static str,
+    model: &ModelRow,
+    consequence: &'static str,
+) -> Option<StoreError> {
+    model.retired.as_ref().map(|r| StoreError::ModelRetired {
+        op,
+        id: model.id,
+        name: model.model.name.clone(),
+        at: r.at,
+        by: r.by.clone(),
+        reason: r.reason.clone(),
+        consequence,
+    })
+}
+
+/// The retirement columns of a models row: all three set, or none.
+pub(crate) fn retired_from_row(
+    op: &'static str,
+    row: &AnyRow,
+    target: impl Fn() -> String,
+) -> Result<Option<Retired>> {
+    let at: Option<i64> = get(op, row, "retired_at")?;
+    let by: Option<String> = get(op, row, "retired_by")?;
+    let reason: Option<String> = get(op, row, "retired_reason")?;
+    match (at, by, reason) {
+        (None, None, None) => Ok(None),
+        (Some(at), Some(by), Some(reason)) => Ok(Some(Retired { at, by, reason })),
+        (at, by, reason) => Err(StoreError::Corrupt {
+            op,
+            target: target(),
+            field: "retired_at",
+            detail: format!(
+                "retired_at {at:?}, retired_by {by:?} and retired_reason {reason:?} are set \
+                 together or not at all"
+            ),
+        }),
+    }
+}
+
 /// The first 12 hex digits, enough to tell hashes apart in a message.
 fn short(hash: &str) -> &str {
     &hash[..hash.len().min(12)]
@@ -352,6 +459,7 @@ fn model_from_row(op: &'static str, row: &AnyRow) -> Result<ModelRow> {
             train_seconds: get(op, row, "train_seconds")?,
             created_at: get(op, row, "created_at")?,
         },
+        retired: retired_from_row(op, row, target)?,
     })
 }
 
@@ -374,6 +482,50 @@ mod tests {
                 .to_string()
                 .contains("all digits")
         );
+    }
+
+    #[test]
+    fn a_model_in_service_serialises_without_retired() {
+        let row = ModelRow {
+            id: 3,
+            model: NewModel {
+                name: "lin".into(),
+                kind: RegisteredKind::Model(dexlab_types::ModelKind::Mlp),
+                task: RegisteredTask::Regression,
+                target: "label".into(),
+                dir: "/models/lin".into(),
+                content_hash: "ab".repeat(32),
+                features: vec!["ret_1".into()],
+                window: 8,
+                seed: 1,
+                backend: "flex".into(),
+                dataset_hash: None,
+                git_commit: "0bd467e".into(),
+                config: serde_json::json!({}),
+                dataset: serde_json::json!({}),
+                training: serde_json::json!({}),
+                metrics: serde_json::json!({}),
+                train_seconds: None,
+                created_at: 1,
+            },
+            retired: None,
+        };
+        let json = serde_json::to_value(&row).unwrap();
+        assert!(json.get("retired").is_none(), "{json}");
+        assert_eq!(serde_json::from_value::<ModelRow>(json).unwrap(), row);
+
+        let retired = ModelRow {
+            retired: Some(Retired {
+                at: 5,
+                by: "alice".into(),
+                reason: "overfit".into(),
+            }),
+            ..row
+        };
+        let json = serde_json::to_value(&retired).unwrap();
+        assert_eq!(json["retired"]["by"], "alice");
+        assert_eq!(json["name"], "lin");
+        assert_eq!(serde_json::from_value::<ModelRow>(json).unwrap(), retired);
     }
 
     #[test]

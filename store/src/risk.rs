@@ -22,7 +22,7 @@ pub enum RiskCommand {
 }
 
 /// The halts a clear may name.
-pub const TRIPS: [&str; 3] = ["kill_switch", "reverts", "daily_loss"];
+pub const TRIPS: [&str; 4] = ["kill_switch", "reverts", "daily_loss", "reconciliation"];
 
 /// A stored command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

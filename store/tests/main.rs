@@ -22,6 +22,7 @@ macro_rules! on_both_backends {
 mod support;
 
 mod bad_url;
+mod deployments;
 mod experiment_state;
 mod find_experiment;
 mod float_exactness;

@@ -186,6 +186,7 @@ impl Deployment {
             router: Some(self.router),
             tokens: self.tokens.clone(),
             pools: self.pools.clone(),
+            operator: None,
         };
         m.validate().map_err(DataError::Devnet)?;
         Ok(m)

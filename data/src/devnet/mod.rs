@@ -19,6 +19,7 @@ mod anvil;
 mod bindings;
 mod deploy;
 pub mod market;
+pub mod operator;
 
 pub use anvil::AnvilProcess;
 pub use deploy::{DEFAULT_PRIORITY_FEE, Deployment, INFORMED, NOISE, deploy, seed_liquidity};
@@ -110,7 +111,18 @@ pub async fn start(cfg: &ChainUpConfig, progress: bool) -> Result<Devnet> {
     let node = AnvilProcess::spawn(cfg.port, cfg.chain_id, GENESIS_TIMESTAMP).await?;
     let mut deployment = deploy(&node, cfg).await?;
     let mut market = market::run(&mut deployment, cfg, progress).await?;
-    let manifest = deployment.manifest(cfg)?;
+    let dir = match cfg.manifest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let stem = cfg
+        .manifest
+        .file_stem()
+        .map_or_else(|| "chain".into(), |s| s.to_string_lossy().into_owned());
+    let operator = operator::setup(&mut deployment, cfg.seed, &dir, &stem).await?;
+    // The history includes the operator's set-up blocks.
+    let mut manifest = deployment.manifest(cfg)?;
+    manifest.operator = Some(operator);
     manifest.save(&cfg.manifest)?;
     let ms = cfg.live_block_time_ms.unwrap_or(DEFAULT_LIVE_BLOCK_TIME_MS);
     market.set_params(market::MarketParams::for_block_time_ms(ms));
