@@ -225,12 +225,22 @@ fn a_live_session_trades_through_the_executor_with_books_that_match_the_chain() 
             .await
             .unwrap();
     });
+    // And the operator pulls the kill switch: from the session's next block on, nothing leaves.
+    let o = dexlab()
+        .args(["live", "kill"])
+        .arg(&session)
+        .args(["--reason", "test"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let s = json_of(
         &dexlab()
             .args(live_args(&chain, &config, &session, 15))
             .output()
             .unwrap(),
     );
+    assert_eq!(s["live"]["sent"], 0, "{s}");
+    assert_eq!(s["risk_refused"], s["bundles"], "{s}");
     let diffs = s["live"]["differences"].as_array().unwrap();
     assert!(
         diffs.iter().any(|d| {
@@ -240,12 +250,12 @@ fn a_live_session_trades_through_the_executor_with_books_that_match_the_chain() 
         "{s}"
     );
     let halted = s["halted"].as_array().unwrap();
-    assert!(
-        halted
-            .iter()
-            .any(|h| h.as_str().unwrap().starts_with("Reconciliation")),
-        "{s}"
-    );
+    for kind in ["Reconciliation", "KillSwitch"] {
+        assert!(
+            halted.iter().any(|h| h.as_str().unwrap().starts_with(kind)),
+            "{kind}: {s}"
+        );
+    }
     assert!(
         s["risk_events"]
             .as_array()

@@ -207,7 +207,10 @@ fn main() {
         "  block in -> last transaction signed, blocks that sent: {}",
         percentiles(sending)
     );
-    println!("  block in -> decision, every block: {}", percentiles(all));
+    println!(
+        "  block in -> decision and its transactions signed, every block: {}",
+        percentiles(all)
+    );
     println!(
         "  per transaction (calldata, fees, sign, encode): {}",
         percentiles(per_tx)
