@@ -269,3 +269,29 @@ fn chain_up_live_mines_until_sigterm_then_stops_with_its_node() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The tick lens (one `eth_call` per pool, `contracts/DexlabTickLens.sol` put in place by a state
+/// override) reads exactly the ticks that the word-by-word reading does, on every V3-style pool
+/// of the devnet (Uniswap V3, PancakeSwap V3, Slipstream; tick spacings 1 to 200).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_tick_lens_reads_what_the_word_by_word_reading_reads() {
+    use dexlab_data::snapshot::{TickRead, read_ticks};
+    let ch = Chain::up(13, 120);
+    let p = ch.provider();
+    let at = alloy::eips::BlockId::number(ch.manifest.last_block);
+    let mut pools = 0;
+    let mut ticks = 0;
+    for info in ch.manifest.pools.iter().filter(|i| i.tick_spacing.is_some()) {
+        let spacing = info.tick_spacing.unwrap();
+        let lens = read_ticks(&p, info.address, spacing, at, TickRead::Lens)
+            .await
+            .unwrap();
+        let words = read_ticks(&p, info.address, spacing, at, TickRead::Words)
+            .await
+            .unwrap();
+        assert_eq!(lens, words, "pool {} ({})", info.address, info.dex);
+        pools += 1;
+        ticks += lens.len();
+    }
+    assert!(pools >= 6 && ticks > pools * 2, "{pools} pools, {ticks} ticks");
+}

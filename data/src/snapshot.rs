@@ -28,6 +28,12 @@ alloy::sol! {
         function ticks(int24 tick) external view returns (uint128 liquidityGross, int128 liquidityNet);
     }
 
+    // contracts/DexlabTickLens.sol: every initialized tick of a pool in one call.
+    interface IDexlabTickLens {
+        function ticks(address pool, int24 spacing)
+            external view returns (int24[] tick, uint128[] gross, int128[] net);
+    }
+
     // V2's reserves are uint112 and Solidly's uint256: both fit the same ABI words.
     #[sol(rpc)]
     interface IPairReserves {
@@ -262,6 +268,84 @@ async fn v3_at(
     let spacing = info
         .tick_spacing
         .ok_or_else(|| DataError::Config(format!("pool {pool} has no tick spacing")))?;
+    let ticks = match read_ticks(provider, pool, spacing, at, TickRead::Lens).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::debug!("pool {pool}: the tick lens failed ({e}); reading word by word");
+            read_ticks(provider, pool, spacing, at, TickRead::Words).await?
+        }
+    };
+    Ok(Some(V3Snapshot {
+        pool,
+        block,
+        sqrt_price_x96: U256::from(s0.sqrtPriceX96).to_string(),
+        tick: s0.tick.as_i32(),
+        liquidity: liquidity.to_string(),
+        ticks,
+    }))
+}
+
+/// How a pool's initialized ticks are read from the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TickRead {
+    /// One `eth_call` of `contracts/DexlabTickLens.sol`, its code put at a scratch address by a
+    /// state override (needs a node with state overrides and a call gas cap above ~10 M gas for
+    /// tick spacing 1).
+    Lens,
+    /// One call per tick-bitmap word of the whole range, and one per initialized tick.
+    Words,
+}
+
+/// Where the tick lens's code is put for its call: no key and no code on any chain.
+const LENS_ADDRESS: Address =
+    alloy::primitives::address!("00000000000000000000000000000000de1ab1e5");
+
+/// Every initialized tick of the V3-style pool `pool` at `at`, lowest first: (tick, gross, net).
+pub async fn read_ticks(
+    provider: &DynProvider,
+    pool: Address,
+    spacing: i32,
+    at: BlockId,
+    how: TickRead,
+) -> Result<Vec<(i32, String, String)>> {
+    if how == TickRead::Lens {
+        use alloy::providers::Provider;
+        use alloy::rpc::types::state::{AccountOverride, StateOverride};
+        use alloy::sol_types::SolCall;
+        let code = crate::tools::artifact("DexlabTickLens")?
+            .deployed_bytecode
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| {
+                DataError::Tooling("the DexlabTickLens artifact has no runtime code".into())
+            })?;
+        let call = IDexlabTickLens::ticksCall {
+            pool,
+            spacing: I24::try_from(spacing)
+                .map_err(|_| DataError::Config(format!("pool {pool}: tick spacing {spacing}")))?,
+        };
+        let tx = alloy::rpc::types::TransactionRequest::default()
+            .to(LENS_ADDRESS)
+            .input(call.abi_encode().into());
+        let overrides: StateOverride = [(LENS_ADDRESS, AccountOverride::default().with_code(code))]
+            .into_iter()
+            .collect();
+        let ret = provider
+            .call(tx)
+            .block(at)
+            .overrides(overrides)
+            .await
+            .map_err(|e| rpc(pool, "the tick lens", e))?;
+        let r = IDexlabTickLens::ticksCall::abi_decode_returns(&ret)
+            .map_err(|e| rpc(pool, "the tick lens's answer", e))?;
+        return Ok(r
+            .tick
+            .iter()
+            .zip(&r.gross)
+            .zip(&r.net)
+            .map(|((t, g), n)| (t.as_i32(), g.to_string(), n.to_string()))
+            .collect());
+    }
+    let c = IV3PoolState::new(pool, provider);
     let max_word = (887_272 / spacing) >> 8;
     let words: Vec<i16> = (-max_word - 1..=max_word).map(|w| w as i16).collect();
     let bitmaps: Vec<(i16, U256)> = futures::stream::iter(words)
@@ -303,14 +387,7 @@ async fn v3_at(
             }
         }
     }
-    Ok(Some(V3Snapshot {
-        pool,
-        block,
-        sqrt_price_x96: U256::from(s0.sqrtPriceX96).to_string(),
-        tick: s0.tick.as_i32(),
-        liquidity: liquidity.to_string(),
-        ticks,
-    }))
+    Ok(ticks)
 }
 
 pub fn save(root: &Path, snaps: &[PoolSnapshot]) -> Result<()> {

@@ -138,6 +138,9 @@ pub struct LiveExec {
     gas_cap: u128,
     start: Vec<TokenBalance>,
     operator_start: U256,
+    /// Transactions whose `Transfer` logs the bundle does not explain, for the next
+    /// reconciliation to report (once).
+    unexplained: Vec<String>,
     pub summary: LiveSummary,
 }
 
@@ -167,6 +170,7 @@ impl LiveExec {
             gas_cap,
             start,
             operator_start,
+            unexplained: Vec::new(),
             summary: LiveSummary {
                 executor: opts.executor,
                 operator: opts.signer.address(),
@@ -275,7 +279,7 @@ impl LiveExec {
             let (out, odd) = amount_out(&s, self.executor, &f);
             if let Some(why) = &odd {
                 // Booked with the output the logs show; the next reconciliation halts trading.
-                self.summary.differences.push(format!(
+                self.unexplained.push(format!(
                     "block {}: bundle {id} ({}): {why}",
                     base.block, s.hash
                 ));
@@ -458,7 +462,7 @@ impl LiveExec {
             .collect();
         tokens.sort();
         tokens.dedup();
-        let mut diffs = std::mem::take(&mut self.summary.differences);
+        let mut diffs = std::mem::take(&mut self.unexplained);
         let mut report = Vec::new();
         for t in tokens {
             let chain = balance_of(&self.provider, t, self.executor, at)
