@@ -281,7 +281,12 @@ async fn the_tick_lens_reads_what_the_word_by_word_reading_reads() {
     let at = alloy::eips::BlockId::number(ch.manifest.last_block);
     let mut pools = 0;
     let mut ticks = 0;
-    for info in ch.manifest.pools.iter().filter(|i| i.tick_spacing.is_some()) {
+    for info in ch
+        .manifest
+        .pools
+        .iter()
+        .filter(|i| i.tick_spacing.is_some())
+    {
         let spacing = info.tick_spacing.unwrap();
         let lens = read_ticks(&p, info.address, spacing, at, TickRead::Lens)
             .await
@@ -293,5 +298,8 @@ async fn the_tick_lens_reads_what_the_word_by_word_reading_reads() {
         pools += 1;
         ticks += lens.len();
     }
-    assert!(pools >= 6 && ticks > pools * 2, "{pools} pools, {ticks} ticks");
+    assert!(
+        pools >= 6 && ticks > pools * 2,
+        "{pools} pools, {ticks} ticks"
+    );
 }

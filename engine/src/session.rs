@@ -538,11 +538,24 @@ impl<'c> SessionRun<'c> {
                 (ledger, SessionExec::Sim(exec))
             }
             (SessionMode::Live, Some(live)) => {
-                // The books start from what the executor holds.
+                // The books start from what the executor holds, each token other than the quote
+                // at its worth at the bootstrap state (its cost basis: selling it later realises
+                // only what it gained since, not all of it).
                 let mut ledger =
                     Ledger::new(cfg.env.quote, cfg.env.native, quote_dec, U256::ZERO, false);
                 for b in &live.balances {
                     *ledger.balances.entry(b.token).or_default() += b.amount;
+                    if b.token != cfg.env.quote
+                        && let Some(v) = dexlab_strategy::gas::convert_with(
+                            &market.pools,
+                            |i| &market.states[i],
+                            b.amount,
+                            b.token,
+                            cfg.env.quote,
+                        )
+                    {
+                        *ledger.basis.entry(b.token).or_default() += v;
+                    }
                 }
                 (ledger, SessionExec::Chain(ChainExecutor::default()))
             }

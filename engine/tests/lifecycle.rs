@@ -827,3 +827,63 @@ fn a_backtest_runs_under_the_configs_risk_limits_as_a_session_does() {
     let e = b.validate().unwrap_err();
     assert!(e.contains("backtest.risk.max_bundles_per_block"), "{e}");
 }
+
+#[test]
+fn a_live_sessions_starting_holdings_carry_their_worth_as_cost_basis() {
+    use dexlab_data::snapshot::{PoolSnapshot, ReservesSnapshot};
+    use dexlab_data::types::{PoolInfo, Protocol, TokenInfo};
+    use dexlab_engine::session::{LiveMeta, TokenBalance};
+    let token = |b: u8, symbol: &str, decimals: u8| TokenInfo {
+        address: alloy_primitives::Address::with_last_byte(b),
+        symbol: symbol.into(),
+        decimals,
+    };
+    let (usdc, weth) = (token(0x05, "USDC", 6), token(0xee, "WETH", 18));
+    let pool = PoolInfo {
+        address: alloy_primitives::Address::with_last_byte(1),
+        protocol: Protocol::UniswapV2,
+        dex: "uniswap-v2".into(),
+        token0: usdc.clone(),
+        token1: weth.clone(),
+        fee: 3000,
+        tick_spacing: None,
+        stable: None,
+    };
+    // 2,000,000 USDC against 1,000 WETH: 2,000 USDC a WETH.
+    let meta = SessionMeta {
+        mode: SessionMode::Live,
+        pools: vec![pool.clone()],
+        snapshots: vec![PoolSnapshot::Reserves(ReservesSnapshot {
+            pool: pool.address,
+            block: 99,
+            reserve0: e6(2_000_000).to_string(),
+            reserve1: e18(1_000).to_string(),
+        })],
+        bootstrap_block: 99,
+        live: Some(LiveMeta {
+            executor: alloy_primitives::Address::repeat_byte(0xe1),
+            operator: alloy_primitives::Address::repeat_byte(0x0b),
+            balances: vec![
+                TokenBalance {
+                    token: usdc.address,
+                    amount: e6(1_000),
+                },
+                TokenBalance {
+                    token: weth.address,
+                    amount: e18(3),
+                },
+            ],
+            operator_balance: e18(1),
+            reconcile_every: 10,
+        }),
+        ..sample_meta()
+    };
+    let cfg = SessionRun::exec_config(&meta).unwrap();
+    let run = SessionRun::start(&meta, &cfg, &mut build(&meta)).unwrap();
+    let l = &run.driver.ledger;
+    assert_eq!(l.balances[&weth.address], e18(3));
+    assert_eq!(l.balances[&usdc.address], e6(1_000));
+    // 3 WETH at 2,000: 6,000 USDC of basis (to the unit, at the mid price).
+    assert_eq!(l.basis.get(&weth.address).copied(), Some(e6(6_000)));
+    assert_eq!(l.basis.get(&usdc.address), None);
+}
