@@ -184,6 +184,9 @@ impl LiveExec {
         for s in reconciled.settled {
             me.settled(s, next_block);
         }
+        // Settled in blocks the session has not recorded (a reorg, or a process stopped between
+        // a receipt and its block's record): asked again.
+        me.sender.unsettle_after(next_block.saturating_sub(1))?;
         let tracked: Vec<u64> = me
             .sender
             .tracked()
@@ -201,6 +204,56 @@ impl LiveExec {
             }
         }
         Ok(me)
+    }
+
+    /// The chain dropped every block after `ancestor`, and the engine was rebuilt from its records
+    /// up to it (`run`). What the dropped blocks settled is unsettled again (the sender asks the
+    /// node anew: mined again on the new branch, still waiting, or gone and so expired at no
+    /// gas); what was decided on them is no longer the engine's, and its transactions, detached
+    /// from any bundle, are cancelled (should one be mined anyway, the reconciliation sees it).
+    pub async fn after_reorg(
+        &mut self,
+        run: &SessionRun<'_>,
+        ancestor: u64,
+    ) -> Result<(), LiveError> {
+        self.sender.unsettle_after(ancestor)?;
+        let inflight: Vec<u64> = run.driver.inflight.iter().map(|p| p.id).collect();
+        self.ready
+            .retain(|o| o.block <= ancestor && inflight.contains(&o.id));
+        self.to_send.clear();
+        let orphans = self.sender.orphan(&inflight)?;
+        if !orphans.is_empty() {
+            tracing::warn!(
+                "reorg to block {ancestor}: cancelling the transactions (nonces {orphans:?}) of \
+                 bundles decided on dropped blocks"
+            );
+        }
+        self.following.clear();
+        let market = &run.driver.market;
+        for p in &run.driver.inflight {
+            self.following.insert(p.id, following(market, p));
+        }
+        // The nonces as the new branch has them (what it dropped is dropped, gaps filled).
+        let r = self.sender.reconcile().await?;
+        for s in r.settled {
+            self.settled(s, ancestor + 1);
+        }
+        let tracked: Vec<u64> = self
+            .sender
+            .tracked()
+            .iter()
+            .filter_map(|t| t.bundle)
+            .collect();
+        for p in &run.driver.inflight {
+            if !tracked.contains(&p.id) && !self.ready.iter().any(|o| o.id == p.id) {
+                self.ready.push(never_sent(
+                    p.id,
+                    ancestor + 1,
+                    "never sent: decided before a reorg, its transaction was not found again",
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The outcomes the chain settled up to block `b`, read from the receipts, for the engine's

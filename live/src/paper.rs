@@ -167,6 +167,8 @@ pub struct PaperSummary {
     /// Time inside the engine per block (logs in, decision out; the node's time excluded).
     pub step_us_p50: Option<f64>,
     pub step_us_p99: Option<f64>,
+    /// Bundles still in flight at the end (sent, no outcome yet).
+    pub in_flight: u64,
     /// Deployment versions that took over during this run (with their block), and those that
     /// could not (with why).
     pub deployment_switches: Vec<String>,
@@ -801,19 +803,16 @@ pub async fn run_paper(
                     }
                     writer.write(&Record::Reorg { common_ancestor })?;
                     summary.reorgs += 1;
-                    if live.is_some() {
-                        // Our own transactions may have left with the dropped blocks: the sender
-                        // must settle them again from the new branch before the books go on.
-                        return Err(refused(format!(
-                            "the chain reorganised to block {common_ancestor}; a live session \
-                             stops there (recorded): run the same command to resume it from the \
-                             new branch"
-                        )));
-                    }
                     // Rebuild from the records the reorg left standing.
                     let rec = session::read(&dir)?;
                     run = SessionRun::start(&meta, &cfg, &mut *build)?;
                     run.replay(&rec.blocks, false, &mut *build)?;
+                    // Live: our transactions settled in the dropped blocks are settled anew.
+                    if let Some(l) = live.as_mut() {
+                        l.after_reorg(&run, common_ancestor)
+                            .await
+                            .map_err(live_err)?;
+                    }
                     session_blocks = rec.blocks.len() as u64;
                     writer = SessionWriter::append_to(&dir, rec.complete_len)?;
                     summary.last_block = Some(common_ancestor);
@@ -840,6 +839,7 @@ pub async fn run_paper(
         l.reconcile(&run, r).await.map_err(live_err)?;
     }
     summary.live = live.map(|l| l.summary);
+    summary.in_flight = run.driver.inflight.len() as u64;
     summary.session_blocks = session_blocks;
     if let Some(r) = &run.driver.risk {
         summary.halted = r

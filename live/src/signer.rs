@@ -295,7 +295,14 @@ struct SenderState {
     chain_id: u64,
     next_nonce: u64,
     tracked: Vec<Tracked>,
+    /// Transactions settled by a mined receipt, with the block it named, kept for a while: a
+    /// reorg that drops that block makes them unsettled again.
+    #[serde(default)]
+    recent: Vec<(Tracked, u64)>,
 }
+
+/// How many settled transactions [`Sender`] keeps for reorgs.
+const RECENT: usize = 512;
 
 /// Signs, sends and follows the operator's transactions.
 pub struct Sender {
@@ -383,6 +390,52 @@ impl Sender {
         &self.state.tracked
     }
 
+    /// Keeps a mined transaction for [`Sender::unsettle_after`].
+    fn remember(&mut self, t: &Tracked, s: &Settled) {
+        if let Some(b) = s.block {
+            self.state.recent.push((t.clone(), b));
+            let over = self.state.recent.len().saturating_sub(RECENT);
+            self.state.recent.drain(..over);
+        }
+    }
+
+    /// The chain dropped every block after `ancestor`: the transactions settled in them are
+    /// tracked again (mined again on the new branch, waiting in the pool, or gone: the next
+    /// [`Sender::poll`] and [`Sender::reconcile`] say which). Returns their bundles.
+    pub fn unsettle_after(&mut self, ancestor: u64) -> Result<Vec<u64>, SendError> {
+        let (back, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.state.recent)
+            .into_iter()
+            .partition(|(_, b)| *b > ancestor);
+        self.state.recent = keep;
+        let bundles = back.iter().filter_map(|(t, _)| t.bundle).collect();
+        for (t, _) in back {
+            if !self.state.tracked.iter().any(|x| x.nonce == t.nonce) {
+                self.state.tracked.push(t);
+            }
+        }
+        self.state.tracked.sort_by_key(|t| t.nonce);
+        self.save()?;
+        Ok(bundles)
+    }
+
+    /// Detaches the tracked transactions of bundles the engine no longer has in flight (decided
+    /// on blocks a reorg dropped): they carry no bundle from now on, and are cancelled at the
+    /// next [`Sender::poll`]. Returns their nonces.
+    pub fn orphan(&mut self, keep: &[u64]) -> Result<Vec<u64>, SendError> {
+        let mut nonces = Vec::new();
+        for t in &mut self.state.tracked {
+            if let Some(b) = t.bundle
+                && !keep.contains(&b)
+            {
+                t.bundle = None;
+                t.deadline = 0;
+                nonces.push(t.nonce);
+            }
+        }
+        self.save()?;
+        Ok(nonces)
+    }
+
     fn save(&self) -> Result<(), SendError> {
         let err = |message: String| SendError::State {
             path: self.path.clone(),
@@ -413,7 +466,10 @@ impl Sender {
         let mut keep = Vec::new();
         for t in std::mem::take(&mut self.state.tracked) {
             match self.settle(&t).await? {
-                Some(s) => settled.push(s),
+                Some(s) => {
+                    self.remember(&t, &s);
+                    settled.push(s);
+                }
                 None if t.nonce < chain_nonce => {
                     // Its nonce was used by a transaction we do not know: nothing of ours landed.
                     settled.push(dropped(&t));
@@ -428,6 +484,43 @@ impl Sender {
             }
         }
         self.state.tracked = keep;
+        // A nonce under a pending transaction of ours that nothing holds any more (its own
+        // transaction dropped, or taken by a reorg) keeps that transaction from ever being
+        // mined: filled with a zero-value transfer to ourselves, at the waiting one's fees.
+        let held: Vec<u64> = self.state.tracked.iter().map(|t| t.nonce).collect();
+        if let Some(&top) = held.iter().max() {
+            let fees = self
+                .state
+                .tracked
+                .iter()
+                .map(|t| t.fees)
+                .max_by_key(|f| f.max_fee_per_gas)
+                .unwrap_or(Fees {
+                    max_fee_per_gas: 0,
+                    max_priority_fee_per_gas: 0,
+                });
+            for n in chain_nonce..top {
+                if held.contains(&n) {
+                    continue;
+                }
+                let fill = self.request(n, 21_000, fees).with_to(self.state.from);
+                match self.sign_and_send(fill).await {
+                    Ok(h) => {
+                        tracing::warn!("nonce {n}: filled a gap under a pending transaction");
+                        self.state.tracked.push(Tracked {
+                            bundle: None,
+                            nonce: n,
+                            hashes: vec![h],
+                            fees,
+                            deadline: u64::MAX,
+                            cancelled: true,
+                        });
+                    }
+                    Err(e) => tracing::warn!("nonce {n}: filling a gap: {e}"),
+                }
+            }
+            self.state.tracked.sort_by_key(|t| t.nonce);
+        }
         let highest = self.state.tracked.iter().map(|t| t.nonce + 1).max();
         self.state.next_nonce = match highest {
             Some(h) => h.max(chain_nonce),
@@ -606,6 +699,7 @@ impl Sender {
         let mut keep = Vec::new();
         for mut t in std::mem::take(&mut self.state.tracked) {
             if let Some(s) = self.settle(&t).await? {
+                self.remember(&t, &s);
                 out.push(s);
                 continue;
             }

@@ -312,3 +312,149 @@ async fn a_paper_session_through_a_dropped_websocket_loses_no_block() {
     let r = session::replay(&dir, &mut build).unwrap();
     assert!(r.identical, "{r:?}");
 }
+
+/// Live mode through a reorg: the transactions the dropped blocks had settled are settled anew
+/// from the new branch (here: gone with it, so their bundles expire at no gas), the nonces follow
+/// the new branch, and the books still equal what the executor holds on chain.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_live_session_through_a_reorg_keeps_its_books_equal_to_the_chain() {
+    let (mut d, _dir) = devnet(43, 30).await;
+    let p = http_provider(d.http_url());
+    let op = d
+        .manifest
+        .operator
+        .clone()
+        .expect("chain up makes an operator");
+    let signer = dexlab_live::signer::load_key(&dexlab_live::signer::KeySource::Keystore {
+        path: op.keystore.clone(),
+        password_file: op.password_file.clone(),
+    })
+    .unwrap();
+    assert_eq!(signer.address(), op.address);
+    // The session bootstraps at the block before the head: past the executor's funding.
+    for _ in 0..2 {
+        d.mine_block(200).await.unwrap();
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("session");
+    let opts = PaperOptions {
+        rpc: d.ws_url(),
+        http_fallback: None,
+        session: dir.clone(),
+        blocks: None,
+        live: Some(dexlab_live::onchain::LiveOptions {
+            signer,
+            executor: op.executor,
+            reconcile_every: 3,
+        }),
+        registry: None,
+    };
+    let params = serde_json::json!({"min_profit_bps": 0});
+    let mut new = new_session(&d.manifest.pools, "cross-venue-arb", &params);
+    // Bundles may land up to 3 blocks late: the test mines as it pleases.
+    new.backtest.deadline_blocks = 3;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut build = factory("cross-venue-arb", &params);
+    let live = run_paper(
+        &opts,
+        Some(new),
+        &mut build,
+        async {
+            let _ = stop_rx.await;
+        },
+        |_| {},
+    );
+    let chain = async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !dir.join(session::META_FILE).exists() {
+            assert!(Instant::now() < deadline, "the session never started");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for _ in 0..80 {
+            d.mine_block(200).await.unwrap();
+            wait_recorded(&dir, &p).await;
+        }
+        // Until a transaction of ours waits in the pool: decided on the block about to become
+        // the common ancestor, it is mined in the branch the reorg drops.
+        let pending = || async {
+            let count = |tag| {
+                let p = p.clone();
+                async move {
+                    let v: alloy::primitives::U64 = p
+                        .raw_request("eth_getTransactionCount".into(), (op.address, tag))
+                        .await
+                        .unwrap();
+                    v.to::<u64>()
+                }
+            };
+            count("pending").await > count("latest").await
+        };
+        let mut waiting = false;
+        for _ in 0..300 {
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_millis(300) && !waiting {
+                waiting = pending().await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if waiting {
+                break;
+            }
+            d.mine_block(200).await.unwrap();
+            wait_recorded(&dir, &p).await;
+        }
+        assert!(waiting, "the session sent nothing");
+        // A branch of 3 blocks the session sees, then dropped for one of 15.
+        let snap = p.anvil_snapshot().await.unwrap();
+        for _ in 0..3 {
+            d.mine_block(200).await.unwrap();
+            wait_recorded(&dir, &p).await;
+        }
+        assert!(p.anvil_revert(snap).await.unwrap());
+        let ts = head_timestamp(&p).await;
+        for i in 0..15 {
+            mine_other_block(&p, &d, i, ts + 1 + i).await;
+            wait_recorded(&dir, &p).await;
+        }
+        stop_tx.send(()).unwrap();
+    };
+    let (s, ()) = tokio::join!(live, chain);
+    let s: PaperSummary = s.unwrap();
+    assert_eq!(s.reorgs, 1, "{s:?}");
+    let l = s.live.as_ref().unwrap();
+    assert!(l.sent > 0, "no transaction: the check is weak {s:?}");
+    assert!(l.differences.is_empty(), "{:?}", l.differences);
+    assert!(!l.tokens.is_empty());
+    for t in &l.tokens {
+        assert!(t.agrees, "{t:?}");
+    }
+    assert_eq!(
+        l.operator_spent_wei.as_deref(),
+        Some(l.gas_booked_wei.as_str())
+    );
+    // The case in point happened: a transaction of ours was mined in a block the reorg dropped.
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(dir.join(session::BLOCKS_FILE))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ancestor = lines
+        .iter()
+        .find_map(|v| v["reorg"]["common_ancestor"].as_u64())
+        .unwrap();
+    let reorg_at = lines.iter().position(|v| v.get("reorg").is_some()).unwrap();
+    let mined_on_dropped = lines[..reorg_at]
+        .iter()
+        .filter(|v| v["block"]["block"]["number"].as_u64() > Some(ancestor))
+        .flat_map(|v| v["block"]["chain"].as_array().cloned().unwrap_or_default())
+        .filter(|c| c["tx"].is_string() && c["status"] != "expired")
+        .count();
+    assert!(
+        mined_on_dropped > 0,
+        "no transaction of ours in the dropped blocks"
+    );
+    // And nothing is left hanging: every bundle the dropped blocks had settled was settled
+    // anew from the new branch (here: gone with it, so expired at no gas).
+    assert_eq!(s.in_flight, 0, "{s:?}");
+    let r = session::replay(&dir, &mut build).unwrap();
+    assert!(r.identical, "{r:?}");
+}
