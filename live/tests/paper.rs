@@ -257,7 +257,16 @@ async fn a_paper_session_through_a_dropped_websocket_loses_no_block() {
         },
         |_| {},
     );
-    let recorded = |dir: &std::path::Path| session::read(dir).map_or(0, |r| r.blocks.len());
+    // Blocks recorded once the session has sent a bundle (so that the node check is exercised).
+    let recorded = |dir: &std::path::Path| {
+        session::read(dir).map_or(0, |r| {
+            if r.blocks.iter().any(|b| !b.sent.is_empty()) {
+                r.blocks.len()
+            } else {
+                0
+            }
+        })
+    };
     let p = chain.provider();
     let outage = async {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -455,6 +464,121 @@ async fn a_live_session_through_a_reorg_keeps_its_books_equal_to_the_chain() {
     // And nothing is left hanging: every bundle the dropped blocks had settled was settled
     // anew from the new branch (here: gone with it, so expired at no gas).
     assert_eq!(s.in_flight, 0, "{s:?}");
+    let r = session::replay(&dir, &mut build).unwrap();
+    assert!(r.identical, "{r:?}");
+}
+
+/// Live mode through a dropped WebSocket: the socket is cut and the node kept out of reach while
+/// the chain mines on; the session comes back with no block missed or repeated, its transactions
+/// followed through the outage, its books still what the executor holds on chain.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_live_session_through_a_dropped_websocket_loses_no_block() {
+    let mut chain = LiveChain::start(45, 0, 200).await;
+    let p = chain.provider();
+    // The session bootstraps at the block before the head: past the executor's funding.
+    let funded = chain.manifest.last_block;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while p.get_block_number().await.unwrap() < funded + 2 {
+        assert!(Instant::now() < deadline, "the chain does not mine");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let op = chain.manifest.operator.clone().unwrap();
+    let signer = dexlab_live::signer::load_key(&dexlab_live::signer::KeySource::Keystore {
+        path: op.keystore.clone(),
+        password_file: op.password_file.clone(),
+    })
+    .unwrap();
+    let proxy = TcpProxy::start(chain.port).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("session");
+    let params = serde_json::json!({"min_profit_bps": 0});
+    let opts = PaperOptions {
+        rpc: proxy.ws_url(),
+        http_fallback: None,
+        session: dir.clone(),
+        blocks: None,
+        registry: None,
+        live: Some(dexlab_live::onchain::LiveOptions {
+            signer,
+            executor: op.executor,
+            reconcile_every: 4,
+        }),
+    };
+    let mut new = new_session(&chain.pools, "cross-venue-arb", &params);
+    new.backtest.deadline_blocks = 3;
+    let mut build = factory("cross-venue-arb", &params);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let live = run_paper(
+        &opts,
+        Some(new),
+        &mut build,
+        async {
+            let _ = stop_rx.await;
+        },
+        |_| {},
+    );
+    // Blocks recorded once a transaction has been sent.
+    let recorded = |dir: &std::path::Path| {
+        session::read(dir).map_or(0, |r| {
+            if r.blocks.iter().any(|b| !b.sent.is_empty()) {
+                r.blocks.len()
+            } else {
+                0
+            }
+        })
+    };
+    let outage = async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while recorded(&dir) < 30 {
+            assert!(
+                Instant::now() < deadline,
+                "the session did not start trading"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        proxy.set_refusing(true);
+        proxy.cut();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let head_in_outage = p.get_block_number().await.unwrap();
+        proxy.set_refusing(false);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let last = session::read(&dir)
+                .ok()
+                .and_then(|r| r.blocks.last().map(|b| b.block.number));
+            if last.is_some_and(|l| l >= head_in_outage + 30) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the session did not come back: {last:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        stop_tx.send(()).unwrap();
+        head_in_outage
+    };
+    let (s, head_in_outage) = tokio::join!(live, outage);
+    let s = s.unwrap();
+    chain.stop().await;
+    assert!(
+        proxy.refused() > 0,
+        "the session tried to reconnect during the outage"
+    );
+    let rec = session::read(&dir).unwrap();
+    let numbers: Vec<u64> = rec.blocks.iter().map(|b| b.block.number).collect();
+    assert!(
+        numbers.windows(2).all(|w| w[1] == w[0] + 1),
+        "a block missed or repeated: {numbers:?}"
+    );
+    assert!(*numbers.last().unwrap() >= head_in_outage + 30);
+    let l = s.live.as_ref().unwrap();
+    assert!(l.sent > 0, "no transaction: the check is weak {s:?}");
+    assert!(s.fills > 0, "{s:?}");
+    assert!(l.differences.is_empty(), "{:?}", l.differences);
+    for t in &l.tokens {
+        assert!(t.agrees, "{t:?}");
+    }
     let r = session::replay(&dir, &mut build).unwrap();
     assert!(r.identical, "{r:?}");
 }
