@@ -582,3 +582,150 @@ async fn a_live_session_through_a_dropped_websocket_loses_no_block() {
     let r = session::replay(&dir, &mut build).unwrap();
     assert!(r.identical, "{r:?}");
 }
+
+/// Live mode's revert breaker: a transaction that passed its `eth_call` check reverts on chain
+/// (the executor's tokens vanish between the check and the block), it is booked as a revert with
+/// the gas its receipt says, and `max_consecutive_reverts = 1` halts trading from the next block.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_live_revert_on_chain_is_booked_with_its_gas_and_trips_the_revert_breaker() {
+    use alloy::primitives::{B256, U256};
+    let (mut d, _dir) = devnet(43, 30).await;
+    let p = http_provider(d.http_url());
+    let op = d.manifest.operator.clone().unwrap();
+    let signer = dexlab_live::signer::load_key(&dexlab_live::signer::KeySource::Keystore {
+        path: op.keystore.clone(),
+        password_file: op.password_file.clone(),
+    })
+    .unwrap();
+    for _ in 0..2 {
+        d.mine_block(200).await.unwrap();
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("session");
+    let opts = PaperOptions {
+        rpc: d.ws_url(),
+        http_fallback: None,
+        session: dir.clone(),
+        blocks: None,
+        live: Some(dexlab_live::onchain::LiveOptions {
+            signer,
+            executor: op.executor,
+            reconcile_every: 1_000,
+        }),
+        registry: None,
+    };
+    let params = serde_json::json!({"min_profit_bps": 0});
+    let mut new = new_session(&d.manifest.pools, "cross-venue-arb", &params);
+    new.backtest.deadline_blocks = 3;
+    // Only the revert breaker binds (limits are written to session.json: finite).
+    new.risk = Some(dexlab_engine::risk::RiskLimits {
+        max_notional_quote: 1e12,
+        max_exposure_quote: 1e12,
+        daily_loss_quote: 1e12,
+        max_gas_price_wei: 10u128.pow(15),
+        max_consecutive_reverts: 1,
+        max_bundles_per_block: 100,
+    });
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut build = factory("cross-venue-arb", &params);
+    let live = run_paper(
+        &opts,
+        Some(new),
+        &mut build,
+        async {
+            let _ = stop_rx.await;
+        },
+        |_| {},
+    );
+    let tokens: Vec<_> = d.manifest.tokens.iter().map(|t| t.address).collect();
+    let chain = async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !dir.join(session::META_FILE).exists() {
+            assert!(Instant::now() < deadline, "the session never started");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let pending = || async {
+            let count = |tag| {
+                let p = p.clone();
+                async move {
+                    let v: alloy::primitives::U64 = p
+                        .raw_request("eth_getTransactionCount".into(), (op.address, tag))
+                        .await
+                        .unwrap();
+                    v.to::<u64>()
+                }
+            };
+            count("pending").await > count("latest").await
+        };
+        let mut waiting = false;
+        for _ in 0..300 {
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_millis(300) && !waiting {
+                waiting = pending().await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if waiting {
+                break;
+            }
+            d.mine_block(200).await.unwrap();
+            wait_recorded(&dir, &p).await;
+        }
+        assert!(waiting, "the session sent nothing");
+        // The executor's tokens vanish after the check: its transaction reverts on chain.
+        let mut sim = dexlab_live::executor::NodeSim::from_artifact(p.clone()).unwrap();
+        for &t in &tokens {
+            let layout = sim
+                .balance_layout(t, alloy::eips::BlockId::latest())
+                .await
+                .unwrap();
+            p.anvil_set_storage_at(
+                t,
+                U256::from_be_bytes(layout.key(op.executor).0),
+                B256::ZERO,
+            )
+            .await
+            .unwrap();
+        }
+        for _ in 0..4 {
+            d.mine_block(200).await.unwrap();
+            wait_recorded(&dir, &p).await;
+        }
+        stop_tx.send(()).unwrap();
+    };
+    let (s, ()) = tokio::join!(live, chain);
+    let s: PaperSummary = s.unwrap();
+    assert!(s.reverts >= 1, "{s:?}");
+    assert!(
+        s.halted.iter().any(|h| h.starts_with("Reverts")),
+        "{:?} {:?}",
+        s.halted,
+        s.risk_events
+    );
+    // The revert's gas is the receipt's: booked, and what the operator's account paid.
+    let rec = session::read(&dir).unwrap();
+    let reverted: Vec<_> = rec
+        .blocks
+        .iter()
+        .flat_map(|b| &b.chain)
+        .filter(|c| c.status == dexlab_strategy::FillStatus::Reverted)
+        .collect();
+    assert!(!reverted.is_empty());
+    for c in &reverted {
+        assert!(c.gas_used > 21_000 && c.l2_fee_wei > 0, "{c:?}");
+        let r = p
+            .get_transaction_receipt(c.tx.unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!r.status());
+        assert_eq!(r.gas_used, c.gas_used);
+        assert_eq!(u128::from(r.gas_used) * r.effective_gas_price, c.l2_fee_wei);
+    }
+    let l = s.live.as_ref().unwrap();
+    assert_eq!(
+        l.operator_spent_wei.as_deref(),
+        Some(l.gas_booked_wei.as_str())
+    );
+    let r = session::replay(&dir, &mut build).unwrap();
+    assert!(r.identical, "{r:?}");
+}
