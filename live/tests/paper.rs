@@ -585,10 +585,10 @@ async fn a_live_session_through_a_dropped_websocket_loses_no_block() {
 
 /// Live mode's revert breaker: a transaction that passed its `eth_call` check reverts on chain
 /// (the executor's tokens vanish between the check and the block), it is booked as a revert with
-/// the gas its receipt says, and `max_consecutive_reverts = 1` halts trading from the next block.
+/// the gas its receipt says, and both `max_consecutive_reverts = 1` and the daily loss limit halt
+/// trading from the next block.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_live_revert_on_chain_is_booked_with_its_gas_and_trips_the_revert_breaker() {
-    use alloy::primitives::{B256, U256};
+async fn a_live_revert_is_booked_with_its_gas_and_trips_the_breaker_and_the_loss_limit() {
     let (mut d, _dir) = devnet(43, 30).await;
     let p = http_provider(d.http_url());
     let op = d.manifest.operator.clone().unwrap();
@@ -597,6 +597,13 @@ async fn a_live_revert_on_chain_is_booked_with_its_gas_and_trips_the_revert_brea
         password_file: op.password_file.clone(),
     })
     .unwrap();
+    // The executor holds the quote token only, so that its equity moves by what it trades and
+    // pays, not by the marks of other holdings.
+    let tokens: Vec<_> = d.manifest.tokens.clone();
+    let mut sim = dexlab_live::executor::NodeSim::from_artifact(p.clone()).unwrap();
+    for t in tokens.iter().filter(|t| t.symbol != "USDC") {
+        zero_balance(&p, &mut sim, t.address, op.executor).await;
+    }
     for _ in 0..2 {
         d.mine_block(200).await.unwrap();
     }
@@ -617,11 +624,12 @@ async fn a_live_revert_on_chain_is_booked_with_its_gas_and_trips_the_revert_brea
     let params = serde_json::json!({"min_profit_bps": 0});
     let mut new = new_session(&d.manifest.pools, "cross-venue-arb", &params);
     new.backtest.deadline_blocks = 3;
-    // Only the revert breaker binds (limits are written to session.json: finite).
+    // The revert breaker, and a daily loss limit any gas paid for nothing is over (limits are
+    // written to session.json: finite).
     new.risk = Some(dexlab_engine::risk::RiskLimits {
         max_notional_quote: 1e12,
         max_exposure_quote: 1e12,
-        daily_loss_quote: 1e12,
+        daily_loss_quote: 1e-9,
         max_gas_price_wei: 10u128.pow(15),
         max_consecutive_reverts: 1,
         max_bundles_per_block: 100,
@@ -637,7 +645,6 @@ async fn a_live_revert_on_chain_is_booked_with_its_gas_and_trips_the_revert_brea
         },
         |_| {},
     );
-    let tokens: Vec<_> = d.manifest.tokens.iter().map(|t| t.address).collect();
     let chain = async {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !dir.join(session::META_FILE).exists() {
@@ -671,20 +678,9 @@ async fn a_live_revert_on_chain_is_booked_with_its_gas_and_trips_the_revert_brea
             wait_recorded(&dir, &p).await;
         }
         assert!(waiting, "the session sent nothing");
-        // The executor's tokens vanish after the check: its transaction reverts on chain.
-        let mut sim = dexlab_live::executor::NodeSim::from_artifact(p.clone()).unwrap();
-        for &t in &tokens {
-            let layout = sim
-                .balance_layout(t, alloy::eips::BlockId::latest())
-                .await
-                .unwrap();
-            p.anvil_set_storage_at(
-                t,
-                U256::from_be_bytes(layout.key(op.executor).0),
-                B256::ZERO,
-            )
-            .await
-            .unwrap();
+        // The executor's tokens vanish after the check: its first transaction reverts on chain.
+        for t in &tokens {
+            zero_balance(&p, &mut sim, t.address, op.executor).await;
         }
         for _ in 0..4 {
             d.mine_block(200).await.unwrap();
@@ -695,11 +691,18 @@ async fn a_live_revert_on_chain_is_booked_with_its_gas_and_trips_the_revert_brea
     let (s, ()) = tokio::join!(live, chain);
     let s: PaperSummary = s.unwrap();
     assert!(s.reverts >= 1, "{s:?}");
-    assert!(
-        s.halted.iter().any(|h| h.starts_with("Reverts")),
-        "{:?} {:?}",
-        s.halted,
-        s.risk_events
+    // Both halts: reverts in a row, and the day's loss (the revert's gas, nothing gained).
+    for kind in ["Reverts", "DailyLoss"] {
+        assert!(
+            s.halted.iter().any(|h| h.starts_with(kind)),
+            "{kind}: {:?} {:?}",
+            s.halted,
+            s.risk_events
+        );
+    }
+    assert_eq!(
+        s.fills, 0,
+        "the first transaction is the one that reverted: {s:?}"
     );
     // The revert's gas is the receipt's: booked, and what the operator's account paid.
     let rec = session::read(&dir).unwrap();
@@ -728,4 +731,24 @@ async fn a_live_revert_on_chain_is_booked_with_its_gas_and_trips_the_revert_brea
     );
     let r = session::replay(&dir, &mut build).unwrap();
     assert!(r.identical, "{r:?}");
+}
+
+/// Sets `holder`'s balance of `token` to zero in the token's storage (anvil).
+async fn zero_balance(
+    p: &alloy::providers::DynProvider,
+    sim: &mut dexlab_live::executor::NodeSim,
+    token: alloy::primitives::Address,
+    holder: alloy::primitives::Address,
+) {
+    let layout = sim
+        .balance_layout(token, alloy::eips::BlockId::latest())
+        .await
+        .unwrap();
+    p.anvil_set_storage_at(
+        token,
+        alloy::primitives::U256::from_be_bytes(layout.key(holder).0),
+        alloy::primitives::B256::ZERO,
+    )
+    .await
+    .unwrap();
 }
