@@ -184,9 +184,17 @@ impl LiveExec {
         for s in reconciled.settled {
             me.settled(s, next_block);
         }
-        // Settled in blocks the session has not recorded (a reorg, or a process stopped between
-        // a receipt and its block's record): asked again.
-        me.sender.unsettle_after(next_block.saturating_sub(1))?;
+        // Settled while the session was away or before its block was recorded (a reorg, a
+        // process stopped between a receipt and its block's record): asked again; and the
+        // transactions of decisions the records no longer hold (a reorg's) are cancelled.
+        let inflight: Vec<u64> = run.driver.inflight.iter().map(|p| p.id).collect();
+        let unhanded: Vec<u64> = inflight
+            .iter()
+            .copied()
+            .filter(|id| !me.ready.iter().any(|o| o.id == *id))
+            .collect();
+        me.sender.retrack(&unhanded)?;
+        me.sender.orphan(&inflight)?;
         let tracked: Vec<u64> = me
             .sender
             .tracked()
@@ -218,6 +226,7 @@ impl LiveExec {
     ) -> Result<(), LiveError> {
         self.sender.unsettle_after(ancestor)?;
         let inflight: Vec<u64> = run.driver.inflight.iter().map(|p| p.id).collect();
+        self.sender.retrack(&inflight)?;
         self.ready
             .retain(|o| o.block <= ancestor && inflight.contains(&o.id));
         self.to_send.clear();
@@ -447,7 +456,16 @@ impl LiveExec {
 
     /// Signs and sends the checked bundles of block `b`. One that cannot be sent is rejected in
     /// the next block.
-    pub async fn send(&mut self, block: u64, base_fee: Option<u128>) -> Result<(), LiveError> {
+    /// `gas_cap`: the risk limits' highest gas price in force (a deployment switch may change it).
+    pub async fn send(
+        &mut self,
+        block: u64,
+        base_fee: Option<u128>,
+        gas_cap: Option<u128>,
+    ) -> Result<(), LiveError> {
+        if let Some(c) = gas_cap {
+            self.gas_cap = c;
+        }
         let base_fee = base_fee.unwrap_or(0);
         let to_send = std::mem::take(&mut self.to_send);
         if to_send.is_empty() {

@@ -519,9 +519,16 @@ pub async fn run_paper(
             url: dexlab_data::ingest::redact(&opts.rpc),
             message: format!("node check: {message}"),
         })?;
-    let live_err = |source| PaperError::Live {
-        dir: dir.clone(),
-        source,
+    // Node errors can quote the URL, which may hold an API key.
+    let live_err = |source: crate::onchain::LiveError| {
+        let mut m = source.to_string();
+        for u in std::iter::once(&opts.rpc).chain(opts.http_fallback.as_ref()) {
+            m = m.replace(u.as_str(), &dexlab_data::ingest::redact(u));
+        }
+        PaperError::Live {
+            dir: dir.clone(),
+            source: crate::onchain::LiveError::Node(m),
+        }
     };
     let mut live = match (&opts.live, &meta.live) {
         (Some(o), Some(l)) => {
@@ -549,6 +556,8 @@ pub async fn run_paper(
     let reconcile_every = meta.live.as_ref().map_or(0, |l| l.reconcile_every.max(1));
     // A reconciliation's difference halts trading from the next block on (recorded there).
     let mut trip: Option<RiskEvent> = None;
+    // Commands of blocks a reorg dropped, to bind again at the next block.
+    let mut carried: Vec<RiskEvent> = Vec::new();
     let mut last_ref: Option<BlockRef> = None;
     let mut summary = PaperSummary {
         session: dir.clone(),
@@ -597,6 +606,7 @@ pub async fn run_paper(
                     };
                     let mut commands: Vec<RiskEvent> = pending.iter().map(risk_event).collect();
                     commands.extend(trip.take());
+                    commands.append(&mut carried);
                     // A new version of the deployment takes over at this block boundary.
                     let mut switch = None;
                     if let (Some((store, _)), Some((name, version))) = (row, following.as_mut())
@@ -750,7 +760,8 @@ pub async fn run_paper(
                     // Live: what was checked leaves now that its decision is on disk; then, every
                     // N blocks, the books against the chain.
                     if let Some(l) = live.as_mut() {
-                        l.send(b.number, b.base_fee).await.map_err(live_err)?;
+                        let cap = run.driver.risk.as_ref().map(|r| r.limits.max_gas_price_wei);
+                        l.send(b.number, b.base_fee, cap).await.map_err(live_err)?;
                         let here = BlockRef {
                             number: b.number,
                             hash: b.hash,
@@ -801,6 +812,14 @@ pub async fn run_paper(
                             meta.bootstrap_block
                         )));
                     }
+                    // Operators' commands and reconciliation halts recorded in the dropped blocks
+                    // bind again from the next block (a kill switch does not undo itself).
+                    let dropped: Vec<RiskEvent> = session::read(&dir)?
+                        .blocks
+                        .iter()
+                        .filter(|b| b.block.number > common_ancestor)
+                        .flat_map(|b| b.risk.iter().filter(|e| e.is_command()).cloned())
+                        .collect();
                     writer.write(&Record::Reorg { common_ancestor })?;
                     summary.reorgs += 1;
                     // Rebuild from the records the reorg left standing.
@@ -812,6 +831,17 @@ pub async fn run_paper(
                         l.after_reorg(&run, common_ancestor)
                             .await
                             .map_err(live_err)?;
+                    }
+                    carried.extend(dropped);
+                    // The deployment version in force is the surviving records' last switch.
+                    if let (Some((_, version)), Some(d)) = (following.as_mut(), &meta.deployment) {
+                        *version = rec
+                            .blocks
+                            .iter()
+                            .rev()
+                            .find_map(|b| b.switch.as_ref().map(|s| s.deployment.version))
+                            .unwrap_or(d.version);
+                        refused_version = None;
                     }
                     session_blocks = rec.blocks.len() as u64;
                     writer = SessionWriter::append_to(&dir, rec.complete_len)?;

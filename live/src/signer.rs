@@ -251,10 +251,13 @@ fn receipt_transfers(r: &serde_json::Value) -> Result<Vec<Transfer>, String> {
             .map_err(|e| format!("log {i}: data: {e}"))?
             .unwrap_or_default();
         if data.len() != 32 {
-            return Err(format!(
-                "log {i}: a Transfer of {token} with {} data bytes",
+            // Not an ERC-20 Transfer (an ERC-721's has its id in a topic): not counted. A bundle
+            // whose tokens it moved shows as unexplained at the reconciliation.
+            tracing::warn!(
+                "log {i}: a Transfer of {token} with {} data bytes, skipped",
                 data.len()
-            ));
+            );
+            continue;
         }
         out.push(Transfer {
             token,
@@ -310,6 +313,8 @@ pub struct Sender {
     wallet: EthereumWallet,
     path: PathBuf,
     state: SenderState,
+    /// Settled by a reconcile inside [`Sender::send`]; handed out by the next [`Sender::poll`].
+    pending_settled: Vec<Settled>,
 }
 
 impl std::fmt::Debug for Sender {
@@ -373,6 +378,7 @@ impl Sender {
             wallet: EthereumWallet::from(signer),
             path,
             state,
+            pending_settled: Vec::new(),
         };
         let r = s.reconcile().await?;
         Ok((s, r))
@@ -416,6 +422,23 @@ impl Sender {
         self.state.tracked.sort_by_key(|t| t.nonce);
         self.save()?;
         Ok(bundles)
+    }
+
+    /// Tracks again the settled transactions of `bundles` (bundles the engine still has in flight
+    /// after a restart: their outcome was read but never recorded); the next poll settles them
+    /// anew.
+    pub fn retrack(&mut self, bundles: &[u64]) -> Result<(), SendError> {
+        let (back, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.state.recent)
+            .into_iter()
+            .partition(|(t, _)| t.bundle.is_some_and(|b| bundles.contains(&b)));
+        self.state.recent = keep;
+        for (t, _) in back {
+            if !self.state.tracked.iter().any(|x| x.nonce == t.nonce) {
+                self.state.tracked.push(t);
+            }
+        }
+        self.state.tracked.sort_by_key(|t| t.nonce);
+        self.save()
     }
 
     /// Detaches the tracked transactions of bundles the engine no longer has in flight (decided
@@ -464,7 +487,8 @@ impl Sender {
             .map_err(|e| node(format!("eth_getTransactionCount(latest): {e}")))?;
         let mut settled = Vec::new();
         let mut keep = Vec::new();
-        for t in std::mem::take(&mut self.state.tracked) {
+        // Decided on a copy and committed at the end: an error on the way changes nothing.
+        for t in self.state.tracked.clone() {
             match self.settle(&t).await? {
                 Some(s) => {
                     self.remember(&t, &s);
@@ -504,22 +528,27 @@ impl Sender {
                     continue;
                 }
                 let fill = self.request(n, 21_000, fees).with_to(self.state.from);
-                match self.sign_and_send(fill).await {
-                    Ok(h) => {
-                        tracing::warn!("nonce {n}: filled a gap under a pending transaction");
-                        self.state.tracked.push(Tracked {
-                            bundle: None,
-                            nonce: n,
-                            hashes: vec![h],
-                            fees,
-                            deadline: u64::MAX,
-                            cancelled: true,
-                        });
-                    }
+                let envelope = sign(&self.wallet, fill).await?;
+                // Recorded before it leaves.
+                self.state.tracked.push(Tracked {
+                    bundle: None,
+                    nonce: n,
+                    hashes: vec![*envelope.tx_hash()],
+                    fees,
+                    deadline: u64::MAX,
+                    cancelled: true,
+                });
+                self.state.tracked.sort_by_key(|t| t.nonce);
+                self.save()?;
+                match self
+                    .provider
+                    .send_raw_transaction(&envelope.encoded_2718())
+                    .await
+                {
+                    Ok(_) => tracing::warn!("nonce {n}: filled a gap under a pending transaction"),
                     Err(e) => tracing::warn!("nonce {n}: filling a gap: {e}"),
                 }
             }
-            self.state.tracked.sort_by_key(|t| t.nonce);
         }
         let highest = self.state.tracked.iter().map(|t| t.nonce + 1).max();
         self.state.next_nonce = match highest {
@@ -569,6 +598,12 @@ impl Sender {
                     }),
                 }
             };
+            // A receipt without its block or status is not a mined one (yet): asked again later.
+            if r.get("blockNumber").is_none_or(|v| v.is_null())
+                || r.get("status").is_none_or(|v| v.is_null())
+            {
+                continue;
+            }
             let cancelled = t.cancelled && k + 1 == t.hashes.len();
             let transfers = receipt_transfers(&r)
                 .map_err(|e| SendError::Node(format!("receipt of {h}: {e}")))?;
@@ -641,9 +676,24 @@ impl Sender {
             .send_raw_transaction(&envelope.encoded_2718())
             .await
         {
-            // Not sent: the nonce is free again once the chain says so.
-            self.reconcile().await?;
-            return Err(SendError::Node(format!("eth_sendRawTransaction: {e}")));
+            // The node may have taken it all the same (a timeout, a retry's "already known"):
+            // the chain says. What the reconcile settles is handed out by the next poll.
+            match self.reconcile().await {
+                Ok(r) => {
+                    let mined = r
+                        .settled
+                        .iter()
+                        .any(|s| s.nonce == nonce && s.block.is_some());
+                    let waiting = self.state.tracked.iter().any(|t| t.nonce == nonce);
+                    self.pending_settled.extend(r.settled);
+                    if !mined && !waiting {
+                        return Err(SendError::Node(format!("eth_sendRawTransaction: {e}")));
+                    }
+                    tracing::warn!("eth_sendRawTransaction: {e}; the node has it all the same");
+                }
+                // Unknown: it stays tracked, and the next poll or reconcile tells.
+                Err(r) => tracing::warn!("eth_sendRawTransaction: {e}; then {r}"),
+            }
         }
         Ok(hash)
     }
@@ -695,30 +745,41 @@ impl Sender {
     /// After block `head` (base fee `base_fee`): settles what was mined, and cancels what is past
     /// its deadline and still unmined.
     pub async fn poll(&mut self, head: u64, base_fee: u128) -> Result<Vec<Settled>, SendError> {
-        let mut out = Vec::new();
-        let mut keep = Vec::new();
-        for mut t in std::mem::take(&mut self.state.tracked) {
+        // What an earlier reconcile settled and nobody has taken yet comes first.
+        let mut out = std::mem::take(&mut self.pending_settled);
+        let nonces: Vec<u64> = self.state.tracked.iter().map(|t| t.nonce).collect();
+        for n in nonces {
+            let Some(t) = self.state.tracked.iter().find(|t| t.nonce == n).cloned() else {
+                continue;
+            };
+            // Each change is saved as it happens: an error further on loses none of them.
             if let Some(s) = self.settle(&t).await? {
+                self.state.tracked.retain(|x| x.nonce != n);
                 self.remember(&t, &s);
+                self.save()?;
                 out.push(s);
                 continue;
             }
             if head > t.deadline && !t.cancelled {
                 let fees = t.fees.bumped(base_fee);
-                let cancel = self.request(t.nonce, 21_000, fees).with_to(self.state.from);
-                match self.sign_and_send(cancel).await {
-                    Ok(h) => {
-                        t.hashes.push(h);
-                        t.fees = fees;
-                        t.cancelled = true;
-                    }
-                    Err(e) => tracing::warn!("cancelling nonce {}: {e}", t.nonce),
+                let cancel = self.request(n, 21_000, fees).with_to(self.state.from);
+                let envelope = sign(&self.wallet, cancel).await?;
+                // Recorded before it leaves, as every transaction of ours.
+                if let Some(x) = self.state.tracked.iter_mut().find(|x| x.nonce == n) {
+                    x.hashes.push(*envelope.tx_hash());
+                    x.fees = fees;
+                    x.cancelled = true;
+                }
+                self.save()?;
+                if let Err(e) = self
+                    .provider
+                    .send_raw_transaction(&envelope.encoded_2718())
+                    .await
+                {
+                    tracing::warn!("cancelling nonce {n}: {e}");
                 }
             }
-            keep.push(t);
         }
-        self.state.tracked = keep;
-        self.save()?;
         Ok(out)
     }
 }

@@ -109,3 +109,55 @@ async fn the_sender_keeps_nonces_across_a_restart_cancels_late_transactions_and_
         .unwrap_err();
     assert!(e.to_string().contains("follows account"), "{e}");
 }
+
+/// A settled transaction whose outcome never reached a session's record (the process stopped in
+/// between) is asked about again after a restart: `retrack` puts it back, and the next poll
+/// settles it again, with the same receipt; a reorg that drops its block does the same through
+/// `unsettle_after`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_settled_transaction_can_be_settled_again_after_a_restart_or_a_reorg() {
+    let (d, _dir) = devnet(46, 3).await;
+    let p = http_provider(d.http_url());
+    let key = PrivateKeySigner::random();
+    p.anvil_set_balance(key.address(), U256::from(10u64).pow(U256::from(20)))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut s, _) = Sender::open(p.clone(), key.clone(), dir.path())
+        .await
+        .unwrap();
+    let (n, base) = head(&p).await;
+    let fees = Fees::for_block(base, 7, u128::MAX).unwrap();
+    s.send(
+        Address::with_last_byte(0x77),
+        Bytes::new(),
+        30_000,
+        fees,
+        Some(41),
+        n + 5,
+    )
+    .await
+    .unwrap();
+    mine_one(&p).await;
+    let (n, base) = head(&p).await;
+    let first = s.poll(n, base).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(s.tracked().is_empty());
+    // The process stops before the outcome is recorded; restarted, the bundle is still in
+    // flight for the engine.
+    drop(s);
+    let (mut s, r) = Sender::open(p.clone(), key.clone(), dir.path())
+        .await
+        .unwrap();
+    assert!(r.settled.is_empty());
+    s.retrack(&[7]).unwrap();
+    assert!(s.tracked().is_empty(), "only the bundles asked for");
+    s.retrack(&[41]).unwrap();
+    assert_eq!(s.tracked().len(), 1);
+    let again = s.poll(n, base).await.unwrap();
+    assert_eq!(again, first);
+    // A reorg below its block: tracked again too.
+    assert!(s.unsettle_after(n).unwrap().is_empty());
+    assert_eq!(s.unsettle_after(n - 1).unwrap(), vec![41]);
+    assert_eq!(s.poll(n, base).await.unwrap(), first);
+}
