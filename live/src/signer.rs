@@ -14,7 +14,11 @@
 //! no longer has is dropped, and the next nonce becomes the chain's when nothing of ours is
 //! pending. A transaction still unmined after its deadline block is cancelled: a zero-value
 //! transfer to ourselves with the same nonce and fees at least [`BUMP_PERCENT`] % higher (a node
-//! refuses a replacement with less), cheaper than letting the executor's deadline check revert it.
+//! refuses a replacement with less), cheaper than letting the executor's deadline check revert it;
+//! a cancellation still unmined three blocks later is bumped again. Every transaction is recorded
+//! before it leaves. Settled transactions are kept a while, so that a reorg or a restart that
+//! finds a bundle still in flight can have its receipt read again; a nonce gap under a pending
+//! transaction of ours is filled with a zero-value transfer to ourselves.
 //!
 //! **Gas** is what the receipt says: L2 gas used times the effective gas price, plus the OP-stack
 //! L1 data fee (`l1Fee`) and operator fee (`operatorFee`) when the receipt carries them.
@@ -760,7 +764,16 @@ impl Sender {
                 out.push(s);
                 continue;
             }
-            if head > t.deadline && !t.cancelled {
+            // Past its deadline: cancelled; a cancellation still unmined three blocks on (the
+            // base fee rose over it) is bumped again.
+            let due = if t.cancelled {
+                head > t
+                    .deadline
+                    .saturating_add(3u64.saturating_mul(t.hashes.len() as u64))
+            } else {
+                head > t.deadline
+            };
+            if due {
                 let fees = t.fees.bumped(base_fee);
                 let cancel = self.request(n, 21_000, fees).with_to(self.state.from);
                 let envelope = sign(&self.wallet, cancel).await?;
