@@ -61,7 +61,7 @@ enum Command {
     Rl(crate::rl::RlCmd),
     /// Trade on a node (paper: simulated fills at the head), recording the session; `live
     /// replay DIR` checks a recorded session decision for decision.
-    Live(crate::live::LiveArgs),
+    Live(Box<crate::live::LiveArgs>),
     /// The on-chain executor contract (`contracts/DexlabExecutor.sol`): deploy it.
     #[command(subcommand)]
     Executor(crate::live::ExecutorCmd),
@@ -257,7 +257,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Train(a) => crate::ml::train_cmd(a, &rt),
         Command::Models(c) => crate::ml::models_cmd(c, &rt),
         Command::Rl(c) => crate::rl::rl_cmd(c, &rt),
-        Command::Live(a) => crate::live::live_cmd(a, &rt),
+        Command::Live(a) => crate::live::live_cmd(*a, &rt),
         Command::Executor(c) => rt.block_on(crate::live::executor_cmd(c)),
         Command::Promote(a) => rt.block_on(crate::deploy::promote_cmd(a)),
         Command::Deployments(c) => rt.block_on(crate::deploy::deployments_cmd(c)),

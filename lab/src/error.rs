@@ -6,8 +6,9 @@ pub type Result<T, E = LabError> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
+    /// Boxed: the store's errors carry names and reasons, and would make every lab result large.
     #[error(transparent)]
-    Store(#[from] dexlab_store::StoreError),
+    Store(Box<dexlab_store::StoreError>),
 
     #[error(transparent)]
     Strategy(#[from] dexlab_strategy::registry::RegistryError),
@@ -93,6 +94,12 @@ pub enum LabError {
         #[source]
         source: Box<LabError>,
     },
+}
+
+impl From<dexlab_store::StoreError> for LabError {
+    fn from(e: dexlab_store::StoreError) -> Self {
+        LabError::Store(Box::new(e))
+    }
 }
 
 impl LabError {

@@ -250,7 +250,7 @@ impl Store {
 
     /// A transaction that may add a version. On SQLite it takes the write lock at once: a
     /// deferred one that read first could not write once another writer had committed.
-    async fn begin_write(
+    pub(crate) async fn begin_write(
         &self,
         op: &'static str,
         target: impl Fn() -> String,

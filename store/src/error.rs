@@ -68,7 +68,7 @@ pub enum StoreError {
         source: sqlx::Error,
     },
 
-    /// The experiment, run, model, session or deployment named does not exist.
+    /// The experiment, run, model, session, deployment or user named does not exist.
     #[error("{op}: {target} not found")]
     NotFound { op: &'static str, target: String },
 
@@ -200,6 +200,27 @@ pub enum StoreError {
         attempts: u32,
     },
 
+    /// A username or e-mail address that another account already has.
+    #[error(
+        "{op}: {what} {value:?} already belongs to user {id}; each account needs its own {what}"
+    )]
+    AccountTaken {
+        op: &'static str,
+        /// `"username"` or `"e-mail address"`.
+        what: &'static str,
+        value: String,
+        /// The account that has it.
+        id: i64,
+    },
+
+    /// An account's e-mail address the store does not accept.
+    #[error("{op}: e-mail address {email:?} is not valid: {reason}")]
+    InvalidEmail {
+        op: &'static str,
+        email: String,
+        reason: &'static str,
+    },
+
     /// A read-only open ([`crate::Store::open_existing`]) of a SQLite store that is not there.
     #[error(
         "no dexlab store at {url}: {reason}; commands that only read the store do not create \
@@ -212,11 +233,11 @@ pub enum StoreError {
         reason: String,
     },
 
-    /// A model or experiment name the store does not accept.
+    /// A model, experiment, deployment or user name the store does not accept.
     #[error("{op}: {what} name {name:?} is not valid: {reason}")]
     InvalidName {
         op: &'static str,
-        /// `"model"`, `"experiment"`, `"deployment"` or `"halt"`.
+        /// `"model"`, `"experiment"`, `"deployment"`, `"halt"` or `"user"`.
         what: &'static str,
         name: String,
         reason: &'static str,

@@ -29,8 +29,13 @@
 //! limits and the evidence for it, never changed or deleted; a rollback adds a version that
 //! restores an earlier one's content.
 //!
+//! The dashboard and API server's accounts ([`Store::add_user`], in `accounts.rs`) live here
+//! too, with their rotating refresh-token families, revoked whole when a token is reused
+//! ([`Store::use_refresh_token`]), and an append-only audit log ([`Store::add_audit`]).
+//!
 //! No cargo features.
 
+mod accounts;
 mod deployments;
 mod error;
 mod models;
@@ -49,6 +54,10 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Connection, Row};
 
+pub use crate::accounts::{
+    AuditRow, MAX_USERNAME_CHARS, NewAudit, NewRefreshToken, NewUser, RefreshTokenRow, RefreshUse,
+    Role, UserRow,
+};
 pub use crate::deployments::{DeploymentRow, NewDeployment};
 pub use crate::error::StoreError;
 pub use crate::models::{

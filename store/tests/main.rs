@@ -21,6 +21,7 @@ macro_rules! on_both_backends {
 
 mod support;
 
+mod accounts;
 mod bad_url;
 mod deployments;
 mod experiment_state;
