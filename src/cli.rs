@@ -71,6 +71,9 @@ enum Command {
     /// Deployments in the store: list, show, roll back.
     #[command(subcommand)]
     Deployments(crate::deploy::DeploymentsCmd),
+    /// Accounts of the dashboard and API server (roles viewer, researcher, operator, admin).
+    #[command(subcommand)]
+    Users(crate::users::UsersCmd),
 }
 
 #[derive(Subcommand)]
@@ -261,6 +264,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Executor(c) => rt.block_on(crate::live::executor_cmd(c)),
         Command::Promote(a) => rt.block_on(crate::deploy::promote_cmd(a)),
         Command::Deployments(c) => rt.block_on(crate::deploy::deployments_cmd(c)),
+        Command::Users(c) => rt.block_on(crate::users::users_cmd(c)),
     }
 }
 

@@ -19,3 +19,4 @@ mod paper;
 mod promote;
 mod resume_store;
 mod rl;
+mod users;

@@ -31,6 +31,7 @@
 //!   its directory ([`agent`]). Implies `evolve` and `train`.
 //! - `promote`: promote an experiment to a deployment ([`promote`]): risk limits and the dataset's
 //!   pools through `dexlab-engine` and `dexlab-data` (neither links Polars, burn or genevo).
+//! - `accounts`: argon2id password hashes and users added with an audit row ([`accounts`]).
 
 pub mod error;
 pub mod experiments;
@@ -53,6 +54,9 @@ pub mod train;
 
 #[cfg(feature = "promote")]
 pub mod promote;
+
+#[cfg(feature = "accounts")]
+pub mod accounts;
 
 #[cfg(feature = "rl")]
 pub mod agent;
