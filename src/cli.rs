@@ -74,6 +74,8 @@ enum Command {
     /// Accounts of the dashboard and API server (roles viewer, researcher, operator, admin).
     #[command(subcommand)]
     Users(crate::users::UsersCmd),
+    /// The dashboard and API server (so far: /healthz and /readyz).
+    Serve(crate::serve::ServeArgs),
 }
 
 #[derive(Subcommand)]
@@ -265,6 +267,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Promote(a) => rt.block_on(crate::deploy::promote_cmd(a)),
         Command::Deployments(c) => rt.block_on(crate::deploy::deployments_cmd(c)),
         Command::Users(c) => rt.block_on(crate::users::users_cmd(c)),
+        Command::Serve(a) => rt.block_on(crate::serve::serve_cmd(a)),
     }
 }
 

@@ -6,6 +6,7 @@ mod live;
 mod ml;
 mod research;
 mod rl;
+mod serve;
 mod users;
 
 use std::process::ExitCode;

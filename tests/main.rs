@@ -19,4 +19,5 @@ mod paper;
 mod promote;
 mod resume_store;
 mod rl;
+mod serve;
 mod users;

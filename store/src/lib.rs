@@ -413,6 +413,15 @@ impl Store {
     }
 
     /// `"sqlite"` or `"postgres"`.
+    /// Asks the database a trivial query: `Ok` when it answers (a server's readiness).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db("ping", || "the store".to_owned()))?;
+        Ok(())
+    }
+
     pub fn backend(&self) -> &'static str {
         self.backend.name()
     }
