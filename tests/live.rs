@@ -52,16 +52,6 @@ fn live_args(
     ]
 }
 
-fn json_of(o: &std::process::Output) -> serde_json::Value {
-    assert!(
-        o.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).expect("JSON on stdout")
-}
-
 fn recorded_blocks(session: &std::path::Path) -> usize {
     std::fs::read_to_string(session.join("blocks.jsonl"))
         .unwrap_or_default()

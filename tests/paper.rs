@@ -30,16 +30,6 @@ fn live_args(chain: &Chain, session: &std::path::Path, blocks: u64) -> Vec<Strin
     ]
 }
 
-fn json_of(o: &std::process::Output) -> serde_json::Value {
-    assert!(
-        o.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).expect("JSON on stdout")
-}
-
 fn replay(session: &std::path::Path) -> serde_json::Value {
     let o = dexlab()
         .args(["live", "replay", "--json"])

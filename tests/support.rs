@@ -193,3 +193,14 @@ pub async fn mine(p: &DynProvider, n: u64) {
         let _: String = p.raw_request("evm_mine".into(), ()).await.unwrap();
     }
 }
+
+/// The JSON a successful command printed on stdout (its output in the failure message).
+pub fn json_of(o: &std::process::Output) -> serde_json::Value {
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).expect("JSON on stdout")
+}

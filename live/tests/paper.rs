@@ -334,11 +334,7 @@ async fn a_live_session_through_a_reorg_keeps_its_books_equal_to_the_chain() {
         .operator
         .clone()
         .expect("chain up makes an operator");
-    let signer = dexlab_live::signer::load_key(&dexlab_live::signer::KeySource::Keystore {
-        path: op.keystore.clone(),
-        password_file: op.password_file.clone(),
-    })
-    .unwrap();
+    let signer = operator_key(&op);
     assert_eq!(signer.address(), op.address);
     // The session bootstraps at the block before the head: past the executor's funding.
     for _ in 0..2 {
@@ -385,33 +381,7 @@ async fn a_live_session_through_a_reorg_keeps_its_books_equal_to_the_chain() {
         }
         // Until a transaction of ours waits in the pool: decided on the block about to become
         // the common ancestor, it is mined in the branch the reorg drops.
-        let pending = || async {
-            let count = |tag| {
-                let p = p.clone();
-                async move {
-                    let v: alloy::primitives::U64 = p
-                        .raw_request("eth_getTransactionCount".into(), (op.address, tag))
-                        .await
-                        .unwrap();
-                    v.to::<u64>()
-                }
-            };
-            count("pending").await > count("latest").await
-        };
-        let mut waiting = false;
-        for _ in 0..300 {
-            let t = Instant::now();
-            while t.elapsed() < Duration::from_millis(300) && !waiting {
-                waiting = pending().await;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            if waiting {
-                break;
-            }
-            d.mine_block(200).await.unwrap();
-            wait_recorded(&dir, &p).await;
-        }
-        assert!(waiting, "the session sent nothing");
+        mine_until_ours_pending(&mut d, &p, &dir, op.address).await;
         // A branch of 3 blocks the session sees, then dropped for one of 15.
         let snap = p.anvil_snapshot().await.unwrap();
         for _ in 0..3 {
@@ -483,11 +453,7 @@ async fn a_live_session_through_a_dropped_websocket_loses_no_block() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let op = chain.manifest.operator.clone().unwrap();
-    let signer = dexlab_live::signer::load_key(&dexlab_live::signer::KeySource::Keystore {
-        path: op.keystore.clone(),
-        password_file: op.password_file.clone(),
-    })
-    .unwrap();
+    let signer = operator_key(&op);
     let proxy = TcpProxy::start(chain.port).await;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("session");
@@ -592,11 +558,7 @@ async fn a_live_revert_is_booked_with_its_gas_and_trips_the_breaker_and_the_loss
     let (mut d, _dir) = devnet(43, 30).await;
     let p = http_provider(d.http_url());
     let op = d.manifest.operator.clone().unwrap();
-    let signer = dexlab_live::signer::load_key(&dexlab_live::signer::KeySource::Keystore {
-        path: op.keystore.clone(),
-        password_file: op.password_file.clone(),
-    })
-    .unwrap();
+    let signer = operator_key(&op);
     // The executor holds the quote token only, so that its equity moves by what it trades and
     // pays, not by the marks of other holdings.
     let tokens: Vec<_> = d.manifest.tokens.clone();
@@ -651,33 +613,7 @@ async fn a_live_revert_is_booked_with_its_gas_and_trips_the_breaker_and_the_loss
             assert!(Instant::now() < deadline, "the session never started");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let pending = || async {
-            let count = |tag| {
-                let p = p.clone();
-                async move {
-                    let v: alloy::primitives::U64 = p
-                        .raw_request("eth_getTransactionCount".into(), (op.address, tag))
-                        .await
-                        .unwrap();
-                    v.to::<u64>()
-                }
-            };
-            count("pending").await > count("latest").await
-        };
-        let mut waiting = false;
-        for _ in 0..300 {
-            let t = Instant::now();
-            while t.elapsed() < Duration::from_millis(300) && !waiting {
-                waiting = pending().await;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            if waiting {
-                break;
-            }
-            d.mine_block(200).await.unwrap();
-            wait_recorded(&dir, &p).await;
-        }
-        assert!(waiting, "the session sent nothing");
+        mine_until_ours_pending(&mut d, &p, &dir, op.address).await;
         // The executor's tokens vanish after the check: its first transaction reverts on chain.
         for t in &tokens {
             zero_balance(&p, &mut sim, t.address, op.executor).await;
@@ -751,4 +687,44 @@ async fn zero_balance(
     )
     .await
     .unwrap();
+}
+
+/// The devnet operator's key, from its keystore.
+fn operator_key(
+    op: &dexlab_data::manifest::OperatorInfo,
+) -> alloy::signers::local::PrivateKeySigner {
+    dexlab_live::signer::load_key(&dexlab_live::signer::KeySource::Keystore {
+        path: op.keystore.clone(),
+        password_file: op.password_file.clone(),
+    })
+    .unwrap()
+}
+
+/// Mines block after block until a transaction of `operator`'s waits in the node's pool (sent by
+/// the session after the last block, not mined yet).
+async fn mine_until_ours_pending(
+    d: &mut dexlab_data::devnet::Devnet,
+    p: &alloy::providers::DynProvider,
+    dir: &std::path::Path,
+    operator: alloy::primitives::Address,
+) {
+    let count = |tag: &'static str| async move {
+        let v: alloy::primitives::U64 = p
+            .raw_request("eth_getTransactionCount".into(), (operator, tag))
+            .await
+            .unwrap();
+        v.to::<u64>()
+    };
+    for _ in 0..300 {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_millis(300) {
+            if count("pending").await > count("latest").await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        d.mine_block(200).await.unwrap();
+        wait_recorded(dir, p).await;
+    }
+    panic!("the session sent nothing");
 }
