@@ -41,3 +41,9 @@ echo "setup: .dexlab/bin/anvil -> $anvil_version"
 # 3. artifacts
 node tools/compile.js
 bash scripts/ensure-fonts.sh
+# The server's TLS tests make their certificates with the openssl CLI.
+bash scripts/ensure-debian.sh openssl=openssl
+# The API's property test runs schemathesis from a project-local virtual environment.
+bash scripts/ensure-venv.sh
+# The dashboard's browser test drives Debian's headless Chromium through chromedriver.
+bash scripts/ensure-debian.sh chromium=chromium chromedriver=chromium-driver

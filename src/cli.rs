@@ -74,7 +74,8 @@ enum Command {
     /// Accounts of the dashboard and API server (roles viewer, researcher, operator, admin).
     #[command(subcommand)]
     Users(crate::users::UsersCmd),
-    /// The dashboard and API server (so far: /healthz and /readyz).
+    /// The dashboard and API server: the REST API (/api/v1, OpenAPI at /api/v1/openapi.json,
+    /// Swagger UI at /docs), /metrics, /healthz, /readyz.
     Serve(crate::serve::ServeArgs),
 }
 

@@ -1,20 +1,133 @@
-//! `dexlab serve`: the dashboard and API server (so far: health and readiness).
+//! `dexlab serve`: the dashboard and API server.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::{Context, bail};
 use clap::Args;
+use dexlab_server::auth::AuthConfig;
+use dexlab_server::limits::LimitConfig;
+use dexlab_server::{Secret, ServerConfig};
 
 #[derive(Args)]
 pub struct ServeArgs {
     /// Address to listen on (loopback by default; port 0 picks a free one, printed on stdout).
     #[arg(long, default_value = dexlab_server::DEFAULT_BIND)]
     pub bind: SocketAddr,
+    /// PEM certificate chain: serve HTTPS (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// A file holding the access tokens' signing secret (at least 32 bytes). Without one a
+    /// random secret is made at start: access tokens then end with the process (refresh tokens
+    /// do not), and several servers behind one balancer need the same file.
+    #[arg(long, env = "DEXLAB_JWT_SECRET_FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// Minutes an access token is valid.
+    #[arg(long, default_value_t = 15)]
+    pub access_minutes: u32,
+    /// Days a refresh token is valid.
+    #[arg(long, default_value_t = 14)]
+    pub refresh_days: u32,
+    /// An origin allowed to call the API from a browser (`https://app.example:8443`); repeat
+    /// for more. None: same origin only.
+    #[arg(long = "cors-origin")]
+    pub cors_origins: Vec<String>,
+    /// A file holding a bearer token that may read /metrics (for Prometheus).
+    #[arg(long, env = "DEXLAB_METRICS_TOKEN_FILE")]
+    pub metrics_token_file: Option<PathBuf>,
+    /// Sustained API requests per second per client address and per account.
+    #[arg(long, default_value_t = 50.0)]
+    pub api_rate: f64,
+    /// Requests above the sustained rate a client may make at once.
+    #[arg(long, default_value_t = 100.0)]
+    pub api_burst: f64,
+    /// Login attempts per minute per client address.
+    #[arg(long, default_value_t = 20.0)]
+    pub login_rate: f64,
+    /// Largest request body, in KiB.
+    #[arg(long, default_value_t = 64)]
+    pub body_limit_kib: usize,
+}
+
+/// A secret file's content without surrounding whitespace; the error names the file only.
+fn read_secret(path: &Path, what: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the {what} file {}", path.display()))?;
+    let t = text.trim();
+    if t.is_empty() {
+        bail!("the {what} file {} is empty", path.display());
+    }
+    Ok(t.to_owned())
+}
+
+impl ServeArgs {
+    /// The validated config.
+    fn config(&self) -> anyhow::Result<ServerConfig> {
+        let mut auth = match &self.jwt_secret_file {
+            Some(p) => AuthConfig::with_secret(read_secret(p, "JWT secret")?.as_bytes())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+            None => AuthConfig::random(),
+        };
+        if !(1..=24 * 60).contains(&self.access_minutes) {
+            bail!(
+                "--access-minutes must be 1 to 1440, got {}",
+                self.access_minutes
+            );
+        }
+        if !(1..=365).contains(&self.refresh_days) {
+            bail!("--refresh-days must be 1 to 365, got {}", self.refresh_days);
+        }
+        auth.access_ttl_secs = i64::from(self.access_minutes) * 60;
+        auth.refresh_ttl_secs = i64::from(self.refresh_days) * 86_400;
+        for (flag, v) in [
+            ("--api-rate", self.api_rate),
+            ("--api-burst", self.api_burst),
+            ("--login-rate", self.login_rate),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                bail!("{flag} must be a positive number, got {v}");
+            }
+        }
+        if !(1..=64 * 1024).contains(&self.body_limit_kib) {
+            bail!(
+                "--body-limit-kib must be 1 to 65536, got {}",
+                self.body_limit_kib
+            );
+        }
+        let metrics_token = match &self.metrics_token_file {
+            Some(p) => Some(Secret(read_secret(p, "metrics token")?)),
+            None => None,
+        };
+        Ok(ServerConfig {
+            auth,
+            limits: LimitConfig {
+                api_per_sec: self.api_rate,
+                api_burst: self.api_burst,
+                login_per_min: self.login_rate,
+                ..LimitConfig::default()
+            },
+            cors_origins: self.cors_origins.clone(),
+            tls: self.tls_cert.clone().zip(self.tls_key.clone()),
+            metrics_token,
+            body_limit: self.body_limit_kib * 1024,
+            git_commit: dexlab_models::artifact::git_commit(),
+        })
+    }
 }
 
 pub async fn serve_cmd(a: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = a.config()?;
     let store = dexlab_lab::open_store(dexlab_lab::Access::Write).await?;
     let url = store.url().to_owned();
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let stop = async {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -30,10 +143,12 @@ pub async fn serve_cmd(a: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     dexlab_server::serve(
         store,
+        config,
         a.bind,
         |at| {
-            println!("listening on http://{at}");
-            eprintln!("store {url}; stop with Ctrl-C or SIGTERM");
+            println!("listening on {scheme}://{at}");
+            eprintln!("store {url}; API description at /api/v1/openapi.json, Swagger UI at /docs");
+            eprintln!("stop with Ctrl-C or SIGTERM");
         },
         stop,
     )

@@ -4,7 +4,9 @@
 mod support;
 
 mod bad_input;
+mod browser;
 mod chain;
+mod dashboard;
 mod evolve;
 mod exactness;
 mod executor_deploy;

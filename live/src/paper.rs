@@ -99,6 +99,32 @@ impl std::fmt::Debug for Registry {
 /// How often a running session's row is brought up to date.
 const ROW_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Live events each session keeps in the store (about 11 hours of 200 ms blocks), pruned every
+/// [`PRUNE_EVERY`] blocks.
+const EVENTS_KEPT: u32 = 200_000;
+const PRUNE_EVERY: u64 = 1_000;
+
+/// One block's counts for its live event.
+#[derive(Default)]
+struct BlockEvent {
+    sent: u64,
+    filled: u64,
+    reverted: u64,
+    rejected: u64,
+    expired: u64,
+    risk: Vec<serde_json::Value>,
+}
+
+fn finite_or_null(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -440,6 +466,8 @@ pub async fn run_paper(
 
     let cfg: ExecConfig = SessionRun::exec_config(&meta)?;
     let mut run = SessionRun::start(&meta, &cfg, &mut *build)?;
+    // What the books were worth at the bootstrap block: the live events' PnL is against it.
+    let start_equity = run.driver.valuation().0;
     if let Some(d) = run.replay(&records, true, &mut *build)? {
         return Err(refused(format!(
             "replaying its records decides otherwise at block {} than the session did (the \
@@ -738,6 +766,25 @@ pub async fn run_paper(
                             }
                         }
                     }
+                    // This block's part of the live event (the log moves into the record).
+                    let mut here = BlockEvent {
+                        sent: log.sent.len() as u64,
+                        ..BlockEvent::default()
+                    };
+                    for o in &log.outcomes {
+                        match o.status {
+                            FillStatus::Filled => here.filled += 1,
+                            FillStatus::Reverted => here.reverted += 1,
+                            FillStatus::Rejected => here.rejected += 1,
+                            FillStatus::Expired => here.expired += 1,
+                        }
+                    }
+                    here.risk = log
+                        .risk
+                        .iter()
+                        .filter(|e| !matches!(e, RiskEvent::Refused { .. }))
+                        .filter_map(|e| serde_json::to_value(e).ok())
+                        .collect();
                     progress(&Progress {
                         block: b.number,
                         logs: b.logs.len(),
@@ -794,6 +841,48 @@ pub async fn run_paper(
                     session_blocks += 1;
                     summary.first_block.get_or_insert(b.number);
                     summary.last_block = Some(b.number);
+                    if let Some((store, id)) = row {
+                        let (equity, exposure) = run.driver.valuation();
+                        let halted: Vec<TripKind> = run
+                            .driver
+                            .risk
+                            .as_ref()
+                            .map(|r| r.halts().iter().map(|(k, _)| *k).collect())
+                            .unwrap_or_default();
+                        let p = progress_of(&summary, session_blocks, &before);
+                        let event = serde_json::json!({
+                            "session_id": id,
+                            "mode": meta.mode.as_str(),
+                            "block": b.number,
+                            "timestamp": b.timestamp,
+                            "timestamp_ms": b.timestamp_ms,
+                            "sent": here.sent,
+                            "filled": here.filled,
+                            "reverted": here.reverted,
+                            "rejected": here.rejected,
+                            "expired": here.expired,
+                            "risk": here.risk,
+                            "halted": halted,
+                            "bundles_total": p.bundles,
+                            "fills_total": p.fills,
+                            "reverts_this_run": summary.reverts,
+                            "equity_quote": finite_or_null(equity),
+                            "exposure_quote": finite_or_null(exposure),
+                            "pnl_quote": finite_or_null(equity - start_equity),
+                            "step_us": step_us.last().copied(),
+                            "deployment": run.driver.label,
+                        });
+                        store
+                            .add_live_event(id, b.number, unix_ms(), &event)
+                            .await
+                            .map_err(store_err)?;
+                        if session_blocks.is_multiple_of(PRUNE_EVERY) {
+                            store
+                                .prune_live_events(id, EVENTS_KEPT)
+                                .await
+                                .map_err(store_err)?;
+                        }
+                    }
                     if let Some((store, id)) = row
                         && row_at.elapsed() >= ROW_EVERY
                     {

@@ -195,7 +195,27 @@ pub fn write_report_with(
         source,
     })?;
     let size = options.size();
-    let charts = [
+    let charts = charts(input);
+    let mut written = Vec::with_capacity(2 * charts.len() + 1);
+    let mut figures = Vec::with_capacity(charts.len());
+    for (figure, chart) in charts {
+        let png = out_dir.join(format!("{}.png", figure.stem));
+        write_png(&chart, &png, size)?;
+        written.push(png);
+        let svg = out_dir.join(format!("{}.svg", figure.stem));
+        write_svg(&chart, &svg, size)?;
+        written.push(svg);
+        figures.push(figure);
+    }
+    let index = out_dir.join("index.html");
+    write_atomic(&index, html::render(input, &figures, size).as_bytes())?;
+    written.push(index);
+    Ok(written)
+}
+
+/// The four charts of a report and how each is titled.
+fn charts(input: &ReportInput) -> [(Figure, Chart<'_>); 4] {
+    [
         (
             Figure {
                 heading: "Fitness by generation",
@@ -238,23 +258,52 @@ pub fn write_report_with(
                 objective: &input.objective,
             },
         ),
-    ];
+    ]
+}
 
-    let mut written = Vec::with_capacity(2 * charts.len() + 1);
-    let mut figures = Vec::with_capacity(charts.len());
-    for (figure, chart) in charts {
-        let png = out_dir.join(format!("{}.png", figure.stem));
-        write_png(&chart, &png, size)?;
-        written.push(png);
-        let svg = out_dir.join(format!("{}.svg", figure.stem));
-        write_svg(&chart, &svg, size)?;
-        written.push(svg);
-        figures.push(figure);
+/// One chart drawn as SVG, for a page that shows it as an image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SvgChart {
+    pub heading: &'static str,
+    /// `fitness`, `equity`, `params` or `walk_forward`.
+    pub stem: &'static str,
+    pub alt: &'static str,
+    pub svg: String,
+}
+
+/// The names [`svg_chart`] knows.
+pub const CHART_STEMS: [&str; 4] = ["fitness", "equity", "params", "walk_forward"];
+
+/// The chart named `stem` (one of [`CHART_STEMS`]) drawn as SVG in memory, or `None` for another
+/// name. Text is laid out with the same font as the files' ([`ensure_font`]).
+pub fn svg_chart(
+    input: &ReportInput,
+    stem: &str,
+    options: &ReportOptions,
+) -> Option<Result<SvgChart, ReportError>> {
+    let (figure, chart) = charts(input).into_iter().find(|(f, _)| f.stem == stem)?;
+    // Text is measured with the registered font, SVG or not.
+    if let Err(e) = ensure_font() {
+        return Some(Err(e));
     }
-    let index = out_dir.join("index.html");
-    write_atomic(&index, html::render(input, &figures, size).as_bytes())?;
-    written.push(index);
-    Ok(written)
+    let mut svg = String::new();
+    let drawn = {
+        let root = SVGBackend::with_string(&mut svg, options.size()).into_drawing_area();
+        chart.draw(&root).and_then(|()| root.present())
+    };
+    Some(
+        drawn
+            .map(|()| SvgChart {
+                heading: figure.heading,
+                stem: figure.stem,
+                alt: figure.alt,
+                svg,
+            })
+            .map_err(|e| ReportError::Draw {
+                path: PathBuf::from(format!("{stem}.svg")),
+                source: Box::new(e),
+            }),
+    )
 }
 
 fn write_png(chart: &Chart<'_>, path: &Path, size: (u32, u32)) -> Result<(), ReportError> {

@@ -870,3 +870,25 @@ fn plots_a_model_directory_written_by_dexlab_train() {
         }
     }
 }
+
+#[test]
+fn svg_charts_draw_in_memory_as_the_files_do() {
+    let input = realistic();
+    // First, in a process where no report was written yet (the font is not registered).
+    let first = svg_chart(&input, "equity", &ReportOptions::default())
+        .unwrap()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_report(&input, dir.path()).unwrap();
+    assert_eq!(first.svg, read(dir.path(), "equity.svg"));
+    for stem in CHART_STEMS {
+        let chart = svg_chart(&input, stem, &ReportOptions::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(chart.stem, stem);
+        assert_xmlish(&chart.svg);
+        // The same drawing as the report's file.
+        assert_eq!(chart.svg, read(dir.path(), &format!("{stem}.svg")));
+    }
+    assert!(svg_chart(&input, "nope", &ReportOptions::default()).is_none());
+}

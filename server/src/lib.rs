@@ -1,24 +1,63 @@
-//! dexlab-server: the dashboard and API server (issue 17), an axum router over the store of
-//! `DATABASE_URL`. So far it serves what an orchestrator probes:
-//! - `GET /healthz`: the process answers (200, `{"status": "ok"}`);
-//! - `GET /readyz`: the store answers a query (200), or 503 with the one JSON error shape the
-//!   whole API will use, which never holds SQL or a URL's credentials.
+//! dexlab-server: the dashboard and API server, an axum router over the store of `DATABASE_URL`.
 //!
-//! Accounts (`dexlab users`), tokens, the API proper, its OpenAPI description and the pages come
-//! next. It links the store and axum only: no genevo, no burn, no Polars.
+//! - **Routes** are one table ([`routes::table`]) naming the least role each needs; the gate in
+//!   front of every route authenticates the bearer token, checks the account in the store
+//!   (disabled, role, revoked login), rate-limits per client address and per account, and
+//!   refuses with 401/403/429. Tests walk the whole table under every role and every kind of bad
+//!   token.
+//! - **Accounts** ([`auth`]): argon2id passwords, 15-minute HS256 access tokens, rotating refresh
+//!   tokens with reuse detection, logout; login back-off per address and per username
+//!   ([`limits`]).
+//! - **The API** ([`api`]) under `/api/v1`, described by OpenAPI at `/api/v1/openapi.json`
+//!   (generated from the handlers with utoipa) and browsable with Swagger UI at `/docs`; errors
+//!   are one JSON shape ([`error::ApiError`]) that never holds SQL, a URL or a secret.
+//! - **Operations**: `/healthz`, `/readyz`, Prometheus `/metrics` ([`metrics`]), security
+//!   headers (CSP, frame denial, no-sniff, HSTS under TLS), a CORS allow-list, a request body
+//!   limit, optional TLS ([`tls`]).
+//!
+//! It links the store, the lab's account and promotion code, and axum: no genevo, no burn, no
+//! Polars.
 
-use std::net::SocketAddr;
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod events;
+pub mod limits;
+pub mod metrics;
+pub mod pages;
+pub mod routes;
+pub mod tls;
 
-use axum::extract::State;
-use axum::http::StatusCode;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::connect_info::Connected;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::serve::IncomingStream;
 use axum::{Json, Router};
 use dexlab_store::Store;
-use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+pub use error::ApiError;
+
+use crate::auth::{AuthConfig, Tokens};
+use crate::limits::{Backoff, Buckets, LimitConfig};
+use crate::metrics::Metrics;
 
 /// The default address: loopback only.
 pub const DEFAULT_BIND: &str = "127.0.0.1:8771";
+/// The largest request body, by default.
+pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -29,43 +68,190 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    #[error("TLS: {}: {detail}", path.display())]
+    Tls { path: PathBuf, detail: String },
+    #[error("--cors-origin {origin:?}: {detail}")]
+    Cors { origin: String, detail: String },
     #[error("serving: {0}")]
     Serve(#[source] std::io::Error),
 }
 
-/// The API's one error shape: a stable machine code and a sentence for people.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ApiError {
-    #[serde(skip)]
-    pub status: StatusCode,
-    pub error: &'static str,
-    pub message: String,
+/// How the server runs, validated once at start.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub auth: AuthConfig,
+    pub limits: LimitConfig,
+    /// Origins allowed to call the API from a browser (`https://host:port`); none: same origin
+    /// only.
+    pub cors_origins: Vec<String>,
+    /// A PEM certificate chain and private key: serve HTTPS (and send HSTS).
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// A static bearer token that may read `/metrics` (for Prometheus).
+    pub metrics_token: Option<Secret>,
+    pub body_limit: usize,
+    /// Recorded with promotions.
+    pub git_commit: String,
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.status, Json(self)).into_response()
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            auth: AuthConfig::random(),
+            limits: LimitConfig::default(),
+            cors_origins: Vec::new(),
+            tls: None,
+            metrics_token: None,
+            body_limit: DEFAULT_BODY_LIMIT,
+            git_commit: "unknown".into(),
+        }
     }
 }
 
+/// A string that `Debug` never shows.
 #[derive(Clone)]
-struct AppState {
-    store: Store,
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
-/// The router over `store`.
-pub fn router(store: Store) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .with_state(AppState { store })
+/// What the handlers see of the config.
+pub struct Settings {
+    pub metrics_token_hash: Option<Vec<u8>>,
+    pub git_commit: String,
+    pub hsts: bool,
 }
 
-async fn healthz() -> Json<serde_json::Value> {
+/// The rate limiters.
+pub struct Limiters {
+    pub api_ip: Buckets,
+    pub api_user: Buckets,
+    pub login_ip: Buckets,
+    pub login_backoff: Backoff,
+}
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub tokens: Arc<Tokens>,
+    pub limits: Arc<Limiters>,
+    /// Password checks at once.
+    pub hashes: Arc<Semaphore>,
+    pub metrics: Arc<Metrics>,
+    pub config: Arc<Settings>,
+    /// The pages' refresh-token rotations in progress.
+    pub rotations: Arc<pages::Rotations>,
+    /// The live events' reader, started by the first WebSocket client.
+    hub: Arc<std::sync::OnceLock<Arc<events::Hub>>>,
+}
+
+impl AppState {
+    pub fn new(store: Store, config: &ServerConfig) -> Self {
+        let l = &config.limits;
+        AppState {
+            store,
+            tokens: Arc::new(Tokens::new(config.auth.clone())),
+            limits: Arc::new(Limiters {
+                api_ip: Buckets::new(l.api_per_sec, l.api_burst),
+                api_user: Buckets::new(l.api_per_sec, l.api_burst),
+                login_ip: Buckets::new(l.login_per_min / 60.0, l.login_per_min),
+                login_backoff: Backoff::new(l.login_free_failures, l.login_max_backoff),
+            }),
+            hashes: Arc::new(Semaphore::new(auth::MAX_CONCURRENT_HASHES)),
+            metrics: Arc::new(Metrics::new()),
+            config: Arc::new(Settings {
+                metrics_token_hash: config
+                    .metrics_token
+                    .as_ref()
+                    .map(|t| Sha256::digest(t.0.as_bytes()).to_vec()),
+                git_commit: config.git_commit.clone(),
+                hsts: config.tls.is_some(),
+            }),
+            rotations: Arc::new(pages::Rotations::default()),
+            hub: Arc::new(std::sync::OnceLock::new()),
+        }
+    }
+
+    /// The live events' fan-out (its reader starts on first use).
+    pub fn hub(&self) -> Arc<events::Hub> {
+        self.hub
+            .get_or_init(|| events::Hub::start(self.store.clone()))
+            .clone()
+    }
+}
+
+/// The peer address of a connection, plain or TLS.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+impl Connected<IncomingStream<'_, TcpListener>> for ClientAddr {
+    fn connect_info(s: IncomingStream<'_, TcpListener>) -> Self {
+        ClientAddr(*s.remote_addr())
+    }
+}
+
+impl Connected<IncomingStream<'_, tls::TlsListener>> for ClientAddr {
+    fn connect_info(s: IncomingStream<'_, tls::TlsListener>) -> Self {
+        ClientAddr(*s.remote_addr())
+    }
+}
+
+/// The client's address (from the socket: forwarded headers are not trusted).
+#[derive(Debug, Clone)]
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl ClientIp {
+    pub fn of(ext: &axum::http::Extensions) -> Self {
+        let socket = ext.get::<ConnectInfo<ClientAddr>>().map(|c| c.0.0);
+        // Router tests stand a mock in for the socket.
+        let mock = || {
+            ext.get::<axum::extract::connect_info::MockConnectInfo<ClientAddr>>()
+                .map(|m| m.0.0)
+        };
+        ClientIp(socket.or_else(mock).map(|a| a.ip()))
+    }
+
+    /// The rate limiters' key.
+    pub fn key(&self) -> String {
+        self.0
+            .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+    }
+
+    /// What the audit log records.
+    pub fn text(&self) -> Option<String> {
+        self.0.map(|ip| ip.to_string())
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp::of(&parts.extensions))
+    }
+}
+
+/// Unix seconds now.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The process answers.
+#[utoipa::path(get, path = "/healthz", tag = "ops",
+    responses((status = 200, description = "`{\"status\": \"ok\"}`", body = Object)))]
+pub async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-async fn readyz(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+/// The store answers a query.
+#[utoipa::path(get, path = "/readyz", tag = "ops",
+    responses((status = 200, body = Object), (status = 503, body = ApiError)))]
+pub async fn readyz(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     match s.store.ping().await {
         Ok(()) => Ok(Json(serde_json::json!({
             "status": "ready",
@@ -75,32 +261,177 @@ async fn readyz(State(s): State<AppState>) -> Result<Json<serde_json::Value>, Ap
             // The store's error stays in the server's log (it names no secret: the store scrubs
             // URLs); the client is told only which part is not ready.
             tracing::warn!("readyz: {e}");
-            Err(ApiError {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                error: "store_unavailable",
-                message: format!("the {} store does not answer", s.store.backend()),
-            })
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                format!("the {} store does not answer", s.store.backend()),
+            ))
         }
     }
 }
 
-/// Serves `router(store)` on `addr` until `stop` resolves; `bound` is told the address actually
-/// bound (port 0 picks a free one).
+/// Prometheus metrics (OpenMetrics text): request latency per route, security counters,
+/// trading sessions. A viewer's token or the server's metrics token.
+#[utoipa::path(get, path = "/metrics", tag = "ops", security(("bearer" = [])),
+    responses((status = 200, content_type = "application/openmetrics-text", body = String),
+        (status = 401, body = ApiError)))]
+pub async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let text = s.metrics.render(&s.store).await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
+}
+
+/// The headers every answer carries: no framing, no sniffing, no referrer, a strict content
+/// security policy (Swagger UI's pages need inline styles), no caching of API answers, and
+/// HSTS under TLS.
+async fn security_headers(State(hsts): State<bool>, req: Request, next: Next) -> Response {
+    let docs = req.uri().path().starts_with("/docs");
+    let api = req.uri().path().starts_with("/api/");
+    let mut response = next.run(req).await;
+    let h = response.headers_mut();
+    let csp = if docs {
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; \
+         script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
+         form-action 'self'; object-src 'none'"
+    } else {
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+         connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; \
+         object-src 'none'"
+    };
+    let set = |h: &mut axum::http::HeaderMap, name: HeaderName, value: &'static str| {
+        h.insert(name, HeaderValue::from_static(value));
+    };
+    set(h, header::CONTENT_SECURITY_POLICY, csp);
+    set(h, header::X_FRAME_OPTIONS, "DENY");
+    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    // Not `no-referrer`: under it browsers send `Origin: null` with forms, which the pages'
+    // same-origin check reads.
+    set(h, header::REFERRER_POLICY, "same-origin");
+    set(
+        h,
+        HeaderName::from_static("cross-origin-opener-policy"),
+        "same-origin",
+    );
+    set(
+        h,
+        HeaderName::from_static("permissions-policy"),
+        "camera=(), microphone=(), geolocation=()",
+    );
+    if api {
+        set(h, header::CACHE_CONTROL, "no-store");
+    }
+    if hsts {
+        set(
+            h,
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=31536000; includeSubDomains",
+        );
+    }
+    response
+}
+
+fn cors(origins: &[String]) -> Result<Option<CorsLayer>, ServeError> {
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let mut values = Vec::new();
+    for o in origins {
+        let bad = |detail: &str| ServeError::Cors {
+            origin: o.clone(),
+            detail: detail.to_owned(),
+        };
+        let scheme_ok = o.starts_with("https://") || o.starts_with("http://");
+        if !scheme_ok || o.ends_with('/') || o.contains('*') || o.matches('/').count() != 2 {
+            return Err(bad(
+                "an origin is a scheme, host and optional port (`https://app.example:8443`), \
+                 without a path, a trailing slash or a wildcard",
+            ));
+        }
+        values.push(HeaderValue::from_str(o).map_err(|_| bad("not a valid header value"))?);
+    }
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(values))
+            .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .max_age(std::time::Duration::from_secs(600)),
+    ))
+}
+
+/// The whole server as a router over `store`.
+pub fn app(store: Store, config: &ServerConfig) -> Result<Router, ServeError> {
+    let state = AppState::new(store, config);
+    app_with_state(state, config)
+}
+
+/// [`app`] over a state the caller keeps (tests read its metrics and limiters).
+pub fn app_with_state(state: AppState, config: &ServerConfig) -> Result<Router, ServeError> {
+    let cors = cors(&config.cors_origins)?;
+    let mut router = routes::router(&state)
+        .merge(SwaggerUi::new("/docs").url("/api/v1/openapi.json", routes::ApiDoc::openapi()))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(from_fn_with_state(state.metrics.clone(), metrics::track))
+        .layer(DefaultBodyLimit::max(config.body_limit))
+        .layer(from_fn_with_state(config.tls.is_some(), security_headers));
+    if let Some(c) = cors {
+        router = router.layer(c);
+    }
+    Ok(router.with_state(state))
+}
+
+/// Serves the server over `store` on `addr` until `stop` resolves; `bound` is told the address
+/// actually bound (port 0 picks a free one).
 pub async fn serve(
     store: Store,
+    config: ServerConfig,
     addr: SocketAddr,
     bound: impl FnOnce(SocketAddr),
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let listener = tokio::net::TcpListener::bind(addr)
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(tls::config(cert, key)?),
+        None => None,
+    };
+    let router = app(store, &config)?;
+    let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Bind { addr, source })?;
     let local = listener
         .local_addr()
         .map_err(|source| ServeError::Bind { addr, source })?;
     bound(local);
-    axum::serve(listener, router(store))
-        .with_graceful_shutdown(stop)
-        .await
-        .map_err(ServeError::Serve)
+    let service = router.into_make_service_with_connect_info::<ClientAddr>();
+    match tls {
+        None => axum::serve(listener, service)
+            .with_graceful_shutdown(stop)
+            .await
+            .map_err(ServeError::Serve),
+        Some(tls) => {
+            let listener = tls::TlsListener::new(listener, tls)
+                .map_err(|source| ServeError::Bind { addr, source })?;
+            axum::serve(listener, service)
+                .with_graceful_shutdown(stop)
+                .await
+                .map_err(ServeError::Serve)
+        }
+    }
 }

@@ -553,6 +553,20 @@ impl Store {
         .await
     }
 
+    /// Whether any token of family `family` is revoked: a logout, a reuse or a revocation of
+    /// the account ends the whole login, and access tokens naming the family with it.
+    pub async fn token_family_revoked(&self, family: &str) -> Result<bool> {
+        const OP: &str = "token_family_revoked";
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM refresh_tokens WHERE family = $1 AND revoked_at IS NOT NULL LIMIT 1",
+        )
+        .bind(family)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db(OP, || format!("token family {family}")))?;
+        Ok(found.is_some())
+    }
+
     /// Revokes every unrevoked token of account `user_id` at `now` with reason `reason`; returns
     /// how many were revoked.
     pub async fn revoke_user_tokens(&self, user_id: i64, reason: &str, now: i64) -> Result<u64> {

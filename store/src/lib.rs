@@ -38,6 +38,7 @@
 mod accounts;
 mod deployments;
 mod error;
+mod events;
 mod models;
 mod risk;
 mod sessions;
@@ -60,6 +61,7 @@ pub use crate::accounts::{
 };
 pub use crate::deployments::{DeploymentRow, NewDeployment};
 pub use crate::error::StoreError;
+pub use crate::events::{LIVE_CHANNEL, LiveEventRow, LiveListener};
 pub use crate::models::{
     ModelRow, NewModel, Retired, content_hash, validate_experiment_name, validate_model_name,
 };
@@ -99,6 +101,9 @@ pub struct Store {
     backend: Backend,
     /// Already scrubbed.
     url: Arc<str>,
+    /// As given, credentials included: only for a second connection of the same database
+    /// (PostgreSQL's LISTEN). Never printed.
+    raw_url: Arc<str>,
 }
 
 impl fmt::Debug for Store {
@@ -404,6 +409,7 @@ impl Store {
             pool,
             backend,
             url: shown.into(),
+            raw_url: url.into(),
         })
     }
 

@@ -292,7 +292,11 @@ mod refresh_tokens {
                 .add_refresh_token(&token(bob.id, family, hash, 1100))
                 .await?;
         }
+        assert!(!store.token_family_revoked("fam-d").await?);
         assert_eq!(store.revoke_family("fam-d", "logout", 1200).await?, 2);
+        assert!(store.token_family_revoked("fam-d").await?);
+        assert!(!store.token_family_revoked("fam-e").await?);
+        assert!(!store.token_family_revoked("no-such").await?);
         assert_eq!(store.revoke_family("fam-d", "logout", 1201).await?, 0);
         assert_eq!(store.revoke_family("no-such", "logout", 1201).await?, 0);
         match store.use_refresh_token("h3", 1300).await? {
