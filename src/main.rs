@@ -19,6 +19,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     quiet_on_closed_output();
+    if research::in_job() {
+        end_with_the_runner();
+    }
     match cli::run() {
         Ok(code) => code,
         Err(e) => {
@@ -26,6 +29,20 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Launched by the dashboard's job runner (`DEXLAB_JOB=1`), which holds our stdin open while it
+/// lives: when stdin closes (the server stopped, however it died), end as on SIGTERM, so that
+/// an evolve run marks its experiment interrupted and no orphan keeps writing to the store; the
+/// runner that takes the job over resumes it. Exit outright if the signal did not end us.
+fn end_with_the_runner() {
+    std::thread::spawn(|| {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::TERM);
+        std::thread::sleep(std::time::Duration::from_secs(10));
+        std::process::exit(143);
+    });
 }
 
 /// A listing piped into `head` stops quietly when `head` exits, as `ls` and `grep` do. Rust ignores

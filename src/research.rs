@@ -119,21 +119,40 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<ExperimentConfig> {
     })
 }
 
+/// Whether the dashboard's job runner launched us (`DEXLAB_JOB=1`).
+pub(crate) fn in_job() -> bool {
+    std::env::var_os("DEXLAB_JOB").is_some_and(|v| v == "1")
+}
+
 /// The lab's progress events on stderr: notes as they are, warnings prefixed, generations on a
-/// progress bar (hidden when `quiet` or stderr is not a terminal).
+/// progress bar (hidden when `quiet` or stderr is not a terminal). Under the job runner,
+/// generations are `dexlab-progress {"done", "total", "note"}` lines for it to read instead.
 pub(crate) struct Stderr {
     bar: ProgressBar,
+    job: bool,
 }
 
 impl Stderr {
     pub(crate) fn new(quiet: bool, template: &str) -> Self {
-        let bar = if quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let job = in_job();
+        let bar = if quiet || job || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             ProgressBar::hidden()
         } else {
             ProgressBar::new(0)
         };
         bar.set_style(ProgressStyle::with_template(template).expect("a valid template"));
-        Stderr { bar }
+        Stderr { bar, job }
+    }
+
+    fn report(&self) {
+        if self.job {
+            let line = serde_json::json!({
+                "done": self.bar.position(),
+                "total": self.bar.length().unwrap_or(0),
+                "note": self.bar.message(),
+            });
+            eprintln!("{}{line}", dexlab_server::jobs::PROGRESS_PREFIX);
+        }
     }
 }
 
@@ -142,7 +161,10 @@ impl dexlab_lab::Progress for Stderr {
         match e {
             Event::Note(n) => self.bar.suspend(|| eprintln!("{n}")),
             Event::Warning(w) => self.bar.suspend(|| eprintln!("warning: {w}")),
-            Event::Started { total } => self.bar.set_length(total),
+            Event::Started { total } => {
+                self.bar.set_length(total);
+                self.report();
+            }
             Event::Generation {
                 fold,
                 position,
@@ -154,6 +176,7 @@ impl dexlab_lab::Progress for Stderr {
                     fold + 1,
                     best.map_or("(none feasible)".into(), |b| format!("{b:.6}"))
                 ));
+                self.report();
             }
             Event::Finished => self.bar.finish_and_clear(),
             _ => {}

@@ -51,6 +51,38 @@ pub struct ServeArgs {
     /// Largest request body, in KiB.
     #[arg(long, default_value_t = 64)]
     pub body_limit_kib: usize,
+    /// Jobs launched from the dashboard read datasets and feature folders named by their path
+    /// under this folder.
+    #[arg(long, default_value = ".")]
+    pub data_root: PathBuf,
+    /// Each job's folder (its config, output, logs) is made under this one.
+    #[arg(long, default_value = "jobs")]
+    pub jobs_dir: PathBuf,
+    /// Jobs run at once (each runs `dexlab backtest|evolve|train`).
+    #[arg(long, default_value_t = 1)]
+    pub job_slots: usize,
+    /// Run no jobs (another server on the same store runs them).
+    #[arg(long)]
+    pub no_jobs: bool,
+    /// Seconds without a heartbeat after which a running job's runner is taken for dead and
+    /// the job requeued.
+    #[arg(long, default_value_t = dexlab_server::jobs::STALE_SECS, value_parser = clap::value_parser!(i64).range(3..=86_400))]
+    pub job_stale_secs: i64,
+    /// OpenID Connect login: the issuer (`https://accounts.google.com`, or any OIDC issuer).
+    #[arg(long, env = "DEXLAB_OIDC_ISSUER", requires_all = ["oidc_client_id", "oidc_redirect_url"])]
+    pub oidc_issuer: Option<String>,
+    /// The client id registered with the issuer.
+    #[arg(long, env = "DEXLAB_OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+    /// A file holding the client secret (confidential clients).
+    #[arg(long, env = "DEXLAB_OIDC_CLIENT_SECRET_FILE")]
+    pub oidc_client_secret_file: Option<PathBuf>,
+    /// This server's public URL of /auth/oidc/callback, as registered with the issuer.
+    #[arg(long, env = "DEXLAB_OIDC_REDIRECT_URL")]
+    pub oidc_redirect_url: Option<String>,
+    /// The login button's label ("Log in with NAME").
+    #[arg(long, env = "DEXLAB_OIDC_NAME", default_value = "OpenID Connect")]
+    pub oidc_name: String,
 }
 
 /// A secret file's content without surrounding whitespace; the error names the file only.
@@ -102,6 +134,40 @@ impl ServeArgs {
             Some(p) => Some(Secret(read_secret(p, "metrics token")?)),
             None => None,
         };
+        let jobs = if self.no_jobs {
+            None
+        } else {
+            let program = std::env::current_exe().context("finding the dexlab binary")?;
+            let mut c = dexlab_server::jobs::JobsConfig::new(
+                program,
+                &self.data_root,
+                &self.jobs_dir,
+                self.job_slots,
+            )?;
+            c.stale_secs = self.job_stale_secs;
+            Some(c)
+        };
+        let oidc = match (
+            &self.oidc_issuer,
+            &self.oidc_client_id,
+            &self.oidc_redirect_url,
+        ) {
+            (Some(issuer), Some(client_id), Some(redirect_url)) => {
+                let c = dexlab_server::oidc::OidcConfig {
+                    issuer: issuer.clone(),
+                    client_id: client_id.clone(),
+                    client_secret: match &self.oidc_client_secret_file {
+                        Some(p) => Some(Secret(read_secret(p, "OIDC client secret")?)),
+                        None => None,
+                    },
+                    redirect_url: redirect_url.clone(),
+                    name: self.oidc_name.clone(),
+                };
+                c.validate()?;
+                Some(c)
+            }
+            _ => None,
+        };
         Ok(ServerConfig {
             auth,
             limits: LimitConfig {
@@ -115,6 +181,8 @@ impl ServeArgs {
             metrics_token,
             body_limit: self.body_limit_kib * 1024,
             git_commit: dexlab_models::artifact::git_commit(),
+            jobs,
+            oidc,
         })
     }
 }

@@ -138,6 +138,27 @@ fn scenario(chain: &Chain, db: &str, dir: &std::path::Path) {
     tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(watch(addr.clone(), token.clone(), id));
+    // The engine's figures are in /metrics, from the session's latest event: the kill switch
+    // is a halt in force.
+    let (code, text) = request(&addr, "GET", "/metrics", Some(&token), None);
+    assert_eq!(code, 200, "{text}");
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| {
+                l.starts_with(&format!("{name}{{")) && l.contains(&format!("session=\"{id}\""))
+            })
+            .unwrap_or_else(|| panic!("no {name} of session {id} in:\n{text}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+    };
+    assert!(line("dexlab_session_halts") >= 1.0);
+    assert!(line("dexlab_session_equity_quote").is_finite());
+    assert!(line("dexlab_session_pnl_quote").is_finite());
+    assert!(line("dexlab_session_step_seconds") >= 0.0);
+    assert_eq!(line("dexlab_session_running"), 1.0);
     // The audit log has the kill, by the operator, from the loopback address.
     let admin = "ada";
     add_user(db, admin, "admin", PASSWORD);

@@ -12,6 +12,7 @@ mod exactness;
 mod executor_deploy;
 mod import;
 mod ingest;
+mod jobs;
 mod live;
 mod model_gated;
 mod model_window;

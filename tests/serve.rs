@@ -62,9 +62,13 @@ pub(crate) fn serve_with(
     log: Option<&std::path::Path>,
     args: &[&str],
 ) -> (Child, String) {
+    // Its working folder (the default data root and jobs folder) is out of the clone.
+    let cwd = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
     let mut cmd = dexlab();
     cmd.args(["serve", "--bind", "127.0.0.1:0"])
         .args(args)
+        .current_dir(&cwd)
         .env("DATABASE_URL", db)
         .stdout(Stdio::piped());
     match log {

@@ -122,7 +122,7 @@ pub struct RefreshRequest {
     pub refresh_token: String,
 }
 
-fn audit(
+pub(crate) fn audit(
     action: &str,
     actor: Option<&Caller>,
     target: Option<String>,
@@ -141,7 +141,11 @@ fn audit(
 }
 
 /// Issues a login family's next pair of tokens for `user`.
-async fn issue(s: &AppState, user: &UserRow, family: &str) -> Result<TokenResponse, ApiError> {
+pub(crate) async fn issue(
+    s: &AppState,
+    user: &UserRow,
+    family: &str,
+) -> Result<TokenResponse, ApiError> {
     let at = now();
     let (access_token, _) = s.tokens.access(user, family, at);
     let (refresh_token, row) = s.tokens.refresh(user.id, family, at);
@@ -495,7 +499,10 @@ pub struct ExperimentPage {
 }
 
 /// A whole-number query parameter, with an error naming it and the value given.
-fn int_param<T: FromStr>(name: &str, value: Option<&str>) -> Result<Option<T>, ApiError> {
+pub(crate) fn int_param<T: FromStr>(
+    name: &str,
+    value: Option<&str>,
+) -> Result<Option<T>, ApiError> {
     value
         .map(|v| {
             v.parse().map_err(|_| {
@@ -505,7 +512,7 @@ fn int_param<T: FromStr>(name: &str, value: Option<&str>) -> Result<Option<T>, A
         .transpose()
 }
 
-fn page_limit(limit: Option<&str>) -> Result<u32, ApiError> {
+pub(crate) fn page_limit(limit: Option<&str>) -> Result<u32, ApiError> {
     match int_param("limit", limit)?.unwrap_or(DEFAULT_LIMIT) {
         l @ 1..=MAX_LIMIT => Ok(l),
         l => Err(ApiError::bad_request(format!(

@@ -44,11 +44,15 @@ pub struct Hub {
 
 impl Hub {
     /// Starts the reader of `store`.
-    pub fn start(store: Store) -> Arc<Hub> {
+    pub async fn start(store: Store) -> Result<Arc<Hub>, dexlab_store::StoreError> {
+        // The cursor is read here, before any client subscribes, not in the reader task: an
+        // event added between a first client's backfill and the task's first query would
+        // otherwise be in neither (seen once, as a skipped block on the live page).
+        let last = store.last_live_event_id().await?;
         let (tx, _) = broadcast::channel(BUFFER);
         let hub = Arc::new(Hub { tx: tx.clone() });
-        tokio::spawn(read(store, tx));
-        hub
+        tokio::spawn(read(store, tx, last));
+        Ok(hub)
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
@@ -65,16 +69,7 @@ fn message(row: &dexlab_store::LiveEventRow) -> Event {
     }
 }
 
-async fn read(store: Store, tx: broadcast::Sender<Event>) {
-    let mut last = loop {
-        match store.last_live_event_id().await {
-            Ok(id) => break id,
-            Err(e) => {
-                tracing::warn!("live events: {e}; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    };
+async fn read(store: Store, tx: broadcast::Sender<Event>, mut last: i64) {
     let mut listener = None;
     let mut listening = store.backend() == "postgres";
     loop {
@@ -171,7 +166,10 @@ pub async fn live_socket(
         }
     };
     // Subscribed before the backfill is read, so that nothing falls between them.
-    let rx = s.hub().subscribe();
+    let rx = match s.hub().await {
+        Ok(hub) => hub.subscribe(),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
     let backfill = match q.session {
         Some(id) => match s.store.recent_live_events(id, BACKFILL).await {
             Ok(rows) => rows,

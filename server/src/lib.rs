@@ -19,11 +19,14 @@
 //! Polars.
 
 pub mod api;
+pub mod api_jobs;
 pub mod auth;
 pub mod error;
 pub mod events;
+pub mod jobs;
 pub mod limits;
 pub mod metrics;
+pub mod oidc;
 pub mod pages;
 pub mod routes;
 pub mod tls;
@@ -91,6 +94,10 @@ pub struct ServerConfig {
     pub body_limit: usize,
     /// Recorded with promotions.
     pub git_commit: String,
+    /// Run launched jobs (none: jobs can be listed, not launched).
+    pub jobs: Option<jobs::JobsConfig>,
+    /// An OpenID Connect provider accounts may log in with.
+    pub oidc: Option<oidc::OidcConfig>,
 }
 
 impl Default for ServerConfig {
@@ -103,6 +110,8 @@ impl Default for ServerConfig {
             metrics_token: None,
             body_limit: DEFAULT_BODY_LIMIT,
             git_commit: "unknown".into(),
+            jobs: None,
+            oidc: None,
         }
     }
 }
@@ -145,13 +154,24 @@ pub struct AppState {
     /// The pages' refresh-token rotations in progress.
     pub rotations: Arc<pages::Rotations>,
     /// The live events' reader, started by the first WebSocket client.
-    hub: Arc<std::sync::OnceLock<Arc<events::Hub>>>,
+    hub: Arc<tokio::sync::OnceCell<Arc<events::Hub>>>,
+    /// The job runner, when this server runs jobs.
+    pub jobs: Option<Arc<jobs::Jobs>>,
+    /// OpenID Connect logins.
+    pub oidc: Arc<oidc::Oidc>,
 }
 
 impl AppState {
+    /// The state of a server over `store`; starts the job runner when `config.jobs` says so
+    /// (on the current tokio runtime).
     pub fn new(store: Store, config: &ServerConfig) -> Self {
         let l = &config.limits;
         AppState {
+            jobs: config
+                .jobs
+                .clone()
+                .map(|c| jobs::Jobs::start(store.clone(), c)),
+            oidc: Arc::new(oidc::Oidc::new(config.oidc.clone())),
             store,
             tokens: Arc::new(Tokens::new(config.auth.clone())),
             limits: Arc::new(Limiters {
@@ -171,15 +191,19 @@ impl AppState {
                 hsts: config.tls.is_some(),
             }),
             rotations: Arc::new(pages::Rotations::default()),
-            hub: Arc::new(std::sync::OnceLock::new()),
+            hub: Arc::new(tokio::sync::OnceCell::new()),
         }
     }
 
-    /// The live events' fan-out (its reader starts on first use).
-    pub fn hub(&self) -> Arc<events::Hub> {
+    /// The live events' fan-out. Its reader starts on first use, from the newest event at that
+    /// moment, read before this returns: a client that subscribes and then reads its backfill
+    /// misses nothing (an event is either old enough for the backfill or new enough for the
+    /// reader).
+    pub async fn hub(&self) -> Result<Arc<events::Hub>, dexlab_store::StoreError> {
         self.hub
-            .get_or_init(|| events::Hub::start(self.store.clone()))
-            .clone()
+            .get_or_try_init(|| events::Hub::start(self.store.clone()))
+            .await
+            .cloned()
     }
 }
 

@@ -6,7 +6,12 @@
 //!   `dexlab_rate_limited_total`;
 //! - trading sessions, read from the store at each scrape: `dexlab_session_blocks`,
 //!   `dexlab_session_bundles`, `dexlab_session_fills`, `dexlab_session_node_mismatches`,
-//!   `dexlab_session_last_block`, `dexlab_session_running`, labelled by session id and mode.
+//!   `dexlab_session_last_block`, `dexlab_session_running`, labelled by session id and mode;
+//!   and, from each running session's latest live event: `dexlab_session_pnl_quote`,
+//!   `dexlab_session_equity_quote`, `dexlab_session_exposure_quote`, `dexlab_session_reverts`
+//!   (this run), `dexlab_session_step_seconds` (the engine's time on its last block) and
+//!   `dexlab_session_halts` (halts in force: kill switch, loss limit, revert breaker,
+//!   reconciliation).
 
 use std::time::Instant;
 
@@ -41,6 +46,7 @@ fn http_histogram() -> Histogram {
 }
 
 type Sessions = Family<SessionLabels, Gauge>;
+type SessionFigures = Family<SessionLabels, Gauge<f64, std::sync::atomic::AtomicU64>>;
 
 /// The server's metrics.
 pub struct Metrics {
@@ -58,6 +64,12 @@ pub struct Metrics {
     session_mismatches: Sessions,
     session_last_block: Sessions,
     session_running: Sessions,
+    session_pnl: SessionFigures,
+    session_equity: SessionFigures,
+    session_exposure: SessionFigures,
+    session_reverts: SessionFigures,
+    session_step: SessionFigures,
+    session_halts: SessionFigures,
 }
 
 impl Default for Metrics {
@@ -109,7 +121,42 @@ impl Metrics {
             registry.register(name, help, g.clone());
             g
         };
+        let figure = |registry: &mut Registry, name: &str, help: &str| {
+            let g = SessionFigures::default();
+            registry.register(name, help, g.clone());
+            g
+        };
         Metrics {
+            session_pnl: figure(
+                &mut registry,
+                "dexlab_session_pnl_quote",
+                "A running session's PnL since it started, in its quote token (latest block)",
+            ),
+            session_equity: figure(
+                &mut registry,
+                "dexlab_session_equity_quote",
+                "A running session's equity in its quote token (latest block)",
+            ),
+            session_exposure: figure(
+                &mut registry,
+                "dexlab_session_exposure_quote",
+                "A running session's open exposure in its quote token (latest block)",
+            ),
+            session_reverts: figure(
+                &mut registry,
+                "dexlab_session_reverts",
+                "Bundles of a running session that reverted on chain, this run",
+            ),
+            session_step: figure(
+                &mut registry,
+                "dexlab_session_step_seconds",
+                "The engine's time on a running session's latest block",
+            ),
+            session_halts: figure(
+                &mut registry,
+                "dexlab_session_halts",
+                "Halts in force on a running session (0: trading)",
+            ),
             session_blocks: gauge(
                 &mut registry,
                 "dexlab_session_blocks",
@@ -164,6 +211,16 @@ impl Metrics {
         ] {
             family.clear();
         }
+        for family in [
+            &self.session_pnl,
+            &self.session_equity,
+            &self.session_exposure,
+            &self.session_reverts,
+            &self.session_step,
+            &self.session_halts,
+        ] {
+            family.clear();
+        }
         let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         for s in &sessions {
             let l = SessionLabels {
@@ -189,6 +246,28 @@ impl Metrics {
             self.session_running
                 .get_or_create(&l)
                 .set(i64::from(!s.status.is_ended()));
+            if s.status.is_ended() {
+                continue;
+            }
+            let Some(e) = store.recent_live_events(s.id, 1).await?.pop() else {
+                continue;
+            };
+            let p = &e.payload;
+            for (family, value) in [
+                (&self.session_pnl, p["pnl_quote"].as_f64()),
+                (&self.session_equity, p["equity_quote"].as_f64()),
+                (&self.session_exposure, p["exposure_quote"].as_f64()),
+                (&self.session_reverts, p["reverts_this_run"].as_f64()),
+                (&self.session_step, p["step_us"].as_f64().map(|us| us / 1e6)),
+                (
+                    &self.session_halts,
+                    p["halted"].as_array().map(|h| h.len() as f64),
+                ),
+            ] {
+                if let Some(v) = value {
+                    family.get_or_create(&l).set(v);
+                }
+            }
         }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)

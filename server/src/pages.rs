@@ -29,6 +29,9 @@ use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::routes::{Access, Gate, Kind, Route, authorize_token};
 use crate::{AppState, ClientIp};
 
+mod jobs;
+mod oidc;
+
 const ACCESS_COOKIE: &str = "dexlab_access";
 const REFRESH_COOKIE: &str = "dexlab_refresh";
 /// How long concurrent requests may share one rotation of a refresh token.
@@ -54,7 +57,7 @@ fn page(
 /// The dashboard's routes.
 pub fn table() -> Vec<Route> {
     use Access::{Public, Role as R};
-    use Role::{Admin, Operator, Viewer};
+    use Role::{Admin, Operator, Researcher, Viewer};
     vec![
         page(
             Method::GET,
@@ -130,6 +133,27 @@ pub fn table() -> Vec<Route> {
             post(change_user_form),
         ),
         page(Method::GET, "/audit", R(Admin), get(audit)),
+        page(Method::GET, "/jobs", R(Researcher), get(jobs::jobs)),
+        page(
+            Method::POST,
+            "/jobs",
+            R(Researcher),
+            post(jobs::launch_form),
+        ),
+        page(Method::GET, "/jobs/{id}", R(Researcher), get(jobs::job)),
+        page(
+            Method::POST,
+            "/jobs/{id}/cancel",
+            R(Researcher),
+            post(jobs::cancel_form),
+        ),
+        page(Method::GET, "/auth/oidc/start", Public, get(oidc::start)),
+        page(
+            Method::GET,
+            "/auth/oidc/callback",
+            Public,
+            get(oidc::callback),
+        ),
     ]
 }
 
@@ -361,6 +385,9 @@ fn layout(title: &str, caller: Option<&Caller>, body: Markup) -> Markup {
                             a href="/models" { "Models" }
                             a href="/deployments" { "Deployments" }
                             a href="/live" { "Live" }
+                            @if c.role >= Role::Researcher {
+                                a href="/jobs" { "Jobs" }
+                            }
                             @if c.role >= Role::Admin {
                                 a href="/users" { "Users" }
                                 a href="/audit" { "Audit" }
@@ -432,7 +459,7 @@ struct NextQuery {
     next: Option<String>,
 }
 
-fn login_markup(next: &str, error: Option<&str>) -> Markup {
+fn login_markup(s: &AppState, next: &str, error: Option<&str>) -> Markup {
     layout(
         "Log in",
         None,
@@ -444,14 +471,17 @@ fn login_markup(next: &str, error: Option<&str>) -> Markup {
                 label { "Password" input name="password" type="password" autocomplete="current-password" required; }
                 button type="submit" { "Log in" }
             }
+            @if let Some(name) = s.oidc.name() {
+                p { a.button href=(format!("/auth/oidc/start?next={}", encode_component(next))) { "Log in with " (name) } }
+            }
         },
     )
 }
 
-async fn login_page(ApiQuery(q): ApiQuery<NextQuery>) -> Response {
+async fn login_page(State(s): State<AppState>, ApiQuery(q): ApiQuery<NextQuery>) -> Response {
     html_response(
         StatusCode::OK,
-        login_markup(safe_next(q.next.as_deref()), None),
+        login_markup(&s, safe_next(q.next.as_deref()), None),
     )
 }
 
@@ -470,13 +500,13 @@ async fn login_form(
     let Ok(Form(f)) = form else {
         return html_response(
             StatusCode::BAD_REQUEST,
-            login_markup("/experiments", Some("Give a username and a password.")),
+            login_markup(&s, "/experiments", Some("Give a username and a password.")),
         );
     };
     let next = safe_next(f.next.as_deref()).to_owned();
     match api::password_login(&s, &ip, &f.username, f.password).await {
         Ok(t) => with_tokens(Redirect::to(&next).into_response(), &t, s.config.hsts),
-        Err(e) => html_response(e.status, login_markup(&next, Some(&e.message))),
+        Err(e) => html_response(e.status, login_markup(&s, &next, Some(&e.message))),
     }
 }
 

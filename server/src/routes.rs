@@ -15,7 +15,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::auth::{Caller, bearer};
 use crate::error::ApiError;
-use crate::{AppState, ClientIp, api};
+use crate::{AppState, ClientIp, api, api_jobs};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +63,7 @@ fn route(
 /// Every route of the server but the API description and Swagger UI (public, read-only).
 pub fn table() -> Vec<Route> {
     use Access::{Metrics, Public, Role as R};
-    use Role::{Admin, Operator, Viewer};
+    use Role::{Admin, Operator, Researcher, Viewer};
     vec![
         route(Method::GET, "/healthz", Public, get(crate::healthz)),
         route(Method::GET, "/readyz", Public, get(crate::readyz)),
@@ -163,6 +163,36 @@ pub fn table() -> Vec<Route> {
             patch(api::change_user),
         ),
         route(Method::GET, "/api/v1/audit", R(Admin), get(api::audit_log)),
+        route(
+            Method::GET,
+            "/api/v1/jobs",
+            R(Researcher),
+            get(api_jobs::list_jobs),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/jobs",
+            R(Researcher),
+            post(api_jobs::launch),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/jobs/{id}",
+            R(Researcher),
+            get(api_jobs::job),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/jobs/{id}/cancel",
+            R(Researcher),
+            post(api_jobs::cancel),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/datasets",
+            R(Researcher),
+            get(api_jobs::inputs),
+        ),
     ]
     .into_iter()
     .chain(crate::pages::table())
@@ -188,11 +218,12 @@ pub fn table() -> Vec<Route> {
         api::list_deployments, api::promote, api::deployment, api::rollback,
         api::list_sessions, api::session, api::kill, api::clear,
         api::list_users, api::add_user, api::change_user, api::audit_log,
+        api_jobs::list_jobs, api_jobs::launch, api_jobs::job, api_jobs::cancel, api_jobs::inputs,
     ),
     modifiers(&BearerScheme),
     tags(
         (name = "auth"), (name = "experiments"), (name = "models"), (name = "deployments"),
-        (name = "live"), (name = "admin"), (name = "ops"),
+        (name = "live"), (name = "jobs"), (name = "admin"), (name = "ops"),
     )
 )]
 pub struct ApiDoc;

@@ -6,4 +6,5 @@ mod support;
 mod api;
 mod auth;
 mod matrix;
+mod oidc;
 mod tls;

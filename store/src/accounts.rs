@@ -271,6 +271,9 @@ impl Store {
         if let Some(email) = &u.email {
             check_email(OP, email)?;
         }
+        // Addresses are kept lower-cased, so that logins by e-mail (OIDC) find them however
+        // the provider or the admin wrote them.
+        let email = u.email.as_deref().map(str::to_lowercase);
         let target = || format!("user `{}`", u.username);
         let inserted = sqlx::query(concat!(
             "INSERT INTO users (username, password_hash, role, email, disabled, created_at,
@@ -282,7 +285,7 @@ impl Store {
         .bind(&u.username)
         .bind(u.password_hash.as_deref())
         .bind(u.role.as_str())
-        .bind(u.email.as_deref())
+        .bind(email.as_deref())
         .bind(u.created_at)
         .fetch_one(&self.pool)
         .await;
@@ -310,9 +313,10 @@ impl Store {
             .await
     }
 
-    /// The account with e-mail address `email` (exactly).
+    /// The account with e-mail address `email`, compared trimmed and lower-cased (addresses
+    /// are stored lower-cased).
     pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>> {
-        self.user_where("user_by_email", "email", email.to_owned())
+        self.user_where("user_by_email", "email", email.trim().to_lowercase())
             .await
     }
 

@@ -39,6 +39,7 @@ mod accounts;
 mod deployments;
 mod error;
 mod events;
+mod jobs;
 mod models;
 mod risk;
 mod sessions;
@@ -62,6 +63,7 @@ pub use crate::accounts::{
 pub use crate::deployments::{DeploymentRow, NewDeployment};
 pub use crate::error::StoreError;
 pub use crate::events::{LIVE_CHANNEL, LiveEventRow, LiveListener};
+pub use crate::jobs::{JobEnd, JobKind, JobRow, JobState, NewJob};
 pub use crate::models::{
     ModelRow, NewModel, Retired, content_hash, validate_experiment_name, validate_model_name,
 };
@@ -418,7 +420,6 @@ impl Store {
         url_from(std::env::var("DATABASE_URL").ok().as_deref(), workdir)
     }
 
-    /// `"sqlite"` or `"postgres"`.
     /// Asks the database a trivial query: `Ok` when it answers (a server's readiness).
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1")
@@ -428,6 +429,7 @@ impl Store {
         Ok(())
     }
 
+    /// `"sqlite"` or `"postgres"`.
     pub fn backend(&self) -> &'static str {
         self.backend.name()
     }
@@ -435,6 +437,12 @@ impl Store {
     /// The URL this store was opened with, password scrubbed.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The URL this store was opened with, as given: it may hold a password. For handing the
+    /// same store to a child process (its `DATABASE_URL`); never log or show it.
+    pub fn connection_url(&self) -> &str {
+        &self.raw_url
     }
 
     /// Closes every connection; later calls fail. Waits for connections in use to come back.

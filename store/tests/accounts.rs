@@ -77,6 +77,18 @@ mod users {
             Some(alice.clone())
         );
         assert_eq!(store.user_by_email("bob@lab.example").await?, None);
+        // Addresses are compared trimmed and lower-cased (as an OIDC provider may write them).
+        assert_eq!(
+            store.user_by_email(" Alice@Lab.Example ").await?,
+            Some(alice.clone())
+        );
+        let taken = store
+            .add_user(&user("alicia", Role::Viewer, Some("ALICE@lab.example")))
+            .await;
+        assert!(
+            matches!(&taken, Err(StoreError::AccountTaken { id, .. }) if *id == alice.id),
+            "{taken:?}"
+        );
         assert_eq!(store.list_users().await?, vec![alice.clone(), bob.clone()]);
 
         // Duplicates: named, never raw SQL.

@@ -28,6 +28,7 @@ mod experiment_state;
 mod find_experiment;
 mod float_exactness;
 mod generations;
+mod jobs;
 mod live_events;
 mod migrations;
 mod models;
