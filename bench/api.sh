@@ -11,4 +11,6 @@ if [[ -z "${OHA:-}" ]]; then
 fi
 export OHA
 ulimit -n 65536 2>/dev/null || ulimit -n 4096
-cargo bench --workspace --bench api
+# Only the server's dependency tree, in release: not the whole workspace (Polars, burn), which the
+# server does not link.
+cargo bench -p dexlab-server --bench api

@@ -10,6 +10,8 @@ use dexlab_server::auth::AuthConfig;
 use dexlab_server::limits::LimitConfig;
 use dexlab_server::{Secret, ServerConfig};
 
+const DEFAULT_OIDC_NAME: &str = "OpenID Connect";
+
 #[derive(Args)]
 pub struct ServeArgs {
     /// Address to listen on (loopback by default; port 0 picks a free one, printed on stdout).
@@ -68,9 +70,21 @@ pub struct ServeArgs {
     /// the job requeued.
     #[arg(long, default_value_t = dexlab_server::jobs::STALE_SECS, value_parser = clap::value_parser!(i64).range(3..=86_400))]
     pub job_stale_secs: i64,
-    /// OpenID Connect login: the issuer (`https://accounts.google.com`, or any OIDC issuer).
-    #[arg(long, env = "DEXLAB_OIDC_ISSUER", requires_all = ["oidc_client_id", "oidc_redirect_url"])]
+    /// Log in with `oidc` (an OpenID Connect issuer: --oidc-issuer) or `github`.
+    #[arg(long, env = "DEXLAB_OIDC_PROVIDER", value_parser = ["oidc", "github"])]
+    pub oidc_provider: Option<String>,
+    /// The OpenID Connect issuer (`https://accounts.google.com`, or any OIDC issuer); with
+    /// `--oidc-provider github`, GitHub's web address (default `https://github.com`, another
+    /// for GitHub Enterprise).
+    #[arg(long, env = "DEXLAB_OIDC_ISSUER")]
     pub oidc_issuer: Option<String>,
+    /// GitHub's API, with `--oidc-provider github`.
+    #[arg(
+        long,
+        env = "DEXLAB_GITHUB_API_URL",
+        default_value = "https://api.github.com"
+    )]
+    pub github_api_url: String,
     /// The client id registered with the issuer.
     #[arg(long, env = "DEXLAB_OIDC_CLIENT_ID")]
     pub oidc_client_id: Option<String>,
@@ -81,7 +95,7 @@ pub struct ServeArgs {
     #[arg(long, env = "DEXLAB_OIDC_REDIRECT_URL")]
     pub oidc_redirect_url: Option<String>,
     /// The login button's label ("Log in with NAME").
-    #[arg(long, env = "DEXLAB_OIDC_NAME", default_value = "OpenID Connect")]
+    #[arg(long, env = "DEXLAB_OIDC_NAME", default_value = DEFAULT_OIDC_NAME)]
     pub oidc_name: String,
 }
 
@@ -147,26 +161,44 @@ impl ServeArgs {
             c.stale_secs = self.job_stale_secs;
             Some(c)
         };
-        let oidc = match (
-            &self.oidc_issuer,
-            &self.oidc_client_id,
-            &self.oidc_redirect_url,
-        ) {
-            (Some(issuer), Some(client_id), Some(redirect_url)) => {
+        let github = self.oidc_provider.as_deref() == Some("github");
+        let issuer = match (&self.oidc_issuer, github) {
+            (Some(i), _) => Some(i.clone()),
+            (None, true) => Some("https://github.com".to_owned()),
+            (None, false) => None,
+        };
+        let oidc = match issuer {
+            None if self.oidc_provider.is_some() => {
+                bail!("--oidc-provider oidc needs --oidc-issuer (DEXLAB_OIDC_ISSUER)")
+            }
+            None => None,
+            Some(issuer) => {
+                let (Some(client_id), Some(redirect_url)) =
+                    (&self.oidc_client_id, &self.oidc_redirect_url)
+                else {
+                    bail!(
+                        "an OIDC or GitHub login needs --oidc-client-id (DEXLAB_OIDC_CLIENT_ID) \
+                         and --oidc-redirect-url (DEXLAB_OIDC_REDIRECT_URL)"
+                    );
+                };
                 let c = dexlab_server::oidc::OidcConfig {
-                    issuer: issuer.clone(),
+                    issuer,
                     client_id: client_id.clone(),
                     client_secret: match &self.oidc_client_secret_file {
                         Some(p) => Some(Secret(read_secret(p, "OIDC client secret")?)),
                         None => None,
                     },
                     redirect_url: redirect_url.clone(),
-                    name: self.oidc_name.clone(),
+                    name: if github && self.oidc_name == DEFAULT_OIDC_NAME {
+                        "GitHub".to_owned()
+                    } else {
+                        self.oidc_name.clone()
+                    },
+                    github_api: github.then(|| self.github_api_url.clone()),
                 };
                 c.validate()?;
                 Some(c)
             }
-            _ => None,
         };
         Ok(ServerConfig {
             auth,

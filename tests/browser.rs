@@ -213,7 +213,8 @@ fn an_operator_promotes_watches_a_paper_trade_and_presses_the_kill_switch_in_chr
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     add_user(&db, "olga", "operator", PASSWORD);
-    let (server, addr) = serve_with(&db, None, &[]);
+    let root = chain.dir.path().to_str().unwrap().to_owned();
+    let (server, addr) = serve_with(&db, None, &["--data-root", &root]);
     let site = format!("http://{addr}");
     let b = Browser::start();
 
@@ -299,7 +300,7 @@ fn an_operator_promotes_watches_a_paper_trade_and_presses_the_kill_switch_in_chr
     b.js("window.__loaded = performance.timeOrigin; return true;");
     b.wait_for(
         "a paper fill",
-        "const l = document.getElementById('live'); return l.dataset.connected === 'true' && Number(l.dataset.fills || 0) > 0 && Number(l.dataset.received || 0) > 3;",
+        "const l = document.getElementById('live'); return l.dataset.connected === 'true' && Number(l.dataset.fills || 0) > 0 && Number(l.dataset.received || 0) > 3 && Number(l.dataset.spreads || 0) > 0;",
         180,
     );
     assert_eq!(
@@ -318,6 +319,26 @@ fn an_operator_promotes_watches_a_paper_trade_and_presses_the_kill_switch_in_chr
         90,
     );
     b.screenshot("07-killed");
+
+    // A backtest launched from the Jobs page (an operator is a researcher too); the job's page
+    // reloads itself until the job is over.
+    b.go(&format!("{site}/jobs"));
+    b.type_in("form.card input[name=dataset]", "ds");
+    b.type_in("form.card input[name=strategy]", "cross-venue-arb");
+    b.screenshot("08-launch");
+    b.click("form.card button[type=submit]");
+    b.wait_for(
+        "the job's page",
+        "return location.pathname.startsWith('/jobs/');",
+        20,
+    );
+    b.wait_for(
+        "the backtest to succeed",
+        "const s = document.getElementById('job-state'); return !!s && s.textContent.trim() === 'succeeded';",
+        180,
+    );
+    assert!(b.text().contains("net_pnl_quote"), "{}", b.text());
+    b.screenshot("09-job-done");
 
     engine.kill().unwrap();
     engine.wait().unwrap();

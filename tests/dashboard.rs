@@ -103,6 +103,16 @@ async fn watch(addr: String, token: String, id: i64) {
             "{p}"
         );
         assert_eq!(p["mode"], "paper");
+        // The venues' spreads: the devnet quotes several pairs on several pools.
+        let spreads = p["spreads"].as_array().expect("spreads");
+        assert!(
+            !spreads.is_empty()
+                && spreads
+                    .iter()
+                    .all(|s| s["bps"].as_f64().is_some_and(|b| b >= 0.0)
+                        && s["pools"].as_u64() >= Some(2)),
+            "{p}"
+        );
         if blocks.len() == 20 {
             // The operator presses the kill switch through the API, from another connection.
             let (a, t) = (addr.clone(), token.clone());

@@ -870,6 +870,7 @@ pub async fn run_paper(
                             "exposure_quote": finite_or_null(exposure),
                             "pnl_quote": finite_or_null(equity - start_equity),
                             "step_us": step_us.last().copied(),
+                            "spreads": run.driver.market.pair_spreads(),
                             "deployment": run.driver.label,
                         });
                         store

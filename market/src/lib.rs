@@ -22,7 +22,7 @@ mod state;
 pub mod update;
 
 pub use state::{
-    BlockInfo, Family, L1BlockFees, Market, PoolMeta, PoolState, Quote, from_human,
+    BlockInfo, Family, L1BlockFees, Market, PairSpread, PoolMeta, PoolState, Quote, from_human,
     signed_to_human, to_human, u256_to_f64,
 };
 pub use update::{PaidFee, PoolEvent, SwapIn, Update, apply, apply_state, replay_flow};

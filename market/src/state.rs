@@ -355,6 +355,18 @@ pub struct L1BlockFees {
     pub blob_base_fee_scalar: u64,
 }
 
+/// A pair's widest gap between the mid prices of the pools that quote it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PairSpread {
+    /// `A/B` by symbol, the tokens in address order.
+    pub pair: String,
+    /// Pools of the pair whose price is known.
+    pub pools: usize,
+    /// (highest − lowest) / lowest mid price, in basis points. A display figure, never an
+    /// amount.
+    pub bps: f64,
+}
+
 /// Every pool's metadata and current state, indexed by pool id (its position in `pools`).
 #[derive(Debug, Clone)]
 pub struct Market {
@@ -431,6 +443,40 @@ impl Market {
         self.states[pool].quote_marginal(m, zfo, amount_in).ok()
     }
 
+    /// For each pair two pools or more quote, the widest gap between their mid prices (what a
+    /// cross-venue trader watches), pairs in address order.
+    pub fn pair_spreads(&self) -> Vec<PairSpread> {
+        let mut by_pair: std::collections::BTreeMap<(Address, Address), Vec<f64>> =
+            std::collections::BTreeMap::new();
+        for (i, m) in self.pools.iter().enumerate() {
+            let (a, b) = if m.token0 < m.token1 {
+                (m.token0, m.token1)
+            } else {
+                (m.token1, m.token0)
+            };
+            if let Some(p) = self.price_of(i, a).filter(|p| p.is_finite() && *p > 0.0) {
+                by_pair.entry((a, b)).or_default().push(p);
+            }
+        }
+        by_pair
+            .into_iter()
+            .filter(|(_, prices)| prices.len() >= 2)
+            .map(|((a, b), prices)| {
+                let lo = prices.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = prices.iter().copied().fold(0.0, f64::max);
+                PairSpread {
+                    pair: format!(
+                        "{}/{}",
+                        self.symbol(a).unwrap_or("?"),
+                        self.symbol(b).unwrap_or("?")
+                    ),
+                    pools: prices.len(),
+                    bps: (hi - lo) / lo * 1e4,
+                }
+            })
+            .collect()
+    }
+
     /// Sells `amount_in` of `token_in` through `pool` on a copy-free quote.
     pub fn quote(&self, pool: usize, token_in: Address, amount_in: U256) -> Option<Quote> {
         let m = &self.pools[pool];
@@ -442,6 +488,60 @@ impl Market {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pair_spreads_are_the_widest_gap_between_a_pairs_pools() {
+        let (a, b, c) = (
+            Address::with_last_byte(1),
+            Address::with_last_byte(2),
+            Address::with_last_byte(3),
+        );
+        let pool = |t0, t1, s0: &str, s1: &str| PoolMeta {
+            address: Address::ZERO,
+            family: Family::V2,
+            dex: "t".into(),
+            token0: t0,
+            token1: t1,
+            symbol0: s0.into(),
+            symbol1: s1.into(),
+            decimals0: 18,
+            decimals1: 18,
+            fee: 3000,
+            tick_spacing: 1,
+            stable: false,
+        };
+        let e = |x: u64| U256::from(x) * U256::from(10u64).pow(U256::from(18u64));
+        let mut m = Market::new(vec![
+            pool(a, b, "A", "B"),
+            // The same pair the other way round: B per A must be inverted.
+            pool(b, a, "B", "A"),
+            pool(a, b, "A", "B"),
+            pool(a, c, "A", "C"),
+            pool(a, b, "A", "B"),
+        ]);
+        // A in B: 2.00, 2.02 (from a pool holding them the other way round), 2.01; A/C has one
+        // pool; the last pool is not known yet.
+        m.states[0] = PoolState::V2 {
+            reserve0: e(100),
+            reserve1: e(200),
+        };
+        m.states[1] = PoolState::V2 {
+            reserve0: e(202),
+            reserve1: e(100),
+        };
+        m.states[2] = PoolState::V2 {
+            reserve0: e(100),
+            reserve1: e(201),
+        };
+        m.states[3] = PoolState::V2 {
+            reserve0: e(100),
+            reserve1: e(300),
+        };
+        let s = m.pair_spreads();
+        assert_eq!(s.len(), 1, "{s:?}");
+        assert_eq!((s[0].pair.as_str(), s[0].pools), ("A/B", 3));
+        assert!((s[0].bps - 100.0).abs() < 1e-9, "{}", s[0].bps);
+    }
 
     #[test]
     fn the_marginal_rate_is_the_slope_of_the_exact_output() {

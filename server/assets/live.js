@@ -58,6 +58,19 @@
       el.textContent = fmt(k === "block" ? e.block : p[k]);
       if (k === "halted") el.className = "value " + (p.halted && p.halted.length ? "status-bad" : "status-ok");
     }
+    const spreads = document.querySelector("#spreads tbody");
+    if (spreads && Array.isArray(p.spreads)) {
+      while (spreads.rows.length) spreads.deleteRow(0);
+      for (const s of p.spreads) {
+        const row = spreads.insertRow();
+        for (const [v, num] of [[s.pair, false], [s.pools, true], [fmt(s.bps), true]]) {
+          const td = row.insertCell();
+          td.textContent = String(v);
+          if (num) td.className = "num";
+        }
+      }
+      root.dataset.spreads = String(p.spreads.length);
+    }
     if (typeof p.pnl_quote === "number") {
       points.push([e.block, p.pnl_quote]);
       if (points.length > MAX_POINTS) points.shift();

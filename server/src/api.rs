@@ -7,10 +7,8 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use dexlab_store::{
-    ExperimentRow, ModelRow, NewAudit, RefreshUse, RiskCommand, Role, SessionRow, UserRow,
-};
-use dexlab_types::{ExperimentStatus, RunKind, SessionStatus};
+use dexlab_store::{ModelRow, NewAudit, RefreshUse, RiskCommand, Role, SessionRow, UserRow};
+use dexlab_types::{ExperimentStatus, SessionStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
@@ -263,8 +261,19 @@ pub async fn password_login(
     };
     s.limits.login_backoff.succeeded(&user_key);
     s.limits.login_backoff.succeeded(&ip_key);
+    start_login(s, ip, &user, json!({ "method": "password" })).await
+}
+
+/// A new login of `user` (whose credentials were checked): its first tokens, counted, and a
+/// `login` audit record with `detail` (how it logged in).
+pub(crate) async fn start_login(
+    s: &AppState,
+    ip: &ClientIp,
+    user: &UserRow,
+    detail: Value,
+) -> Result<TokenResponse, ApiError> {
     let family = new_family();
-    let tokens = issue(s, &user, &family).await?;
+    let tokens = issue(s, user, &family).await?;
     s.metrics.logins.inc();
     let caller = Caller {
         id: user.id,
@@ -277,7 +286,7 @@ pub async fn password_login(
             "login",
             Some(&caller),
             Some(user.username.clone()),
-            json!({ "method": "password" }),
+            detail,
             ip,
         ))
         .await?;
@@ -463,16 +472,8 @@ pub struct ExperimentSummary {
     pub error: Option<String>,
 }
 
-fn oos_pnl_of(e: &ExperimentRow, kind: RunKind) -> Option<f64> {
-    e.summary.as_ref()?["runs"][kind.as_str()]["out_of_sample_net_pnl_quote"].as_f64()
-}
-
-fn oos_pnl(e: &ExperimentRow) -> Option<f64> {
-    oos_pnl_of(e, RunKind::Ga)
-}
-
-impl From<&ExperimentRow> for ExperimentSummary {
-    fn from(e: &ExperimentRow) -> Self {
+impl From<&dexlab_store::ExperimentListRow> for ExperimentSummary {
+    fn from(e: &dexlab_store::ExperimentListRow) -> Self {
         ExperimentSummary {
             id: e.id,
             name: e.name.clone(),
@@ -481,8 +482,8 @@ impl From<&ExperimentRow> for ExperimentSummary {
             status: e.status.as_str().to_owned(),
             seed: e.seed,
             created_at: e.created_at,
-            oos_net_pnl_quote: oos_pnl(e),
-            oos_net_pnl_quote_no_trade: oos_pnl_of(e, RunKind::NoTrade),
+            oos_net_pnl_quote: e.oos_net_pnl_quote,
+            oos_net_pnl_quote_no_trade: e.oos_net_pnl_quote_no_trade,
             error: e.error.clone(),
         }
     }
@@ -541,39 +542,24 @@ pub async fn list_experiments(
     if needle.as_ref().is_some_and(|n| n.chars().count() > 200) {
         return Err(ApiError::bad_request("q is longer than 200 characters"));
     }
-    let mut rows: Vec<ExperimentRow> = s
+    let filter = dexlab_store::ExperimentFilter {
+        status,
+        strategy: q.strategy.clone(),
+        text: needle,
+    };
+    let order = match q.sort.unwrap_or_default() {
+        ExperimentSort::CreatedAt => dexlab_store::ExperimentOrder::CreatedAt,
+        ExperimentSort::Name => dexlab_store::ExperimentOrder::Name,
+        ExperimentSort::Id => dexlab_store::ExperimentOrder::Id,
+        ExperimentSort::OosPnl => dexlab_store::ExperimentOrder::OosPnl,
+    };
+    let descending = matches!(q.order.unwrap_or_default(), Order::Desc);
+    let (rows, total) = s
         .store
-        .list_experiments()
-        .await?
-        .into_iter()
-        .filter(|e| status.is_none_or(|st| e.status == st))
-        .filter(|e| q.strategy.as_ref().is_none_or(|st| &e.strategy == st))
-        .filter(|e| {
-            needle.as_ref().is_none_or(|n| {
-                e.name.to_lowercase().contains(n) || e.dataset.to_lowercase().contains(n)
-            })
-        })
-        .collect();
-    match q.sort.unwrap_or_default() {
-        ExperimentSort::CreatedAt => rows.sort_by_key(|e| (e.created_at, e.id)),
-        ExperimentSort::Name => rows.sort_by(|a, b| a.name.cmp(&b.name)),
-        ExperimentSort::Id => rows.sort_by_key(|e| e.id),
-        ExperimentSort::OosPnl => rows.sort_by(|a, b| {
-            // Without a figure sorts below every figure.
-            let key = |e: &ExperimentRow| oos_pnl(e).unwrap_or(f64::NEG_INFINITY);
-            key(a).total_cmp(&key(b)).then(a.id.cmp(&b.id))
-        }),
-    }
-    if matches!(q.order.unwrap_or_default(), Order::Desc) {
-        rows.reverse();
-    }
-    let total = rows.len();
-    let items = rows
-        .iter()
-        .skip(offset as usize)
-        .take(limit as usize)
-        .map(ExperimentSummary::from)
-        .collect();
+        .experiment_page(&filter, order, descending, limit, offset)
+        .await?;
+    let total = usize::try_from(total).unwrap_or(usize::MAX);
+    let items = rows.iter().map(ExperimentSummary::from).collect();
     Ok(Json(ExperimentPage {
         items,
         total,

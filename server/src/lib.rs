@@ -11,6 +11,13 @@
 //! - **The API** ([`api`]) under `/api/v1`, described by OpenAPI at `/api/v1/openapi.json`
 //!   (generated from the handlers with utoipa) and browsable with Swagger UI at `/docs`; errors
 //!   are one JSON shape ([`error::ApiError`]) that never holds SQL, a URL or a secret.
+//! - **Logins by OpenID Connect or GitHub** ([`oidc`]): the code flow with PKCE and state, a
+//!   verified e-mail address mapped to an account.
+//! - **Jobs** ([`jobs`], [`api_jobs`]): backtests, evolve and training runs launched by
+//!   researchers, a row each in the store, run as `dexlab` child processes by the server's
+//!   runner with progress and cancellation; a restart loses none.
+//! - **Real time** ([`events`]): the live engines' per-block events, tailed from the store (woken
+//!   by PostgreSQL's NOTIFY) and fanned out to WebSocket clients from one reader.
 //! - **Operations**: `/healthz`, `/readyz`, Prometheus `/metrics` ([`metrics`]), security
 //!   headers (CSP, frame denial, no-sniff, HSTS under TLS), a CORS allow-list, a request body
 //!   limit, optional TLS ([`tls`]).

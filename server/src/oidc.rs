@@ -1,5 +1,6 @@
-//! Logging in with an OpenID Connect provider (Google, or any OIDC issuer): the authorization
-//! code flow with PKCE (S256), `state` and `nonce`.
+//! Logging in with an OpenID Connect provider (Google, or any OIDC issuer), or with GitHub
+//! (OAuth2 without OIDC): the authorization code flow with PKCE (S256), `state` and, for OIDC,
+//! `nonce`.
 //!
 //! `GET /auth/oidc/start` makes a random state, nonce and PKCE verifier, keeps them in memory
 //! (ten minutes, one use) under the state, sets the state in a cookie bound to this browser
@@ -12,6 +13,10 @@
 //! are compared trimmed and lower-cased. Accounts are never made here: an admin adds them with
 //! their e-mail address (`dexlab users add NAME --role ROLE --email ADDR`). The login then gets
 //! the same tokens (cookies) as a password login, and the audit log says how it logged in.
+//!
+//! GitHub has no ID token: after the same code exchange (with the PKCE verifier), the addresses
+//! come from its API (`GET /user/emails`), and only those GitHub marks verified count, the
+//! primary one first.
 //!
 //! Configured by environment (`dexlab serve`): `DEXLAB_OIDC_ISSUER`, `DEXLAB_OIDC_CLIENT_ID`,
 //! `DEXLAB_OIDC_CLIENT_SECRET_FILE` (optional, for confidential clients),
@@ -52,6 +57,9 @@ pub struct OidcConfig {
     pub redirect_url: String,
     /// What the login page's button says ("Log in with {name}").
     pub name: String,
+    /// GitHub's API (`https://api.github.com`): the provider is GitHub (or a GitHub Enterprise
+    /// server), whose web address is `issuer` (`https://github.com`), not an OIDC issuer.
+    pub github_api: Option<String>,
 }
 
 /// Why a config was refused.
@@ -75,6 +83,18 @@ impl OidcConfig {
                  /auth/oidc/callback, got {:?}",
                 self.redirect_url
             )));
+        }
+        if let Some(api) = &self.github_api
+            && !url_ok(api)
+        {
+            return Err(OidcConfigError(format!(
+                "the GitHub API URL must be an http(s) URL, got {api:?}"
+            )));
+        }
+        if self.github_api.is_some() && self.client_secret.is_none() {
+            return Err(OidcConfigError(
+                "GitHub logins need the client secret (DEXLAB_OIDC_CLIENT_SECRET_FILE)".into(),
+            ));
         }
         if self.client_id.trim().is_empty() {
             return Err(OidcConfigError("DEXLAB_OIDC_CLIENT_ID is empty".into()));
@@ -139,9 +159,10 @@ fn fail(reason: &'static str, message: impl Into<String>) -> OidcFailure {
 /// A verified login.
 #[derive(Debug)]
 pub struct Verified {
-    /// Trimmed and lower-cased.
-    pub email: String,
-    pub subject: String,
+    /// The verified addresses, trimmed and lower-cased, the preferred first (OIDC: the one).
+    pub emails: Vec<String>,
+    /// The ID token's subject (OIDC).
+    pub subject: Option<String>,
     /// Where to go once logged in.
     pub next: String,
 }
@@ -191,6 +212,14 @@ impl Oidc {
         self.config.as_ref().map(|c| c.name.as_str())
     }
 
+    /// How the audit log names these logins: `oidc` or `github`.
+    pub fn method(&self) -> &'static str {
+        match &self.config {
+            Some(c) if c.github_api.is_some() => "github",
+            _ => "oidc",
+        }
+    }
+
     pub fn issuer(&self) -> Option<&str> {
         self.config.as_ref().map(|c| c.issuer.as_str())
     }
@@ -206,6 +235,18 @@ impl Oidc {
             return Ok(d);
         }
         let cfg = self.config()?;
+        if let Some(api) = &cfg.github_api {
+            // GitHub publishes no discovery document: its endpoints are fixed.
+            let web = cfg.issuer.trim_end_matches('/');
+            return Ok(Discovery {
+                issuer: cfg.issuer.clone(),
+                authorization_endpoint: format!("{web}/login/oauth/authorize"),
+                token_endpoint: format!("{web}/login/oauth/access_token"),
+                jwks_uri: String::new(),
+                userinfo_endpoint: Some(format!("{}/user/emails", api.trim_end_matches('/'))),
+                token_endpoint_auth_methods_supported: vec!["client_secret_post".into()],
+            });
+        }
         let url = format!(
             "{}/.well-known/openid-configuration",
             cfg.issuer.trim_end_matches('/')
@@ -277,7 +318,14 @@ impl Oidc {
             .append_pair("response_type", "code")
             .append_pair("client_id", &cfg.client_id)
             .append_pair("redirect_uri", &cfg.redirect_url)
-            .append_pair("scope", "openid email")
+            .append_pair(
+                "scope",
+                if cfg.github_api.is_some() {
+                    "user:email"
+                } else {
+                    "openid email"
+                },
+            )
             .append_pair("state", &state)
             .append_pair("nonce", &nonce)
             .append_pair("code_challenge", &challenge)
@@ -342,6 +390,7 @@ impl Oidc {
             )
         };
         let answer = req
+            .header(reqwest::header::ACCEPT, "application/json")
             .form(&form)
             .send()
             .await
@@ -358,6 +407,17 @@ impl Oidc {
             .json()
             .await
             .map_err(|_| exchange(&"the answer is not a token response"))?;
+        if cfg.github_api.is_some() {
+            let access = t
+                .access_token
+                .ok_or_else(|| exchange(&"the answer has no access_token"))?;
+            let emails = self.github_emails(&d, &access).await?;
+            return Ok(Verified {
+                emails,
+                subject: None,
+                next: pending.next,
+            });
+        }
         let id_token = t
             .id_token
             .ok_or_else(|| exchange(&"the answer has no id_token"))?;
@@ -395,10 +455,68 @@ impl Oidc {
             ));
         }
         Ok(Verified {
-            email: normalise_email(&email),
-            subject: claims.sub,
+            emails: vec![normalise_email(&email)],
+            subject: Some(claims.sub),
             next: pending.next,
         })
+    }
+
+    /// GitHub's verified addresses of the login, the primary first.
+    async fn github_emails(&self, d: &Discovery, access: &str) -> Result<Vec<String>, OidcFailure> {
+        #[derive(Deserialize)]
+        struct Email {
+            email: String,
+            #[serde(default)]
+            primary: bool,
+            #[serde(default)]
+            verified: bool,
+        }
+        let url = d.userinfo_endpoint.as_deref().unwrap_or_default();
+        let unreachable = |e: &dyn std::fmt::Display| {
+            tracing::warn!("GitHub e-mail addresses: {e}");
+            fail(
+                "provider_unreachable",
+                "GitHub did not give the account's e-mail addresses; try again later.",
+            )
+        };
+        let mut list: Vec<Email> = self
+            .http
+            .get(url)
+            .bearer_auth(access)
+            .header(reqwest::header::ACCEPT, "application/vnd.github+json")
+            .header(reqwest::header::USER_AGENT, "dexlab")
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| unreachable(&e.without_url()))?
+            .json()
+            .await
+            .map_err(|e| unreachable(&e))?;
+        if list.is_empty() {
+            return Err(fail(
+                "no_email",
+                "The login provider did not say the account's e-mail address.",
+            ));
+        }
+        list.sort_by_key(|e| !e.primary);
+        let verified: Vec<String> = list
+            .iter()
+            .filter(|e| e.verified)
+            .map(|e| normalise_email(&e.email))
+            .collect();
+        if verified.is_empty() {
+            return Err(fail(
+                "email_unverified",
+                format!(
+                    "The login provider has not verified {}.",
+                    list.iter()
+                        .map(|e| e.email.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        Ok(verified)
     }
 
     async fn jwks(&self, d: &Discovery, refresh: bool) -> Result<JwkSet, OidcFailure> {

@@ -1004,6 +1004,11 @@ async fn live_session(
             }
             p.connection { "Connecting…" }
             canvas id="pnl" width="960" height="220" {}
+            h2 { "Spreads between venues" }
+            table.data id="spreads" {
+                thead { tr { th { "Pair" } th.num { "Pools" } th.num { "Widest gap (bps)" } } }
+                tbody {}
+            }
             h2 { "Recent blocks" }
             table.data id="events" {
                 thead { tr { th { "Block" } th.num { "Sent" } th.num { "Filled" } th.num { "Reverted" } th.num { "Rejected" } th.num { "Expired" } th.num { "PnL" } th { "Risk" } } }

@@ -4,7 +4,7 @@
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use dexlab_server::{Secret, ServerConfig};
-use dexlab_store::{NewExperiment, Role};
+use dexlab_store::{NewExperiment, Role, Store};
 use dexlab_types::ExperimentStatus;
 use serde_json::json;
 
@@ -22,9 +22,20 @@ fn experiment(name: &str, strategy: &str, created_at: i64) -> NewExperiment {
     }
 }
 
+/// Filtering, sorting and paging happen in the database (its JSON functions read the summary's
+/// figures): both backends.
 #[tokio::test]
-async fn experiments_filter_sort_and_paginate() -> anyhow::Result<()> {
-    on_sqlite(|store| async move {
+async fn experiments_filter_sort_and_paginate_on_sqlite() -> anyhow::Result<()> {
+    on_sqlite(experiments).await
+}
+
+#[tokio::test]
+async fn experiments_filter_sort_and_paginate_on_postgres() -> anyhow::Result<()> {
+    on_postgres(experiments).await
+}
+
+async fn experiments(store: Store) -> anyhow::Result<()> {
+    {
         let s = Server::new(
             store.clone(),
             ServerConfig {
@@ -88,6 +99,16 @@ async fn experiments_filter_sort_and_paginate() -> anyhow::Result<()> {
         assert_eq!(names(&a), ["delta", "alpha", "beta"]);
         assert_eq!(a.body["items"][0]["oos_net_pnl_quote"], 40.0);
         assert_eq!(a.body["items"][0]["oos_net_pnl_quote_no_trade"], 0.0);
+        // Without a figure: below every figure, ties by id.
+        let a = get("?sort=oos_pnl").await;
+        assert_eq!(names(&a), ["delta", "alpha", "beta", "Epsilon", "gamma"]);
+        let a = get("?sort=oos_pnl&order=asc&limit=3").await;
+        assert_eq!(names(&a), ["gamma", "Epsilon", "beta"]);
+        assert_eq!(a.body["items"][0]["oos_net_pnl_quote"], json!(null));
+        // A wildcard in the text is a character, not a wildcard.
+        let a = get("?q=%25").await;
+        assert_eq!(names(&a), Vec::<String>::new());
+        assert_eq!(a.body["total"], 0);
         let a = get("?strategy=arbitrage&sort=name&order=asc").await;
         assert_eq!(names(&a), ["alpha", "delta", "gamma"]);
         let a = get("?q=EPS").await;
@@ -145,8 +166,7 @@ async fn experiments_filter_sort_and_paginate() -> anyhow::Result<()> {
             .await;
         assert_eq!((n.status, n.code()), (StatusCode::NOT_FOUND, "not_found"));
         Ok(())
-    })
-    .await
+    }
 }
 
 #[tokio::test]

@@ -31,6 +31,15 @@ struct Provider {
 
 impl Provider {
     fn start() -> Provider {
+        Self::start_as(false)
+    }
+
+    /// The same provider answering as GitHub does (OAuth2, addresses from `GET /user/emails`).
+    fn start_github() -> Provider {
+        Self::start_as(true)
+    }
+
+    fn start_as(github: bool) -> Provider {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let script = root.join("tools/oidc-mock.mjs");
         assert!(
@@ -44,6 +53,7 @@ impl Provider {
             .arg(&script)
             .current_dir(root.join("tools"))
             .env("OIDC_CLAIMS_FILE", &claims)
+            .env("OIDC_MOCK_GITHUB", if github { "1" } else { "0" })
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -84,6 +94,7 @@ fn config(p: &Provider, client_id: &str) -> ServerConfig {
             client_secret: Some(Secret("client secret 123".into())),
             redirect_url: REDIRECT.into(),
             name: "TestID".into(),
+            github_api: None,
         }),
         ..ServerConfig::default()
     }
@@ -287,6 +298,81 @@ async fn without_a_provider_there_is_no_oidc_button_and_start_says_so() -> anyho
         let a = get(&s, "/auth/oidc/start", None).await;
         assert_eq!(a.status, StatusCode::NOT_FOUND, "{}", a.text);
         assert!(a.text.contains("no OpenID Connect login"), "{}", a.text);
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn github_logins_take_a_verified_address_from_its_api() -> anyhow::Result<()> {
+    let p = Provider::start_github();
+    on_sqlite(|store| async move {
+        let mut config = config(&p, "dexlab-gh");
+        if let Some(o) = config.oidc.as_mut() {
+            o.github_api = Some(p.issuer.clone());
+            o.name = "GitHub".into();
+        }
+        let s = Server::new(store, config).await?;
+        let page = get(&s, "/login", None).await;
+        assert!(page.text.contains("Log in with GitHub"), "{}", page.text);
+        let emails = |list: Value| json!({ "github_emails": list });
+
+        // GitHub's authorization page, with state and an S256 challenge (the provider checks
+        // the verifier at the exchange).
+        p.claims(emails(json!([])));
+        let (start, _, _) = to_provider_and_back(&s).await;
+        let to = start.headers[header::LOCATION].to_str()?;
+        assert!(
+            to.starts_with(&format!("{}/login/oauth/authorize?", p.issuer)),
+            "{to}"
+        );
+        assert!(
+            to.contains("code_challenge_method=S256") && to.contains("scope=user%3Aemail"),
+            "{to}"
+        );
+
+        // The second verified address is the operator's, written in another case.
+        let ok = login_as(
+            &s,
+            &p,
+            emails(json!([
+                { "email": "someone@elsewhere.test", "verified": true, "primary": true },
+                { "email": "Operator@Example.Test", "verified": true, "primary": false },
+            ])),
+        )
+        .await;
+        assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.text);
+        assert!(cookie_value(&ok, "dexlab_access").is_some());
+        let login = s
+            .store
+            .audit_log(10, None)
+            .await?
+            .into_iter()
+            .find(|a| a.action == "login");
+        let login = login.expect("a login record");
+        assert_eq!(login.target.as_deref(), Some("operator"));
+        assert_eq!(login.detail["method"], "github");
+
+        // An unverified address never logs in, even when it is an account's.
+        for (list, status, says) in [
+            (
+                json!([{ "email": "operator@example.test", "verified": false, "primary": true }]),
+                StatusCode::FORBIDDEN,
+                "not verified",
+            ),
+            (
+                json!([{ "email": "operator@example.test", "verified": false, "primary": true },
+                    { "email": "someone@elsewhere.test", "verified": true, "primary": false }]),
+                StatusCode::FORBIDDEN,
+                "No enabled account",
+            ),
+            (json!([]), StatusCode::FORBIDDEN, "did not say"),
+        ] {
+            let a = login_as(&s, &p, emails(list.clone())).await;
+            assert_eq!(a.status, status, "{list}: {}", a.text);
+            assert!(a.text.contains(says), "{list}: {}", a.text);
+            assert_eq!(cookie_value(&a, "dexlab_access"), None, "{list}");
+        }
         Ok(())
     })
     .await

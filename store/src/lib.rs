@@ -39,6 +39,7 @@ mod accounts;
 mod deployments;
 mod error;
 mod events;
+mod experiment_list;
 mod jobs;
 mod models;
 mod risk;
@@ -63,6 +64,7 @@ pub use crate::accounts::{
 pub use crate::deployments::{DeploymentRow, NewDeployment};
 pub use crate::error::StoreError;
 pub use crate::events::{LIVE_CHANNEL, LiveEventRow, LiveListener};
+pub use crate::experiment_list::{ExperimentFilter, ExperimentListRow, ExperimentOrder};
 pub use crate::jobs::{JobEnd, JobKind, JobRow, JobState, NewJob};
 pub use crate::models::{
     ModelRow, NewModel, Retired, content_hash, validate_experiment_name, validate_model_name,

@@ -2,7 +2,6 @@
 //! [`crate::oidc`] for what is checked).
 
 use super::*;
-use crate::auth::new_family;
 use crate::oidc::OidcFailure;
 
 /// Binds a login started in this browser to its return (the state).
@@ -87,7 +86,7 @@ pub(super) async fn callback(
                 "login_failed",
                 None,
                 None,
-                serde_json::json!({ "method": "oidc", "reason": f.reason }),
+                serde_json::json!({ "method": s.oidc.method(), "reason": f.reason }),
                 &ip,
             );
             if let Err(e) = s.store.add_audit(&audit).await {
@@ -118,45 +117,33 @@ async fn login(
             message: "The login could not be recorded; try again.".into(),
         }
     };
-    let user = s
-        .store
-        .user_by_email(&v.email)
-        .await
-        .map_err(|e| store_failure(&e))?
-        .filter(|u| !u.disabled)
-        .ok_or_else(|| OidcFailure {
-            reason: "no_account",
-            message: format!(
-                "No enabled account has the e-mail address {}; an admin adds it with \
-                 `dexlab users add NAME --role ROLE --email ADDRESS`.",
-                v.email
-            ),
-        })?;
-    let family = new_family();
-    let tokens = api::issue(s, &user, &family)
+    let mut user = None;
+    for email in &v.emails {
+        let found = s
+            .store
+            .user_by_email(email)
+            .await
+            .map_err(|e| store_failure(&e))?;
+        if let Some(u) = found.filter(|u| !u.disabled) {
+            user = Some(u);
+            break;
+        }
+    }
+    let user = user.ok_or_else(|| OidcFailure {
+        reason: "no_account",
+        message: format!(
+            "No enabled account has the e-mail address {}; an admin adds it with \
+             `dexlab users add NAME --role ROLE --email ADDRESS`.",
+            v.emails.join(" or ")
+        ),
+    })?;
+    let detail = serde_json::json!({
+        "method": s.oidc.method(),
+        "issuer": s.oidc.issuer(),
+        "subject": v.subject,
+    });
+    let tokens = api::start_login(s, ip, &user, detail)
         .await
         .map_err(|e| store_failure(&e.message))?;
-    s.metrics.logins.inc();
-    let caller = Caller {
-        id: user.id,
-        username: user.username.clone(),
-        role: user.role,
-        family,
-    };
-    let audit = api::audit(
-        "login",
-        Some(&caller),
-        Some(user.username.clone()),
-        serde_json::json!({
-            "method": "oidc",
-            "issuer": s.oidc.issuer(),
-            "subject": v.subject,
-        }),
-        ip,
-    );
-    s.store
-        .add_audit(&audit)
-        .await
-        .map_err(|e| store_failure(&e))?;
     Ok((tokens, v.next))
 }
