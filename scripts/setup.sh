@@ -43,6 +43,8 @@ node tools/compile.js
 bash scripts/ensure-fonts.sh
 # The server's TLS tests make their certificates with the openssl CLI.
 bash scripts/ensure-debian.sh openssl=openssl
+# `dexlab backup` copies a PostgreSQL store with pg_dump and restores it with pg_restore.
+bash scripts/ensure-debian.sh pg_dump=postgresql-client pg_restore=postgresql-client
 # The API's property test runs schemathesis from a project-local virtual environment.
 bash scripts/ensure-venv.sh
 # The dashboard's browser test drives Debian's headless Chromium through chromedriver.

@@ -74,9 +74,12 @@ enum Command {
     /// Accounts of the dashboard and API server (roles viewer, researcher, operator, admin).
     #[command(subcommand)]
     Users(crate::users::UsersCmd),
+    /// Backups: one archive of the store and its model, agent and session folders; restore.
+    #[command(subcommand)]
+    Backup(crate::backup::BackupCmd),
     /// The dashboard and API server: the REST API (/api/v1, OpenAPI at /api/v1/openapi.json,
     /// Swagger UI at /docs), /metrics, /healthz, /readyz.
-    Serve(crate::serve::ServeArgs),
+    Serve(Box<crate::serve::ServeArgs>),
 }
 
 #[derive(Subcommand)]
@@ -273,7 +276,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Promote(a) => rt.block_on(crate::deploy::promote_cmd(a)),
         Command::Deployments(c) => rt.block_on(crate::deploy::deployments_cmd(c)),
         Command::Users(c) => rt.block_on(crate::users::users_cmd(c)),
-        Command::Serve(a) => rt.block_on(crate::serve::serve_cmd(a)),
+        Command::Backup(c) => rt.block_on(crate::backup::backup_cmd(c)),
+        Command::Serve(a) => rt.block_on(crate::serve::serve_cmd(*a)),
     }
 }
 

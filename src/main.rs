@@ -1,5 +1,6 @@
 //! The `dexlab` command line: subcommands grouped by noun (`dexlab chain …`, `dexlab data …`).
 
+mod backup;
 mod cli;
 mod deploy;
 mod live;

@@ -58,6 +58,9 @@ pub mod promote;
 #[cfg(feature = "accounts")]
 pub mod accounts;
 
+#[cfg(feature = "backup")]
+pub mod backup;
+
 #[cfg(feature = "rl")]
 pub mod agent;
 #[cfg(feature = "rl")]

@@ -251,6 +251,10 @@ pub enum StoreError {
         source: std::io::Error,
     },
 
+    /// The operation is for the other backend (a SQLite copy of a PostgreSQL store, say).
+    #[error("{op}: {detail}")]
+    WrongBackend { op: &'static str, detail: String },
+
     /// A stored value could not be read back (hand-edited or foreign rows).
     #[error("{op} ({target}): stored {field} is not valid: {detail}")]
     Corrupt {

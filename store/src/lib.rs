@@ -36,6 +36,7 @@
 //! No cargo features.
 
 mod accounts;
+mod backup;
 mod deployments;
 mod error;
 mod events;
