@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Makes the project-local Python environment .dexlab/venv with tools/requirements-test.txt;
-# idempotent and instant while the requirements match the stamp inside the environment.
+# Makes a project-local Python environment from a pinned requirements file: by default
+# .dexlab/venv with tools/requirements-test.txt (the tests' tools); `ensure-venv.sh VENV REQ` for
+# another (the notebooks'). Idempotent and instant while the requirements match the stamp inside
+# the environment.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 die() { echo "ensure-venv.sh: $*" >&2; exit 1; }
 
-venv=.dexlab/venv
-req=tools/requirements-test.txt
+venv=${1:-.dexlab/venv}
+req=${2:-tools/requirements-test.txt}
 stamp=$venv/.dexlab-requirements.sha256
 want=$(sha256sum "$req" | cut -d' ' -f1)
 if [[ -x $venv/bin/python && -f $stamp && "$(cat "$stamp")" == "$want" ]]; then

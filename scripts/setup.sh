@@ -47,5 +47,7 @@ bash scripts/ensure-debian.sh openssl=openssl
 bash scripts/ensure-debian.sh pg_dump=postgresql-client pg_restore=postgresql-client
 # The API's property test runs schemathesis from a project-local virtual environment.
 bash scripts/ensure-venv.sh
+# The notebooks (notebooks/*.ipynb: polars, matplotlib) and the kernel that runs them headless.
+bash scripts/ensure-venv.sh .dexlab/notebooks-venv notebooks/requirements.txt
 # The dashboard's browser test drives Debian's headless Chromium through chromedriver.
 bash scripts/ensure-debian.sh chromium=chromium chromedriver=chromium-driver

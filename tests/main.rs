@@ -18,6 +18,7 @@ mod live;
 mod model_gated;
 mod model_window;
 mod models_registry;
+mod notebooks;
 mod online_features;
 mod paper;
 mod promote;
