@@ -74,6 +74,10 @@ enum Command {
     /// Accounts of the dashboard and API server (roles viewer, researcher, operator, admin).
     #[command(subcommand)]
     Users(crate::users::UsersCmd),
+    /// The whole loop on embedded defaults: a living local chain, ingest, features, a model,
+    /// two strategies evolved walk-forward, the better one promoted if it beats not trading,
+    /// paper- then live-traded on the chain, and the dashboard over all of it.
+    Demo(crate::demo::DemoArgs),
     /// Backups: one archive of the store and its model, agent and session folders; restore.
     #[command(subcommand)]
     Backup(crate::backup::BackupCmd),
@@ -277,6 +281,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Deployments(c) => rt.block_on(crate::deploy::deployments_cmd(c)),
         Command::Users(c) => rt.block_on(crate::users::users_cmd(c)),
         Command::Backup(c) => rt.block_on(crate::backup::backup_cmd(c)),
+        Command::Demo(a) => rt.block_on(crate::demo::demo_cmd(a)),
         Command::Serve(a) => rt.block_on(crate::serve::serve_cmd(*a)),
     }
 }

@@ -2,6 +2,7 @@
 
 mod backup;
 mod cli;
+mod demo;
 mod deploy;
 mod live;
 mod ml;

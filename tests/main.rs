@@ -8,6 +8,7 @@ mod bad_input;
 mod browser;
 mod chain;
 mod dashboard;
+mod demo;
 mod evolve;
 mod exactness;
 mod executor_deploy;
