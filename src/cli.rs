@@ -78,6 +78,9 @@ enum Command {
     /// two strategies evolved walk-forward, the better one promoted if it beats not trading,
     /// paper- then live-traded on the chain, and the dashboard over all of it.
     Demo(crate::demo::DemoArgs),
+    /// The configuration reference: every TOML key with its default, every environment variable.
+    #[command(subcommand)]
+    Config(crate::config_ref::ConfigCmd),
     /// Backups: one archive of the store and its model, agent and session folders; restore.
     #[command(subcommand)]
     Backup(crate::backup::BackupCmd),
@@ -282,6 +285,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Users(c) => rt.block_on(crate::users::users_cmd(c)),
         Command::Backup(c) => rt.block_on(crate::backup::backup_cmd(c)),
         Command::Demo(a) => rt.block_on(crate::demo::demo_cmd(a)),
+        Command::Config(c) => crate::config_ref::config_cmd(c),
         Command::Serve(a) => rt.block_on(crate::serve::serve_cmd(*a)),
     }
 }

@@ -2,6 +2,7 @@
 
 mod backup;
 mod cli;
+mod config_ref;
 mod demo;
 mod deploy;
 mod live;

@@ -7,6 +7,7 @@ mod backup;
 mod bad_input;
 mod browser;
 mod chain;
+mod config_reference;
 mod dashboard;
 mod demo;
 mod evolve;

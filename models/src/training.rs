@@ -194,6 +194,74 @@ impl Hyper {
         }
     }
 
+    /// These hyperparameters as a `--config` file says them: every key [`Self::from_toml`]
+    /// reads (`features` and `embargo` as comments when unset: their defaults depend on the
+    /// data), so that the configuration reference is made from the real defaults.
+    pub fn to_toml(&self) -> String {
+        let floats = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{x:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut out = String::new();
+        match &self.features {
+            Some(f) => out.push_str(&format!(
+                "features = [{}]\n",
+                f.iter()
+                    .map(|c| format!("{c:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            None => out.push_str(
+                "# features = [...]   # default: every Float64 column but labels, block_number, timestamp\n",
+            ),
+        }
+        out.push_str(&format!("window = {}\n", self.window));
+        out.push_str(&format!(
+            "split = [{}]\n",
+            floats(&[self.split.train, self.split.valid, self.split.test])
+        ));
+        match self.embargo {
+            Some(e) => out.push_str(&format!("embargo = {e}\n")),
+            None => {
+                out.push_str("# embargo = N         # default: the label's look-ahead in blocks\n")
+            }
+        }
+        out.push_str(&format!("batch_size = {}\n", self.batch_size));
+        out.push_str(&format!("lr = {:?}\n", self.lr));
+        out.push_str(&format!("min_lr = {:?}\n", self.min_lr));
+        match self.schedule {
+            Schedule::Constant => out.push_str("schedule = \"constant\"\n"),
+            Schedule::Cosine => out.push_str("schedule = \"cosine\"\n"),
+            Schedule::Step { every, gamma } => out.push_str(&format!(
+                "schedule = \"step\"\nstep_every = {every}\nstep_gamma = {gamma:?}\n"
+            )),
+        }
+        out.push_str(&format!("patience = {}\n", self.patience));
+        out.push_str(&format!("weight_decay = {:?}\n", self.weight_decay));
+        out.push_str(&format!("grad_clip = {:?}\n", self.grad_clip));
+        out.push_str(&format!("dropout = {:?}\n", self.dropout));
+        out.push_str(&format!(
+            "hidden = [{}]\n",
+            self.hidden
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        for (k, v) in [
+            ("d_hidden", self.d_hidden),
+            ("d_model", self.d_model),
+            ("n_heads", self.n_heads),
+            ("n_layers", self.n_layers),
+            ("d_ff", self.d_ff),
+        ] {
+            out.push_str(&format!("{k} = {v}\n"));
+        }
+        out
+    }
+
     pub fn load(path: &Path, kind: ModelKind) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
         Self::from_toml(&text, &path.display().to_string(), kind)
@@ -1037,6 +1105,37 @@ pub(crate) fn run(opts: &TrainOptions) -> Result<TrainReport> {
         train_seconds,
         train_samples_per_sec: fit.samples as f64 / train_seconds.max(1e-9),
     })
+}
+
+#[cfg(test)]
+mod to_toml_tests {
+    use super::*;
+
+    /// Every kind's defaults, written out and read back, are the defaults; and every key the
+    /// reader knows is in what is written (as a key or, when it has no fixed default, a comment).
+    #[test]
+    fn defaults_round_trip_through_their_toml() {
+        for kind in ModelKind::ALL {
+            let h = Hyper::defaults(kind);
+            let text = h.to_toml();
+            let back = Hyper::from_toml(&text, "defaults.toml", kind).unwrap();
+            assert_eq!(back, h, "{kind:?}:\n{text}");
+            let mut stepped = h.clone();
+            stepped.schedule = Schedule::Step {
+                every: 7,
+                gamma: 0.25,
+            };
+            let back = Hyper::from_toml(&stepped.to_toml(), "step.toml", kind).unwrap();
+            assert_eq!(back, stepped);
+            for key in KEYS {
+                let said = text.contains(&format!("\n{key} = "))
+                    || text.starts_with(&format!("{key} = "))
+                    || text.contains(&format!("# {key} = "))
+                    || stepped.to_toml().contains(&format!("{key} = "));
+                assert!(said, "{key} missing from:\n{text}");
+            }
+        }
+    }
 }
 
 #[cfg(test)]
