@@ -29,14 +29,39 @@ fn run(db: &str, args: &[&str]) -> Value {
     serde_json::from_slice(&o.stdout).unwrap_or(Value::Null)
 }
 
-fn fails(db: &str, args: &[&str]) -> String {
+/// `dexlab backup create --out ARCHIVE --json`, and its exit.
+fn create(db: &str, archive: &Path) -> (bool, Value, String) {
     let o = dexlab()
-        .args(args)
+        .args(["backup", "create", "--json", "--out"])
+        .arg(archive)
         .env("DATABASE_URL", db)
         .output()
         .unwrap();
-    assert!(!o.status.success(), "{args:?} should have failed");
-    String::from_utf8_lossy(&o.stderr).into_owned()
+    let v = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+    (
+        o.status.success(),
+        v,
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// `dexlab backup restore ARCHIVE --into INTO [--database-url URL] --json`, and its exit.
+fn restore(archive: &Path, into: &Path, url: Option<&str>) -> (bool, Value, String) {
+    let mut c = dexlab();
+    c.args(["backup", "restore", "--json"])
+        .arg(archive)
+        .arg("--into")
+        .arg(into);
+    if let Some(u) = url {
+        c.args(["--database-url", u]);
+    }
+    let o = c.output().unwrap();
+    let v = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+    (
+        o.status.success(),
+        v,
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 fn evolve(db: &str, data: &Path, out: &Path, name: &str, generations: &str) -> Command {
@@ -146,40 +171,20 @@ fn a_backup_taken_while_a_run_writes_restores_elsewhere_and_lists_the_same() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let archive = w.join("backups/b.tar");
-    let made = run(
-        &db,
-        &[
-            "backup",
-            "create",
-            "--out",
-            archive.to_str().unwrap(),
-            "--json",
-        ],
-    );
+    let (ok, made, e) = create(&db, &archive);
+    assert!(ok, "{e}");
     assert_eq!(made["backend"], "sqlite");
     assert_eq!(made["folders"], 1, "{made}");
     busy.kill().unwrap();
     busy.wait().unwrap();
     // A backup never replaces a file.
-    let e = fails(
-        &db,
-        &["backup", "create", "--out", archive.to_str().unwrap()],
-    );
-    assert!(e.contains("exists"), "{e}");
+    let (ok, _, e) = create(&db, &archive);
+    assert!(!ok && e.contains("exists"), "{e}");
 
     // Restored elsewhere: the same experiments, models and deployments.
     let into = w.join("restored");
-    let restored = run(
-        &db,
-        &[
-            "backup",
-            "restore",
-            archive.to_str().unwrap(),
-            "--into",
-            into.to_str().unwrap(),
-            "--json",
-        ],
-    );
+    let (ok, restored, e) = restore(&archive, &into, None);
+    assert!(ok, "{e}");
     let db2 = format!("sqlite://{}", into.join("dexlab.sqlite").display());
     assert_eq!(
         restored["database_url"],
@@ -208,17 +213,8 @@ fn a_backup_taken_while_a_run_writes_restores_elsewhere_and_lists_the_same() {
     );
 
     // Not into a folder that holds something.
-    let e = fails(
-        &db,
-        &[
-            "backup",
-            "restore",
-            archive.to_str().unwrap(),
-            "--into",
-            into.to_str().unwrap(),
-        ],
-    );
-    assert!(e.contains("not empty"), "{e}");
+    let (ok, _, e) = restore(&archive, &into, None);
+    assert!(!ok && e.contains("not empty"), "{e}");
 
     // A damaged archive: refused by the damaged file's name, nothing left behind.
     let unpacked = w.join("unpacked");
@@ -248,16 +244,8 @@ fn a_backup_taken_while_a_run_writes_restores_elsewhere_and_lists_the_same() {
         ".",
     ]);
     let into3 = w.join("restored-damaged");
-    let e = fails(
-        &db,
-        &[
-            "backup",
-            "restore",
-            damaged.to_str().unwrap(),
-            "--into",
-            into3.to_str().unwrap(),
-        ],
-    );
+    let (ok, _, e) = restore(&damaged, &into3, None);
+    assert!(!ok);
     let name = victim.file_name().unwrap().to_str().unwrap();
     assert!(e.contains(name) && e.contains("damaged"), "{e}");
     assert!(!into3.exists(), "a failed restore left {}", into3.display());
@@ -278,55 +266,17 @@ fn a_backup_taken_while_a_run_writes_restores_elsewhere_and_lists_the_same() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let pg_archive = w.join("pg.tar");
-    let made = run(
-        &pg,
-        &[
-            "backup",
-            "create",
-            "--out",
-            pg_archive.to_str().unwrap(),
-            "--json",
-        ],
-    );
+    let (ok, made, e) = create(&pg, &pg_archive);
+    assert!(ok, "{e}");
     assert_eq!(made["backend"], "postgres");
-    let e = fails(
-        &pg,
-        &[
-            "backup",
-            "restore",
-            pg_archive.to_str().unwrap(),
-            "--into",
-            w.join("r-pg-sqlite").to_str().unwrap(),
-        ],
-    );
-    assert!(e.contains("PostgreSQL backup"), "{e}");
-    run(
-        &pg,
-        &[
-            "backup",
-            "restore",
-            pg_archive.to_str().unwrap(),
-            "--into",
-            w.join("r-pg").to_str().unwrap(),
-            "--database-url",
-            &pg2,
-        ],
-    );
+    let (ok, _, e) = restore(&pg_archive, &w.join("r-pg-sqlite"), None);
+    assert!(!ok && e.contains("PostgreSQL backup"), "{e}");
+    let (ok, _, e) = restore(&pg_archive, &w.join("r-pg"), Some(&pg2));
+    assert!(ok, "{e}");
     assert_eq!(experiment(&pg2, "pg-arb"), experiment(&pg, "pg-arb"));
     // The target must be empty.
-    let e = fails(
-        &pg,
-        &[
-            "backup",
-            "restore",
-            pg_archive.to_str().unwrap(),
-            "--into",
-            w.join("r-pg2").to_str().unwrap(),
-            "--database-url",
-            &pg2,
-        ],
-    );
-    assert!(e.contains("not empty"), "{e}");
+    let (ok, _, e) = restore(&pg_archive, &w.join("r-pg2"), Some(&pg2));
+    assert!(!ok && e.contains("not empty"), "{e}");
     for d in [&src, &dst] {
         psql(&format!("DROP DATABASE {d} WITH (FORCE)"));
     }
