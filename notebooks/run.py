@@ -4,7 +4,9 @@ DEXLAB_SESSION_DIR, DEXLAB_BIN; by default the demo's dexlab-out/), and writes t
 notebooks to the folder given. Fails on any cell's error, and on a notebook with fewer figures
 than its metadata declares (`dexlab.figures`) or a figure that is blank.
 
-    .dexlab/notebooks-venv/bin/python notebooks/run.py OUT_DIR
+    .dexlab/notebooks-venv/bin/python notebooks/run.py OUT_DIR [NAME...]
+
+With NAMEs (e.g. `02-experiments`), only those notebooks run.
 """
 
 import base64
@@ -23,7 +25,10 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     here = Path(__file__).resolve().parent
     failed = []
+    only = set(sys.argv[2:])
     for path in sorted(here.glob("*.ipynb")):
+        if only and path.stem not in only:
+            continue
         nb = nbformat.read(path, as_version=4)
         try:
             NotebookClient(
