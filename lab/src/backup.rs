@@ -401,17 +401,21 @@ async fn restore_into(archive: &Path, into: &Path, target: Target) -> Result<(Su
         }
         for f in &manifest.files {
             let p = dir.join(&f.path);
-            let bytes = std::fs::read(&p)
+            let file = std::fs::File::open(&p)
                 .map_err(|_| refused(format!("{} is missing from the archive", f.path)))?;
-            let sha = hex::encode(Sha256::digest(&bytes));
-            if bytes.len() as u64 != f.bytes || sha != f.sha256 {
+            // Streamed: a session's recording can be larger than memory wants to hold.
+            let mut hashing = HashingReader {
+                inner: file,
+                hash: Sha256::new(),
+                read: 0,
+            };
+            std::io::copy(&mut hashing, &mut std::io::sink()).map_err(io(&p))?;
+            let sha = hex::encode(hashing.hash.finalize());
+            if hashing.read != f.bytes || sha != f.sha256 {
                 return Err(refused(format!(
                     "{} does not match the manifest ({} bytes, SHA-256 {sha}; the manifest says \
                      {} bytes, {}): the archive is damaged",
-                    f.path,
-                    bytes.len(),
-                    f.bytes,
-                    f.sha256
+                    f.path, hashing.read, f.bytes, f.sha256
                 )));
             }
         }

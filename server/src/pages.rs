@@ -45,13 +45,7 @@ fn page(
     access: Access,
     handler: axum::routing::MethodRouter<AppState>,
 ) -> Route {
-    Route {
-        method,
-        path,
-        access,
-        kind: Kind::Page,
-        handler,
-    }
+    Route::new(Kind::Page, method, path, access, handler)
 }
 
 /// The dashboard's routes.

@@ -45,19 +45,31 @@ pub struct Route {
     pub handler: MethodRouter<AppState>,
 }
 
+impl Route {
+    pub fn new(
+        kind: Kind,
+        method: Method,
+        path: &'static str,
+        access: Access,
+        handler: MethodRouter<AppState>,
+    ) -> Route {
+        Route {
+            method,
+            path,
+            access,
+            kind,
+            handler,
+        }
+    }
+}
+
 fn route(
     method: Method,
     path: &'static str,
     access: Access,
     handler: MethodRouter<AppState>,
 ) -> Route {
-    Route {
-        method,
-        path,
-        access,
-        kind: Kind::Api,
-        handler,
-    }
+    Route::new(Kind::Api, method, path, access, handler)
 }
 
 /// Every route of the server but the API description and Swagger UI (public, read-only).

@@ -33,28 +33,44 @@ impl Store {
 
     /// Points model `id` at `dir` (its folder restored elsewhere).
     pub async fn relocate_model(&self, id: i64, dir: &str) -> Result<()> {
-        const OP: &str = "relocate_model";
-        let target = || format!("model {id}");
-        let done = sqlx::query("UPDATE models SET dir = $1 WHERE id = $2")
-            .bind(dir)
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(db(OP, target))?;
-        found(OP, done.rows_affected(), target)
+        self.relocate(
+            "relocate_model",
+            "UPDATE models SET dir = $1 WHERE id = $2",
+            "model",
+            id,
+            dir,
+        )
+        .await
     }
 
     /// Points session `id` at `dir` (its folder restored elsewhere).
     pub async fn relocate_session(&self, id: i64, dir: &str) -> Result<()> {
-        const OP: &str = "relocate_session";
-        let target = || format!("session {id}");
-        let done = sqlx::query("UPDATE sessions SET dir = $1 WHERE id = $2")
+        self.relocate(
+            "relocate_session",
+            "UPDATE sessions SET dir = $1 WHERE id = $2",
+            "session",
+            id,
+            dir,
+        )
+        .await
+    }
+
+    async fn relocate(
+        &self,
+        op: &'static str,
+        sql: &'static str,
+        what: &str,
+        id: i64,
+        dir: &str,
+    ) -> Result<()> {
+        let target = || format!("{what} {id}");
+        let done = sqlx::query(sql)
             .bind(dir)
             .bind(id)
             .execute(&self.pool)
             .await
-            .map_err(db(OP, target))?;
-        found(OP, done.rows_affected(), target)
+            .map_err(db(op, target))?;
+        found(op, done.rows_affected(), target)
     }
 
     /// Whether the PostgreSQL database at `url` has no table in its `public` schema: nothing a
