@@ -49,5 +49,9 @@ bash scripts/ensure-debian.sh pg_dump=postgresql-client pg_restore=postgresql-cl
 bash scripts/ensure-venv.sh
 # The notebooks (notebooks/*.ipynb: polars, matplotlib) and the kernel that runs them headless.
 bash scripts/ensure-venv.sh .dexlab/notebooks-venv notebooks/requirements.txt
+# `dexlab worker` / `--nats` tests start their own JetStream server (Debian puts it in /usr/sbin).
+if ! command -v nats-server >/dev/null && [[ ! -x /usr/sbin/nats-server ]]; then
+  bash scripts/ensure-debian.sh '!=nats-server'
+fi
 # The dashboard's browser test drives Debian's headless Chromium through chromedriver.
 bash scripts/ensure-debian.sh chromium=chromium chromedriver=chromium-driver

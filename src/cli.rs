@@ -45,6 +45,9 @@ enum Command {
     Backtest(crate::research::BacktestArgs),
     /// Tune a strategy's parameters with the genetic optimiser, walk-forward, against baselines.
     Evolve(crate::research::EvolveArgs),
+    /// Evaluate fitness for `evolve --nats` runs: take tasks from a NATS JetStream queue until
+    /// stopped (Ctrl-C, SIGTERM, or killed at any moment: its tasks go to other workers).
+    Worker(crate::worker::WorkerArgs),
     /// Experiments in the store (DATABASE_URL, default ./dexlab.sqlite).
     #[command(subcommand)]
     Experiments(crate::research::ExperimentsCmd),
@@ -214,6 +217,17 @@ struct IngestArgs {
     /// Start over in a non-empty --out that holds something else than this ingestion.
     #[arg(long)]
     force: bool,
+    /// Ingest on the workers of this NATS JetStream server (`dexlab worker --rpc URL`, each
+    /// with its own node of the same chain): the block range is cut into tasks of whole chunks,
+    /// and the dataset is the one a single run makes. A new dataset only (or --force).
+    #[arg(long, value_name = "URL", env = "DEXLAB_NATS")]
+    nats: Option<String>,
+    /// With --nats: chunks (of --chunk-blocks) per task.
+    #[arg(long, default_value_t = 10, requires = "nats")]
+    chunks_per_task: u64,
+    /// With --nats: give up when no range has come back for this many seconds.
+    #[arg(long, default_value_t = 600, value_name = "SECS", requires = "nats")]
+    nats_stall_secs: u64,
 }
 
 #[derive(Args)]
@@ -250,7 +264,9 @@ struct InspectArgs {
 pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).context("--log")?)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(quiet_clients(&cli.log)).context("--log")?,
+        )
         .with_writer(std::io::stderr)
         // Colour only for a person at a terminal: not in log files or a job's log.
         .with_ansi(
@@ -273,6 +289,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         }
         Command::Backtest(a) => crate::research::backtest_cmd(a),
         Command::Evolve(a) => crate::research::evolve_cmd(a, &rt),
+        Command::Worker(a) => rt.block_on(crate::worker::worker_cmd(a)),
         Command::Experiments(c) => crate::research::experiments_cmd(c, &rt),
         Command::Report(a) => crate::research::report_cmd(a, &rt),
         Command::Train(a) => crate::ml::train_cmd(a, &rt),
@@ -287,6 +304,16 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Demo(a) => rt.block_on(crate::demo::demo_cmd(a)),
         Command::Config(c) => crate::config_ref::config_cmd(c),
         Command::Serve(a) => rt.block_on(crate::serve::serve_cmd(*a)),
+    }
+}
+
+/// `filter`, with the NATS client's connection events (connected, closed: one pair per
+/// command) below the default level unless the filter names the client.
+fn quiet_clients(filter: &str) -> String {
+    if filter.contains("async_nats") {
+        filter.to_owned()
+    } else {
+        format!("{filter},async_nats=warn")
     }
 }
 
@@ -382,6 +409,35 @@ async fn ingest_cmd(a: IngestArgs) -> anyhow::Result<ExitCode> {
         snapshot: !a.no_snapshot,
         force: a.force,
     };
+    if let Some(url) = &a.nats {
+        if a.chunks_per_task == 0 {
+            bail!("--chunks-per-task must be at least 1");
+        }
+        let queue = dexlab_queue::Queue::connect(url).await?;
+        let r = dexlab_lab::distributed::ingest_split(
+            &queue,
+            &cfg,
+            a.chunks_per_task,
+            std::time::Duration::from_secs(a.nats_stall_secs.max(1)),
+        )
+        .await?;
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        } else {
+            eprintln!(
+                "{}{} ranges on {} workers of {}",
+                r.totals,
+                r.tasks,
+                r.workers.len(),
+                dexlab_queue::scrub_url(url)
+            );
+        }
+        return Ok(if r.totals.malformed.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(3)
+        });
+    }
     let report = ingest(cfg).await?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

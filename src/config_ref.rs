@@ -90,7 +90,26 @@ const ENV: &[(&str, &str, &str)] = &[
         "every command",
         "the log filter (`--log`; default `info`)",
     ),
-    ("DEXLAB_RPC_URL", "`data ingest`", "the node (`--rpc`)"),
+    (
+        "DEXLAB_RPC_URL",
+        "`data ingest`, `worker`",
+        "the node (`--rpc`); a worker's node for `data ingest --nats` ranges",
+    ),
+    (
+        "DEXLAB_NATS",
+        "`evolve`, `data ingest`, `worker`",
+        "a NATS JetStream server (`--nats`): fitness, ingestion ranges and jobs on its workers",
+    ),
+    (
+        "DEXLAB_WORKER_VERSION",
+        "`worker`, tests",
+        "the dexlab version a worker takes tasks of, standing in for another build",
+    ),
+    (
+        "DEXLAB_BUILD_COMMIT",
+        "building dexlab",
+        "a commit recorded in the version workers compare (`0.1.0+COMMIT`)",
+    ),
     (
         "DEXLAB_HOME",
         "`chain up`, tests",

@@ -11,6 +11,7 @@ mod research;
 mod rl;
 mod serve;
 mod users;
+mod worker;
 
 use std::process::ExitCode;
 

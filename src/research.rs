@@ -95,6 +95,13 @@ pub struct EvolveArgs {
     /// Start over in a non-empty --out that holds another run.
     #[arg(long)]
     force: bool,
+    /// Compute fitness on the workers (`dexlab worker`) of this NATS JetStream server instead of
+    /// here (e.g. nats://127.0.0.1:4222); the experiment is the same bit for bit.
+    #[arg(long, value_name = "URL", env = "DEXLAB_NATS")]
+    nats: Option<String>,
+    /// With --nats: give up when no result has come for this many seconds.
+    #[arg(long, default_value_t = 300, value_name = "SECS", requires = "nats")]
+    nats_stall_secs: u64,
     #[arg(long)]
     quiet: bool,
     #[arg(long)]
@@ -306,7 +313,34 @@ pub fn evolve_cmd(a: EvolveArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result
             std::process::exit(i32::from(i.exit_code));
         }
     });
-    let outcome = experiment.run(&store, rt.handle(), &mut progress);
+    let remote = match &a.nats {
+        Some(url) => {
+            let queue = rt.block_on(dexlab_queue::Queue::connect(url))?;
+            let remote = rt.block_on(dexlab_lab::distributed::NatsEval::new(
+                queue,
+                &a.data,
+                a.model.as_deref(),
+                std::time::Duration::from_secs(a.nats_stall_secs.max(1)),
+            ))?;
+            if !a.quiet {
+                eprintln!(
+                    "fitness on the workers of {} (dataset bundle {})",
+                    dexlab_queue::scrub_url(url),
+                    remote.dataset_bundle()
+                );
+            }
+            Some(remote)
+        }
+        None => None,
+    };
+    let outcome = experiment.run_with(
+        &store,
+        rt.handle(),
+        &mut progress,
+        remote
+            .as_ref()
+            .map(|r| r as &dyn dexlab_lab::evolve::Remote),
+    );
     on_signal.abort();
     let o = outcome?;
     if a.json {

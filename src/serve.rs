@@ -66,6 +66,10 @@ pub struct ServeArgs {
     /// Run no jobs (another server on the same store runs them).
     #[arg(long)]
     pub no_jobs: bool,
+    /// Run no job here: publish launched jobs to this NATS JetStream server, whose workers
+    /// (`dexlab worker --jobs` on the same store) run them.
+    #[arg(long, value_name = "URL", conflicts_with = "no_jobs")]
+    pub nats: Option<String>,
     /// Seconds without a heartbeat after which a running job's runner is taken for dead and
     /// the job requeued.
     #[arg(long, default_value_t = dexlab_server::jobs::STALE_SECS, value_parser = clap::value_parser!(i64).range(3..=86_400))]
@@ -220,7 +224,10 @@ impl ServeArgs {
 }
 
 pub async fn serve_cmd(a: ServeArgs) -> anyhow::Result<ExitCode> {
-    let config = a.config()?;
+    let mut config = a.config()?;
+    if let (Some(url), Some(jobs)) = (&a.nats, config.jobs.as_mut()) {
+        jobs.dispatch = Some(dexlab_queue::Queue::connect(url).await?);
+    }
     let store = dexlab_lab::open_store(dexlab_lab::Access::Write).await?;
     let url = store.url().to_owned();
     let scheme = if config.tls.is_some() {
@@ -248,6 +255,12 @@ pub async fn serve_cmd(a: ServeArgs) -> anyhow::Result<ExitCode> {
         |at| {
             println!("listening on {scheme}://{at}");
             eprintln!("store {url}; API description at /api/v1/openapi.json, Swagger UI at /docs");
+            if let Some(n) = &a.nats {
+                eprintln!(
+                    "jobs go to the workers of {} (dexlab worker --jobs)",
+                    dexlab_queue::scrub_url(n)
+                );
+            }
             eprintln!("stop with Ctrl-C or SIGTERM");
         },
         stop,

@@ -15,9 +15,9 @@ use serde_json::{Value, json};
 use crate::serve::{add_user, request, serve_with, stop};
 use crate::support::*;
 
-const PASSWORD: &str = "researcher password 8812";
+pub(crate) const PASSWORD: &str = "researcher password 8812";
 
-fn login(addr: &str, user: &str) -> String {
+pub(crate) fn login(addr: &str, user: &str) -> String {
     let (code, body) = request(
         addr,
         "POST",
@@ -32,27 +32,33 @@ fn login(addr: &str, user: &str) -> String {
         .to_owned()
 }
 
-fn call(addr: &str, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+pub(crate) fn call(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let (code, text) = request(addr, method, path, Some(token), body.as_ref());
     let v = serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.clone()));
     (code, v)
 }
 
-fn launch(addr: &str, token: &str, req: Value) -> i64 {
+pub(crate) fn launch(addr: &str, token: &str, req: Value) -> i64 {
     let (code, v) = call(addr, "POST", "/api/v1/jobs", token, Some(req.clone()));
     assert_eq!(code, 202, "{req}: {v}");
     assert_eq!(v["state"], "queued", "{v}");
     v["id"].as_i64().unwrap()
 }
 
-fn job(addr: &str, token: &str, id: i64) -> Value {
+pub(crate) fn job(addr: &str, token: &str, id: i64) -> Value {
     let (code, v) = call(addr, "GET", &format!("/api/v1/jobs/{id}"), token, None);
     assert_eq!(code, 200, "{v}");
     v
 }
 
 /// Waits until job `id` satisfies `done`; returns it.
-fn wait_job(
+pub(crate) fn wait_job(
     addr: &str,
     token: &str,
     id: i64,
@@ -74,7 +80,7 @@ fn wait_job(
     }
 }
 
-fn finished(addr: &str, token: &str, id: i64) -> Value {
+pub(crate) fn finished(addr: &str, token: &str, id: i64) -> Value {
     let j = wait_job(addr, token, id, "finished", 600, |j| {
         ["succeeded", "failed", "cancelled"].contains(&j["state"].as_str().unwrap_or(""))
     });

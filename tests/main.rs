@@ -10,6 +10,7 @@ mod chain;
 mod config_reference;
 mod dashboard;
 mod demo;
+mod distributed;
 mod evolve;
 mod exactness;
 mod executor_deploy;

@@ -120,7 +120,7 @@ struct Checkpoint {
 }
 
 /// A reorg that was detected and repaired.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ReorgEvent {
     /// Last block that both chains share.
     pub common_ancestor: u64,
@@ -129,7 +129,7 @@ pub struct ReorgEvent {
 }
 
 /// What a run did.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct IngestReport {
     pub chain_id: u64,
     pub from: u64,
@@ -833,10 +833,8 @@ impl Committer {
     }
 }
 
-/// Runs (or resumes) an ingestion.
-pub async fn ingest(cfg: IngestConfig) -> Result<IngestReport> {
-    cfg.validate()?;
-    let started = Instant::now();
+/// The node of `cfg`, with its rate limit, timeout and retries.
+fn connect(cfg: &IngestConfig) -> Result<(Arc<Rpc>, DynProvider)> {
     let url: alloy::transports::http::reqwest::Url = cfg
         .rpc_url
         .parse()
@@ -862,6 +860,14 @@ pub async fn ingest(cfg: IngestConfig) -> Result<IngestReport> {
         url_spellings: url_spellings(&cfg.rpc_url, &url),
         url_redacted: redact(&cfg.rpc_url),
     });
+    Ok((rpc, provider))
+}
+
+/// Runs (or resumes) an ingestion.
+pub async fn ingest(cfg: IngestConfig) -> Result<IngestReport> {
+    cfg.validate()?;
+    let started = Instant::now();
+    let (rpc, provider) = connect(&cfg)?;
     let chain_id = rpc
         .call("eth_chainId", || provider.get_chain_id())
         .await
@@ -1144,6 +1150,150 @@ pub async fn ingest(cfg: IngestConfig) -> Result<IngestReport> {
     Ok(report)
 }
 
+/// An ingestion resolved against its node before any block is fetched: what
+/// `dexlab data ingest --nats` splits into tasks that workers ingest apart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IngestPlan {
+    pub chain_id: u64,
+    /// Every pool, with its metadata (those given by address read from the chain).
+    pub pools: Vec<PoolInfo>,
+    pub from: u64,
+    /// The last block: `--to`, or the node's head less the confirmations.
+    pub to: u64,
+    /// The hash of block `to` when planned: a task's stored result is reused only for the same
+    /// chain.
+    pub to_hash: B256,
+}
+
+/// Resolves `cfg` against its node: the chain, the pools and the last block.
+pub async fn plan(cfg: &IngestConfig) -> Result<IngestPlan> {
+    cfg.validate()?;
+    let (rpc, provider) = connect(cfg)?;
+    let chain_id = rpc
+        .call("eth_chainId", || provider.get_chain_id())
+        .await
+        .map_err(|f| Rpc::fatal("eth_chainId", f.message()))?;
+    let mut pools = cfg.pools.clone();
+    if !cfg.pool_addresses.is_empty() {
+        pools.extend(discover_pools(&provider, &cfg.pool_addresses).await?);
+    }
+    crate::manifest::validate_pools(&pools)
+        .map_err(|m| DataError::Config(format!("pool metadata: {m}")))?;
+    let head = rpc
+        .call("eth_blockNumber", || provider.get_block_number())
+        .await
+        .map_err(|f| Rpc::fatal("eth_blockNumber", f.message()))?;
+    let from = cfg.from.expect("validated");
+    let safe_head = head.saturating_sub(cfg.confirmations);
+    let to = cfg.to.map_or(safe_head, |t| t.min(safe_head));
+    if to < from {
+        return Err(DataError::Config(format!(
+            "nothing to ingest: the last block with {} confirmations is {to}, before --from {from}",
+            cfg.confirmations
+        )));
+    }
+    if u32::try_from(to).is_err() {
+        return Err(DataError::Config(format!(
+            "block {to} does not fit the dataset's u32 block numbers"
+        )));
+    }
+    let to_hash = rpc.block_hashes(&[to]).await?[0].ok_or_else(|| {
+        DataError::Config(format!("the node has no block {to} (its head is {head})"))
+    })?;
+    Ok(IngestPlan {
+        chain_id,
+        pools,
+        from,
+        to,
+        to_hash,
+    })
+}
+
+/// The block ranges of a split ingestion: whole chunk cells of `chunk_blocks` counted from
+/// `from` (as one ingestion counts them, so that every task writes the very chunk files a
+/// single run would), `cells` of them per range.
+pub fn task_ranges(from: u64, to: u64, chunk_blocks: u64, cells: u64) -> Vec<(u64, u64)> {
+    let step = chunk_blocks.max(1).saturating_mul(cells.max(1));
+    let mut out = Vec::new();
+    let mut a = from;
+    while a <= to {
+        let b = a.saturating_add(step - 1).min(to);
+        out.push((a, b));
+        if b == u64::MAX {
+            break;
+        }
+        a = b + 1;
+    }
+    out
+}
+
+/// Makes `root`, whose chunk files of `plan.from..=plan.to` were ingested apart and placed in
+/// it, the dataset one ingestion of `cfg` would have made: the pools' snapshot (when asked),
+/// the metadata, and the checkpoint a later `dexlab data ingest` resumes from. Refused when
+/// the blocks are not one unbroken chain (a reorg between tasks): then run it again.
+pub async fn finish_split(cfg: &IngestConfig, plan: &IngestPlan, root: &Path) -> Result<()> {
+    if cfg.snapshot && plan.from > 0 {
+        let (_, provider) = connect(cfg)?;
+        let snaps = crate::snapshot::snapshot_pools(&provider, &plan.pools, plan.from - 1).await?;
+        crate::snapshot::save(root, &snaps)?;
+    }
+    dataset::write_meta(
+        root,
+        &DatasetMeta {
+            dexlab_version: env!("CARGO_PKG_VERSION").into(),
+            chain_id: plan.chain_id,
+            source: redact(&cfg.rpc_url),
+            pools: plan.pools.clone(),
+            transactions: Some(true),
+        },
+    )?;
+    let blocks = dataset::read_all_blocks(root)?;
+    let bad = |message: String| DataError::Dataset {
+        path: root.to_path_buf(),
+        message,
+    };
+    let mut expect = plan.from;
+    for (i, b) in blocks.iter().enumerate() {
+        if b.number != expect {
+            return Err(bad(format!(
+                "block {expect} is missing from the assembled chunks (found {} next)",
+                b.number
+            )));
+        }
+        if i > 0 && b.parent_hash.is_some() && b.parent_hash != blocks[i - 1].hash {
+            return Err(bad(format!(
+                "block {}'s parent is not the block {} of the chunk before: the chain \
+                 reorganised between tasks; run the ingestion again",
+                b.number,
+                b.number - 1
+            )));
+        }
+        expect += 1;
+    }
+    if expect != plan.to + 1 {
+        return Err(bad(format!(
+            "the assembled chunks end at block {}, not {}",
+            expect.saturating_sub(1),
+            plan.to
+        )));
+    }
+    let mut pools: Vec<Address> = plan.pools.iter().map(|p| p.address).collect();
+    pools.sort();
+    pools.dedup();
+    let tail: Vec<(u64, B256)> = blocks
+        .iter()
+        .filter_map(|b| b.hash.map(|h| (b.number, h)))
+        .collect();
+    let cp = Checkpoint {
+        chain_id: plan.chain_id,
+        pools,
+        from: plan.from,
+        next_block: plan.to + 1,
+        tail: tail[tail.len().saturating_sub(TAIL)..].to_vec(),
+    };
+    dataset::write_json_atomic(&root.join("checkpoint.json"), &cp)
+}
+
 /// Every way an HTTP client may print `url` (with or without user info and trailing slash),
 /// longest first so that replacing them in order leaves no fragment.
 fn url_spellings(raw: &str, url: &alloy::transports::http::reqwest::Url) -> Vec<String> {
@@ -1186,6 +1336,25 @@ mod tests {
             "https://rpc.example.org/…"
         );
         assert_eq!(redact("http://127.0.0.1:8545"), "http://127.0.0.1:8545");
+    }
+
+    #[test]
+    fn split_ranges_are_whole_cells_from_the_first_block() {
+        // Cells of 25 from block 10, two per range: 10..=59, 60..=109, then the rest.
+        assert_eq!(
+            task_ranges(10, 130, 25, 2),
+            vec![(10, 59), (60, 109), (110, 130)]
+        );
+        assert_eq!(task_ranges(5, 5, 1000, 10), vec![(5, 5)]);
+        assert!(task_ranges(6, 5, 10, 1).is_empty());
+        // Every block once, in order, whatever the sizes.
+        for (chunk, cells) in [(1, 1), (7, 3), (1000, 1)] {
+            let r = task_ranges(100, 1234, chunk, cells);
+            assert_eq!(r[0].0, 100);
+            assert_eq!(r.last().unwrap().1, 1234);
+            assert!(r.windows(2).all(|w| w[1].0 == w[0].1 + 1));
+            assert!(r.iter().all(|(a, _)| (a - 100) % (chunk * cells) == 0));
+        }
     }
 
     #[test]

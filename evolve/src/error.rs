@@ -25,6 +25,9 @@ pub enum EvolveError {
     /// Blocks with events too few, or none in a window: the optimiser would tune on nothing.
     #[error("{0}")]
     EmptyWindows(String),
+    /// Fitness computed elsewhere (workers) failed or never came back.
+    #[error("remote evaluation: {0}")]
+    Remote(String),
     #[error("genetic algorithm, fold {} generation {generation}: {message}", fold + 1)]
     Optimiser {
         fold: usize,

@@ -47,7 +47,7 @@ pub type Genome = Vec<f64>;
 const INFEASIBLE: i64 = -(1 << 60);
 
 /// The result of backtesting one parameter set.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
     pub metrics: Metrics,
     pub objective: f64,
@@ -125,12 +125,41 @@ fn key(g: &[f64]) -> Vec<u64> {
     g.iter().map(|x| x.to_bits()).collect()
 }
 
+/// What a worker elsewhere needs, besides the dataset and the model, to rebuild the [`EvalCtx`]
+/// of one training window: the experiment's config (the backtest's execution costs, the
+/// objective and its constraints), its seed, and the window's block indices on the tape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowJob {
+    pub strategy: String,
+    pub config: crate::config::ExperimentConfig,
+    pub seed: u64,
+    /// [`Tape::dataset_hash`] of the tape the indices refer to.
+    pub dataset_hash: String,
+    /// The id (name and content hash) of the model a model-driven strategy consults.
+    pub model: Option<String>,
+    /// Warm-up starts at block index `from`; the window is `window.0..window.1`.
+    pub from: usize,
+    pub window: (usize, usize),
+}
+
+/// Fitness computed somewhere other than this process's rayon pool (e.g. NATS workers). It
+/// must return what [`EvalCtx::evaluate`] returns on the same tape, bit for bit, in the order
+/// of `genomes`: the optimiser's result then does not depend on where fitness was computed.
+pub trait RemoteEval: Sync {
+    /// Evaluates `genomes` on `job`'s window, or says why it could not.
+    fn evaluate(&self, job: &WindowJob, genomes: &[Genome]) -> Result<Vec<Evaluation>, String>;
+}
+
 /// A memoising fitness function over an [`EvalCtx`].
 #[derive(Clone)]
 pub struct Evaluator<'a> {
     ctx: &'a EvalCtx<'a>,
     cache: Arc<Mutex<HashMap<Vec<u64>, Arc<Evaluation>>>>,
     runs: Arc<AtomicU64>,
+    remote: Option<(&'a dyn RemoteEval, Arc<WindowJob>)>,
+    /// The first remote failure: every later evaluation is a placeholder until the optimiser
+    /// checks it ([`Evaluator::check`]) and stops.
+    failed: Arc<Mutex<Option<String>>>,
 }
 
 impl<'a> Evaluator<'a> {
@@ -139,6 +168,16 @@ impl<'a> Evaluator<'a> {
             ctx,
             cache: Arc::default(),
             runs: Arc::default(),
+            remote: None,
+            failed: Arc::default(),
+        }
+    }
+
+    /// Evaluates through `remote`, a batch at a time; `job` describes `ctx` to it.
+    pub fn with_remote(ctx: &'a EvalCtx<'a>, remote: &'a dyn RemoteEval, job: WindowJob) -> Self {
+        Self {
+            remote: Some((remote, Arc::new(job))),
+            ..Self::new(ctx)
         }
     }
 
@@ -147,10 +186,89 @@ impl<'a> Evaluator<'a> {
         if let Some(e) = self.cache.lock().expect("cache lock").get(&k) {
             return e.clone();
         }
+        if self.remote.is_some() {
+            // Only after a failed batch (every other genome was fetched first): a placeholder
+            // the optimiser throws away when it sees the failure.
+            self.fail_once(|| "an evaluation was asked for outside a batch".into());
+            return Arc::new(self.ctx.score(Metrics::default()));
+        }
         let e = Arc::new(self.ctx.evaluate(g));
         self.runs.fetch_add(1, Ordering::Relaxed);
         self.cache.lock().expect("cache lock").insert(k, e.clone());
         e
+    }
+
+    fn fail_once(&self, why: impl FnOnce() -> String) {
+        self.failed
+            .lock()
+            .expect("failure slot")
+            .get_or_insert_with(why);
+    }
+
+    /// With a remote, evaluates the genomes not cached yet in one batch (a no-op locally, where
+    /// [`Evaluator::get`] runs them across the pool).
+    pub fn prefetch(&self, genomes: &[Genome]) {
+        let Some((remote, job)) = &self.remote else {
+            return;
+        };
+        if self.failed.lock().expect("failure slot").is_some() {
+            return;
+        }
+        let mut missing: Vec<Genome> = Vec::new();
+        {
+            let cache = self.cache.lock().expect("cache lock");
+            let mut seen = std::collections::HashSet::new();
+            for g in genomes {
+                let k = key(g);
+                if !cache.contains_key(&k) && seen.insert(k) {
+                    missing.push(g.clone());
+                }
+            }
+        }
+        if missing.is_empty() {
+            return;
+        }
+        match remote.evaluate(job, &missing) {
+            Ok(evals) if evals.len() == missing.len() => {
+                self.runs.fetch_add(evals.len() as u64, Ordering::Relaxed);
+                let mut cache = self.cache.lock().expect("cache lock");
+                for (g, e) in missing.iter().zip(evals) {
+                    cache.insert(key(g), Arc::new(e));
+                }
+            }
+            Ok(evals) => self.fail_once(|| {
+                format!(
+                    "{} evaluations came back for {} genomes",
+                    evals.len(),
+                    missing.len()
+                )
+            }),
+            Err(e) => self.fail_once(|| e),
+        }
+    }
+
+    /// Evaluates `genomes` without caching them (same order): through the remote, or across
+    /// the pool.
+    pub fn evaluate_uncached(&self, genomes: &[Genome]) -> Result<Vec<Arc<Evaluation>>> {
+        match &self.remote {
+            Some((remote, job)) => {
+                let evals = remote.evaluate(job, genomes).map_err(EvolveError::Remote)?;
+                self.runs.fetch_add(evals.len() as u64, Ordering::Relaxed);
+                Ok(evals.into_iter().map(Arc::new).collect())
+            }
+            None => Ok(genomes
+                .par_iter()
+                .map(|g| Arc::new(self.ctx.evaluate(g)))
+                .collect()),
+        }
+    }
+
+    /// The remote's failure, if one happened since the run began.
+    pub fn check(&self) -> Result<()> {
+        match self.failed.lock().expect("failure slot").clone() {
+            Some(e) => Err(EvolveError::Remote(e)),
+            None => Ok(()),
+        }
     }
 
     /// Backtests actually run (cache misses).
@@ -298,6 +416,7 @@ impl ReinsertionOp<Genome, i64> for ParElitist<'_> {
             .collect();
         let children: Vec<Genome> = std::mem::take(offspring);
         let bred = children.len();
+        self.evaluator.prefetch(&children);
         let fit: Vec<i64> = children
             .par_iter()
             .map(|g| self.evaluator.get(g).fitness)
@@ -439,7 +558,9 @@ pub fn optimise(
     while !state.done(cfg) {
         let pop = state.population.clone();
         // Evaluate this generation (parallel, in order) and record it.
+        ev.prefetch(&pop);
         let evals: Vec<Arc<Evaluation>> = pop.par_iter().map(|g| ev.get(g)).collect();
+        ev.check()?;
         let individuals: Vec<Individual> = pop
             .iter()
             .zip(&evals)
@@ -502,6 +623,7 @@ pub fn optimise(
                     generation,
                     message: format!("{e:?}"),
                 })?;
+            ev.check()?;
             let (next, bred) = slot
                 .lock()
                 .expect("population slot")
@@ -529,7 +651,7 @@ pub fn random_search(
     budget: usize,
     seed: u64,
     fold: usize,
-) -> (Genome, Arc<Evaluation>) {
+) -> Result<(Genome, Arc<Evaluation>)> {
     let mut rng = ChaCha8Rng::from_seed(seed_bytes(seed, fold, 0xFFFF));
     let mut best: Option<(Genome, Arc<Evaluation>)> = None;
     let mut left = budget.max(1);
@@ -540,15 +662,12 @@ pub fn random_search(
         let genomes: Vec<Genome> = (0..n)
             .map(|_| (0..space.len()).map(|_| rng.random::<f64>()).collect())
             .collect();
-        let evals: Vec<Arc<Evaluation>> = genomes
-            .par_iter()
-            .map(|g| Arc::new(ev.ctx.evaluate(g)))
-            .collect();
+        let evals = ev.evaluate_uncached(&genomes)?;
         for (g, e) in genomes.into_iter().zip(evals) {
             if best.as_ref().is_none_or(|(_, b)| e.fitness > b.fitness) {
                 best = Some((g, e));
             }
         }
     }
-    best.expect("budget is at least 1")
+    Ok(best.expect("budget is at least 1"))
 }

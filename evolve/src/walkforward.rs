@@ -17,7 +17,10 @@ use crate::backtest::{BacktestResult, EquityPoint, ExecConfig, run_from};
 use crate::config::ExperimentConfig;
 use crate::error::{EvolveError, Result};
 use crate::metrics::Metrics;
-use crate::optimise::{EvalCtx, Evaluator, GaState, GenStats, Individual, optimise, random_search};
+use crate::optimise::{
+    EvalCtx, Evaluator, GaState, GenStats, Individual, RemoteEval, WindowJob, optimise,
+    random_search,
+};
 use crate::tape::Tape;
 
 /// One optimisation or baseline, in sample and out of sample.
@@ -242,6 +245,21 @@ pub fn run_experiment(
     tag: serde_json::Value,
     on_progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<(Vec<FoldResult>, serde_json::Value)> {
+    run_experiment_with(tape, spec, exec, checkpoint, tag, None, on_progress)
+}
+
+/// [`run_experiment`], with the optimiser's and the random search's fitness computed by
+/// `remote` when given (the baselines' and winners' eight backtests per fold stay here). The
+/// result is the same either way.
+pub fn run_experiment_with(
+    tape: &Tape,
+    spec: &RunSpec,
+    exec: &ExecConfig,
+    checkpoint: &Path,
+    tag: serde_json::Value,
+    remote: Option<&dyn RemoteEval>,
+    on_progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<(Vec<FoldResult>, serde_json::Value)> {
     let info = registry::info(&spec.strategy)?;
     let space = &info.params;
     // A strategy that cannot be built on this data (e.g. a model that does not fit it) fails
@@ -298,7 +316,22 @@ pub fn run_experiment(
             min_trades: cfg.ga.min_trades,
             max_drawdown: cfg.ga.max_drawdown,
         };
-        let ev = Evaluator::new(&train_ctx);
+        let ev = match remote {
+            Some(r) => Evaluator::with_remote(
+                &train_ctx,
+                r,
+                WindowJob {
+                    strategy: spec.strategy.clone(),
+                    config: spec.config.clone(),
+                    seed: spec.seed,
+                    dataset_hash: spec.dataset_hash.clone(),
+                    model: spec.model.clone(),
+                    from: warm(train.start),
+                    window: (train.start, train.end),
+                },
+            ),
+            None => Evaluator::new(&train_ctx),
+        };
         let mut state = match ck.current.take() {
             Some((f, s)) if f == fold => s,
             _ => GaState::new(space, &cfg.ga, spec.seed, fold),
@@ -321,7 +354,7 @@ pub fn run_experiment(
         }
         let (best_genome, _) = state.best.clone().expect("at least one generation ran");
         let budget = cfg.ga.population * (cfg.ga.generations + 1);
-        let (rs_genome, _) = random_search(&ev, space, budget, spec.seed, fold);
+        let (rs_genome, _) = random_search(&ev, space, budget, spec.seed, fold)?;
 
         let outcome =
             |kind: RunKind, params: &dexlab_strategy::Params, strategy: &str| -> RunOutcome {
@@ -394,7 +427,8 @@ pub fn run_experiment(
     Ok((ck.folds_done, ck.tag))
 }
 
-fn markets_at(tape: &Tape, edges: &[usize]) -> Vec<(usize, Market)> {
+/// The markets after blocks `..e` for each of the ascending `edges`, in one replay pass.
+pub fn markets_at(tape: &Tape, edges: &[usize]) -> Vec<(usize, Market)> {
     let mut out = Vec::with_capacity(edges.len());
     let mut m = tape.market();
     let mut at = 0;

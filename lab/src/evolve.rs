@@ -24,7 +24,8 @@ use dexlab_evolve::config::ExperimentConfig;
 use dexlab_evolve::optimise::{GenStats, Individual};
 use dexlab_evolve::tape::Tape;
 use dexlab_evolve::walkforward::{
-    Checkpoint, FoldResult, Progress as WalkProgress, RunSpec, run_experiment, walk_forward_windows,
+    Checkpoint, FoldResult, Progress as WalkProgress, RunSpec, run_experiment_with,
+    walk_forward_windows,
 };
 use dexlab_store::{
     EquityPoint, ExperimentRow, ExperimentStatus, FoldRow, GenerationRow, IndividualRow,
@@ -90,6 +91,12 @@ impl EvolveRequest {
             .unwrap_or_else(|| PathBuf::from("experiments").join(&name));
         Ok((name, out))
     }
+}
+
+/// Fitness computed somewhere other than this process (e.g.
+/// `crate::distributed::NatsEval`), and what the experiment records about it in its summary.
+pub trait Remote: dexlab_evolve::optimise::RemoteEval {
+    fn record(&self) -> serde_json::Value;
 }
 
 /// What a checkpoint's tag says about the experiment it belongs to.
@@ -386,8 +393,20 @@ impl Experiment {
         rt: &Handle,
         progress: &mut dyn Progress,
     ) -> Result<EvolveOutcome> {
+        self.run_with(store, rt, progress, None)
+    }
+
+    /// [`Experiment::run`] with the optimiser's fitness computed by `remote` (the same result;
+    /// the summary records where it was computed).
+    pub fn run_with(
+        self,
+        store: &Store,
+        rt: &Handle,
+        progress: &mut dyn Progress,
+        remote: Option<&dyn Remote>,
+    ) -> Result<EvolveOutcome> {
         let id = self.id;
-        let outcome = self.optimise(store, rt, progress);
+        let outcome = self.optimise(store, rt, progress, remote);
         progress.event(Event::Finished);
         if let Err(e) = &outcome {
             // Every run ends in a state: a failure is stored with its reason.
@@ -409,6 +428,7 @@ impl Experiment {
         store: &Store,
         rt: &Handle,
         progress: &mut dyn Progress,
+        remote: Option<&dyn Remote>,
     ) -> Result<EvolveOutcome> {
         let cfg = &self.cfg;
         let id = self.id;
@@ -426,12 +446,13 @@ impl Experiment {
         let tag =
             serde_json::to_value(&self.owner).map_err(|e| LabError::json("checkpoint tag", e))?;
         let (folds, _) = pool.install(|| {
-            run_experiment(
+            run_experiment_with(
                 &self.tape,
                 &self.spec,
                 &self.exec,
                 &self.checkpoint,
                 tag,
+                remote.map(|r| r as &dyn dexlab_evolve::optimise::RemoteEval),
                 &mut |p| {
                     let r = match p {
                         WalkProgress::Generation {
@@ -468,13 +489,16 @@ impl Experiment {
             });
         }
         let seconds = started.elapsed().as_secs_f64();
-        let summary = summarise(
+        let mut summary = summarise(
             &folds,
             &self.spec,
             self.window.as_ref(),
             self.threads,
             seconds,
         );
+        if let Some(r) = remote {
+            summary["distributed"] = r.record();
+        }
         rt.block_on(store.set_experiment_status(id, ExperimentStatus::Done, Some(&summary)))?;
         let result_path = self.out.join("result.json");
         let result = serde_json::json!({

@@ -52,6 +52,9 @@ pub mod model;
 #[cfg(feature = "train")]
 pub mod train;
 
+#[cfg(feature = "distributed")]
+pub mod distributed;
+
 #[cfg(feature = "promote")]
 pub mod promote;
 

@@ -41,6 +41,9 @@ pub struct JobView {
     pub finished_at: Option<i64>,
     /// How often a runner started it (more than once when a server stopped while it ran).
     pub attempts: i64,
+    /// The runner that holds (or last held) it: a server's, or a queue worker's
+    /// (`worker HOST-PID`).
+    pub runner: Option<String>,
     pub cancel_requested: bool,
     pub progress: JobProgress,
     pub exit_code: Option<i64>,
@@ -64,6 +67,7 @@ impl From<JobRow> for JobView {
             started_at: j.started_at,
             finished_at: j.finished_at,
             attempts: j.attempts,
+            runner: j.runner,
             cancel_requested: j.cancel_requested,
             progress: JobProgress {
                 done: j.progress_done,

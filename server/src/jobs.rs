@@ -28,7 +28,7 @@ use dexlab_store::{JobEnd, JobKind, JobRow, JobState, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, Semaphore};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
@@ -66,6 +66,10 @@ pub struct JobsConfig {
     /// A running job whose heartbeat is this many seconds old has lost its runner and is
     /// requeued ([`STALE_SECS`] unless changed; at least 3, heartbeats are every second).
     pub stale_secs: i64,
+    /// Run no job here: publish them to this queue's workers (`serve --nats`).
+    pub dispatch: Option<dexlab_queue::Queue>,
+    /// Extra environment of the jobs' processes.
+    pub child_env: Vec<(String, String)>,
 }
 
 /// Why a jobs config was refused.
@@ -125,6 +129,8 @@ impl JobsConfig {
             work_dir,
             slots,
             stale_secs: STALE_SECS,
+            dispatch: None,
+            child_env: Vec::new(),
         })
     }
 }
@@ -623,13 +629,32 @@ impl Jobs {
     pub fn start(store: Store, config: JobsConfig) -> Arc<Jobs> {
         let mut tag = [0u8; 4];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut tag);
-        let jobs = Arc::new(Jobs {
-            runner: format!("{}:{}", std::process::id(), hex::encode(tag)),
+        let runner = format!("{}:{}", std::process::id(), hex::encode(tag));
+        let dispatch = config.dispatch.clone();
+        let jobs = Self::runner_only(config, runner);
+        match dispatch {
+            Some(q) => tokio::spawn(crate::jobs_nats::dispatch_loop(store, jobs.clone(), q)),
+            None => tokio::spawn(run_loop(store, jobs.clone())),
+        };
+        jobs
+    }
+
+    /// A runner named `runner` that runs the jobs it is handed ([`run_claimed`]) and looks for
+    /// none itself: a queue worker's.
+    pub fn runner_only(config: JobsConfig, runner: String) -> Arc<Jobs> {
+        Arc::new(Jobs {
+            runner,
             config,
             wake: Notify::new(),
-        });
-        tokio::spawn(run_loop(store, jobs.clone()));
-        jobs
+        })
+    }
+
+    /// Until a job is queued (a launch wakes it) or the poll interval passes.
+    pub(crate) async fn wait(&self) {
+        tokio::select! {
+            () = self.wake.notified() => {}
+            () = tokio::time::sleep(POLL) => {}
+        }
     }
 
     /// A job was queued: look now rather than at the next poll.
@@ -659,30 +684,40 @@ impl Jobs {
     }
 }
 
+/// Requeues the running jobs whose runner stopped beating (or fails them after
+/// [`MAX_ATTEMPTS`] tries).
+pub(crate) async fn requeue_stale(store: &Store, jobs: &Jobs) {
+    let now = crate::now();
+    match store
+        .requeue_stale_jobs(now - jobs.config.stale_secs.max(3), MAX_ATTEMPTS, now)
+        .await
+    {
+        Ok((requeued, failed)) => {
+            if !requeued.is_empty() || !failed.is_empty() {
+                tracing::warn!(
+                    ?requeued,
+                    ?failed,
+                    "jobs whose runner stopped: requeued, or failed after {MAX_ATTEMPTS} tries"
+                );
+            }
+        }
+        Err(e) => tracing::warn!("jobs: checking for stale jobs: {e}"),
+    }
+}
+
 async fn run_loop(store: Store, jobs: Arc<Jobs>) {
     let slots = Arc::new(Semaphore::new(jobs.config.slots));
     loop {
-        let now = crate::now();
-        match store
-            .requeue_stale_jobs(now - jobs.config.stale_secs.max(3), MAX_ATTEMPTS, now)
-            .await
-        {
-            Ok((requeued, failed)) => {
-                if !requeued.is_empty() || !failed.is_empty() {
-                    tracing::warn!(
-                        ?requeued,
-                        ?failed,
-                        "jobs whose runner stopped: requeued, or failed after {MAX_ATTEMPTS} tries"
-                    );
-                }
-            }
-            Err(e) => tracing::warn!("jobs: checking for stale jobs: {e}"),
-        }
+        requeue_stale(&store, &jobs).await;
         while let Ok(permit) = slots.clone().try_acquire_owned() {
             match store.claim_job(&jobs.runner, crate::now()).await {
                 Ok(Some(job)) => {
                     tracing::info!(job = job.id, kind = job.kind.as_str(), "job started");
-                    tokio::spawn(run_one(store.clone(), jobs.clone(), job, permit));
+                    let (store, jobs) = (store.clone(), jobs.clone());
+                    tokio::spawn(async move {
+                        run_claimed(store, jobs, job).await;
+                        drop(permit);
+                    });
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -691,31 +726,41 @@ async fn run_loop(store: Store, jobs: Arc<Jobs>) {
                 }
             }
         }
-        tokio::select! {
-            () = jobs.wake.notified() => {}
-            () = tokio::time::sleep(POLL) => {}
-        }
+        jobs.wait().await;
     }
 }
 
-async fn run_one(store: Store, jobs: Arc<Jobs>, job: JobRow, _slot: OwnedSemaphorePermit) {
+/// Runs a job this runner has claimed to its end and records the end; `None` when the job was
+/// taken from this runner meanwhile (requeued as stale) or its end could not be recorded.
+pub async fn run_claimed(store: Store, jobs: Arc<Jobs>, job: JobRow) -> Option<JobRow> {
     let id = job.id;
     let end = match execute(&store, &jobs, &job).await {
         Ok(end) => end,
         Err(Lost) => {
             tracing::warn!(job = id, "job taken from this runner (stale); stopped here");
-            return;
+            return None;
         }
     };
-    match store.finish_job(id, &jobs.runner, &end).await {
-        Ok(row) => tracing::info!(job = id, state = row.state.as_str(), "job ended"),
-        Err(e) => tracing::warn!(job = id, "recording the end of the job: {e}"),
-    }
+    let row = match store.finish_job(id, &jobs.runner, &end).await {
+        Ok(row) => {
+            tracing::info!(job = id, state = row.state.as_str(), "job ended");
+            Some(row)
+        }
+        Err(e) => {
+            tracing::warn!(job = id, "recording the end of the job: {e}");
+            None
+        }
+    };
     jobs.wake();
+    row
 }
 
 /// The job is no longer this runner's.
 struct Lost;
+
+pub(crate) fn failed_end(error: String) -> JobEnd {
+    failed(error)
+}
 
 fn failed(error: String) -> JobEnd {
     JobEnd {
@@ -778,6 +823,7 @@ async fn execute(store: &Store, jobs: &Jobs, job: &JobRow) -> Result<JobEnd, Los
         .args(&args)
         .env("DATABASE_URL", store.connection_url())
         .env("DEXLAB_JOB", "1")
+        .envs(jobs.config.child_env.iter().map(|(k, v)| (k, v)))
         // The job's own log, at the command's default level and without colour codes, not
         // the server's settings.
         .env_remove("DEXLAB_LOG")

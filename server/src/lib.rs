@@ -31,6 +31,7 @@ pub mod auth;
 pub mod error;
 pub mod events;
 pub mod jobs;
+pub mod jobs_nats;
 pub mod limits;
 pub mod metrics;
 pub mod oidc;

@@ -269,22 +269,34 @@ impl Store {
             .await
             .map_err(db(OP, || "jobs".to_owned()))?;
             let Some(id) = next else { return Ok(None) };
-            // Taken only if still queued: another runner may have claimed it meanwhile.
-            let done = sqlx::query(
-                "UPDATE jobs SET state = 'running', runner = $1, started_at = $2,
-                     heartbeat_at = $2, attempts = attempts + 1, progress_done = 0,
-                     progress_total = 0, progress_note = NULL
-                 WHERE id = $3 AND state = 'queued'",
-            )
-            .bind(runner)
-            .bind(now)
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(db(OP, || format!("job {id}")))?;
-            if done.rows_affected() == 1 {
-                return self.expect_job(OP, id).await.map(Some);
+            if let Some(job) = self.claim_job_id(id, runner, now).await? {
+                return Ok(Some(job));
             }
+            // Another runner claimed it meanwhile: look again.
+        }
+    }
+
+    /// Claims job `id` for `runner` if it is queued (as [`Store::claim_job`] does), `None`
+    /// when it is not: a runner that was handed a job by id (a queue message) takes it only
+    /// once, whatever the number of copies of the message.
+    pub async fn claim_job_id(&self, id: i64, runner: &str, now: i64) -> Result<Option<JobRow>> {
+        const OP: &str = "claim_job";
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'running', runner = $1, started_at = $2,
+                 heartbeat_at = $2, attempts = attempts + 1, progress_done = 0,
+                 progress_total = 0, progress_note = NULL
+             WHERE id = $3 AND state = 'queued'",
+        )
+        .bind(runner)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(db(OP, || format!("job {id}")))?;
+        if done.rows_affected() == 1 {
+            self.expect_job(OP, id).await.map(Some)
+        } else {
+            Ok(None)
         }
     }
 
