@@ -473,6 +473,20 @@ pub fn experiments_cmd(
                 for (k, v) in dexlab_lab::report::model_rows(&e.config) {
                     println!("{k}: {v}");
                 }
+                if let Some(w) = e
+                    .summary
+                    .as_ref()
+                    .and_then(|s| s["distributed"]["workers"].as_object())
+                {
+                    let list: Vec<String> = w.iter().map(|(id, n)| format!("{id} ({n})")).collect();
+                    println!(
+                        "fitness on the workers of {}: {}",
+                        e.summary.as_ref().expect("read above")["distributed"]["nats"]
+                            .as_str()
+                            .unwrap_or("?"),
+                        list.join(", ")
+                    );
+                }
                 for f in &d.folds {
                     println!(
                         "fold {}: train blocks {}..{}, test {}..{}",

@@ -233,6 +233,19 @@ fn three_workers_one_killed_give_the_local_experiment() {
         .unwrap_or_else(|| panic!("no worker id in {killed_log}"))
         .to_owned();
     assert!(ids.contains(&&killed_id), "{killed_id} not in {dist}");
+    let said = String::from_utf8(
+        dexlab()
+            .args(["experiments", "show", "remote"])
+            .env("DATABASE_URL", &db)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        said.contains("fitness on the workers of nats://127.0.0.1") && said.contains(&killed_id),
+        "{said}"
+    );
     assert!(
         dist["nats"]
             .as_str()
