@@ -272,6 +272,58 @@ fn three_workers_one_killed_give_the_local_experiment() {
     psql("DROP DATABASE IF EXISTS dexlab_e2e_distributed WITH (FORCE)");
 }
 
+#[test]
+fn a_stopped_worker_finishes_the_task_it_holds() {
+    let ch = Chain::up(45, 300);
+    let data = ch.dir.path().join("ds");
+    ingest(&ch.url(), &ch.manifest_path, &data, &[]);
+    let work = tempfile::tempdir().unwrap();
+    let nats = Nats::start();
+    let w = Worker::start(&nats.url, work.path(), 0, None);
+    let db = format!("sqlite://{}", work.path().join("s.sqlite").display());
+    let mut run = evolve(
+        &data,
+        &work.path().join("x"),
+        &db,
+        "x",
+        &["--nats", &nats.url, "--nats-stall-secs", "60"],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    // SIGTERM while it evaluates a genome.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let held = loop {
+        let last = w
+            .log()
+            .lines()
+            .rev()
+            .find(|l| l.contains("took task") || l.contains("finished task"))
+            .map(str::to_owned);
+        if let Some(l) = last.filter(|l| l.contains("took task")) {
+            break l
+                .split("took task ")
+                .nth(1)
+                .and_then(|r| r.split(' ').next())
+                .unwrap()
+                .to_owned();
+        }
+        assert!(Instant::now() < deadline, "the worker took no task");
+        std::thread::sleep(Duration::from_micros(200));
+    };
+    let said = w.stop();
+    let stop_at = said.find("stopped after").expect("a clean stop");
+    assert!(
+        said.contains(&format!("finished task {held}")),
+        "the task it held ({held}) was dropped: {said}"
+    );
+    assert!(said[..stop_at].contains(&format!("finished task {held}")));
+    // Another worker takes the rest.
+    let _w2 = Worker::start(&nats.url, work.path(), 1, None);
+    assert!(run.wait().unwrap().success());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn other_versions_take_nothing_and_a_missing_dataset_is_named() {
     let ch = Chain::up(42, 200);

@@ -397,12 +397,18 @@ struct WorkerState {
     done: std::sync::atomic::AtomicU64,
     failed: std::sync::atomic::AtomicU64,
     redelivered: std::sync::atomic::AtomicU64,
+    /// Tasks taken and not finished yet.
+    in_flight: std::sync::atomic::AtomicUsize,
 }
 
-/// Takes `eval` tasks until `stop` resolves (or the connection is gone), `cfg.threads` at a
-/// time. Each task's result is stored before the task is acknowledged: a worker killed at any
-/// moment loses at most the tasks it held, which the queue hands to another worker after the
-/// ack wait.
+/// How long a stopping worker waits for the tasks it is running.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// Takes `eval` tasks (and `ingest` tasks, given a node) until `stop` resolves or the
+/// connection is gone, `cfg.threads` evaluations at a time; once stopped, lets the running ones
+/// finish (for up to 10 s). Each task's result is stored before the task is acknowledged: a
+/// worker killed at any moment loses at most the tasks it held, which the queue hands to
+/// another worker after the ack wait.
 pub async fn run_worker(
     cfg: WorkerConfig,
     stop: impl std::future::Future<Output = ()>,
@@ -441,6 +447,7 @@ pub async fn run_worker(
         done: Default::default(),
         failed: Default::default(),
         redelivered: Default::default(),
+        in_flight: Default::default(),
     });
     let announce = {
         let s = state.clone();
@@ -480,8 +487,12 @@ pub async fn run_worker(
                     None => break,
                 };
                 let s = state.clone();
+                s.in_flight
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 tokio::spawn(async move {
                     handle(&s, task, ack_wait, permit).await;
+                    s.in_flight
+                        .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
                 });
             }
         }
@@ -489,6 +500,14 @@ pub async fn run_worker(
     tokio::select! {
         _ = work => {}
         _ = stop => {}
+    }
+    // No new task is taken; those running get `DRAIN` to finish and store their results (what
+    // is still running then goes to another worker after the ack wait).
+    let until = tokio::time::Instant::now() + DRAIN;
+    while state.in_flight.load(std::sync::atomic::Ordering::SeqCst) > 0
+        && tokio::time::Instant::now() < until
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     announce.abort();
     Ok(WorkerStats {
