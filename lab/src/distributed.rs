@@ -470,32 +470,19 @@ pub async fn run_worker(
         })
     };
     on_ready(&state.id);
-    let work = futures::future::join_all(streams.into_iter().map(|(mut tasks, slots)| {
+    let work = futures::future::join_all(streams.into_iter().map(|(tasks, slots)| {
         let state = state.clone();
-        async move {
-            let ack_wait = tasks.ack_wait;
-            let free = Arc::new(tokio::sync::Semaphore::new(slots));
-            loop {
-                let permit = free.clone().acquire_owned().await.expect("never closed");
-                let task = match tasks.next().await {
-                    Some(Ok(t)) => t,
-                    Some(Err(e)) => {
-                        tracing::warn!("worker {}: {e}", state.id);
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        continue;
-                    }
-                    None => break,
-                };
-                let s = state.clone();
+        let ack_wait = tasks.ack_wait;
+        tasks.run(slots, move |task, slot| {
+            let s = state.clone();
+            s.in_flight
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                handle(&s, task, ack_wait, slot).await;
                 s.in_flight
-                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                tokio::spawn(async move {
-                    handle(&s, task, ack_wait, permit).await;
-                    s.in_flight
-                        .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-                });
+                    .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
             }
-        }
+        })
     }));
     tokio::select! {
         _ = work => {}

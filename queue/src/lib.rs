@@ -23,6 +23,8 @@
 mod bundle;
 mod error;
 mod tasks;
+#[cfg(feature = "test-utils")]
+pub mod test_utils;
 
 use std::time::Duration;
 

@@ -84,6 +84,30 @@ pub struct TaskStream {
 }
 
 impl TaskStream {
+    /// Runs `handle` on every task as it comes, at most `slots` at once, until the connection
+    /// is gone for good. `handle` gets the task and its slot, which it gives back (drops) when
+    /// its share of the work is done. An error taking a task is logged, and taking goes on.
+    pub async fn run<F, Fut>(mut self, slots: usize, handle: F)
+    where
+        F: Fn(Task, tokio::sync::OwnedSemaphorePermit) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let free = std::sync::Arc::new(tokio::sync::Semaphore::new(slots.max(1)));
+        loop {
+            let permit = free.clone().acquire_owned().await.expect("never closed");
+            match self.next().await {
+                Some(Ok(t)) => {
+                    tokio::spawn(handle(t, permit));
+                }
+                Some(Err(e)) => {
+                    tracing::warn!("{e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                None => return,
+            }
+        }
+    }
+
     /// The next task (waits for one). `None` when the connection is gone for good.
     pub async fn next(&mut self) -> Option<Result<Task>> {
         let msg = match self.inner.next().await? {

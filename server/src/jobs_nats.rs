@@ -116,32 +116,24 @@ pub struct JobWorker {
 /// Takes `job` tasks, `jobs.config.slots` at a time, until the connection is gone.
 pub async fn work_jobs(w: Arc<JobWorker>) -> Result<(), String> {
     let slots = w.jobs.config.slots.max(1);
-    let mut tasks = w
+    let tasks = w
         .queue
         .tasks(JOB, w.ack_wait, slots)
         .await
         .map_err(|e| e.to_string())?;
     let ack_wait = tasks.ack_wait;
-    let free = Arc::new(tokio::sync::Semaphore::new(slots));
-    loop {
-        let permit = free.clone().acquire_owned().await.expect("never closed");
-        let task = match tasks.next().await {
-            Some(Ok(t)) => t,
-            Some(Err(e)) => {
-                tracing::warn!("jobs: {e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
+    tasks
+        .run(slots, move |task, slot| {
+            let w = w.clone();
+            async move {
+                if let Err(e) = take(&w, &task, ack_wait).await {
+                    tracing::warn!(key = task.key, "job task: {e}");
+                }
+                drop(slot);
             }
-            None => return Ok(()),
-        };
-        let w = w.clone();
-        tokio::spawn(async move {
-            if let Err(e) = take(&w, &task, ack_wait).await {
-                tracing::warn!(key = task.key, "job task: {e}");
-            }
-            drop(permit);
-        });
-    }
+        })
+        .await;
+    Ok(())
 }
 
 async fn take(w: &JobWorker, task: &Task, ack_wait: Duration) -> Result<(), String> {
