@@ -120,6 +120,17 @@ fn evolve(data: &Path, out: &Path, db: &str, name: &str, extra: &[&str]) -> Comm
     c
 }
 
+/// What `experiments show --json` says of where an experiment's fitness was computed.
+fn distributed(db: &str, experiment: &str) -> serde_json::Value {
+    let o = dexlab()
+        .args(["experiments", "show", experiment, "--json"])
+        .env("DATABASE_URL", db)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["experiment"]["summary"]["distributed"].clone()
+}
+
 fn result(out: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(out.join("result.json")).unwrap()).unwrap()
 }
@@ -210,16 +221,7 @@ fn three_workers_one_killed_give_the_local_experiment() {
         remote.join("result.json").display()
     );
     // The store records who computed it: the killed worker among them, as it did work first.
-    let shown: serde_json::Value = serde_json::from_slice(
-        &dexlab()
-            .args(["experiments", "show", "remote", "--json"])
-            .env("DATABASE_URL", &db)
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    let dist = &shown["experiment"]["summary"]["distributed"];
+    let dist = distributed(&db, "remote");
     let ids: Vec<&String> = dist["workers"]
         .as_object()
         .expect("workers")
@@ -464,20 +466,11 @@ fn dashboard_jobs_run_on_the_workers() {
     let id = j["result"]["experiment_id"]
         .as_i64()
         .expect("an experiment");
-    let shown: serde_json::Value = serde_json::from_slice(
-        &dexlab()
-            .args(["experiments", "show", &id.to_string(), "--json"])
-            .env("DATABASE_URL", &db)
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    let dist = &shown["experiment"]["summary"]["distributed"];
+    let dist = distributed(&db, &id.to_string());
     assert_eq!(
         dist["workers"].as_object().map(|w| w.len()),
         Some(1),
-        "{shown:#}"
+        "{dist:#}"
     );
     crate::serve::stop(server);
     let said = w.stop();
