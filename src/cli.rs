@@ -111,6 +111,13 @@ struct FeaturesBuildArgs {
     /// Replace a non-empty --out (atomically, once the new features are complete).
     #[arg(long)]
     force: bool,
+    /// Run the leakage canary's cuts (most of the work) on the workers of this NATS JetStream
+    /// server; the folder written is the one a local build writes.
+    #[arg(long, value_name = "URL", env = "DEXLAB_NATS")]
+    nats: Option<String>,
+    /// With --nats: give up when no cut has come back for this many seconds.
+    #[arg(long, default_value_t = 600, value_name = "SECS", requires = "nats")]
+    nats_stall_secs: u64,
     #[arg(long)]
     json: bool,
 }
@@ -283,7 +290,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Data(DataCmd::Import(a)) => import_cmd(a),
         Command::Data(DataCmd::Inspect(a)) => inspect_cmd(a),
         Command::Data(DataCmd::Verify(a)) => verify_cmd(a),
-        Command::Features(FeaturesCmd::Build(a)) => features_build_cmd(a),
+        Command::Features(FeaturesCmd::Build(a)) => features_build_cmd(a, &rt),
         Command::Strategies(crate::research::StrategiesCmd::List { json }) => {
             crate::research::strategies_list(json)
         }
@@ -574,7 +581,10 @@ fn verify_cmd(a: InspectArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn features_build_cmd(a: FeaturesBuildArgs) -> anyhow::Result<ExitCode> {
+fn features_build_cmd(
+    a: FeaturesBuildArgs,
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<ExitCode> {
     let cfg = match &a.config {
         Some(p) => {
             let text =
@@ -585,7 +595,20 @@ fn features_build_cmd(a: FeaturesBuildArgs) -> anyhow::Result<ExitCode> {
     };
     let started = std::time::Instant::now();
     let staged = Staged::begin(&a.out, a.force, "a feature folder")?;
-    let mut r = dexlab_features::build(&a.data, &cfg, staged.path())?;
+    let mut r = match &a.nats {
+        Some(url) => {
+            let queue = rt.block_on(dexlab_queue::Queue::connect(url))?;
+            dexlab_lab::distributed::features_build_split(
+                &queue,
+                rt.handle(),
+                &a.data,
+                &cfg,
+                staged.path(),
+                std::time::Duration::from_secs(a.nats_stall_secs.max(1)),
+            )?
+        }
+        None => dexlab_features::build(&a.data, &cfg, staged.path())?,
+    };
     r.out = staged.commit()?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);

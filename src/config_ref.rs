@@ -97,8 +97,8 @@ const ENV: &[(&str, &str, &str)] = &[
     ),
     (
         "DEXLAB_NATS",
-        "`evolve`, `data ingest`, `worker`",
-        "a NATS JetStream server (`--nats`): fitness, ingestion ranges and jobs on its workers",
+        "`evolve`, `data ingest`, `features build`, `worker`",
+        "a NATS JetStream server (`--nats`): fitness, ingestion ranges, the leakage canary on its workers",
     ),
     (
         "DEXLAB_WORKER_VERSION",

@@ -568,6 +568,55 @@ fn a_split_ingestion_is_the_single_run_dataset_whatever_worker_dies() {
     assert_eq!(again["blocks"], 0, "{again}");
 }
 
+#[test]
+fn features_built_with_the_canary_on_workers_are_the_local_ones() {
+    let ch = Chain::up(46, 300);
+    let data = ch.dir.path().join("ds");
+    ingest(&ch.url(), &ch.manifest_path, &data, &[]);
+    let work = tempfile::tempdir().unwrap();
+    let build = |out: &Path, extra: &[&str]| {
+        let o = dexlab()
+            .args(["features", "build", "--json", "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(out)
+            .args(extra)
+            .env_remove("DEXLAB_NATS")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let local = work.path().join("local");
+    let a = build(&local, &[]);
+    let nats = Nats::start();
+    let workers: Vec<Worker> = (0..2)
+        .map(|n| Worker::start(&nats.url, work.path(), n, None))
+        .collect();
+    let split = work.path().join("split");
+    let b = build(&split, &["--nats", &nats.url]);
+    assert_eq!(a["leakage_check_blocks"], b["leakage_check_blocks"]);
+    let cuts = a["leakage_check_blocks"].as_array().unwrap().len();
+    assert!(cuts >= 2, "{a}");
+    // Every cut was checked on a worker.
+    let done: usize = workers
+        .into_iter()
+        .map(|w| {
+            w.stop()
+                .lines()
+                .filter(|l| l.contains("finished task"))
+                .count()
+        })
+        .sum();
+    assert_eq!(done, cuts);
+    for f in ["features.parquet", "manifest.json"] {
+        assert!(
+            std::fs::read(local.join(f)).unwrap() == std::fs::read(split.join(f)).unwrap(),
+            "{f} differs from the local build's"
+        );
+    }
+}
+
 fn ciborium_into<T: serde::Serialize>(v: &T, out: &mut Vec<u8>) {
     let bytes = dexlab_lab::distributed::encode(v);
     out.extend_from_slice(&bytes);

@@ -189,6 +189,21 @@ pub struct BuildReport {
 /// Builds `features.parquet` and `manifest.json` in `out` from the dataset in `data`, and runs
 /// the leakage canary on the result; a leak fails the build.
 pub fn build(data: &Path, cfg: &FeatureConfig, out: &Path) -> Result<BuildReport> {
+    build_with(data, cfg, out, &mut |inputs, cuts| {
+        leakage::check(inputs, cfg, cuts, None)
+    })
+}
+
+/// [`build`], with the leakage canary's cuts checked by `check_leakage` (e.g. each cut on a
+/// worker of a queue, `dexlab features build --nats`); it must fail as
+/// [`leakage::check`] would. The canary is most of a build's work: it runs the whole pipeline
+/// twice per cut.
+pub fn build_with(
+    data: &Path,
+    cfg: &FeatureConfig,
+    out: &Path,
+    check_leakage: &mut dyn FnMut(&pipeline::Inputs, &[i64]) -> Result<()>,
+) -> Result<BuildReport> {
     cfg.validate().map_err(FeatureError::Config)?;
     let inputs = load_inputs(data, cfg)?;
     cfg.check_span(inputs.first_block, inputs.last_block)
@@ -200,7 +215,7 @@ pub fn build(data: &Path, cfg: &FeatureConfig, out: &Path) -> Result<BuildReport
         .map_err(|e| named(e.into()))?;
     check_finite(&df)?;
     let cuts = leakage::cut_points(&inputs).map_err(named)?;
-    leakage::check(&inputs, cfg, &cuts, None).map_err(named)?;
+    check_leakage(&inputs, &cuts).map_err(named)?;
     fs::create_dir_all(out).map_err(|source| FeatureError::Io {
         path: out.into(),
         source,

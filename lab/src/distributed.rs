@@ -425,7 +425,8 @@ pub async fn run_worker(
     let id = format!("{}-{}", crate::experiments::host_name(), std::process::id());
     // (kind, tasks at once, tasks asked for at a time: a few ahead, so that the next task is
     // here when a thread frees up).
-    let mut kinds = vec![(EVAL, threads, 2 * threads)];
+    // The canary runs Polars, which uses every core itself: one cut at a time.
+    let mut kinds = vec![(EVAL, threads, 2 * threads), (LEAK, 1, 1)];
     if cfg.rpc.is_some() {
         // I/O-bound: each task keeps its own requests in flight.
         kinds.push((INGEST, 1, 1));
@@ -561,6 +562,9 @@ async fn run_task(
     }
     if task.kind == INGEST {
         return run_ingest(s, task, ack_wait).await.map(Some);
+    }
+    if task.kind == LEAK {
+        return run_leak(s, task, ack_wait).await.map(Some);
     }
     let t: EvalTask = decode(&task.payload, "task")?;
     let (scope, _) = task
@@ -813,6 +817,100 @@ async fn run_ingest(
     }
     let bundle = s.queue.push_dir(&out).await.map_err(|e| e.to_string())?;
     Ok(encode(&IngestPart { bundle, report }))
+}
+
+/// The task kind of one cut of the features' leakage canary.
+pub const LEAK: &str = "leak";
+
+/// One cut of the leakage canary of a feature build: the pipeline run twice on the dataset,
+/// the second time with everything after block `cut` perturbed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeakTask {
+    /// The bundle hash of the dataset folder.
+    pub dataset: String,
+    pub config: dexlab_features::FeatureConfig,
+    pub cut: i64,
+}
+
+/// `dexlab features build --nats`: the table is built here, and the leakage canary (two
+/// pipeline runs per cut, most of a build's work) runs one cut per task on the queue's
+/// workers. The folder written is the one a local build writes, byte for byte.
+pub fn features_build_split(
+    queue: &Queue,
+    rt: &Handle,
+    data: &Path,
+    cfg: &dexlab_features::FeatureConfig,
+    out: &Path,
+    stall: Duration,
+) -> Result<dexlab_features::BuildReport> {
+    let dataset = rt
+        .block_on(queue.push_dir(data))
+        .map_err(|e| LabError::Refused(format!("uploading dataset {}: {e}", data.display())))?;
+    let mut check =
+        |_: &dexlab_features::pipeline::Inputs, cuts: &[i64]| -> dexlab_features::Result<()> {
+            let task = |cut: i64| LeakTask {
+                dataset: dataset.clone(),
+                config: cfg.clone(),
+                cut,
+            };
+            let scope = digest(&[
+                queue.version().as_bytes(),
+                LEAK.as_bytes(),
+                &serde_json::to_vec(&task(0)).expect("a task serialises"),
+            ]);
+            let items: Vec<(String, Bytes)> = cuts
+                .iter()
+                .map(|&c| (format!("c{c}"), Bytes::from(encode(&task(c)))))
+                .collect();
+            let results = rt
+                .block_on(queue.run_batch(LEAK, &scope, items, stall))
+                .map_err(|e| {
+                    dexlab_features::FeatureError::Leakage(format!(
+                        "the canary's cuts on the workers: {e}"
+                    ))
+                })?;
+            for (_, payload) in results {
+                let leak: Option<String> = decode(&payload, "leakage result")
+                    .map_err(dexlab_features::FeatureError::Leakage)?;
+                if let Some(m) = leak {
+                    return Err(dexlab_features::FeatureError::Leakage(m));
+                }
+            }
+            Ok(())
+        };
+    Ok(dexlab_features::build_with(data, cfg, out, &mut check)?)
+}
+
+async fn run_leak(
+    s: &Arc<WorkerState>,
+    task: &Task,
+    ack_wait: Duration,
+) -> Result<Vec<u8>, String> {
+    let t: LeakTask = decode(&task.payload, "leakage task")?;
+    let dir = s
+        .queue
+        .fetch_dir(&t.dataset, &s.cfg.cache)
+        .await
+        .map_err(|e| format!("dataset: {e}"))?;
+    let run = tokio::task::spawn_blocking(move || {
+        let inputs = dexlab_features::load_inputs(&dir, &t.config).map_err(|e| e.to_string())?;
+        match dexlab_features::leakage::check_at(&inputs, &t.config, t.cut, None) {
+            Ok(()) => Ok(None),
+            // A leak is the canary's answer, not the worker's failure.
+            Err(dexlab_features::FeatureError::Leakage(m)) => Ok(Some(m)),
+            Err(e) => Err(e.to_string()),
+        }
+    });
+    tokio::pin!(run);
+    let mut tick = tokio::time::interval((ack_wait / 3).max(Duration::from_millis(100)));
+    tick.tick().await;
+    let leak: Option<String> = loop {
+        tokio::select! {
+            r = &mut run => break r.map_err(|e| format!("the canary panicked: {e}"))??,
+            _ = tick.tick() => { let _ = task.in_progress().await; }
+        }
+    };
+    Ok(encode(&leak))
 }
 
 #[cfg(test)]

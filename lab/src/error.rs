@@ -25,6 +25,10 @@ pub enum LabError {
     #[error(transparent)]
     Data(#[from] dexlab_data::DataError),
 
+    #[cfg(feature = "distributed")]
+    #[error(transparent)]
+    Features(#[from] dexlab_features::FeatureError),
+
     /// A value of the execution config (`[backtest]`) that cannot be used with the dataset.
     #[cfg(feature = "evolve")]
     #[error(transparent)]
