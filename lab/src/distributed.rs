@@ -399,6 +399,8 @@ struct WorkerState {
     redelivered: std::sync::atomic::AtomicU64,
     /// Tasks taken and not finished yet.
     in_flight: std::sync::atomic::AtomicUsize,
+    /// The leakage canary's inputs of the last dataset and config.
+    leak_inputs: Mutex<Option<(String, dexlab_features::pipeline::Inputs)>>,
 }
 
 /// How long a stopping worker waits for the tasks it is running.
@@ -449,6 +451,7 @@ pub async fn run_worker(
         failed: Default::default(),
         redelivered: Default::default(),
         in_flight: Default::default(),
+        leak_inputs: Mutex::new(None),
     });
     let announce = {
         let s = state.clone();
@@ -892,8 +895,30 @@ async fn run_leak(
         .fetch_dir(&t.dataset, &s.cfg.cache)
         .await
         .map_err(|e| format!("dataset: {e}"))?;
+    let state = s.clone();
     let run = tokio::task::spawn_blocking(move || {
-        let inputs = dexlab_features::load_inputs(&dir, &t.config).map_err(|e| e.to_string())?;
+        // The inputs (the dataset read, the depth replayed) once per dataset and config: every
+        // cut of a build reads the same.
+        let key = format!(
+            "{}/{}",
+            t.dataset,
+            serde_json::to_string(&t.config).map_err(|e| e.to_string())?
+        );
+        let cached = state
+            .leak_inputs
+            .lock()
+            .expect("inputs")
+            .as_ref()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, i)| i.clone());
+        let inputs = match cached {
+            Some(i) => i,
+            None => {
+                let i = dexlab_features::load_inputs(&dir, &t.config).map_err(|e| e.to_string())?;
+                *state.leak_inputs.lock().expect("inputs") = Some((key, i.clone()));
+                i
+            }
+        };
         match dexlab_features::leakage::check_at(&inputs, &t.config, t.cut, None) {
             Ok(()) => Ok(None),
             // A leak is the canary's answer, not the worker's failure.
