@@ -20,20 +20,9 @@ for line in sys.stdin:
         print(m["executable"])')
 [[ -x "$BENCH_BIN" ]] || { echo "bench: the distributed bench did not build" >&2; exit 1; }
 DEXLAB="$CARGO_TARGET_DIR/debug/dexlab"
-CHAIN= NATS=
-trap '[[ -n $CHAIN ]] && kill $CHAIN 2>/dev/null; [[ -n $NATS ]] && kill $NATS 2>/dev/null; rm -rf "$WORK"' EXIT
-if [[ -n "${DEXLAB_BENCH_DATA:-}" ]]; then
-  cp -r "$DEXLAB_BENCH_DATA" "$WORK/ds"
-else
-  "$DEXLAB" chain up --port "$PORT" --seed 2 --blocks "$BLOCKS" --manifest "$WORK/m.json" >/dev/null 2>&1 &
-  CHAIN=$!
-  until [[ -f "$WORK/m.json" ]]; do
-    kill -0 $CHAIN 2>/dev/null || { echo "bench: chain up failed" >&2; exit 1; }
-    sleep 1
-  done
-  "$DEXLAB" data ingest --rpc "http://127.0.0.1:$PORT" --manifest "$WORK/m.json" --out "$WORK/ds" --quiet
-  kill $CHAIN; CHAIN=
-fi
+NATS=
+trap '[[ -n $NATS ]] && kill $NATS 2>/dev/null; rm -rf "$WORK"' EXIT
+bash bench/devnet-dataset.sh "$DEXLAB" "$WORK/ds" "$BLOCKS" "$PORT"
 NATS_BIN=$(command -v nats-server || echo /usr/sbin/nats-server)
 "$NATS_BIN" -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$WORK/nats" >/dev/null 2>&1 &
 NATS=$!

@@ -14,21 +14,8 @@ WORK="$(mktemp -d)"
 bash scripts/setup.sh >/dev/null
 cargo build --quiet --bin dexlab
 DEXLAB="$CARGO_TARGET_DIR/debug/dexlab"
-CHAIN=
-trap '[[ -n $CHAIN ]] && kill $CHAIN 2>/dev/null; rm -rf "$WORK"' EXIT
-if [[ -n "${DEXLAB_BENCH_DATA:-}" ]]; then
-  # An ingested dataset given (e.g. scripts/results' devnet): no chain of our own.
-  cp -r "$DEXLAB_BENCH_DATA" "$WORK/ds"
-else
-  "$DEXLAB" chain up --port "$PORT" --seed 2 --blocks "$BLOCKS" --manifest "$WORK/m.json" >/dev/null 2>&1 &
-  CHAIN=$!
-  until [[ -f "$WORK/m.json" ]]; do
-    kill -0 $CHAIN 2>/dev/null || { echo "bench: chain up failed" >&2; exit 1; }
-    sleep 1
-  done
-  "$DEXLAB" data ingest --rpc "http://127.0.0.1:$PORT" --manifest "$WORK/m.json" --out "$WORK/ds" --quiet
-  kill $CHAIN
-fi
+trap 'rm -rf "$WORK"' EXIT
+bash bench/devnet-dataset.sh "$DEXLAB" "$WORK/ds" "$BLOCKS" "$PORT"
 if [[ -n "${BENCH_BASE:-}" ]]; then
   BASE_DIR="$PWD/.dexlab/bench-base"
   git worktree remove --force "$BASE_DIR" 2>/dev/null || rm -rf "$BASE_DIR"
