@@ -584,19 +584,14 @@ async fn run_task(
             ctx.space.len()
         ));
     }
-    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    let (tx, rx) = tokio::sync::oneshot::channel();
     s.pool.spawn(move || {
         let _ = tx.send(ctx.evaluate(&genome));
     });
-    // Tell the queue the task is alive while it runs, well within the ack wait.
-    let mut tick = tokio::time::interval((ack_wait / 3).max(Duration::from_millis(100)));
-    tick.tick().await;
-    let eval = loop {
-        tokio::select! {
-            r = &mut rx => break r.map_err(|_| "the evaluation panicked".to_owned())?,
-            _ = tick.tick() => { let _ = task.in_progress().await; }
-        }
-    };
+    let eval = task
+        .keep_alive(ack_wait, rx)
+        .await
+        .map_err(|_| "the evaluation panicked".to_owned())?;
     Ok(Some(encode(&eval)))
 }
 
@@ -792,16 +787,10 @@ async fn run_ingest(
         snapshot: false,
         force: true,
     };
-    let run = dexlab_data::ingest::ingest(cfg);
-    tokio::pin!(run);
-    let mut tick = tokio::time::interval((ack_wait / 3).max(Duration::from_millis(100)));
-    tick.tick().await;
-    let report = loop {
-        tokio::select! {
-            r = &mut run => break r.map_err(|e| e.to_string())?,
-            _ = tick.tick() => { let _ = task.in_progress().await; }
-        }
-    };
+    let report = task
+        .keep_alive(ack_wait, dexlab_data::ingest::ingest(cfg))
+        .await
+        .map_err(|e| e.to_string())?;
     if report.chain_id != t.plan.chain_id {
         return Err(format!(
             "this worker's node (--rpc) serves chain {}; the task is of chain {}",
@@ -926,15 +915,10 @@ async fn run_leak(
             Err(e) => Err(e.to_string()),
         }
     });
-    tokio::pin!(run);
-    let mut tick = tokio::time::interval((ack_wait / 3).max(Duration::from_millis(100)));
-    tick.tick().await;
-    let leak: Option<String> = loop {
-        tokio::select! {
-            r = &mut run => break r.map_err(|e| format!("the canary panicked: {e}"))??,
-            _ = tick.tick() => { let _ = task.in_progress().await; }
-        }
-    };
+    let leak: Option<String> = task
+        .keep_alive(ack_wait, run)
+        .await
+        .map_err(|e| format!("the canary panicked: {e}"))??;
     Ok(encode(&leak))
 }
 

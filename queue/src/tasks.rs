@@ -67,6 +67,24 @@ impl Task {
 }
 
 impl Task {
+    /// Awaits `work`, telling the server every third of `ack_wait` that the task is still
+    /// being worked on, so that it is not handed to another worker meanwhile.
+    pub async fn keep_alive<T>(
+        &self,
+        ack_wait: Duration,
+        work: impl std::future::Future<Output = T>,
+    ) -> T {
+        tokio::pin!(work);
+        let mut tick = tokio::time::interval((ack_wait / 3).max(Duration::from_millis(100)));
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                r = &mut work => return r,
+                _ = tick.tick() => { let _ = self.in_progress().await; }
+            }
+        }
+    }
+
     /// Hands the task back to be delivered again after `delay` (to this or another worker).
     pub async fn retry_later(&self, delay: Duration) -> Result<()> {
         self.msg

@@ -199,18 +199,13 @@ async fn take(w: &JobWorker, task: &Task, ack_wait: Duration) -> Result<(), Stri
         }
     }
     // Alive for the queue while the job runs (the store has its own heartbeat).
-    let keep = async {
-        let mut tick = tokio::time::interval((ack_wait / 3).max(Duration::from_millis(100)));
-        loop {
-            tick.tick().await;
-            let _ = task.in_progress().await;
-        }
-    };
     let id = row.id;
-    let ended = tokio::select! {
-        r = crate::jobs::run_claimed(w.store.clone(), w.jobs.clone(), row) => r,
-        () = keep => unreachable!("the keep-alive loop never ends"),
-    };
+    let ended = task
+        .keep_alive(
+            ack_wait,
+            crate::jobs::run_claimed(w.store.clone(), w.jobs.clone(), row),
+        )
+        .await;
     let summary = match ended {
         Some(r) => serde_json::json!({ "job": id, "state": r.state.as_str() }),
         None => serde_json::json!({ "job": id, "state": "lost" }),
